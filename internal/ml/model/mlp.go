@@ -289,4 +289,3 @@ func (t *trainer) batch(x *mat.Dense, y, w []float64, idx []int, grads [][]float
 	}
 	return loss, weight
 }
-
