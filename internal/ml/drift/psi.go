@@ -1,0 +1,141 @@
+package drift
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// DefaultPSIBins is the number of reference quantile bins PSI uses unless
+// told otherwise; ten deciles is the convention the usual PSI thresholds
+// (0.1 moderate, 0.2 significant) were calibrated with.
+const DefaultPSIBins = 10
+
+// DefaultPSIEpsilon is the floor applied to an empty bin's proportion.
+const DefaultPSIEpsilon = 1e-4
+
+// QuantileEdges returns the interior bin edges of the reference sample: its
+// quantiles at k/bins for k = 1..bins-1 (numpy's default 'linear'
+// interpolation), with duplicates removed so that heavily tied data yields
+// fewer, non-empty bins instead of zero-width ones. A value x falls into bin
+// i when edges[i-1] < x <= edges[i]; the outer bins are open-ended, so
+// values outside the reference range still land somewhere.
+func QuantileEdges(reference []float64, bins int) ([]float64, error) {
+	if bins < 2 {
+		return nil, fmt.Errorf("psi: need at least 2 bins, got %d", bins)
+	}
+	sorted, err := sortedFinite(reference)
+	if err != nil {
+		return nil, fmt.Errorf("psi: reference: %w", err)
+	}
+	edges := make([]float64, 0, bins-1)
+	for k := 1; k < bins; k++ {
+		q := quantileSorted(sorted, float64(k)/float64(bins))
+		if len(edges) == 0 || q != edges[len(edges)-1] {
+			edges = append(edges, q)
+		}
+	}
+	return edges, nil
+}
+
+func sortedFinite(v []float64) ([]float64, error) {
+	if len(v) == 0 {
+		return nil, errors.New("empty sample")
+	}
+	out := make([]float64, len(v))
+	for i, f := range v {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("value %d is not finite (%v)", i, f)
+		}
+		out[i] = f
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// quantileSorted reproduces numpy.quantile(method='linear'), including its
+// two-sided lerp, so that edges coincide with numpy's to the last bit.
+func quantileSorted(s []float64, p float64) float64 {
+	idx := p * float64(len(s)-1)
+	lo := math.Floor(idx)
+	i := int(lo)
+	if i >= len(s)-1 {
+		return s[len(s)-1]
+	}
+	t := idx - lo
+	a, b := s[i], s[i+1]
+	if t >= 0.5 {
+		return b - (b-a)*(1-t)
+	}
+	return a + (b-a)*t
+}
+
+// binProportions assigns each value to its bin and returns the share of
+// values per bin (len(edges)+1 bins).
+func binProportions(values, edges []float64) []float64 {
+	counts := make([]float64, len(edges)+1)
+	for _, v := range values {
+		i, _ := slices.BinarySearch(edges, v)
+		counts[i]++
+	}
+	for i := range counts {
+		counts[i] /= float64(len(values))
+	}
+	return counts
+}
+
+// PSI is the population stability index of current against reference over
+// DefaultPSIBins reference quantile bins, with empty bins floored at
+// DefaultPSIEpsilon.
+func PSI(reference, current []float64) (float64, error) {
+	edges, err := QuantileEdges(reference, DefaultPSIBins)
+	if err != nil {
+		return 0, err
+	}
+	return PSIWithEdges(reference, current, edges, DefaultPSIEpsilon)
+}
+
+// PSIWithEdges computes sum_i (c_i - r_i) * ln(c_i / r_i) over the bins the
+// edges define. A bin with no observations on one side would make the log
+// infinite; its proportion is raised to epsilon instead (no renormalisation:
+// the shift is at most bins*epsilon and keeps every term finite and
+// non-negative). epsilon must be positive.
+func PSIWithEdges(reference, current, edges []float64, epsilon float64) (float64, error) {
+	if !(epsilon > 0) {
+		return 0, fmt.Errorf("psi: epsilon must be positive, got %v", epsilon)
+	}
+	if !slices.IsSorted(edges) {
+		return 0, errors.New("psi: edges must be sorted")
+	}
+	if err := checkFinite(reference); err != nil {
+		return 0, fmt.Errorf("psi: reference: %w", err)
+	}
+	if err := checkFinite(current); err != nil {
+		return 0, fmt.Errorf("psi: current: %w", err)
+	}
+	r := binProportions(reference, edges)
+	c := binProportions(current, edges)
+	return psiFromProportions(r, c, epsilon), nil
+}
+
+func psiFromProportions(r, c []float64, epsilon float64) float64 {
+	var psi float64
+	for i := range r {
+		ri, ci := math.Max(r[i], epsilon), math.Max(c[i], epsilon)
+		psi += (ci - ri) * math.Log(ci/ri)
+	}
+	return psi
+}
+
+func checkFinite(v []float64) error {
+	if len(v) == 0 {
+		return errors.New("empty sample")
+	}
+	for i, f := range v {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("value %d is not finite (%v)", i, f)
+		}
+	}
+	return nil
+}
