@@ -47,7 +47,7 @@ func TestResolve(t *testing.T) {
 		{"string literal with braces", `${{ "}}" + params.data }}`, "}}builtin:x"},
 		{"index syntax", `${{ steps["train"].outputs["model"] }}`, "file:///m/1"},
 		{"recursive", map[string]any{
-			"model": "${{ steps.train.outputs.model }}",
+			"model":      "${{ steps.train.outputs.model }}",
 			"thresholds": map[string]any{"roc_auc": map[string]any{"min": "${{ params.min_auc }}"}},
 			"list":       []any{"${{ params.epochs }}", "x-${{ params.fast }}", 1.0},
 		}, map[string]any{
