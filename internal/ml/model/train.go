@@ -19,7 +19,7 @@ type Config struct {
 
 	// Logistic regression: C is the inverse L2 strength as in scikit-learn
 	// (default 1); training stops when the gradient's largest component
-	// falls below Tol (default 1e-6) or after MaxIter iterations (default 1000).
+	// falls below Tol (default 1e-5) or after MaxIter iterations (default 1000).
 	C       float64 `json:"c,omitempty"`
 	Tol     float64 `json:"tol,omitempty"`
 	MaxIter int     `json:"max_iter,omitempty"`
@@ -38,7 +38,7 @@ func (c Config) withDefaults() Config {
 	switch c.Kind {
 	case LogReg:
 		c.C = cmp(c.C, 1)
-		c.Tol = cmp(c.Tol, 1e-6)
+		c.Tol = cmp(c.Tol, 1e-5)
 		c.MaxIter = int(cmp(float64(c.MaxIter), 1000))
 	case MLP:
 		if len(c.Hidden) == 0 {
