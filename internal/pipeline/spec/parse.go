@@ -64,8 +64,8 @@ func ParseAndValidate(file string, data []byte, cat Catalog) (*Spec, Diagnostics
 
 // Parse decodes a pipeline file, reporting unknown keys and values of the
 // wrong type, and applies defaults. It does not check references between
-// parts of the file; Validate does. The spec is nil only when the YAML
-// itself cannot be read.
+// parts of the file; Validate does. The spec is nil when the file is not
+// YAML, is empty, or expands to too many nodes.
 func Parse(file string, data []byte) (*Spec, Diagnostics) {
 	p := &decoder{reporter: reporter{src: newSource(file)}, anchors: map[string]ast.Node{}}
 	f, err := parser.ParseBytes(data, 0)
@@ -95,12 +95,15 @@ func Parse(file string, data []byte) (*Spec, Diagnostics) {
 			p.at("", "a pipeline file holds one YAML document; found another here")
 		}
 	}
-	s := &Spec{Source: p.src, MaxParallel: DefaultMaxParallel, FailFast: true}
 	if body == nil {
-		p.diags = append(p.diags, Diagnostic{Pos: Pos{File: file, Line: 1, Col: 1}, Message: "pipeline file is empty"})
-		return s, p.diags
+		return nil, Diagnostics{{Pos: Pos{File: file, Line: 1, Col: 1}, Message: "pipeline file is empty"}}
 	}
+	s := &Spec{Source: p.src, MaxParallel: DefaultMaxParallel, FailFast: true}
 	p.spec(body, s)
+	if p.tooBig {
+		// What was decoded is truncated; checking it would only add noise.
+		return nil, p.diags
+	}
 	applyDefaults(s)
 	return s, p.diags
 }
@@ -220,6 +223,14 @@ func (p *decoder) pos(n ast.Node) Pos {
 	pos := Pos{File: p.src.File}
 	if n == nil {
 		return pos
+	}
+	// A block mapping's own token is the first ':'; its first key reads
+	// better in messages.
+	if m, ok := n.(*ast.MappingNode); ok && !m.IsFlowStyle && len(m.Values) > 0 && m.Values[0] != nil {
+		n = m.Values[0].Key
+	}
+	if mv, ok := n.(*ast.MappingValueNode); ok {
+		n = mv.Key
 	}
 	if t := n.GetToken(); t != nil && t.Position != nil {
 		pos.Line, pos.Col = t.Position.Line, t.Position.Column

@@ -148,11 +148,11 @@ func (v *validator) schedule() {
 	// defaults must make a complete set.
 	_, problems := resolveParams(v.s, sc.Params)
 	for _, p := range problems {
-		path := "schedule.params." + p.name
-		if _, given := sc.Params[p.name]; !given {
-			path = "schedule"
+		if _, given := sc.Params[p.name]; given {
+			v.at("schedule.params."+p.name, "schedule: %v", p.err)
+		} else {
+			v.atKey("schedule", "schedule: %v", p.err)
 		}
-		v.at(path, "schedule: %v", p.err)
 	}
 }
 
@@ -255,6 +255,8 @@ func (v *validator) checkStep(r stepRef) {
 		np := index(path+".needs", i)
 		dep, ok := v.where[need]
 		switch {
+		case slices.Index(st.Needs, need) < i:
+			v.at(np, "%s lists %q in needs twice", name, need)
 		case !ok:
 			v.at(np, "%s needs %q, which is not a step%s", name, need, didYouMean(need, slices.Sorted(mapKeys(v.where))))
 		case dep.finally && !r.finally:
@@ -314,7 +316,7 @@ func (v *validator) inputs(path, name string, st *Step, t StepType) {
 	for i, in := range t.Inputs {
 		valid[i] = in.Name
 		if _, ok := st.With[in.Name]; in.Required && !ok {
-			v.at(path+".with", "%s lacks required input %q of step type %q", name, in.Name, t.Name)
+			v.atKey(path+".with", "%s lacks required input %q of step type %q", name, in.Name, t.Name)
 		}
 	}
 	for _, k := range sortedKeys(st.With) {
