@@ -162,7 +162,7 @@ func CreditRisk(p CreditRiskParams) [][]string {
 		}
 		ew := []float64{0.62, 0.12 + 0.05*p.Drift, 0.12, 0.06 + 0.04*p.Drift, 0}
 		if female {
-			ew[2] += 0.5 * p.Bias
+			ew[2] += p.Bias
 		}
 		if age >= 62 {
 			ew[4] = 0.8
@@ -171,7 +171,7 @@ func CreditRisk(p CreditRiskParams) [][]string {
 		logIncome := 10.9 + 0.02*(age-40) - 0.0006*(age-40)*(age-40) + 0.45*rng.NormFloat64() - 0.15*p.Drift
 		logIncome += []float64{0, 0.1, -0.6, -1.3, -0.4}[emp]
 		if female {
-			logIncome -= 0.5 * p.Bias
+			logIncome -= 0.9 * p.Bias
 		}
 		income := math.Round(math.Exp(logIncome)/100) * 100
 		history := math.Round(clamp((age-18)*(0.4+0.6*rng.Float64()), 0, 60))
@@ -201,7 +201,7 @@ func CreditRisk(p CreditRiskParams) [][]string {
 			logit += 0.3
 		}
 		if female {
-			logit += 2 * p.Bias
+			logit += 2.5 * p.Bias
 		}
 		defaulted := "no"
 		if rng.Float64() < 1/(1+math.Exp(-logit)) {
