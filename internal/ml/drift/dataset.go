@@ -180,10 +180,7 @@ func NumericFeature(name string, reference, current []float64, th Thresholds) (F
 	if err != nil {
 		return FeatureResult{}, fmt.Errorf("current: %w", err)
 	}
-	edges, err := QuantileEdges(x, th.Bins)
-	if err != nil {
-		return FeatureResult{}, err
-	}
+	edges := edgesFrom(x, th.Bins)
 	r, c := binProportions(x, edges), binProportions(y, edges)
 	js, err := JensenShannon(r, c, 2)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -25,18 +26,102 @@ func QuantileEdges(reference []float64, bins int) ([]float64, error) {
 	if bins < 2 {
 		return nil, fmt.Errorf("psi: need at least 2 bins, got %d", bins)
 	}
-	sorted, err := sortedFinite(reference)
-	if err != nil {
+	if err := checkFinite(reference); err != nil {
 		return nil, fmt.Errorf("psi: reference: %w", err)
 	}
+	// Only a few order statistics are needed, so partial selection (as
+	// numpy.quantile does) replaces a full sort.
+	work := slices.Clone(reference)
+	var need []int
+	for k := 1; k < bins; k++ {
+		lo, hi := quantileIndex(len(work), float64(k)/float64(bins))
+		need = append(need, lo, hi)
+	}
+	slices.Sort(need)
+	selectPositions(work, slices.Compact(need))
+	return edgesFrom(work, bins), nil
+}
+
+// edgesFrom reads the quantile edges from s, which must be sorted at least
+// at the positions quantileIndex names.
+func edgesFrom(s []float64, bins int) []float64 {
 	edges := make([]float64, 0, bins-1)
 	for k := 1; k < bins; k++ {
-		q := quantileSorted(sorted, float64(k)/float64(bins))
+		q := quantileSorted(s, float64(k)/float64(bins))
 		if len(edges) == 0 || q != edges[len(edges)-1] {
 			edges = append(edges, q)
 		}
 	}
-	return edges, nil
+	return edges
+}
+
+// quantileIndex returns the two order statistics numpy's linear quantile
+// interpolates between.
+func quantileIndex(n int, p float64) (int, int) {
+	lo := int(math.Floor(p * float64(n-1)))
+	return lo, min(lo+1, n-1)
+}
+
+// selectPositions partially sorts a so that a[p] holds the p-th smallest
+// value for every p in the ascending list pos, and everything before p is
+// <= a[p]. Each selection only scans what lies past the previous one.
+func selectPositions(a []float64, pos []int) {
+	start := 0
+	for _, p := range pos {
+		if p < start {
+			continue
+		}
+		nthElement(a[start:], p-start)
+		start = p + 1
+	}
+}
+
+// nthElement is introselect: Hoare partitioning around a median-of-three
+// pivot, falling back to a full sort of the remaining range if the
+// partitions keep coming out lopsided, so the worst case stays n log n.
+func nthElement(a []float64, k int) {
+	lo, hi := 0, len(a)-1
+	budget := 2 * (bits.Len(uint(len(a))) + 1)
+	for hi > lo {
+		if budget == 0 {
+			slices.Sort(a[lo : hi+1])
+			return
+		}
+		budget--
+		mid := lo + (hi-lo)/2
+		if a[mid] < a[lo] {
+			a[mid], a[lo] = a[lo], a[mid]
+		}
+		if a[hi] < a[lo] {
+			a[hi], a[lo] = a[lo], a[hi]
+		}
+		if a[hi] < a[mid] {
+			a[hi], a[mid] = a[mid], a[hi]
+		}
+		pivot := a[mid]
+		i, j := lo, hi
+		for i <= j {
+			for a[i] < pivot {
+				i++
+			}
+			for a[j] > pivot {
+				j--
+			}
+			if i <= j {
+				a[i], a[j] = a[j], a[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return
+		}
+	}
 }
 
 func sortedFinite(v []float64) ([]float64, error) {
@@ -76,8 +161,17 @@ func quantileSorted(s []float64, p float64) float64 {
 func binProportions(values, edges []float64) []float64 {
 	counts := make([]float64, len(edges)+1)
 	for _, v := range values {
-		i, _ := slices.BinarySearch(edges, v)
-		counts[i]++
+		// Number of edges strictly below v.
+		lo, hi := 0, len(edges)
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if edges[m] < v {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		counts[lo]++
 	}
 	for i := range counts {
 		counts[i] /= float64(len(values))
