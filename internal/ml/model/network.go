@@ -28,12 +28,23 @@ type Scorer interface {
 	PredictProba(x *mat.Dense) ([]float64, error)
 }
 
-// Tensor is a named weight array, row-major, as saved in a model file.
+// Tensor is a named weight array, row-major, as saved in a model file. Data
+// holds the values whatever the storage type; DType ("F64", "F32" or "I8")
+// says how a model file stores them, and the values must be exactly
+// representable in it.
 type Tensor struct {
 	Name  string
+	DType string
 	Shape []int
 	Data  []float64
 }
+
+// Storage types of tensors.
+const (
+	F64 = "F64"
+	F32 = "F32"
+	I8  = "I8"
+)
 
 // Dense is one fully connected layer: out = W·in + B, W is Out×In row-major.
 type Dense struct {
@@ -56,8 +67,8 @@ func (n *Network) Tensors() []Tensor {
 	var ts []Tensor
 	for i, l := range n.Layers {
 		ts = append(ts,
-			Tensor{Name: fmt.Sprintf("layers.%d.weight", i), Shape: []int{l.Out, l.In}, Data: l.W},
-			Tensor{Name: fmt.Sprintf("layers.%d.bias", i), Shape: []int{l.Out}, Data: l.B})
+			Tensor{Name: fmt.Sprintf("layers.%d.weight", i), DType: F64, Shape: []int{l.Out, l.In}, Data: l.W},
+			Tensor{Name: fmt.Sprintf("layers.%d.bias", i), DType: F64, Shape: []int{l.Out}, Data: l.B})
 	}
 	return ts
 }
