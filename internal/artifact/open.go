@@ -57,14 +57,17 @@ func Open(ctx context.Context, location string) (Store, error) {
 }
 
 func openS3Store(ctx context.Context, u *url.URL) (*s3Store, error) {
+	// Errors name the location without its query: whatever someone wrongly
+	// put there may be a secret.
+	loc := "s3://" + u.Host + u.Path
 	if u.Host == "" {
-		return nil, fmt.Errorf("artifact: open %q: missing bucket", u.Redacted())
+		return nil, fmt.Errorf("artifact: open %q: missing bucket", loc)
 	}
 	var loadOpts []func(*config.LoadOptions) error
 	var endpoint string
 	for key, vals := range u.Query() {
 		if len(vals) != 1 {
-			return nil, fmt.Errorf("artifact: open %q: parameter %q given %d times", u.Redacted(), key, len(vals))
+			return nil, fmt.Errorf("artifact: open %q: parameter %q given %d times", loc, key, len(vals))
 		}
 		v := vals[0]
 		switch key {
@@ -73,27 +76,31 @@ func openS3Store(ctx context.Context, u *url.URL) (*s3Store, error) {
 		case "endpoint":
 			e, err := url.Parse(v)
 			if err != nil || (e.Scheme != "http" && e.Scheme != "https") || e.Host == "" || e.User != nil {
-				return nil, fmt.Errorf("artifact: open %q: endpoint must be an http(s) URL without credentials", u.Redacted())
+				return nil, fmt.Errorf("artifact: open %q: endpoint must be an http(s) URL without credentials", loc)
 			}
 			endpoint = v
 		case "max_attempts":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
-				return nil, fmt.Errorf("artifact: open %q: max_attempts must be a positive integer", u.Redacted())
+				return nil, fmt.Errorf("artifact: open %q: max_attempts must be a positive integer", loc)
 			}
 			loadOpts = append(loadOpts, config.WithRetryMaxAttempts(n))
 		default:
-			return nil, fmt.Errorf("artifact: open %q: unknown parameter %q (want region, endpoint, max_attempts)", u.Redacted(), key)
+			return nil, fmt.Errorf("artifact: open %q: unknown parameter %q (want region, endpoint, max_attempts)", loc, key)
 		}
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("artifact: open s3://%s: load AWS config: %w", u.Host, err)
+		return nil, fmt.Errorf("artifact: open %s: load AWS config: %w", loc, err)
 	}
 	if cfg.Region == "" {
-		return nil, fmt.Errorf("artifact: open s3://%s: no region: set ?region= or AWS_REGION", u.Host)
+		return nil, fmt.Errorf("artifact: open %s: no region: set ?region= or AWS_REGION", loc)
 	}
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		// Get verifies every blob against its SHA-256 name itself; the SDK's
+		// own response check would fail first on corruption with an
+		// unexported error type that callers cannot tell from a network fault.
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
 			o.UsePathStyle = true

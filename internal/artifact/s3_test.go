@@ -1,0 +1,247 @@
+package artifact_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+)
+
+const testBucket = "gauntlet-test"
+
+// fakeS3 is gofakes3 behind a real HTTP server, with a switch that makes the
+// server misbehave the way S3 and networks do.
+type fakeS3 struct {
+	backend *s3mem.Backend
+	server  *httptest.Server
+	fault   atomic.Value // of faultFunc; nil means behave
+}
+
+// faultFunc may handle a request itself and report true, or pass it on.
+type faultFunc func(w http.ResponseWriter, r *http.Request) bool
+
+func newFakeS3(t *testing.T) *fakeS3 {
+	t.Helper()
+	// Credentials reach the SDK through its default chain only, as in
+	// production; isolate the test from the machine's own AWS setup.
+	none := filepath.Join(t.TempDir(), "none")
+	t.Setenv("AWS_ACCESS_KEY_ID", "test-key")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	t.Setenv("AWS_CONFIG_FILE", none)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+	f := &fakeS3{backend: s3mem.New()}
+	if err := f.backend.CreateBucket(testBucket); err != nil {
+		t.Fatal(err)
+	}
+	faker := gofakes3.New(f.backend, gofakes3.WithLogger(gofakes3.DiscardLog()))
+	h := faker.Server()
+	f.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fn, _ := f.fault.Load().(faultFunc); fn != nil && fn(w, r) {
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.server.Close)
+	return f
+}
+
+func (f *fakeS3) open(t *testing.T, prefix string) artifact.Store {
+	t.Helper()
+	s, err := artifact.Open(context.Background(),
+		"s3://"+testBucket+"/"+prefix+"?region=us-east-1&max_attempts=1&endpoint="+f.server.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (f *fakeS3) setFault(fn faultFunc) { f.fault.Store(fn) }
+
+func (f *fakeS3) keys(t *testing.T) []string {
+	t.Helper()
+	res, err := f.backend.ListBucket(testBucket, nil, gofakes3.ListBucketPage{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range res.Contents {
+		keys = append(keys, o.Key)
+	}
+	return keys
+}
+
+func newS3Fixture(t *testing.T) fixture {
+	f := newFakeS3(t)
+	const prefix = "team/artifacts"
+	return fixture{
+		store: f.open(t, prefix),
+		tamper: func(t *testing.T, d artifact.Digest, data []byte) {
+			key := prefix + "/blobs/sha256/" + d.Hex()
+			if _, err := f.backend.PutObject(testBucket, key, map[string]string{}, bytes.NewReader(data), int64(len(data)), nil); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+}
+
+func TestS3Contract(t *testing.T) { runContract(t, newS3Fixture) }
+
+func TestS3KeysStayUnderPrefix(t *testing.T) {
+	f := newFakeS3(t)
+	s := f.open(t, "a/b")
+	mustPut(t, s, []byte("x"))
+	if _, err := s.PutRef(context.Background(), "r", []byte("y"), ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range f.keys(t) {
+		if !strings.HasPrefix(k, "a/b/blobs/") && !strings.HasPrefix(k, "a/b/refs/") {
+			t.Errorf("key %q outside the store's prefix", k)
+		}
+	}
+}
+
+// dropHalfway reads half of each PUT body and then cuts the connection, as a
+// network failure in the middle of an upload would.
+func dropHalfway(t *testing.T) faultFunc {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPut {
+			return false
+		}
+		io.CopyN(io.Discard, r.Body, r.ContentLength/2)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return true
+		}
+		conn.Close()
+		return true
+	}
+}
+
+func serverError(status int, code string) faultFunc {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(status)
+		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>`+code+`</Code><Message>injected</Message></Error>`)
+		return true
+	}
+}
+
+func TestS3DroppedUploadLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeS3(t)
+	s := f.open(t, "")
+	v1, err := s.PutRef(ctx, "model/aliases", []byte("champion=1"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := f.keys(t)
+
+	f.setFault(dropHalfway(t))
+	_, err = s.Put(ctx, bytes.NewReader(bytes.Repeat([]byte("big model "), 200_000)))
+	if err == nil || !artifact.IsRetryable(err) {
+		t.Fatalf("Put over a dropped connection: %v; want a retryable error", err)
+	}
+	_, err = s.PutRef(ctx, "model/aliases", []byte("champion=2"), v1)
+	if err == nil || !artifact.IsRetryable(err) {
+		t.Fatalf("PutRef over a dropped connection: %v; want a retryable error", err)
+	}
+	f.setFault(nil)
+
+	if after := f.keys(t); strings.Join(after, ",") != strings.Join(before, ",") {
+		t.Fatalf("keys after failed uploads = %v, want unchanged %v", after, before)
+	}
+	ref, err := s.GetRef(ctx, "model/aliases")
+	if err != nil || string(ref.Data) != "champion=1" || ref.Version != v1 {
+		t.Fatalf("ref after failed update = %+v, %v; want the original", ref, err)
+	}
+}
+
+func TestS3ErrorClassification(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeS3(t)
+	s := f.open(t, "")
+	info := mustPut(t, s, []byte("present"))
+	v, err := s.PutRef(ctx, "r", []byte("x"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		status int
+		code   string
+	}{
+		{http.StatusInternalServerError, "InternalError"},
+		{http.StatusServiceUnavailable, "SlowDown"},
+		{http.StatusBadGateway, "BadGateway"},
+	} {
+		f.setFault(serverError(tc.status, tc.code))
+		calls := map[string]error{}
+		_, calls["Stat"] = s.Stat(ctx, info.Digest)
+		_, calls["Put"] = s.Put(ctx, strings.NewReader("new content"))
+		_, calls["GetRef"] = s.GetRef(ctx, "r")
+		_, calls["PutRef"] = s.PutRef(ctx, "r", []byte("y"), v)
+		_, calls["ListBlobs"] = s.ListBlobs(ctx, "")
+		for op, err := range calls {
+			if err == nil || !artifact.IsRetryable(err) {
+				t.Errorf("%s under %d %s: %v; want a retryable error", op, tc.status, tc.code, err)
+			}
+			if errors.Is(err, artifact.ErrNotFound) || errors.Is(err, artifact.ErrConflict) {
+				t.Errorf("%s under %d: %v misclassified as not-found or conflict", op, tc.status, err)
+			}
+		}
+	}
+
+	f.setFault(serverError(http.StatusForbidden, "AccessDenied"))
+	if _, err := s.Stat(ctx, info.Digest); err == nil || artifact.IsRetryable(err) {
+		t.Errorf("403 AccessDenied: %v; want a permanent error", err)
+	}
+	f.setFault(nil)
+	if _, err := s.Stat(ctx, artifact.DigestBytes([]byte("absent"))); !errors.Is(err, artifact.ErrNotFound) || artifact.IsRetryable(err) {
+		t.Errorf("404: %v; want permanent ErrNotFound", err)
+	}
+}
+
+func TestOpenS3Locations(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeS3(t)
+	for _, bad := range []string{
+		"s3://AKIA:secret@bucket/prefix?region=us-east-1",
+		"s3://bucket/p?region=us-east-1&secret_access_key=secret",
+		"s3://bucket/p?region=us-east-1&region=eu-west-1",
+		"s3://bucket/p?region=us-east-1&endpoint=ftp://host",
+		"s3://bucket/p?region=us-east-1&endpoint=http://k:s@host",
+		"s3://bucket/p?region=us-east-1&max_attempts=0",
+		"s3:///p?region=us-east-1",
+		"s3://bucket/p", // no region anywhere: the test cleared AWS_REGION
+	} {
+		_, err := artifact.Open(ctx, bad)
+		if err == nil {
+			t.Errorf("Open(%q) succeeded", bad)
+			continue
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("Open(%q) error leaks the secret: %v", bad, err)
+		}
+	}
+	t.Setenv("AWS_REGION", "eu-west-1")
+	if _, err := artifact.Open(ctx, "s3://bucket?endpoint="+f.server.URL); err != nil {
+		t.Errorf("region from the environment: %v", err)
+	}
+}
