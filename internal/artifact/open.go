@@ -2,6 +2,7 @@ package artifact
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -38,7 +39,12 @@ func Open(ctx context.Context, location string) (Store, error) {
 	}
 	u, err := url.Parse(location)
 	if err != nil {
-		return nil, fmt.Errorf("artifact: open: %w", err)
+		// url.Error quotes the whole input, which may hold a secret.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("artifact: open: malformed location URL: %w", err)
 	}
 	if u.User != nil {
 		return nil, fmt.Errorf("artifact: open %s://%s: credentials in the URL are refused; use the AWS SDK's default credential chain", u.Scheme, u.Host)
