@@ -8,14 +8,11 @@ import (
 	"testing"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/artifacttest"
 )
 
 func newFileFixture(t *testing.T) fixture {
-	root := t.TempDir()
-	s, err := artifact.Open(context.Background(), "file://"+root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, root := artifacttest.FileStore(t)
 	return fixture{
 		store: s,
 		tamper: func(t *testing.T, d artifact.Digest, data []byte) {

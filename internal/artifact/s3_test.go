@@ -6,94 +6,21 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/artifacttest"
 )
 
-const testBucket = "gauntlet-test"
-
-// fakeS3 is gofakes3 behind a real HTTP server, with a switch that makes the
-// server misbehave the way S3 and networks do.
-type fakeS3 struct {
-	backend *s3mem.Backend
-	server  *httptest.Server
-	fault   atomic.Value // of faultFunc; nil means behave
-}
-
-// faultFunc may handle a request itself and report true, or pass it on.
-type faultFunc func(w http.ResponseWriter, r *http.Request) bool
-
-func newFakeS3(t *testing.T) *fakeS3 {
-	t.Helper()
-	// Credentials reach the SDK through its default chain only, as in
-	// production; isolate the test from the machine's own AWS setup.
-	none := filepath.Join(t.TempDir(), "none")
-	t.Setenv("AWS_ACCESS_KEY_ID", "test-key")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_REGION", "")
-	t.Setenv("AWS_DEFAULT_REGION", "")
-	t.Setenv("AWS_CONFIG_FILE", none)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-	f := &fakeS3{backend: s3mem.New()}
-	if err := f.backend.CreateBucket(testBucket); err != nil {
-		t.Fatal(err)
-	}
-	faker := gofakes3.New(f.backend, gofakes3.WithLogger(gofakes3.DiscardLog()))
-	h := faker.Server()
-	f.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if fn, _ := f.fault.Load().(faultFunc); fn != nil && fn(w, r) {
-			return
-		}
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(f.server.Close)
-	return f
-}
-
-func (f *fakeS3) open(t *testing.T, prefix string) artifact.Store {
-	t.Helper()
-	s, err := artifact.Open(context.Background(),
-		"s3://"+testBucket+"/"+prefix+"?region=us-east-1&max_attempts=1&endpoint="+f.server.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func (f *fakeS3) setFault(fn faultFunc) { f.fault.Store(fn) }
-
-func (f *fakeS3) keys(t *testing.T) []string {
-	t.Helper()
-	res, err := f.backend.ListBucket(testBucket, nil, gofakes3.ListBucketPage{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys []string
-	for _, o := range res.Contents {
-		keys = append(keys, o.Key)
-	}
-	return keys
-}
-
 func newS3Fixture(t *testing.T) fixture {
-	f := newFakeS3(t)
+	f := artifacttest.NewFakeS3(t)
 	const prefix = "team/artifacts"
 	return fixture{
-		store: f.open(t, prefix),
+		store: f.Open(t, prefix),
 		tamper: func(t *testing.T, d artifact.Digest, data []byte) {
 			key := prefix + "/blobs/sha256/" + d.Hex()
-			if _, err := f.backend.PutObject(testBucket, key, map[string]string{}, bytes.NewReader(data), int64(len(data)), nil); err != nil {
+			if _, err := f.Backend.PutObject(artifacttest.Bucket, key, map[string]string{}, bytes.NewReader(data), int64(len(data)), nil); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -103,13 +30,13 @@ func newS3Fixture(t *testing.T) fixture {
 func TestS3Contract(t *testing.T) { runContract(t, newS3Fixture) }
 
 func TestS3KeysStayUnderPrefix(t *testing.T) {
-	f := newFakeS3(t)
-	s := f.open(t, "a/b")
+	f := artifacttest.NewFakeS3(t)
+	s := f.Open(t, "a/b")
 	mustPut(t, s, []byte("x"))
 	if _, err := s.PutRef(context.Background(), "r", []byte("y"), ""); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range f.keys(t) {
+	for _, k := range f.Keys(t) {
 		if !strings.HasPrefix(k, "a/b/blobs/") && !strings.HasPrefix(k, "a/b/refs/") {
 			t.Errorf("key %q outside the store's prefix", k)
 		}
@@ -118,7 +45,7 @@ func TestS3KeysStayUnderPrefix(t *testing.T) {
 
 // dropHalfway reads half of each PUT body and then cuts the connection, as a
 // network failure in the middle of an upload would.
-func dropHalfway(t *testing.T) faultFunc {
+func dropHalfway(t *testing.T) artifacttest.Fault {
 	return func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodPut {
 			return false
@@ -134,7 +61,7 @@ func dropHalfway(t *testing.T) faultFunc {
 	}
 }
 
-func serverError(status int, code string) faultFunc {
+func serverError(status int, code string) artifacttest.Fault {
 	return func(w http.ResponseWriter, r *http.Request) bool {
 		w.Header().Set("Content-Type", "application/xml")
 		w.WriteHeader(status)
@@ -145,15 +72,15 @@ func serverError(status int, code string) faultFunc {
 
 func TestS3DroppedUploadLeavesNothing(t *testing.T) {
 	ctx := context.Background()
-	f := newFakeS3(t)
-	s := f.open(t, "")
+	f := artifacttest.NewFakeS3(t)
+	s := f.Open(t, "")
 	v1, err := s.PutRef(ctx, "model/aliases", []byte("champion=1"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := f.keys(t)
+	before := f.Keys(t)
 
-	f.setFault(dropHalfway(t))
+	f.SetFault(dropHalfway(t))
 	_, err = s.Put(ctx, bytes.NewReader(bytes.Repeat([]byte("big model "), 200_000)))
 	if err == nil || !artifact.IsRetryable(err) {
 		t.Fatalf("Put over a dropped connection: %v; want a retryable error", err)
@@ -162,9 +89,9 @@ func TestS3DroppedUploadLeavesNothing(t *testing.T) {
 	if err == nil || !artifact.IsRetryable(err) {
 		t.Fatalf("PutRef over a dropped connection: %v; want a retryable error", err)
 	}
-	f.setFault(nil)
+	f.SetFault(nil)
 
-	if after := f.keys(t); strings.Join(after, ",") != strings.Join(before, ",") {
+	if after := f.Keys(t); strings.Join(after, ",") != strings.Join(before, ",") {
 		t.Fatalf("keys after failed uploads = %v, want unchanged %v", after, before)
 	}
 	ref, err := s.GetRef(ctx, "model/aliases")
@@ -175,8 +102,8 @@ func TestS3DroppedUploadLeavesNothing(t *testing.T) {
 
 func TestS3ErrorClassification(t *testing.T) {
 	ctx := context.Background()
-	f := newFakeS3(t)
-	s := f.open(t, "")
+	f := artifacttest.NewFakeS3(t)
+	s := f.Open(t, "")
 	info := mustPut(t, s, []byte("present"))
 	v, err := s.PutRef(ctx, "r", []byte("x"), "")
 	if err != nil {
@@ -191,7 +118,7 @@ func TestS3ErrorClassification(t *testing.T) {
 		{http.StatusServiceUnavailable, "SlowDown"},
 		{http.StatusBadGateway, "BadGateway"},
 	} {
-		f.setFault(serverError(tc.status, tc.code))
+		f.SetFault(serverError(tc.status, tc.code))
 		calls := map[string]error{}
 		_, calls["Stat"] = s.Stat(ctx, info.Digest)
 		_, calls["Put"] = s.Put(ctx, strings.NewReader("new content"))
@@ -208,11 +135,11 @@ func TestS3ErrorClassification(t *testing.T) {
 		}
 	}
 
-	f.setFault(serverError(http.StatusForbidden, "AccessDenied"))
+	f.SetFault(serverError(http.StatusForbidden, "AccessDenied"))
 	if _, err := s.Stat(ctx, info.Digest); err == nil || artifact.IsRetryable(err) {
 		t.Errorf("403 AccessDenied: %v; want a permanent error", err)
 	}
-	f.setFault(nil)
+	f.SetFault(nil)
 	if _, err := s.Stat(ctx, artifact.DigestBytes([]byte("absent"))); !errors.Is(err, artifact.ErrNotFound) || artifact.IsRetryable(err) {
 		t.Errorf("404: %v; want permanent ErrNotFound", err)
 	}
@@ -220,7 +147,7 @@ func TestS3ErrorClassification(t *testing.T) {
 
 func TestOpenS3Locations(t *testing.T) {
 	ctx := context.Background()
-	f := newFakeS3(t)
+	f := artifacttest.NewFakeS3(t)
 	for _, bad := range []string{
 		"s3://AKIA:s3cr3tvalue@bucket/prefix?region=us-east-1",
 		"s3://bucket/p?region=us-east-1&secret_access_key=s3cr3tvalue",
@@ -241,7 +168,7 @@ func TestOpenS3Locations(t *testing.T) {
 		}
 	}
 	t.Setenv("AWS_REGION", "eu-west-1")
-	if _, err := artifact.Open(ctx, "s3://bucket?endpoint="+f.server.URL); err != nil {
+	if _, err := artifact.Open(ctx, "s3://bucket?endpoint="+f.Server.URL); err != nil {
 		t.Errorf("region from the environment: %v", err)
 	}
 }
