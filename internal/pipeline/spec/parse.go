@@ -168,8 +168,24 @@ type decoder struct {
 	reporter
 	anchors map[string]ast.Node
 	nodes   int
+	depth   int
 	tooBig  bool
 }
+
+// maxDepth bounds nesting, which a self-referencing alias makes endless.
+const maxDepth = 64
+
+// enter guards one level of nesting; every call must be paired with leave.
+func (p *decoder) enter(path string) bool {
+	p.depth++
+	if p.depth > maxDepth && !p.tooBig {
+		p.tooBig = true
+		p.at(path, "value is nested more than %d levels deep (a self-referencing alias?)", maxDepth)
+	}
+	return !p.tooBig
+}
+
+func (p *decoder) leave() { p.depth-- }
 
 // node resolves anchors, aliases and tags to the node holding the value,
 // and records its position at path. It returns nil for null and for
@@ -248,6 +264,10 @@ type entry struct {
 // mapping returns the entries of a mapping node, following merge keys ("<<")
 // so explicit keys override merged ones. what names the mapping in messages.
 func (p *decoder) mapping(path, what string, n ast.Node) ([]entry, bool) {
+	defer p.leave()
+	if !p.enter(path) {
+		return nil, false
+	}
 	n = p.node(path, n)
 	if n == nil {
 		return nil, true
@@ -301,6 +321,10 @@ func (p *decoder) mapping(path, what string, n ast.Node) ([]entry, bool) {
 }
 
 func (p *decoder) merge(path, what string, n ast.Node) []entry {
+	defer p.leave()
+	if !p.enter(path) {
+		return nil
+	}
 	n = p.node(path, n)
 	if seq, ok := n.(*ast.SequenceNode); ok {
 		var out []entry
@@ -479,6 +503,10 @@ func (p *decoder) strings(e entry, what string) []string {
 // value converts arbitrary YAML to JSON-compatible Go values: maps with
 // string keys, []any, string, float64, bool and nil.
 func (p *decoder) value(path string, n ast.Node) any {
+	defer p.leave()
+	if !p.enter(path) {
+		return nil
+	}
 	n = p.node(path, n)
 	switch v := n.(type) {
 	case nil:
