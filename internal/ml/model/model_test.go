@@ -326,3 +326,12 @@ func TestAdult(t *testing.T) {
 		t.Errorf("mlp accuracy %.4f ROC AUC %.4f is worse than logreg's %.4f / %.4f", mlpAcc, mlpAUC, lrAcc, lrAUC)
 	}
 }
+
+func BenchmarkTrainLogRegAdult(b *testing.B) {
+	a := mltest.LoadAdult(b)
+	for b.Loop() {
+		if _, err := model.Train(context.Background(), a.XTrain, a.Train.Y, model.Config{Kind: model.LogReg}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

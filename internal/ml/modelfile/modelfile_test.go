@@ -206,13 +206,13 @@ func TestDecodeManifestRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, edit := range map[string][2]string{
-		"version":  {`"format_version": 1`, `"format_version": 2`},
-		"kind":     {`"kind": "logreg"`, `"kind": "forest"`},
-		"schema":   {`"name": "income",`, `"name": "salary",`},
+		"version": {`"format_version": 1`, `"format_version": 2`},
+		"kind":    {`"kind": "logreg"`, `"kind": "forest"`},
+		"schema":  {`"name": "income",`, `"name": "salary",`},
 		"features": {`"features": [
     "age",`, `"features": [
     "years",`},
-		"unknown":  {`"threshold"`, `"surprise": 1, "threshold"`},
+		"unknown": {`"threshold"`, `"surprise": 1, "threshold"`},
 	} {
 		bad := strings.Replace(string(good), edit[0], edit[1], 1)
 		if bad == string(good) {

@@ -220,11 +220,18 @@ func (m *Model) PredictProba(x *mat.Dense) ([]float64, error) {
 	next := make([]float64, width)
 	out := make([]float64, rows)
 	last := len(m.Layers) - 1
+	inv := make([][]float64, len(m.Layers))
+	for li, l := range m.Layers {
+		inv[li] = make([]float64, l.In)
+		for j, s := range l.InScale {
+			inv[li][j] = 1 / s
+		}
+	}
 	for r := range rows {
 		in := x.RawRowView(r)
 		for li, l := range m.Layers {
 			for j, v := range in[:l.In] {
-				qin[j] = clamp8(v / l.InScale[j])
+				qin[j] = clamp8(v * inv[li][j])
 			}
 			for o := range l.Out {
 				acc := dot8(l.W[o*l.In:(o+1)*l.In], qin[:l.In])
@@ -245,12 +252,19 @@ func (m *Model) PredictProba(x *mat.Dense) ([]float64, error) {
 // dot8 is the integer inner product: |w·x| ≤ 127·127·len fits int32 for any
 // layer narrower than 133,000 inputs.
 func dot8(w, x []int8) int32 {
-	var acc int32
+	var a0, a1, a2, a3 int32
 	x = x[:len(w)]
-	for j, v := range w {
-		acc += int32(v) * int32(x[j])
+	j := 0
+	for ; j+4 <= len(w); j += 4 {
+		a0 += int32(w[j]) * int32(x[j])
+		a1 += int32(w[j+1]) * int32(x[j+1])
+		a2 += int32(w[j+2]) * int32(x[j+2])
+		a3 += int32(w[j+3]) * int32(x[j+3])
 	}
-	return acc
+	for ; j < len(w); j++ {
+		a0 += int32(w[j]) * int32(x[j])
+	}
+	return a0 + a1 + a2 + a3
 }
 
 // Tensors names the quantized parameters for a model file: per layer an I8
