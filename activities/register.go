@@ -1,0 +1,29 @@
+package activities
+
+import (
+	"log/slog"
+	"path/filepath"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/gauntlet-ml/gauntlet/workflows"
+)
+
+// Config is what the activities need from the worker process.
+type Config struct {
+	PipelinesDir string
+	StateDir     string
+	Logger       *slog.Logger
+}
+
+// Register registers every Gauntlet activity on w.
+func Register(w worker.ActivityRegistry, cfg Config) {
+	p := &Pipelines{Dir: cfg.PipelinesDir}
+	c := &Cache{Dir: filepath.Join(cfg.StateDir, "cache")}
+	w.RegisterActivityWithOptions(p.Resolve, activity.RegisterOptions{Name: workflows.ResolveName})
+	w.RegisterActivityWithOptions(c.Get, activity.RegisterOptions{Name: workflows.CacheGetName})
+	w.RegisterActivityWithOptions(c.Put, activity.RegisterOptions{Name: workflows.CachePutName})
+	h := &Host{StateDir: cfg.StateDir, Logger: cfg.Logger}
+	h.RegisterSteps(w)
+}

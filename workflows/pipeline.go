@@ -1,0 +1,362 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/gauntlet-ml/gauntlet/internal/dag"
+	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
+	"github.com/gauntlet-ml/gauntlet/internal/pipeline/tmpl"
+	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
+)
+
+// Built-in policy for steps whose pipeline sets none, documented in the
+// README's YAML reference.
+const (
+	defaultStepTimeout   = time.Hour
+	defaultMaxAttempts   = 3
+	defaultInitialRetry  = time.Second
+	defaultBackoff       = 2.0
+	defaultMaxRetryDelay = time.Minute
+	defaultMaxParallel   = 10
+	resolveTimeout       = time.Minute
+)
+
+// workflowStep carries out a step type in workflow code (it waits on people
+// or time rather than computing). It returns the step's outputs.
+type workflowStep func(ctx workflow.Context, r *run, st *stepRun) (map[string]any, error)
+
+// workflowSteps maps step types executed in workflow code to their handler.
+var workflowSteps = map[string]workflowStep{}
+
+// Pipeline interprets a pipeline definition as a DAG of activities.
+func Pipeline(ctx workflow.Context, in PipelineInput) (*Result, error) {
+	r := &run{input: in, status: Status{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, State: RunRunning, StartedAt: workflow.Now(ctx)}}
+	r.status.Pipeline = in.Pipeline
+	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (Status, error) { return r.snapshot(), nil }); err != nil {
+		return nil, err
+	}
+	if err := r.registerHandlers(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.resolve(ctx); err != nil {
+		r.finish(ctx, RunFailed, err)
+		return nil, err
+	}
+	err := r.execute(ctx)
+	return r.conclude(ctx, err)
+}
+
+// run is the interpreter's state for one execution.
+type run struct {
+	input    PipelineInput
+	resolved Resolved
+	status   Status
+	main     *phase
+	fin      *phase
+	// handlers registered by workflow-executed step types (approvals).
+	hooks []func(ctx workflow.Context) error
+}
+
+// phase is one DAG: the normal steps, or the finally steps.
+type phase struct {
+	finally bool
+	graph   *dag.Graph
+	specs   map[string]spec.Step
+	order   []string
+}
+
+// stepRun is one step in flight.
+type stepRun struct {
+	spec   spec.Step
+	index  int
+	with   map[string]any
+	cancel workflow.CancelFunc
+}
+
+func (r *run) registerHandlers(ctx workflow.Context) error {
+	for _, h := range registeredHooks {
+		if err := h(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// registeredHooks lets workflow-executed step types register their signal,
+// update and query handlers before the first blocking call, as Temporal
+// requires for early updates to be accepted.
+var registeredHooks []func(workflow.Context, *run) error
+
+func (r *run) resolve(ctx workflow.Context) error {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: resolveTimeout,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: []string{"InvalidPipeline"},
+		},
+	})
+	in := ResolveInput{Pipeline: r.input.Pipeline, Spec: r.input.Spec, YAML: r.input.YAML, Params: r.input.Params}
+	if err := workflow.ExecuteActivity(actx, ResolveName, in).Get(ctx, &r.resolved); err != nil {
+		return fmt.Errorf("resolve pipeline %q: %w", r.input.Pipeline, err)
+	}
+	sp := &r.resolved.Spec
+	r.status.Pipeline = sp.Name
+	r.status.SpecHash = r.resolved.Hash
+	r.status.Params = r.resolved.Params
+	var err error
+	if r.main, err = newPhase(sp.Steps, false); err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), "InvalidPipeline", err)
+	}
+	if r.fin, err = newPhase(sp.Finally, true); err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), "InvalidPipeline", err)
+	}
+	for _, list := range [][]spec.Step{sp.Steps, sp.Finally} {
+		for _, s := range list {
+			r.status.Steps = append(r.status.Steps, StepStatus{ID: s.ID, Uses: usesOf(s), Finally: r.fin.specs[s.ID].ID != "", State: StatePending})
+		}
+	}
+	_ = workflow.UpsertMemo(ctx, map[string]any{"spec_hash": r.resolved.Hash, "pipeline": sp.Name})
+	return workflow.UpsertTypedSearchAttributes(ctx,
+		searchattr.Pipeline.ValueSet(sp.Name),
+		searchattr.SpecHash.ValueSet(r.resolved.Hash),
+		searchattr.RunStatus.ValueSet(RunRunning),
+	)
+}
+
+func newPhase(steps []spec.Step, finally bool) (*phase, error) {
+	p := &phase{finally: finally, specs: map[string]spec.Step{}}
+	nodes := make([]dag.Node, 0, len(steps))
+	for _, s := range steps {
+		p.specs[s.ID] = s
+		p.order = append(p.order, s.ID)
+		var needs []string
+		for _, n := range s.Needs {
+			// A finally step may name a normal step in needs to read its
+			// outputs; ordering against it is already given, since finally
+			// runs after the whole main phase.
+			if !finally || containsStep(steps, n) {
+				needs = append(needs, n)
+			}
+		}
+		nodes = append(nodes, dag.Node{ID: s.ID, Needs: needs})
+	}
+	g, err := dag.New(nodes)
+	if err != nil {
+		return nil, err
+	}
+	p.graph = g
+	return p, nil
+}
+
+func containsStep(steps []spec.Step, id string) bool {
+	for _, s := range steps {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func usesOf(s spec.Step) string {
+	if s.Run != nil {
+		return "run"
+	}
+	return s.Uses
+}
+
+// execute runs the main phase, then the finally phase whatever happened,
+// in a context that a cancellation of the run does not reach.
+func (r *run) execute(ctx workflow.Context) error {
+	mainErr := r.runPhase(ctx, r.main)
+	if len(r.fin.order) == 0 {
+		return mainErr
+	}
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	finErr := r.runPhase(dctx, r.fin)
+	if mainErr != nil {
+		return mainErr
+	}
+	return finErr
+}
+
+// runPhase drives one DAG to completion.
+func (r *run) runPhase(ctx workflow.Context, p *phase) error {
+	states := map[string]dag.Status{}
+	running := map[string]*stepRun{}
+	sel := workflow.NewSelector(ctx)
+	var firstErr error
+	stopping := false
+	maxParallel := r.resolved.Spec.MaxParallel
+	if maxParallel <= 0 {
+		maxParallel = defaultMaxParallel
+	}
+	type done struct {
+		id      string
+		outputs map[string]any
+		err     error
+	}
+	var finished []done
+
+	for {
+		if !stopping {
+			next := p.graph.Ready(states)
+			for _, id := range next.Skip {
+				states[id] = dag.Skipped
+				r.setState(id, StateSkipped, "an upstream step failed or was skipped")
+			}
+			for _, id := range next.Run {
+				if len(running) >= maxParallel {
+					break
+				}
+				st := p.specs[id]
+				ok, err := r.condition(st, p.finally)
+				if err != nil {
+					states[id] = dag.Failed
+					r.failStep(ctx, id, err)
+					firstErr = firstOf(firstErr, fmt.Errorf("step %s: %w", id, err))
+					stopping = stopping || r.resolved.Spec.FailFast
+					continue
+				}
+				if !ok {
+					states[id] = dag.Skipped
+					r.setState(id, StateSkipped, "condition is false: "+st.If)
+					continue
+				}
+				sr, err := r.prepare(ctx, st, p.finally)
+				if err != nil {
+					states[id] = dag.Failed
+					r.failStep(ctx, id, err)
+					firstErr = firstOf(firstErr, fmt.Errorf("step %s: %w", id, err))
+					stopping = stopping || r.resolved.Spec.FailFast
+					continue
+				}
+				states[id] = dag.Running
+				running[id] = sr
+				r.start(ctx, sr, sel, func(outputs map[string]any, err error) {
+					finished = append(finished, done{id: id, outputs: outputs, err: err})
+				})
+			}
+		}
+		if len(running) == 0 {
+			if stopping || p.graph.Done(states) {
+				break
+			}
+			// Nothing runs and nothing is ready: every remaining step
+			// waits on one that will never succeed.
+			next := p.graph.Ready(states)
+			if len(next.Run) == 0 && len(next.Skip) == 0 {
+				break
+			}
+			continue
+		}
+		sel.Select(ctx)
+		for _, d := range finished {
+			delete(running, d.id)
+			st := p.specs[d.id]
+			switch {
+			case d.err == nil:
+				states[d.id] = dag.Succeeded
+				r.succeed(ctx, d.id, d.outputs)
+			case st.ContinueOnError && !isCanceled(d.err):
+				// Downstream steps still run; the record keeps the error.
+				states[d.id] = dag.Succeeded
+				r.failStep(ctx, d.id, d.err)
+				r.index(d.id).Reason = "continue_on_error: the run goes on"
+			default:
+				states[d.id] = dag.Failed
+				if isCanceled(d.err) {
+					r.setState(d.id, StateCanceled, "")
+				} else {
+					r.failStep(ctx, d.id, d.err)
+				}
+				firstErr = firstOf(firstErr, fmt.Errorf("step %s: %w", d.id, d.err))
+				if r.resolved.Spec.FailFast && !stopping {
+					stopping = true
+					for _, other := range running {
+						other.cancel()
+					}
+				}
+			}
+		}
+		finished = finished[:0]
+		if ctx.Err() != nil && !stopping {
+			stopping = true
+			for _, other := range running {
+				other.cancel()
+			}
+		}
+	}
+	for _, id := range p.order {
+		if !states[id].Terminal() && states[id] != dag.Running {
+			reason := "not started: the run stopped early"
+			if ctx.Err() != nil {
+				reason = "not started: the run was canceled"
+			}
+			r.setState(id, StateSkipped, reason)
+		}
+	}
+	if firstErr == nil && ctx.Err() != nil {
+		return temporal.NewCanceledError("run canceled")
+	}
+	return firstErr
+}
+
+func firstOf(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func isCanceled(err error) bool {
+	var ce *temporal.CanceledError
+	return errors.As(err, &ce)
+}
+
+// tmplContext is what templates and conditions of a step may read.
+func (r *run) tmplContext(stepID string, finally bool) tmpl.Context {
+	steps := make(map[string]tmpl.StepState, len(r.status.Steps))
+	for _, s := range r.status.Steps {
+		if s.State == StatePending {
+			continue
+		}
+		steps[s.ID] = tmpl.StepState{Status: s.State, Outputs: s.Outputs}
+	}
+	return tmpl.Context{
+		Params:  r.resolved.Params,
+		Steps:   steps,
+		Run:     tmpl.RunInfo{ID: r.runID(), Pipeline: r.resolved.Spec.Name},
+		Finally: finally,
+		Step:    stepID,
+	}
+}
+
+func (r *run) runID() string { return r.status.RunID }
+
+func (r *run) condition(st spec.Step, finally bool) (bool, error) {
+	if strings.TrimSpace(st.If) == "" {
+		return true, nil
+	}
+	return tmpl.EvalCondition(st.If, r.tmplContext(st.ID, finally))
+}
+
+// prepare resolves a step's inputs against what ran before it.
+func (r *run) prepare(_ workflow.Context, st spec.Step, finally bool) (*stepRun, error) {
+	var with map[string]any
+	if len(st.With) > 0 {
+		v, err := tmpl.Resolve(st.With, r.tmplContext(st.ID, finally))
+		if err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), "TemplateError", err)
+		}
+		with, _ = v.(map[string]any)
+	}
+	return &stepRun{spec: st, index: r.indexOf(st.ID), with: with}, nil
+}

@@ -1,0 +1,298 @@
+package workflows
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
+	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
+)
+
+// start launches a step in its own coroutine and calls done with its
+// outcome from the selector, so the interpreter's loop stays single-threaded.
+func (r *run) start(ctx workflow.Context, sr *stepRun, sel workflow.Selector, done func(map[string]any, error)) {
+	sctx, cancel := workflow.WithCancel(ctx)
+	sr.cancel = cancel
+	id := sr.spec.ID
+	now := workflow.Now(ctx)
+	st := r.index(id)
+	st.State = StateRunning
+	st.StartedAt = &now
+	st.Attempt = 1
+	fut, set := workflow.NewFuture(sctx)
+	workflow.Go(sctx, func(gctx workflow.Context) {
+		out, err := r.perform(gctx, sr)
+		set.Set(out, err)
+	})
+	sel.AddFuture(fut, func(f workflow.Future) {
+		var out map[string]any
+		err := f.Get(ctx, &out)
+		done(out, err)
+	})
+}
+
+// perform runs one step: from the cache, in workflow code, or as an
+// activity.
+func (r *run) perform(ctx workflow.Context, sr *stepRun) (map[string]any, error) {
+	uses := usesOf(sr.spec)
+	if handler, ok := workflowSteps[uses]; ok {
+		return handler(ctx, r, sr)
+	}
+	key := ""
+	if sr.spec.Cache && !r.input.NoCache {
+		var err error
+		if key, err = r.cacheKey(sr); err != nil {
+			return nil, err
+		}
+		r.index(sr.spec.ID).CacheKey = key
+		var hit CacheEntry
+		if err := workflow.ExecuteActivity(r.quickOptions(ctx), CacheGetName, key).Get(ctx, &hit); err != nil {
+			return nil, fmt.Errorf("cache lookup: %w", err)
+		}
+		if hit.Found {
+			r.index(sr.spec.ID).Cached = true
+			return hit.Outputs, nil
+		}
+	}
+	actx, err := r.activityOptions(ctx, sr.spec)
+	if err != nil {
+		return nil, err
+	}
+	input := r.stepInput(sr)
+	var res StepResult
+	err = workflow.ExecuteActivity(actx, StepActivityName(uses), input).Get(ctx, &res)
+	if err != nil {
+		r.index(sr.spec.ID).Attempt = attemptOf(err, r.index(sr.spec.ID).Attempt)
+		return nil, err
+	}
+	r.index(sr.spec.ID).Attempt = res.Attempt
+	if key != "" {
+		if err := workflow.ExecuteActivity(r.quickOptions(ctx), CachePutName, CacheEntry{Key: key, Found: true, Outputs: res.Outputs}).Get(ctx, nil); err != nil {
+			// A result that could not be cached is still a result.
+			workflow.GetLogger(ctx).Warn("cache store failed", "step", sr.spec.ID, "error", err)
+		}
+	}
+	return res.Outputs, nil
+}
+
+// StepInput is what a step activity receives.
+type StepInput struct {
+	RunID     string         `json:"run_id"`
+	Pipeline  string         `json:"pipeline"`
+	SpecHash  string         `json:"spec_hash,omitempty"`
+	StepID    string         `json:"step_id"`
+	Uses      string         `json:"uses"`
+	With      map[string]any `json:"with,omitempty"`
+	Command   *spec.Command  `json:"command,omitempty"`
+	StartedBy string         `json:"started_by,omitempty"`
+}
+
+func (r *run) stepInput(sr *stepRun) StepInput {
+	return StepInput{
+		RunID:     r.status.RunID,
+		Pipeline:  r.resolved.Spec.Name,
+		SpecHash:  r.resolved.Hash,
+		StepID:    sr.spec.ID,
+		Uses:      usesOf(sr.spec),
+		With:      sr.with,
+		Command:   sr.spec.Run,
+		StartedBy: r.input.StartedBy,
+	}
+}
+
+// CacheEntry is a cached step result; Found is false on a miss.
+type CacheEntry struct {
+	Key     string         `json:"key"`
+	Found   bool           `json:"found"`
+	Outputs map[string]any `json:"outputs,omitempty"`
+}
+
+// cacheKey identifies a step's work: its type, its resolved inputs and the
+// outputs of every step it needs (which carry their artifacts' digests).
+func (r *run) cacheKey(sr *stepRun) (string, error) {
+	up := map[string]any{}
+	for _, n := range sr.spec.Needs {
+		up[n] = r.index(n).Outputs
+	}
+	b, err := json.Marshal(struct {
+		Uses     string         `json:"uses"`
+		Command  *spec.Command  `json:"command,omitempty"`
+		With     map[string]any `json:"with"`
+		Upstream map[string]any `json:"upstream"`
+	}{usesOf(sr.spec), sr.spec.Run, sr.with, up})
+	if err != nil {
+		return "", fmt.Errorf("cache key: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+func (r *run) quickOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
+	})
+}
+
+// activityOptions maps a step's retry, timeout, heartbeat and runs_on onto
+// Temporal's options; nothing here is fixed except the documented defaults.
+func (r *run) activityOptions(ctx workflow.Context, st spec.Step) (workflow.Context, error) {
+	timeout := time.Duration(st.Timeout)
+	if timeout <= 0 {
+		timeout = defaultStepTimeout
+	}
+	policy := &temporal.RetryPolicy{
+		InitialInterval:    defaultInitialRetry,
+		BackoffCoefficient: defaultBackoff,
+		MaximumInterval:    defaultMaxRetryDelay,
+		MaximumAttempts:    defaultMaxAttempts,
+	}
+	if rt := st.Retry; rt != nil {
+		if rt.MaxAttempts > 0 {
+			policy.MaximumAttempts = int32(rt.MaxAttempts)
+		}
+		if rt.InitialInterval > 0 {
+			policy.InitialInterval = time.Duration(rt.InitialInterval)
+		}
+		if rt.Backoff > 0 {
+			policy.BackoffCoefficient = rt.Backoff
+		}
+		if rt.MaxInterval > 0 {
+			policy.MaximumInterval = time.Duration(rt.MaxInterval)
+		}
+		policy.NonRetryableErrorTypes = append([]string(nil), rt.NonRetryable...)
+	}
+	if policy.MaximumInterval < policy.InitialInterval {
+		policy.MaximumInterval = policy.InitialInterval
+	}
+	ao := workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    time.Duration(st.Heartbeat),
+		RetryPolicy:         policy,
+		Summary:             st.ID,
+	}
+	if st.RunsOn != "" {
+		q, _ := r.index(st.RunsOn).Outputs["task_queue"].(string)
+		if q == "" {
+			err := fmt.Errorf("runs_on %s: that step has no task_queue output", st.RunsOn)
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidPipeline", err)
+		}
+		ao.TaskQueue = q
+	}
+	return workflow.WithActivityOptions(ctx, ao), nil
+}
+
+// attemptOf reads the attempt an activity failure reports in its details.
+func attemptOf(err error, fallback int32) int32 {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) && app.HasDetails() {
+		var n int32
+		if app.Details(&n) == nil && n > 0 {
+			return n
+		}
+	}
+	return fallback
+}
+
+func (r *run) indexOf(id string) int {
+	for i := range r.status.Steps {
+		if r.status.Steps[i].ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// index returns the live record of a step; ids come from the validated
+// spec, so the lookup cannot miss.
+func (r *run) index(id string) *StepStatus { return &r.status.Steps[r.indexOf(id)] }
+
+func (r *run) setState(id, state, reason string) {
+	st := r.index(id)
+	st.State = state
+	if reason != "" {
+		st.Reason = reason
+	}
+}
+
+func (r *run) succeed(ctx workflow.Context, id string, outputs map[string]any) {
+	st := r.index(id)
+	now := workflow.Now(ctx)
+	st.State = StateSucceeded
+	st.EndedAt = &now
+	st.Outputs = outputs
+	if v, ok := outputs["model_version"]; ok {
+		_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.ModelVersion.ValueSet(fmt.Sprint(v)))
+	}
+}
+
+func (r *run) failStep(ctx workflow.Context, id string, err error) {
+	st := r.index(id)
+	now := workflow.Now(ctx)
+	st.State = StateFailed
+	st.EndedAt = &now
+	st.Error = rootMessage(err)
+}
+
+// rootMessage strips Temporal's wrapping ("activity error (type: ...)") so
+// a person reads the step's own sentence.
+func rootMessage(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Message()
+	}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return "timed out (" + te.TimeoutType().String() + ")"
+	}
+	return err.Error()
+}
+
+// snapshot copies the status so a query never sees a half-updated record.
+func (r *run) snapshot() Status {
+	s := r.status
+	s.Steps = append([]StepStatus(nil), r.status.Steps...)
+	return s
+}
+
+func (r *run) finish(ctx workflow.Context, state string, err error) {
+	now := workflow.Now(ctx)
+	r.status.State = state
+	r.status.EndedAt = &now
+	if err != nil {
+		r.status.Error = rootMessage(err)
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.RunStatus.ValueSet(state))
+}
+
+// rejectedError ends a run whose model a reviewer rejected.
+type rejectedError struct{ msg string }
+
+func (e *rejectedError) Error() string { return e.msg }
+
+func (r *run) conclude(ctx workflow.Context, err error) (*Result, error) {
+	if err == nil {
+		r.finish(ctx, RunSucceeded, nil)
+		res := r.snapshot()
+		return &res, nil
+	}
+	var rej *rejectedError
+	switch {
+	case errors.As(err, &rej):
+		r.finish(ctx, RunRejected, err)
+		return nil, temporal.NewNonRetryableApplicationError(rej.msg, "ApprovalRejected", nil, r.snapshot())
+	case isCanceled(err) || temporal.IsCanceledError(ctx.Err()):
+		r.finish(ctx, RunCanceled, err)
+		return nil, temporal.NewCanceledError(r.snapshot())
+	default:
+		r.finish(ctx, RunFailed, err)
+		return nil, temporal.NewNonRetryableApplicationError(rootMessage(err), "PipelineFailed", nil, r.snapshot())
+	}
+}

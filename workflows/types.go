@@ -1,0 +1,120 @@
+// Package workflows holds Gauntlet's Temporal workflow code and nothing else:
+// the Pipeline DAG interpreter and the steps carried out in workflow code.
+// Everything here obeys Temporal's determinism rules; maths, I/O and infra
+// logic live in plain packages called through activities.
+package workflows
+
+import (
+	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
+)
+
+// Names as registered with Temporal and typed into the UI's Start Workflow
+// form.
+const (
+	PipelineName  = "Pipeline"
+	StatusQuery   = "status"
+	ResolveName   = "ResolvePipeline"
+	CacheGetName  = "CacheGet"
+	CachePutName  = "CachePut"
+	DefaultQueue  = "gauntlet"
+	stepRunPrefix = "step."
+)
+
+// PipelineInput starts a run. A person starting from the Temporal UI types
+// {"pipeline": "smoke", "params": {...}}; tools may send an inline spec
+// instead of a name.
+type PipelineInput struct {
+	Pipeline string         `json:"pipeline,omitempty"`
+	Params   map[string]any `json:"params,omitempty"`
+	// Spec is an inline definition (JSON form of a pipeline file).
+	Spec *spec.Spec `json:"spec,omitempty"`
+	// YAML is an inline definition in the file format.
+	YAML string `json:"yaml,omitempty"`
+	// NoCache disables `cache: true` for this run.
+	NoCache   bool   `json:"no_cache,omitempty"`
+	StartedBy string `json:"started_by,omitempty"`
+}
+
+// ResolveInput asks the worker to load, validate and complete a definition.
+type ResolveInput struct {
+	Pipeline string         `json:"pipeline,omitempty"`
+	Spec     *spec.Spec     `json:"spec,omitempty"`
+	YAML     string         `json:"yaml,omitempty"`
+	Params   map[string]any `json:"params,omitempty"`
+}
+
+// Resolved is the one copy of the definition a run uses from then on, so
+// editing the YAML never disturbs runs in flight.
+type Resolved struct {
+	Spec   spec.Spec      `json:"spec"`
+	Hash   string         `json:"hash"`
+	Params map[string]any `json:"params"`
+}
+
+// Step states as shown by the status query and the CLI.
+const (
+	StatePending   = "pending"
+	StateRunning   = "running"
+	StateWaiting   = "waiting"
+	StateSucceeded = "succeeded"
+	StateFailed    = "failed"
+	StateSkipped   = "skipped"
+	StateCanceled  = "canceled"
+)
+
+// Run states.
+const (
+	RunRunning   = "running"
+	RunWaiting   = "waiting"
+	RunSucceeded = "succeeded"
+	RunFailed    = "failed"
+	RunCanceled  = "canceled"
+	RunRejected  = "rejected"
+)
+
+// StepStatus is one step's record in the status query and the result.
+type StepStatus struct {
+	ID        string         `json:"id"`
+	Uses      string         `json:"uses"`
+	Finally   bool           `json:"finally,omitempty"`
+	State     string         `json:"state"`
+	Attempt   int32          `json:"attempt,omitempty"`
+	StartedAt *time.Time     `json:"started_at,omitempty"`
+	EndedAt   *time.Time     `json:"ended_at,omitempty"`
+	Outputs   map[string]any `json:"outputs,omitempty"`
+	Error     string         `json:"error,omitempty"`
+	// Reason says why a step was skipped or continued past a failure.
+	Reason   string `json:"reason,omitempty"`
+	CacheKey string `json:"cache_key,omitempty"`
+	Cached   bool   `json:"cached,omitempty"`
+	// Waiting holds what a person needs to act on a step that waits on
+	// them (an approval request).
+	Waiting any `json:"waiting,omitempty"`
+}
+
+// Status is the whole run as the status query returns it.
+type Status struct {
+	RunID     string         `json:"run_id"`
+	Pipeline  string         `json:"pipeline"`
+	SpecHash  string         `json:"spec_hash,omitempty"`
+	State     string         `json:"state"`
+	Params    map[string]any `json:"params,omitempty"`
+	StartedAt time.Time      `json:"started_at"`
+	EndedAt   *time.Time     `json:"ended_at,omitempty"`
+	Error     string         `json:"error,omitempty"`
+	Steps     []StepStatus   `json:"steps"`
+}
+
+// StepResult is what every step activity returns.
+type StepResult struct {
+	Outputs map[string]any `json:"outputs"`
+	Attempt int32          `json:"attempt"`
+}
+
+// Result is what a finished run returns.
+type Result = Status
+
+// StepActivityName is the activity type that runs a step type.
+func StepActivityName(uses string) string { return stepRunPrefix + uses }
