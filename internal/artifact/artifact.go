@@ -3,6 +3,23 @@
 // compare-and-swap. Two backends share one layout and one contract: a local
 // directory (file://) and an S3 bucket (s3://).
 //
+// Compare-and-swap on refs works differently per backend:
+//
+//   - file: writers of a ref take an exclusive flock(2) on a sibling lock
+//     file, compare the stored generation with the expected version, and
+//     replace the ref by rename. Readers need no lock. flock is advisory and
+//     per host: every writer must go through this package, and the directory
+//     must not be shared over NFS by writers on several hosts.
+//   - s3: PutObject with If-None-Match: * (create) or If-Match: <etag>
+//     (replace); S3 evaluates the condition atomically and answers 412 (or
+//     409 for a concurrent conditional write) to the loser. AWS S3 supports
+//     this since November 2024, and so does gofakes3 (the tests). A store that
+//     ignores the headers would silently turn CAS into last-writer-wins;
+//     check yours before pointing Gauntlet at it.
+//
+// Blobs are never deleted by this package; a failed tree upload can leave
+// complete but unreferenced blobs, which are harmless and reused on retry.
+//
 // The package knows nothing of Temporal; the activity layer decides what to
 // retry using IsRetryable.
 package artifact

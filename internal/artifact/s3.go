@@ -27,7 +27,7 @@ import (
 // object or none. Ref updates are conditional writes (If-None-Match: * to
 // create, If-Match: <etag> to replace), which S3 has evaluated atomically
 // since November 2024. An S3-compatible store that ignores these headers
-// silently loses compare-and-swap; see the package README.
+// silently loses compare-and-swap; see the package documentation.
 type s3Store struct {
 	client *s3.Client
 	bucket string
