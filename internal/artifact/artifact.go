@@ -1,6 +1,6 @@
 // Package artifact stores pipeline outputs: immutable content-addressed blobs,
 // directory trees built from them, and small mutable named refs updated with
-// compare-and-swap. Two backends share one layout and one contract: a local
+// compare-and-swap. Two backends satisfy one contract: a local
 // directory (file://) and an S3 bucket (s3://).
 //
 // Compare-and-swap on refs works differently per backend:

@@ -2,6 +2,7 @@ package artifact_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,5 +64,29 @@ func TestOpenFileLocations(t *testing.T) {
 		if _, err := artifact.Open(ctx, bad); err == nil {
 			t.Errorf("Open(%q) succeeded", bad)
 		}
+	}
+}
+
+func TestFileCorruptRefIsDetected(t *testing.T) {
+	ctx := context.Background()
+	s, root := artifacttest.FileStore(t)
+	if _, err := s.PutRef(ctx, "m/aliases", []byte(`{"champion":1}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(root, "refs", "m", "aliases@ref")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Change the data but not its recorded checksum, as a hand edit would.
+	edited := strings.Replace(string(b), `"data":"`, `"data":"AAAA`, 1)
+	if edited == string(b) {
+		t.Fatalf("unexpected ref encoding %s", b)
+	}
+	if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetRef(ctx, "m/aliases"); !errors.Is(err, artifact.ErrDigestMismatch) {
+		t.Fatalf("GetRef of an edited ref: %v, want ErrDigestMismatch", err)
 	}
 }
