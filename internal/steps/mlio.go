@@ -1,0 +1,704 @@
+package steps
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+)
+
+// Shared plumbing of the ML step types: reading `with:` values that may
+// arrive as strings (CLI, templates) or typed (YAML), loading models and
+// data, predicting with a model's manifest, and writing files atomically.
+
+// Error kinds of the ML steps, as `retry.non_retryable` names them.
+const (
+	kindBadInput   = "BadInput"
+	kindGateFailed = "GateFailed"
+)
+
+// HoldoutFile is the held-out split train writes into the model directory,
+// so evaluate, fairness-gate and quantize can default `data` to it.
+const HoldoutFile = "holdout.csv"
+
+// Keys of modelfile.Lineage.Params that the steps read back. The manifest is
+// the only file besides the weights that SHA256SUMS covers, so whatever must
+// be tamper-evident (the holdout's digest, a fairness threshold policy) lives
+// there rather than in a side file.
+const (
+	paramHoldout = "holdout"
+	paramPolicy  = "fairness_policy"
+)
+
+func badInput(key string, format string, args ...any) error {
+	return Permanent(kindBadInput, fmt.Errorf("with.%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+// argString returns with[key] as a string; numbers and booleans are
+// formatted, so `positive_label: 1` in YAML works as "1".
+func argString(in Input, key string) (string, bool, error) {
+	v, ok := in.With[key]
+	if !ok || v == nil {
+		return "", false, nil
+	}
+	switch x := v.(type) {
+	case string:
+		x = strings.TrimSpace(x)
+		return x, x != "", nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), true, nil
+	case int:
+		return strconv.Itoa(x), true, nil
+	case int64:
+		return strconv.FormatInt(x, 10), true, nil
+	case bool:
+		return strconv.FormatBool(x), true, nil
+	}
+	return "", false, badInput(key, "want a string, got %T", v)
+}
+
+func requireString(in Input, key string) (string, error) {
+	s, ok, err := argString(in, key)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", badInput(key, "required")
+	}
+	return s, nil
+}
+
+func stringOr(in Input, key, def string) (string, error) {
+	s, ok, err := argString(in, key)
+	if err != nil || !ok {
+		return def, err
+	}
+	return s, nil
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case float32:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		return f, err == nil
+	}
+	return 0, false
+}
+
+// argFloat reads a finite number, "0.1" or 0.1.
+func argFloat(in Input, key string) (float64, bool, error) {
+	v, ok := in.With[key]
+	if !ok || v == nil || v == "" {
+		return 0, false, nil
+	}
+	f, ok := toFloat(v)
+	if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, false, badInput(key, "want a number, got %v", v)
+	}
+	return f, true, nil
+}
+
+func floatOr(in Input, key string, def float64) (float64, error) {
+	f, ok, err := argFloat(in, key)
+	if err != nil || !ok {
+		return def, err
+	}
+	return f, nil
+}
+
+func intOr(in Input, key string, def int) (int, error) {
+	f, ok, err := argFloat(in, key)
+	if err != nil || !ok {
+		return def, err
+	}
+	if f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return 0, badInput(key, "want an integer, got %v", in.With[key])
+	}
+	return int(f), nil
+}
+
+func boolOr(in Input, key string, def bool) (bool, error) {
+	v, ok := in.With[key]
+	if !ok || v == nil || v == "" {
+		return def, nil
+	}
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		b, err := strconv.ParseBool(strings.TrimSpace(x))
+		if err != nil {
+			return false, badInput(key, "want true or false, got %q", x)
+		}
+		return b, nil
+	}
+	return false, badInput(key, "want true or false, got %v", v)
+}
+
+// argList reads "a,b" or ["a", "b"].
+func argList(in Input, key string) ([]string, error) {
+	v, ok := in.With[key]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	var raw []string
+	switch x := v.(type) {
+	case string:
+		raw = strings.Split(x, ",")
+	case []string:
+		raw = x
+	case []any:
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				f, isNum := toFloat(e)
+				if !isNum {
+					return nil, badInput(key, "want a list of strings, got element %v", e)
+				}
+				s = strconv.FormatFloat(f, 'g', -1, 64)
+			}
+			raw = append(raw, s)
+		}
+	default:
+		return nil, badInput(key, "want a list or a comma-separated string, got %T", v)
+	}
+	var out []string
+	for _, s := range raw {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// argMap reads a mapping, or a JSON object given as a string.
+func argMap(in Input, key string) (map[string]any, error) {
+	v, ok := in.With[key]
+	if !ok || v == nil || v == "" {
+		return nil, nil
+	}
+	return asMap(key, v)
+}
+
+func asMap(key string, v any) (map[string]any, error) {
+	switch x := v.(type) {
+	case map[string]any:
+		return x, nil
+	case string:
+		var m map[string]any
+		if err := json.Unmarshal([]byte(x), &m); err != nil {
+			return nil, badInput(key, "want a mapping (or a JSON object): %v", err)
+		}
+		return m, nil
+	}
+	// Typed maps (map[string]float64 from Go callers) go through JSON.
+	b, err := json.Marshal(v)
+	if err == nil {
+		var m map[string]any
+		if json.Unmarshal(b, &m) == nil {
+			return m, nil
+		}
+	}
+	return nil, badInput(key, "want a mapping, got %T", v)
+}
+
+// floatMap reads {metric: number} with numbers possibly given as strings.
+func floatMap(key string, m map[string]any) (map[string]float64, error) {
+	out := make(map[string]float64, len(m))
+	for k, v := range m {
+		f, ok := toFloat(v)
+		if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, badInput(key+"."+k, "want a number, got %v", v)
+		}
+		out[k] = f
+	}
+	return out, nil
+}
+
+// num makes a float JSON-safe: NaN and ±Inf have no JSON form and would fail
+// the whole payload, so they become null.
+func num(f float64) any {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil
+	}
+	return f
+}
+
+func numMap(m map[string]float64) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = num(v)
+	}
+	return out
+}
+
+// dataError makes load failures of bad data permanent and names the input.
+func dataError(key, src string, err error) error {
+	err = fmt.Errorf("with.%s %s: %w", key, src, err)
+	if errors.Is(err, dataset.ErrBadData) || errors.Is(err, fs.ErrNotExist) {
+		return Permanent(kindBadInput, err)
+	}
+	return err
+}
+
+// loadedModel is a model directory ready to predict.
+type loadedModel struct {
+	*modelfile.Artifact
+	scorer model.Scorer
+	policy *thresholdPolicy
+}
+
+// thresholdPolicy is the fairness mitigation recorded in a manifest: the
+// group of a row is its value of Features (joined as fairness.IntersectionKeys
+// does when there are several), and the row is positive when its score
+// reaches that group's threshold.
+type thresholdPolicy struct {
+	Features []string                  `json:"features"`
+	Policy   *fairness.ThresholdPolicy `json:"policy"`
+}
+
+type holdoutRecord struct {
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+	Rows   int    `json:"rows"`
+}
+
+func loadModel(key, dir string) (*loadedModel, error) {
+	if dir == "" {
+		return nil, badInput(key, "required")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, badInput(key, "%v", err)
+	}
+	a, err := modelfile.Load(abs)
+	if err != nil {
+		err = fmt.Errorf("with.%s: %w", key, err)
+		// A missing or tampered model will not heal on retry.
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, modelfile.ErrTampered) {
+			return nil, Permanent(kindBadInput, err)
+		}
+		return nil, err
+	}
+	s, err := a.Scorer()
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.%s: %w", key, err))
+	}
+	lm := &loadedModel{Artifact: a, scorer: s}
+	if raw, ok := a.Manifest.Lineage.Params[paramPolicy]; ok {
+		var p thresholdPolicy
+		if err := remarshal(raw, &p); err != nil || p.Policy == nil || len(p.Features) == 0 {
+			return nil, Permanent(kindBadInput, fmt.Errorf("with.%s: manifest %s is malformed: %v", key, paramPolicy, err))
+		}
+		lm.policy = &p
+	}
+	return lm, nil
+}
+
+func remarshal(from, to any) error {
+	b, err := json.Marshal(from)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, to)
+}
+
+// holdout returns the path of the model's held-out split after checking it
+// against the digest its manifest records.
+func (m *loadedModel) holdout() (string, error) {
+	raw, ok := m.Manifest.Lineage.Params[paramHoldout]
+	if !ok {
+		return "", badInput("data", "not given, and model %s records no held-out split", m.Dir)
+	}
+	var h holdoutRecord
+	if err := remarshal(raw, &h); err != nil || h.File == "" {
+		return "", badInput("data", "not given, and model %s has a malformed holdout record", m.Dir)
+	}
+	path := filepath.Join(m.Dir, h.File)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", dataError("data", path, err)
+	}
+	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != h.SHA256 {
+		return "", Permanent(kindBadInput, fmt.Errorf("with.data: %s does not match the sha256 model %s records: %w", path, m.Dir, modelfile.ErrTampered))
+	}
+	return path, nil
+}
+
+// loadData reads src (default: the model's holdout) with the model's schema,
+// so every column has the kind the encoder was fitted on.
+func (m *loadedModel) loadData(key, src string) (*dataset.Dataset, error) {
+	if src == "" {
+		var err error
+		if src, err = m.holdout(); err != nil {
+			return nil, err
+		}
+	}
+	opts := []dataset.Option{dataset.WithSchema(m.Manifest.Schema)}
+	if !strings.HasPrefix(src, "builtin:") {
+		// WithSchema alone would read a header row as data.
+		opts = append(opts, dataset.WithHeader(true))
+	}
+	d, err := dataset.Load(src, opts...)
+	if err != nil {
+		return nil, dataError(key, src, err)
+	}
+	return d, nil
+}
+
+// scores returns P(positive) for every row of d.
+func (m *loadedModel) scores(d *dataset.Dataset) ([]float64, error) {
+	x, err := m.Manifest.Preprocessing.Transform(d)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("encode %s for model %s: %w", d.Source, m.Dir, err))
+	}
+	return m.scorer.PredictProba(x)
+}
+
+// decide turns scores into decisions as the manifest says: per-group
+// thresholds when the model carries a fairness policy (the group is read
+// from the data's columns the policy names), else the manifest's threshold.
+func (m *loadedModel) decide(d *dataset.Dataset, scores []float64) ([]int, error) {
+	if m.policy != nil {
+		groups, err := groupKeys(d, m.policy.Features)
+		if err != nil {
+			return nil, err
+		}
+		return m.policy.Policy.Predict(scores, groups)
+	}
+	out := make([]int, len(scores))
+	for i, s := range scores {
+		if s >= m.Manifest.Threshold {
+			out[i] = 1
+		}
+	}
+	return out, nil
+}
+
+// groupColumns returns the named columns of d as group labels: sensitive
+// columns first, categorical ones too, so fairness can be asked about any
+// discrete column.
+func groupColumns(key string, d *dataset.Dataset, names []string) (map[string][]string, error) {
+	out := make(map[string][]string, len(names))
+	for _, n := range names {
+		if col, ok := d.Sensitive[n]; ok {
+			out[n] = col
+		} else if col, ok := d.Categorical[n]; ok {
+			out[n] = col
+		} else {
+			return nil, badInput(key, "column %q is not a sensitive or categorical column of %s", n, d.Source)
+		}
+	}
+	return out, nil
+}
+
+func groupKeys(d *dataset.Dataset, features []string) ([]string, error) {
+	cols, err := groupColumns("sensitive", d, features)
+	if err != nil {
+		return nil, err
+	}
+	if len(features) == 1 {
+		return cols[features[0]], nil
+	}
+	return fairness.IntersectionKeys(cols, features...)
+}
+
+func labels(d *dataset.Dataset) []int {
+	y := make([]int, len(d.Y))
+	for i, v := range d.Y {
+		y[i] = int(v)
+	}
+	return y
+}
+
+func accuracy(y, pred []int) float64 {
+	ok := 0
+	for i := range y {
+		if y[i] == pred[i] {
+			ok++
+		}
+	}
+	return float64(ok) / float64(len(y))
+}
+
+// holdoutCSV writes d back as CSV with the columns of its schema. Numbers use
+// the shortest exact form, so reading the file back gives the same values;
+// ignored columns are written empty because the schema still declares them.
+// The label is written as the first positive value or negative.
+func holdoutCSV(d *dataset.Dataset, negative string) ([]byte, error) {
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	cols := d.Schema.Columns
+	header := make([]string, len(cols))
+	for i, c := range cols {
+		header[i] = c.Name
+	}
+	if err := w.Write(header); err != nil {
+		return nil, err
+	}
+	rec := make([]string, len(cols))
+	for r := range d.Len() {
+		for i, c := range cols {
+			switch c.Kind {
+			case dataset.Numeric:
+				v := d.Numeric[c.Name][r]
+				rec[i] = ""
+				if !math.IsNaN(v) {
+					rec[i] = strconv.FormatFloat(v, 'g', -1, 64)
+				}
+			case dataset.Categorical:
+				rec[i] = d.Categorical[c.Name][r]
+			case dataset.Sensitive:
+				rec[i] = d.Sensitive[c.Name][r]
+			case dataset.Label:
+				rec[i] = negative
+				if d.Y[r] == 1 {
+					rec[i] = d.Schema.Positive[0]
+				}
+			default:
+				rec[i] = ""
+			}
+		}
+		if err := w.Write(rec); err != nil {
+			return nil, err
+		}
+	}
+	w.Flush()
+	return buf.Bytes(), w.Error()
+}
+
+// negativeLabel finds the most frequent label value of src outside the
+// positive class, which a loaded Dataset no longer holds (it keeps 0/1).
+// A builtin source is sampled from its generator.
+func negativeLabel(src string, s dataset.Schema) (string, error) {
+	var rows [][]string
+	col := -1
+	if strings.HasPrefix(src, "builtin:") {
+		rows = dataset.CreditRisk(dataset.CreditRiskParams{Rows: 500, Seed: 1})
+		col = slices.IndexFunc(dataset.CreditRiskSchema.Columns, func(c dataset.Column) bool { return c.Name == s.Label })
+	} else {
+		f, err := os.Open(src)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		r := csv.NewReader(f)
+		r.TrimLeadingSpace = true
+		r.FieldsPerRecord = -1
+		r.Comment = '|'
+		all, err := r.ReadAll()
+		if err != nil || len(all) == 0 {
+			return "", fmt.Errorf("read %s: %v", src, err)
+		}
+		for i, n := range all[0] {
+			if strings.TrimSpace(n) == s.Label {
+				col = i
+			}
+		}
+		rows = all[1:]
+	}
+	if col < 0 {
+		return "", fmt.Errorf("%s: no column %q", src, s.Label)
+	}
+	counts := map[string]int{}
+	for _, r := range rows {
+		if col >= len(r) {
+			continue
+		}
+		v := strings.TrimSpace(r[col])
+		if v == "" || slices.Contains(dataset.DefaultMissing, v) || slices.Contains(s.Positive, v) {
+			continue
+		}
+		counts[v]++
+	}
+	best, n := "", 0
+	for v, c := range counts {
+		if c > n || c == n && v < best {
+			best, n = v, c
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("%s: no negative label value in column %q", src, s.Label)
+	}
+	return best, nil
+}
+
+// saveModelDir saves an artifact at dir with the holdout file inside it.
+// modelfile.Save is atomic for its own files; the holdout is added in a
+// staging directory that is then renamed, so dir still appears complete or
+// not at all.
+func saveModelDir(dir string, m *modelfile.Manifest, tensors []model.Tensor, holdout []byte, holdoutRows int) (string, error) {
+	if holdout != nil {
+		sum := sha256.Sum256(holdout)
+		if m.Lineage.Params == nil {
+			m.Lineage.Params = map[string]any{}
+		}
+		m.Lineage.Params[paramHoldout] = holdoutRecord{File: HoldoutFile, SHA256: hex.EncodeToString(sum[:]), Rows: holdoutRows}
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	stage, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".stage-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(stage)
+	tmp := filepath.Join(stage, "model")
+	digest, err := modelfile.Save(tmp, m, tensors)
+	if err != nil {
+		return "", err
+	}
+	if holdout != nil {
+		if err := writeFileSynced(filepath.Join(tmp, HoldoutFile), holdout); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", err
+	}
+	return digest, nil
+}
+
+func writeFileSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeJSON writes v to path atomically (temp file and rename), so a reader
+// never sees half a report.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// parentHoldout reads a parent model's holdout for a derived model
+// (mitigated, quantized), so its downstream steps can default `data` the
+// same way. A parent without one gives nil.
+func parentHoldout(m *loadedModel) ([]byte, int, error) {
+	raw, ok := m.Manifest.Lineage.Params[paramHoldout]
+	if !ok {
+		return nil, 0, nil
+	}
+	var h holdoutRecord
+	if err := remarshal(raw, &h); err != nil {
+		return nil, 0, badInput("model", "malformed holdout record in %s: %v", m.Dir, err)
+	}
+	path, err := m.holdout()
+	if err != nil {
+		return nil, 0, err
+	}
+	b, err := os.ReadFile(path)
+	return b, h.Rows, err
+}
+
+// derivedParams copies a parent's lineage params for a derived model,
+// dropping the holdout record that saveModelDir rewrites.
+func derivedParams(parent map[string]any) map[string]any {
+	out := make(map[string]any, len(parent)+2)
+	for k, v := range parent {
+		if k != paramHoldout {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// safeName makes an identifier usable as one path element.
+func safeName(s string) string {
+	if s == "" {
+		return "_"
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	if out := b.String(); out != "." && out != ".." {
+		return out
+	}
+	return "_"
+}
+
+// inputsDigest identifies a step's inputs, so a retry (same run, step and
+// inputs) finds what the earlier attempt saved while a different invocation
+// sharing the run and step ids does not.
+func inputsDigest(in Input) string {
+	keys := make([]string, 0, len(in.With))
+	for k := range in.With {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", in.RunID, in.StepID, in.Uses)
+	for _, k := range keys {
+		b, _ := json.Marshal(in.With[k])
+		fmt.Fprintf(h, "%s=%s\x00", k, b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

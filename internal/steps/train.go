@@ -1,0 +1,312 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+)
+
+func init() {
+	Register(Type{
+		Name: "train",
+		Doc: "Trains a binary classifier (logistic regression or MLP) on tabular data and saves it as a model directory " +
+			"under <state>/models, with the held-out split as " + HoldoutFile + " inside it. A retry of the same run and step " +
+			"reuses the saved model; an interrupted MLP resumes from its last epoch checkpoint.",
+		Kind: Activity,
+		Inputs: []InputSpec{
+			{Name: "data", Required: true, Doc: "CSV path or builtin: URI"},
+			{Name: "label", Required: true, Doc: "label column"},
+			{Name: "positive_label", Required: true, Doc: "label values of the positive class, comma-separated"},
+			{Name: "model", Doc: "logistic (default) or mlp"},
+			{Name: "sensitive", Doc: "sensitive columns (list or comma-separated): kept for fairness, not used as features"},
+			{Name: "ignore", Doc: "columns to drop from the features (list or comma-separated)"},
+			{Name: "seed", Doc: "seed of the split and of training (default 1)"},
+			{Name: "epochs", Doc: "MLP epochs (default 20)"},
+			{Name: "hidden", Doc: "MLP hidden layer widths, e.g. 32,16 (default 32)"},
+			{Name: "max_iter", Doc: "logistic regression iterations (default 1000)"},
+			{Name: "test_fraction", Doc: "share of rows held out for evaluation (default 0.2)"},
+			{Name: "class_weight", Doc: "balanced or none (default none)"},
+			{Name: "reweigh", Doc: "weight training rows by sensitive group × label (Kamiran–Calders) so the label is independent of the group"},
+		},
+		Outputs: []string{"model", "model_digest", "data_digest", "rows", "features", "holdout", "metrics", "reused"},
+		Run:     runTrain,
+	})
+}
+
+type trainArgs struct {
+	data, label, positive string
+	sensitive, ignore     []string
+	cfg                   model.Config
+	testFraction          float64
+	balanced, reweigh     bool
+}
+
+func parseTrain(in Input) (*trainArgs, error) {
+	a := &trainArgs{}
+	var err error
+	if a.data, err = requireString(in, "data"); err != nil {
+		return nil, err
+	}
+	if a.label, err = requireString(in, "label"); err != nil {
+		return nil, err
+	}
+	if a.positive, err = requireString(in, "positive_label"); err != nil {
+		return nil, err
+	}
+	if a.sensitive, err = argList(in, "sensitive"); err != nil {
+		return nil, err
+	}
+	if a.ignore, err = argList(in, "ignore"); err != nil {
+		return nil, err
+	}
+	kind, err := stringOr(in, "model", "logistic")
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case "logistic", "logreg":
+		a.cfg.Kind = model.LogReg
+	case "mlp":
+		a.cfg.Kind = model.MLP
+	default:
+		return nil, badInput("model", "unknown model %q (known: logistic, mlp)", kind)
+	}
+	seed, err := intOr(in, "seed", 1)
+	if err != nil {
+		return nil, err
+	}
+	if seed < 0 {
+		return nil, badInput("seed", "must not be negative")
+	}
+	a.cfg.Seed = uint64(seed)
+	if a.cfg.Epochs, err = intOr(in, "epochs", 0); err != nil {
+		return nil, err
+	}
+	if a.cfg.MaxIter, err = intOr(in, "max_iter", 0); err != nil {
+		return nil, err
+	}
+	hidden, err := argList(in, "hidden")
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hidden {
+		n, err := strconv.Atoi(h)
+		if err != nil || n <= 0 {
+			return nil, badInput("hidden", "want positive integers such as 32,16, got %q", h)
+		}
+		a.cfg.Hidden = append(a.cfg.Hidden, n)
+	}
+	if a.testFraction, err = floatOr(in, "test_fraction", 0.2); err != nil {
+		return nil, err
+	}
+	if a.testFraction <= 0 || a.testFraction >= 1 {
+		return nil, badInput("test_fraction", "must be in (0, 1), got %v", a.testFraction)
+	}
+	cw, err := stringOr(in, "class_weight", "none")
+	if err != nil {
+		return nil, err
+	}
+	switch cw {
+	case "balanced":
+		a.balanced = true
+	case "none", "":
+	default:
+		return nil, badInput("class_weight", "unknown value %q (known: balanced, none)", cw)
+	}
+	if a.reweigh, err = boolOr(in, "reweigh", false); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
+	a, err := parseTrain(in)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(env.StateDir(), "models", safeName(in.RunID)+"-"+safeName(in.StepID)+"-"+inputsDigest(in))
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
+	// A previous attempt got as far as saving: training again would only
+	// produce a second model for the same step.
+	if _, err := os.Stat(dir); err == nil {
+		env.Logger().Info("train: reusing the model an earlier attempt saved", "model", dir)
+		return trainOutputs(dir, true)
+	}
+
+	opts := []dataset.Option{dataset.WithLabel(a.label, a.positive)}
+	if len(a.sensitive) > 0 {
+		opts = append(opts, dataset.WithSensitive(a.sensitive...))
+	}
+	if len(a.ignore) > 0 {
+		opts = append(opts, dataset.WithIgnored(a.ignore...))
+	}
+	d, err := dataset.Load(a.data, opts...)
+	if err != nil {
+		return nil, dataError("data", a.data, err)
+	}
+	trainSet, test, err := d.Split(a.testFraction, a.cfg.Seed)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.test_fraction: split %s: %w", a.data, err))
+	}
+	enc, err := dataset.FitEncoder(trainSet, dataset.EncoderOptions{})
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", a.data, err))
+	}
+	x, err := enc.Transform(trainSet)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", a.data, err))
+	}
+
+	topts := []model.TrainOption{
+		model.WithCheckpointDir(filepath.Join(env.Dir(), "checkpoints")),
+		model.WithProgress(func(p model.Progress) {
+			env.Progress(map[string]any{"epoch": p.Epoch, "epochs": p.Epochs, "loss": num(p.Loss)})
+		}),
+	}
+	var prev struct {
+		Epoch int `json:"epoch"`
+	}
+	if env.Resume(&prev) && a.cfg.Kind == model.MLP {
+		env.Logger().Info("train: resuming from the last checkpoint", "epoch", prev.Epoch)
+	}
+	if a.balanced {
+		topts = append(topts, model.WithBalancedClassWeights())
+	}
+	if a.reweigh {
+		w, err := reweighing(trainSet, a.sensitive)
+		if err != nil {
+			return nil, err
+		}
+		topts = append(topts, model.WithSampleWeights(w))
+	}
+	net, err := model.Train(ctx, x, trainSet.Y, a.cfg, topts...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, Permanent(kindBadInput, fmt.Errorf("train on %s: %w", a.data, err))
+	}
+
+	xt, err := enc.Transform(test)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: held-out rows: %w", a.data, err))
+	}
+	scores, err := net.PredictProba(xt)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := evaluate.Evaluate(test.Y, scores, evaluate.Options{})
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("evaluate held-out rows of %s: %w", a.data, err))
+	}
+	negative, err := negativeLabel(a.data, d.Schema)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.data: %w", err))
+	}
+	holdout, err := holdoutCSV(test, negative)
+	if err != nil {
+		return nil, err
+	}
+
+	m := &modelfile.Manifest{
+		Kind:          a.cfg.Kind,
+		Schema:        d.Schema,
+		Features:      enc.FeatureNames(),
+		Preprocessing: enc,
+		Threshold:     0.5,
+		Metrics:       finiteMetrics(rep.Metrics),
+		Lineage: modelfile.Lineage{
+			DataDigest: d.Digest,
+			DataSource: a.data,
+			Params: map[string]any{
+				"config":        a.cfg,
+				"test_fraction": a.testFraction,
+				"class_weight":  map[bool]string{true: "balanced", false: "none"}[a.balanced],
+				"reweigh":       a.reweigh,
+				"sensitive":     d.Schema.Names(dataset.Sensitive),
+				"rows":          d.Len(),
+				"train_rows":    trainSet.Len(),
+				"run_id":        in.RunID,
+				"step_id":       in.StepID,
+			},
+			CreatedAt: time.Now().UTC(),
+		},
+	}
+	if _, err := saveModelDir(dir, m, net.Tensors(), holdout, test.Len()); err != nil {
+		// A concurrent attempt of the same step won the rename: use its model.
+		if _, serr := os.Stat(dir); serr == nil {
+			return trainOutputs(dir, true)
+		}
+		return nil, fmt.Errorf("train: save model %s: %w", dir, err)
+	}
+	return trainOutputs(dir, false)
+}
+
+// trainOutputs reads the outputs back from the saved model, so a fresh run
+// and a reused one report the same values.
+func trainOutputs(dir string, reused bool) (map[string]any, error) {
+	m, err := loadModel("model", dir)
+	if err != nil {
+		return nil, fmt.Errorf("train: saved model: %w", err)
+	}
+	holdout, err := m.holdout()
+	if err != nil {
+		return nil, fmt.Errorf("train: saved model: %w", err)
+	}
+	rows, _ := toFloat(m.Manifest.Lineage.Params["rows"])
+	return map[string]any{
+		"model":        dir,
+		"model_digest": m.Digest,
+		"data_digest":  m.Manifest.Lineage.DataDigest,
+		"rows":         rows,
+		"features":     float64(len(m.Manifest.Features)),
+		"holdout":      holdout,
+		"metrics":      numMap(m.Manifest.Metrics),
+		"reused":       reused,
+	}, nil
+}
+
+// finiteMetrics drops undefined metrics, which a manifest cannot hold as
+// JSON numbers.
+func finiteMetrics(m map[string]float64) map[string]float64 {
+	out := make(map[string]float64, len(m))
+	for k, v := range m {
+		if num(v) != nil {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// reweighing returns Kamiran–Calders weights over the intersection of the
+// sensitive columns (all of the data's sensitive columns when none were
+// named).
+func reweighing(d *dataset.Dataset, names []string) ([]float64, error) {
+	if len(names) == 0 {
+		names = d.Schema.Names(dataset.Sensitive)
+	}
+	if len(names) == 0 {
+		return nil, badInput("reweigh", "needs sensitive columns: set with.sensitive")
+	}
+	groups, err := groupKeys(d, names)
+	if err != nil {
+		return nil, err
+	}
+	w, err := fairness.Reweigh(labels(d), groups)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.reweigh over %s: %w", strings.Join(names, ","), err))
+	}
+	return w, nil
+}
