@@ -1,0 +1,474 @@
+package steps
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
+)
+
+// FairnessFile is the report fairness-gate writes into its step directory.
+const FairnessFile = "fairness.json"
+
+// MitigateThresholdOptimizer is the only mitigation fairness-gate knows.
+const MitigateThresholdOptimizer = "threshold-optimizer"
+
+func init() {
+	Register(Type{
+		Name: "fairness-gate",
+		Doc: "Measures group fairness of a model's decisions (or of a predictions CSV) per sensitive feature and gates " +
+			"them on limits. With mitigate: threshold-optimizer, a failed gate fits per-group decision thresholds and " +
+			"writes a new model directory that applies them, then gates again. Writes " + FairnessFile + " into the step directory.",
+		Kind: Activity,
+		Inputs: []InputSpec{
+			{Name: "model", Doc: "model directory (or give predictions)"},
+			{Name: "data", Doc: "CSV path or builtin: URI (default: the model's held-out split)"},
+			{Name: "predictions", Doc: "CSV with y_true, y_pred, optional y_score and the sensitive columns, instead of model"},
+			{Name: "sensitive", Required: true, Doc: "sensitive columns (list or comma-separated)"},
+			{Name: "max", Doc: "upper limits, e.g. {demographic_parity_difference: 0.1}"},
+			{Name: "min", Doc: "lower limits, e.g. {demographic_parity_ratio: 0.8}"},
+			{Name: "min_group_size", Doc: "groups with fewer rows are flagged and left out of the aggregates (default 30)"},
+			{Name: "mitigate", Doc: "threshold-optimizer to fit per-group thresholds when the gate fails"},
+			{Name: "constraint", Doc: "demographic_parity (default) or equalized_odds"},
+			{Name: "tolerance", Doc: "largest between-groups gap the thresholds aim for (default 0.02)"},
+			{Name: "seed", Doc: "seed of the fit/report split of the mitigation data (default 1)"},
+		},
+		Outputs: []string{"passed", "mitigated", "model", "before", "after", "accuracy_before", "accuracy_after",
+			"report", "by_feature", "violations"},
+		Run: runFairnessGate,
+	})
+}
+
+type gateArgs struct {
+	model, data, predictions string
+	sensitive                []string
+	limits                   fairness.Limits
+	opts                     fairness.Options
+	mitigate                 bool
+	thresholds               fairness.ThresholdOptions
+	seed                     uint64
+}
+
+func parseGate(in Input) (*gateArgs, error) {
+	a := &gateArgs{opts: fairness.DefaultOptions()}
+	var err error
+	if a.model, _, err = argString(in, "model"); err != nil {
+		return nil, err
+	}
+	if a.data, _, err = argString(in, "data"); err != nil {
+		return nil, err
+	}
+	if a.predictions, _, err = argString(in, "predictions"); err != nil {
+		return nil, err
+	}
+	switch {
+	case a.model == "" && a.predictions == "":
+		return nil, badInput("model", "give model (with optional data) or predictions")
+	case a.model != "" && a.predictions != "":
+		return nil, badInput("predictions", "give model or predictions, not both")
+	case a.predictions != "" && a.data != "":
+		return nil, badInput("data", "applies to model; predictions already hold the rows")
+	}
+	if a.sensitive, err = argList(in, "sensitive"); err != nil {
+		return nil, err
+	}
+	if len(a.sensitive) == 0 {
+		return nil, badInput("sensitive", "required")
+	}
+	slices.Sort(a.sensitive)
+	for _, bound := range []struct {
+		key string
+		dst *map[string]float64
+	}{{"max", &a.limits.Max}, {"min", &a.limits.Min}} {
+		m, err := argMap(in, bound.key)
+		if err != nil {
+			return nil, err
+		}
+		if *bound.dst, err = floatMap(bound.key, m); err != nil {
+			return nil, err
+		}
+	}
+	if len(a.limits.Max) == 0 && len(a.limits.Min) == 0 {
+		return nil, badInput("max", "no limits: give max and/or min, e.g. max: {demographic_parity_difference: 0.1}")
+	}
+	if n, err := intOr(in, "min_group_size", a.opts.MinGroupSize); err != nil {
+		return nil, err
+	} else if n < 0 {
+		return nil, badInput("min_group_size", "must not be negative")
+	} else {
+		a.opts.MinGroupSize = n
+	}
+	mit, err := stringOr(in, "mitigate", "none")
+	if err != nil {
+		return nil, err
+	}
+	switch mit {
+	case MitigateThresholdOptimizer:
+		a.mitigate = true
+	case "none", "false":
+	default:
+		return nil, badInput("mitigate", "unknown mitigation %q (known: %s)", mit, MitigateThresholdOptimizer)
+	}
+	if a.mitigate && a.model == "" {
+		return nil, badInput("mitigate", "needs with.model: a mitigated model cannot be written from predictions")
+	}
+	con, err := stringOr(in, "constraint", string(fairness.DemographicParity))
+	if err != nil {
+		return nil, err
+	}
+	switch c := fairness.Constraint(con); c {
+	case fairness.DemographicParity, fairness.EqualizedOdds:
+		a.thresholds.Constraint = c
+	default:
+		return nil, badInput("constraint", "unknown constraint %q (known: %s, %s)", con, fairness.DemographicParity, fairness.EqualizedOdds)
+	}
+	if a.thresholds.Tolerance, err = floatOr(in, "tolerance", 0); err != nil {
+		return nil, err
+	}
+	if a.thresholds.Tolerance < 0 {
+		return nil, badInput("tolerance", "must not be negative")
+	}
+	seed, err := intOr(in, "seed", 1)
+	if err != nil {
+		return nil, err
+	}
+	if seed < 0 {
+		return nil, badInput("seed", "must not be negative")
+	}
+	a.seed = uint64(seed)
+	return a, nil
+}
+
+// gated is one fairness evaluation and its verdict.
+type gated struct {
+	Report  *fairness.Report `json:"report"`
+	Verdict fairness.Verdict `json:"verdict"`
+}
+
+func gate(a *gateArgs, yTrue, yPred []int, cols map[string][]string) (*gated, error) {
+	rep, err := fairness.Evaluate(fairness.Input{YTrue: yTrue, YPred: yPred, Sensitive: cols}, a.opts)
+	if err != nil {
+		return nil, Permanent(kindBadInput, err)
+	}
+	v, err := rep.Gate(a.limits)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.max/with.min: %w", err))
+	}
+	return &gated{Report: rep, Verdict: v}, nil
+}
+
+func runFairnessGate(_ context.Context, env Env, in Input) (map[string]any, error) {
+	a, err := parseGate(in)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		lm      *loadedModel
+		d       *dataset.Dataset
+		scores  []float64
+		yTrue   []int
+		yPred   []int
+		cols    map[string][]string
+		dataSrc string
+	)
+	if a.predictions != "" {
+		dataSrc = a.predictions
+		if yTrue, yPred, cols, err = readPredictions(a.predictions, a.sensitive); err != nil {
+			return nil, err
+		}
+	} else {
+		if lm, err = loadModel("model", a.model); err != nil {
+			return nil, err
+		}
+		if dataSrc = a.data; dataSrc == "" {
+			if dataSrc, err = lm.holdout(); err != nil {
+				return nil, err
+			}
+		}
+		if d, err = lm.loadData("data", dataSrc); err != nil {
+			return nil, err
+		}
+		if scores, err = lm.scores(d); err != nil {
+			return nil, err
+		}
+		if yPred, err = lm.decide(d, scores); err != nil {
+			return nil, err
+		}
+		yTrue = labels(d)
+		if cols, err = groupColumns("sensitive", d, a.sensitive); err != nil {
+			return nil, err
+		}
+	}
+	initial, err := gate(a, yTrue, yPred, cols)
+	if err != nil {
+		return nil, err
+	}
+	report := map[string]any{"data": dataSrc, "limits": a.limits, "initial": initial}
+	out := map[string]any{
+		"passed":          initial.Verdict.Passed,
+		"mitigated":       false,
+		"model":           a.model,
+		"before":          featureOutputs(initial.Report),
+		"after":           featureOutputs(initial.Report),
+		"by_feature":      featureOutputs(initial.Report),
+		"accuracy_before": num(float64(initial.Report.Accuracy)),
+		"accuracy_after":  num(float64(initial.Report.Accuracy)),
+		"violations":      violations(initial.Verdict),
+	}
+	final := initial
+	if !initial.Verdict.Passed && a.mitigate {
+		mit, err := mitigate(env, in, a, lm, d)
+		if err != nil {
+			return nil, err
+		}
+		report["mitigation"] = mit
+		final = mit.After
+		out["mitigated"] = true
+		out["model"] = mit.Model
+		out["before"] = featureOutputs(mit.Before.Report)
+		out["after"] = featureOutputs(mit.After.Report)
+		out["by_feature"] = featureOutputs(mit.After.Report)
+		out["accuracy_before"] = num(float64(mit.Before.Report.Accuracy))
+		out["accuracy_after"] = num(float64(mit.After.Report.Accuracy))
+		out["passed"] = mit.After.Verdict.Passed
+		out["violations"] = violations(mit.After.Verdict)
+	}
+	path := filepath.Join(env.Dir(), FairnessFile)
+	if err := writeJSON(path, report); err != nil {
+		return nil, err
+	}
+	out["report"] = path
+	if !final.Verdict.Passed {
+		what := "fairness gate failed"
+		if final != initial {
+			what = "fairness gate failed even after threshold mitigation"
+		}
+		return out, Permanent(kindGateFailed, fmt.Errorf("%s: %s", what, strings.Join(violations(final.Verdict), "; ")))
+	}
+	return out, nil
+}
+
+type mitigation struct {
+	Method     string                    `json:"method"`
+	Features   []string                  `json:"features"`
+	FitRows    int                       `json:"fit_rows"`
+	ReportRows int                       `json:"report_rows"`
+	Policy     *fairness.ThresholdPolicy `json:"policy"`
+	Before     *gated                    `json:"before"`
+	After      *gated                    `json:"after"`
+	Cost       fairness.MitigationCost   `json:"cost"`
+	Model      string                    `json:"model"`
+	Digest     string                    `json:"model_digest"`
+}
+
+// mitigate fits per-group thresholds and writes a model that applies them.
+//
+// The thresholds are fitted on one half of the gate's data (stratified by
+// label) and the before/after numbers are reported on the other half, so the
+// "after" gate measures thresholds on rows they were not chosen on. The
+// price is that each half is noisier than the whole, and that the model's
+// holdout, which later steps default to, contains the fitting half: an
+// evaluate of the mitigated model on its holdout is slightly optimistic
+// about fairness. Fitting and reporting on the same rows would look better
+// and prove less.
+func mitigate(env Env, in Input, a *gateArgs, lm *loadedModel, d *dataset.Dataset) (*mitigation, error) {
+	fit, rep, err := d.Split(0.5, a.seed)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("mitigate: split %s in halves: %w", d.Source, err))
+	}
+	fitScores, err := lm.scores(fit)
+	if err != nil {
+		return nil, err
+	}
+	fitGroups, err := groupKeys(fit, a.sensitive)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := fairness.FitThresholds(fitScores, labels(fit), fitGroups, nil, a.thresholds)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("mitigate: fit thresholds: %w", err))
+	}
+	m := &mitigation{Method: MitigateThresholdOptimizer, Features: a.sensitive, FitRows: fit.Len(), ReportRows: rep.Len(), Policy: policy}
+
+	repScores, err := lm.scores(rep)
+	if err != nil {
+		return nil, err
+	}
+	before, err := lm.decide(rep, repScores)
+	if err != nil {
+		return nil, err
+	}
+	repGroups, err := groupKeys(rep, a.sensitive)
+	if err != nil {
+		return nil, err
+	}
+	after, err := policy.Predict(repScores, repGroups)
+	if err != nil {
+		return nil, err
+	}
+	cols, err := groupColumns("sensitive", rep, a.sensitive)
+	if err != nil {
+		return nil, err
+	}
+	y := labels(rep)
+	if m.Before, err = gate(a, y, before, cols); err != nil {
+		return nil, err
+	}
+	if m.After, err = gate(a, y, after, cols); err != nil {
+		return nil, err
+	}
+	if m.Cost, err = fairness.Cost(m.Before.Report, m.After.Report); err != nil {
+		return nil, err
+	}
+
+	dir, err := filepath.Abs(filepath.Join(env.StateDir(), "models", safeName(in.RunID)+"-"+safeName(in.StepID)+"-"+inputsDigest(in)))
+	if err != nil {
+		return nil, err
+	}
+	m.Model = dir
+	if _, err := os.Stat(dir); err == nil {
+		// An earlier attempt saved it; the fit is deterministic, so it holds
+		// this very policy.
+		saved, err := loadModel("model", dir)
+		if err != nil {
+			return nil, fmt.Errorf("mitigate: saved model: %w", err)
+		}
+		m.Digest = saved.Digest
+		return m, nil
+	}
+	mf := *lm.Manifest
+	mf.Lineage.Params = derivedParams(lm.Manifest.Lineage.Params)
+	mf.Lineage.Params[paramPolicy] = thresholdPolicy{Features: a.sensitive, Policy: policy}
+	mf.Lineage.ParentModel = lm.Digest
+	mf.Lineage.CreatedAt = time.Now().UTC()
+	// Decision metrics of the parent no longer describe this model; the
+	// score-based ones still do, since the scores are unchanged.
+	mf.Metrics = map[string]float64{}
+	for k, v := range lm.Manifest.Metrics {
+		switch k {
+		case evaluate.Accuracy, evaluate.Precision, evaluate.Recall, evaluate.F1:
+		default:
+			mf.Metrics[k] = v
+		}
+	}
+	holdout, rows, err := parentHoldout(lm)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := saveModelDir(dir, &mf, lm.Tensors, holdout, rows)
+	if err != nil {
+		if saved, lerr := loadModel("model", dir); lerr == nil {
+			m.Digest = saved.Digest
+			return m, nil
+		}
+		return nil, fmt.Errorf("mitigate: save model %s: %w", dir, err)
+	}
+	m.Digest = digest
+	env.Logger().Info("fairness-gate: wrote mitigated model", "model", dir, "parent", lm.Dir)
+	return m, nil
+}
+
+func violations(v fairness.Verdict) []string {
+	out := make([]string, len(v.Violations))
+	for i, x := range v.Violations {
+		out[i] = x.Message
+	}
+	return out
+}
+
+// featureOutputs is the per-feature shape pipelines template on, e.g.
+// steps.fair.outputs.by_feature.sex.groups.female.selection_rate.
+func featureOutputs(r *fairness.Report) map[string]any {
+	out := make(map[string]any, len(r.Features))
+	for _, f := range r.Features {
+		groups := make(map[string]any, len(f.Groups))
+		for _, g := range f.Groups {
+			groups[g.Group] = map[string]any{
+				"count":          float64(g.Count),
+				"selection_rate": num(float64(g.SelectionRate)),
+				"tpr":            num(float64(g.TPR)),
+				"fpr":            num(float64(g.FPR)),
+				"accuracy":       num(float64(g.Accuracy)),
+				"small":          g.Small,
+			}
+		}
+		ag := f.Aggregates
+		out[f.Feature] = map[string]any{
+			fairness.DemographicParityDifference: num(float64(ag.DemographicParityDifference)),
+			fairness.DemographicParityRatio:      num(float64(ag.DemographicParityRatio)),
+			fairness.EqualizedOddsDifference:     num(float64(ag.EqualizedOddsDifference)),
+			fairness.EqualOpportunityDifference:  num(float64(ag.EqualOpportunityDifference)),
+			"groups":                             groups,
+		}
+	}
+	return out
+}
+
+// readPredictions reads a predictions CSV: y_true and y_pred as 0/1, plus
+// the sensitive columns.
+func readPredictions(path string, sensitive []string) (yTrue, yPred []int, cols map[string][]string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, nil, dataError("predictions", path, err)
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.TrimLeadingSpace = true
+	header, err := r.Read()
+	if err != nil {
+		return nil, nil, nil, badInput("predictions", "%s: no header row: %v", path, err)
+	}
+	index := map[string]int{}
+	for i, h := range header {
+		index[strings.TrimSpace(h)] = i
+	}
+	need := append([]string{"y_true", "y_pred"}, sensitive...)
+	for _, n := range need {
+		if _, ok := index[n]; !ok {
+			return nil, nil, nil, badInput("predictions", "%s has no column %q", path, n)
+		}
+	}
+	cols = map[string][]string{}
+	for line := 2; ; line++ {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, nil, badInput("predictions", "%s: %v", path, err)
+		}
+		bin := func(col string) (int, error) {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rec[index[col]]), 64)
+			if err != nil || (v != 0 && v != 1) {
+				return 0, badInput("predictions", "%s line %d: %s is %q, want 0 or 1", path, line, col, rec[index[col]])
+			}
+			return int(v), nil
+		}
+		t, err := bin("y_true")
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		p, err := bin("y_pred")
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		yTrue, yPred = append(yTrue, t), append(yPred, p)
+		for _, s := range sensitive {
+			cols[s] = append(cols[s], strings.TrimSpace(rec[index[s]]))
+		}
+	}
+	if len(yTrue) == 0 {
+		return nil, nil, nil, badInput("predictions", "%s has no rows", path)
+	}
+	return yTrue, yPred, cols, nil
+}
