@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -94,15 +93,37 @@ func wantPermanent(t *testing.T, err error, substr ...string) {
 
 const biased = "builtin:credit-risk?rows=3000&seed=7&bias=0.3"
 
-func TestTrainLogistic(t *testing.T) {
-	state := t.TempDir()
-	env := newEnv(t, state)
-	out := mustRun(t, env, "train", "train", map[string]any{"data": biased, "label": "defaulted", "positive_label": "yes"})
-	if !strings.HasPrefix(out["model"].(string), filepath.Join(state, "models")) {
-		t.Errorf("model %v not under the state dir", out["model"])
+func TestArgsAcceptStringsAndTyped(t *testing.T) {
+	for _, with := range []map[string]any{
+		{"f": "0.1", "l": "a, b", "b": "true", "m": `{"x": "0.5"}`, "i": "3"},
+		{"f": 0.1, "l": []any{"a", "b"}, "b": true, "m": map[string]any{"x": 0.5}, "i": 3},
+	} {
+		in := Input{With: with}
+		f, _, err := argFloat(in, "f")
+		if err != nil || f != 0.1 {
+			t.Errorf("%v: float %v %v", with, f, err)
+		}
+		l, err := argList(in, "l")
+		if err != nil || strings.Join(l, "|") != "a|b" {
+			t.Errorf("%v: list %q %v", with, l, err)
+		}
+		b, err := boolOr(in, "b", false)
+		if err != nil || !b {
+			t.Errorf("%v: bool %v %v", with, b, err)
+		}
+		m, err := argMap(in, "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fm, err := floatMap("m", m)
+		if err != nil || fm["x"] != 0.5 {
+			t.Errorf("%v: map %v %v", with, fm, err)
+		}
+		i, err := intOr(in, "i", 0)
+		if err != nil || i != 3 {
+			t.Errorf("%v: int %v %v", with, i, err)
+		}
 	}
-	t.Logf("%v", out)
-	if len(env.progress) == 0 {
-		t.Error("no progress reported")
-	}
+	_, err := intOr(Input{With: map[string]any{"epochs": "2.5"}}, "epochs", 0)
+	wantPermanent(t, err, "with.epochs")
 }

@@ -1,0 +1,170 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/quantize"
+)
+
+func init() {
+	Register(Type{
+		Name: "quantize",
+		Doc: "Converts a float model into an INT8 model directory, calibrating activation scales on data (default: the " +
+			"model's held-out split) and comparing the two models' decisions on the same rows. Fails, permanently, when " +
+			"accuracy drops by more than max_accuracy_drop.",
+		Kind: Activity,
+		Inputs: []InputSpec{
+			{Name: "model", Required: true, Doc: "float model directory"},
+			{Name: "data", Doc: "calibration and check data: CSV path or builtin: URI (default: the model's held-out split)"},
+			{Name: "scheme", Doc: "int8 (the only scheme)"},
+			{Name: "max_accuracy_drop", Doc: "largest accepted accuracy loss, e.g. 0.005"},
+		},
+		Outputs: []string{"model", "model_digest", "size_before", "size_after", "accuracy_before", "accuracy_after",
+			"agreement", "max_abs_diff"},
+		Run: runQuantize,
+	})
+}
+
+func runQuantize(_ context.Context, env Env, in Input) (map[string]any, error) {
+	path, err := requireString(in, "model")
+	if err != nil {
+		return nil, err
+	}
+	src, _, err := argString(in, "data")
+	if err != nil {
+		return nil, err
+	}
+	scheme, err := stringOr(in, "scheme", modelfile.Int8)
+	if err != nil {
+		return nil, err
+	}
+	if scheme != modelfile.Int8 {
+		return nil, badInput("scheme", "unsupported scheme %q (supported: %s)", scheme, modelfile.Int8)
+	}
+	maxDrop, hasMax, err := argFloat(in, "max_accuracy_drop")
+	if err != nil {
+		return nil, err
+	}
+	lm, err := loadModel("model", path)
+	if err != nil {
+		return nil, err
+	}
+	if lm.Manifest.Quantization != modelfile.Float {
+		return nil, badInput("model", "%s is already quantized (%s)", lm.Dir, lm.Manifest.Quantization)
+	}
+	d, err := lm.loadData("data", src)
+	if err != nil {
+		return nil, err
+	}
+	x, err := lm.Manifest.Preprocessing.Transform(d)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", d.Source, err))
+	}
+	net, err := model.FromTensors(lm.Manifest.Kind, lm.Tensors)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.model %s: %w", lm.Dir, err))
+	}
+	// Calibrating and checking on the same rows is the usual post-training
+	// quantization practice: the scales are a handful of maxima, not
+	// parameters that can overfit the labels.
+	q, err := quantize.Quantize(net, x, quantize.Options{})
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("quantize %s: %w", lm.Dir, err))
+	}
+	pf, err := net.PredictProba(x)
+	if err != nil {
+		return nil, err
+	}
+	pq, err := q.PredictProba(x)
+	if err != nil {
+		return nil, err
+	}
+	// Decisions go through the manifest, so a fairness policy the model
+	// carries is part of what is compared.
+	df, err := lm.decide(d, pf)
+	if err != nil {
+		return nil, err
+	}
+	dq, err := lm.decide(d, pq)
+	if err != nil {
+		return nil, err
+	}
+	y := labels(d)
+	agree, maxDiff := 0, 0.0
+	for i := range df {
+		if df[i] == dq[i] {
+			agree++
+		}
+		maxDiff = math.Max(maxDiff, math.Abs(pf[i]-pq[i]))
+	}
+	accBefore, accAfter := accuracy(y, df), accuracy(y, dq)
+	if hasMax && accBefore-accAfter > maxDrop {
+		return nil, Permanent(kindGateFailed, fmt.Errorf("quantize: int8 accuracy %.4f is %.4f below float %.4f on %s, more than max_accuracy_drop %g",
+			accAfter, accBefore-accAfter, accBefore, d.Source, maxDrop))
+	}
+
+	dir, err := filepath.Abs(filepath.Join(env.StateDir(), "models", safeName(in.RunID)+"-"+safeName(in.StepID)+"-"+inputsDigest(in)))
+	if err != nil {
+		return nil, err
+	}
+	var digest string
+	if saved, err := loadModel("model", dir); err == nil {
+		digest = saved.Digest
+	} else if _, serr := os.Stat(dir); serr == nil {
+		return nil, fmt.Errorf("quantize: an earlier attempt's model %s: %w", dir, err)
+	} else {
+		rep, err := evaluate.Evaluate(d.Y, pq, evaluate.Options{Threshold: lm.Manifest.Threshold})
+		if err != nil {
+			return nil, Permanent(kindBadInput, fmt.Errorf("quantize: evaluate int8 model on %s: %w", d.Source, err))
+		}
+		mf := *lm.Manifest
+		mf.Quantization = modelfile.Int8
+		mf.Metrics = finiteMetrics(rep.Metrics)
+		mf.Metrics[evaluate.Accuracy] = accAfter
+		mf.Lineage.Params = derivedParams(lm.Manifest.Lineage.Params)
+		mf.Lineage.Params["quantization"] = map[string]any{"scheme": modelfile.Int8, "calibration_data": d.Source, "calibration_rows": d.Len()}
+		mf.Lineage.ParentModel = lm.Digest
+		mf.Lineage.CreatedAt = time.Now().UTC()
+		holdout, rows, err := parentHoldout(lm)
+		if err != nil {
+			return nil, err
+		}
+		if digest, err = saveModelDir(dir, &mf, q.Tensors(), holdout, rows); err != nil {
+			return nil, fmt.Errorf("quantize: save %s: %w", dir, err)
+		}
+	}
+	before, err := fileSize(filepath.Join(lm.Dir, modelfile.WeightsFile))
+	if err != nil {
+		return nil, err
+	}
+	after, err := fileSize(filepath.Join(dir, modelfile.WeightsFile))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"model":           dir,
+		"model_digest":    digest,
+		"size_before":     float64(before),
+		"size_after":      float64(after),
+		"accuracy_before": accBefore,
+		"accuracy_after":  accAfter,
+		"agreement":       float64(agree) / float64(len(df)),
+		"max_abs_diff":    maxDiff,
+	}, nil
+}
+
+func fileSize(path string) (int64, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
