@@ -92,18 +92,22 @@ func fairnessFileNames(features []fairness.FeatureReport) []string {
 	return names
 }
 
-// encode draws plots side by side on one white PNG canvas of w × h.
-func encode(w, h vg.Length, plots ...*plot.Plot) ([]byte, error) {
+// encode draws a grid of plots (rows of panels) on one white PNG canvas of
+// w × h.
+func encode(w, h vg.Length, grid ...[]*plot.Plot) ([]byte, error) {
 	c := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(dpi), vgimg.UseBackgroundColor(color.White))
 	dc := draw.New(c)
-	if len(plots) == 1 {
-		plots[0].Draw(dc)
+	if len(grid) == 1 && len(grid[0]) == 1 {
+		grid[0][0].Draw(dc)
 	} else {
-		tiles := draw.Tiles{Rows: 1, Cols: len(plots), PadX: vg.Centimeter, PadTop: vg.Millimeter * 2,
-			PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
-		canvases := plot.Align([][]*plot.Plot{plots}, tiles, dc)
-		for i, p := range plots {
-			p.Draw(canvases[0][i])
+		pad := vg.Millimeter * 2
+		tiles := draw.Tiles{Rows: len(grid), Cols: len(grid[0]), PadX: vg.Centimeter, PadY: vg.Centimeter,
+			PadTop: pad, PadBottom: pad, PadLeft: pad, PadRight: pad}
+		canvases := plot.Align(grid, tiles, dc)
+		for i, row := range grid {
+			for j, p := range row {
+				p.Draw(canvases[i][j])
+			}
 		}
 	}
 	var buf bytes.Buffer
@@ -197,7 +201,7 @@ func rocPNG(ev *Evidence) ([]byte, error) {
 		p.Add(l)
 		p.Legend.Add(label, l)
 	}
-	return encode(6*vg.Inch, 5.5*vg.Inch, p)
+	return encode(6*vg.Inch, 5.5*vg.Inch, []*plot.Plot{p})
 }
 
 func calibrationPNG(ev *Evidence) ([]byte, error) {
@@ -227,7 +231,7 @@ func calibrationPNG(ev *Evidence) ([]byte, error) {
 		p.Add(l, pts)
 		p.Legend.Add(s.label, l, pts)
 	}
-	return encode(6*vg.Inch, 5.5*vg.Inch, p)
+	return encode(6*vg.Inch, 5.5*vg.Inch, []*plot.Plot{p})
 }
 
 func confusionPNG(ev *Evidence) ([]byte, error) {
@@ -239,7 +243,7 @@ func confusionPNG(ev *Evidence) ([]byte, error) {
 		}
 		panels = append(panels, p)
 	}
-	return encode(vg.Length(len(panels))*5*vg.Inch, 4.5*vg.Inch, panels...)
+	return encode(vg.Length(len(panels))*5*vg.Inch, 4.5*vg.Inch, panels)
 }
 
 // confusionPlot lays the matrix out as scikit-learn's ConfusionMatrixDisplay
@@ -315,31 +319,34 @@ func blend(a, b color.Color, t float64) color.Color {
 }
 
 // fairnessPNG draws the per-group rates of one feature, with the mitigated
-// model's rates in a second panel when there are any.
+// model's rates in a second panel below when there are any: stacked, the bars
+// of one group line up, and a feature with many groups stays readable.
 func fairnessPNG(before, after *fairness.FeatureReport) ([]byte, error) {
 	title := before.Feature
 	if after != nil {
 		title += ": before mitigation"
 	}
-	panels := []*plot.Plot{}
 	p, err := ratesPlot(title, before)
 	if err != nil {
 		return nil, err
 	}
-	panels = append(panels, p)
+	rows := [][]*plot.Plot{{p}}
+	groups := len(before.Groups)
 	if after != nil {
 		p, err := ratesPlot(after.Feature+": after mitigation", after)
 		if err != nil {
 			return nil, err
 		}
-		panels = append(panels, p)
-	}
-	groups := max(len(before.Groups), 1)
-	if after != nil {
+		rows = append(rows, []*plot.Plot{p})
 		groups = max(groups, len(after.Groups))
 	}
-	width := max(6*vg.Inch, vg.Length(groups)*1.3*vg.Inch+1.5*vg.Inch)
-	return encode(vg.Length(len(panels))*width, 5*vg.Inch, panels...)
+	width := max(7*vg.Inch, vg.Length(groups)*1.2*vg.Inch+1.5*vg.Inch)
+	return encode(width, vg.Length(len(rows))*4.5*vg.Inch, rows...)
+}
+
+var rateTicks = []plot.Tick{
+	{Value: 0, Label: "0"}, {Value: 0.1}, {Value: 0.2, Label: "0.2"}, {Value: 0.3}, {Value: 0.4, Label: "0.4"},
+	{Value: 0.5}, {Value: 0.6, Label: "0.6"}, {Value: 0.7}, {Value: 0.8, Label: "0.8"}, {Value: 0.9}, {Value: 1, Label: "1"},
 }
 
 // ratesPlot is a grouped bar chart of selection rate, TPR and FPR per group.
@@ -350,7 +357,10 @@ func ratesPlot(title string, fr *fairness.FeatureReport) (*plot.Plot, error) {
 	title += fmt.Sprintf("\nDP difference %s · EO difference %s",
 		formatValue(a.DemographicParityDifference), formatValue(a.EqualizedOddsDifference))
 	p := newPlot(title, "Group", "Rate")
+	// Headroom above 1 keeps the legend off the bars; ticks stop at 1, the
+	// largest rate.
 	p.Y.Min, p.Y.Max = 0, 1.3
+	p.Y.Tick.Marker = plot.ConstantTicks(rateTicks)
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
 

@@ -84,12 +84,13 @@ func TestRenderFullReport(t *testing.T) {
 			checkPNG(t, filepath.Join(dir, name))
 		}
 	}
-	// Two panels side by side: the confusion matrices of both models, and
-	// the rates before and after mitigation.
-	for _, name := range []string{"confusion.png", "fairness_sex.png"} {
-		if img := decode(t, filepath.Join(dir, name)); img.Bounds().Dx() < 2*img.Bounds().Dy() {
-			t.Errorf("%s is %v, want two panels side by side", name, img.Bounds())
-		}
+	// Two panels: the confusion matrices of both models side by side, and
+	// the rates before and after mitigation one above the other.
+	if img := decode(t, filepath.Join(dir, "confusion.png")); img.Bounds().Dx() < 2*img.Bounds().Dy() {
+		t.Errorf("confusion.png is %v, want two panels side by side", img.Bounds())
+	}
+	if img := decode(t, filepath.Join(dir, "fairness_sex.png")); img.Bounds().Dy() < img.Bounds().Dx() {
+		t.Errorf("fairness_sex.png is %v, want two panels stacked", img.Bounds())
 	}
 
 	page := readPage(t, dir)
