@@ -29,6 +29,10 @@ func Render(dir string, ev Evidence) (Result, error) {
 }
 
 func render(dir string, ev Evidence, write writeFunc) (Result, error) {
+	parent, base, err := splitDir(dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("report: %w", err)
+	}
 	files, err := build(ev)
 	if err != nil {
 		return Result{}, fmt.Errorf("report: %w", err)
@@ -40,7 +44,7 @@ func render(dir string, ev Evidence, write writeFunc) (Result, error) {
 	}
 	slices.SortFunc(res.Files, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
 
-	if err := writeAtomically(dir, files, write); err != nil {
+	if err := writeAtomically(parent, base, files, write); err != nil {
 		if !errors.Is(err, os.ErrExist) {
 			return Result{}, fmt.Errorf("report: %w", err)
 		}
@@ -83,15 +87,24 @@ func build(ev Evidence) ([]namedFile, error) {
 	return append(files, namedFile{IndexFile, html}), nil
 }
 
-// writeAtomically writes files into a temporary directory beside dir and
-// renames it to dir. On any failure the temporary directory is removed. An
-// existing non-empty dir makes the rename fail with an error matching
-// os.ErrExist.
-func writeAtomically(dir string, files []namedFile, write writeFunc) (err error) {
-	parent, base := filepath.Split(filepath.Clean(dir))
+// splitDir returns the parent and the name of the report directory.
+func splitDir(dir string) (parent, base string, err error) {
+	parent, base = filepath.Split(filepath.Clean(dir))
+	if base == "" || base == "." || base == ".." || base == string(filepath.Separator) {
+		return "", "", fmt.Errorf("%q does not name a directory that can be created", dir)
+	}
 	if parent == "" {
 		parent = "."
 	}
+	return parent, base, nil
+}
+
+// writeAtomically writes files into a temporary directory in parent and
+// renames it to base. On any failure the temporary directory is removed. An
+// existing non-empty directory makes the rename fail with an error matching
+// os.ErrExist.
+func writeAtomically(parent, base string, files []namedFile, write writeFunc) (err error) {
+	dir := filepath.Join(parent, base)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return fmt.Errorf("create parent of %s: %w", dir, err)
 	}

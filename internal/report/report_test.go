@@ -257,6 +257,15 @@ func TestRenderExistingDirectory(t *testing.T) {
 	}
 }
 
+func TestRenderRejectsUnnamedDirectory(t *testing.T) {
+	ev := evidence(t, false, false)
+	for _, dir := range []string{"", ".", "/", filepath.Join(t.TempDir(), "..")} {
+		if _, err := Render(dir, ev); err == nil {
+			t.Errorf("Render(%q) succeeded", dir)
+		}
+	}
+}
+
 func TestRenderRejectsBadCurves(t *testing.T) {
 	for name, mutate := range map[string]func(*Evidence){
 		"ROC length mismatch":   func(ev *Evidence) { ev.Candidate.ROC.TPR = ev.Candidate.ROC.TPR[1:] },
