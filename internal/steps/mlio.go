@@ -187,7 +187,12 @@ func argList(in Input, key string) ([]string, error) {
 			raw = append(raw, s)
 		}
 	default:
-		return nil, badInput(key, "want a list or a comma-separated string, got %T", v)
+		// A lone number (YAML `hidden: 32`) is a list of one.
+		f, ok := toFloat(v)
+		if !ok {
+			return nil, badInput(key, "want a list or a comma-separated string, got %T", v)
+		}
+		raw = []string{strconv.FormatFloat(f, 'g', -1, 64)}
 	}
 	var out []string
 	for _, s := range raw {
