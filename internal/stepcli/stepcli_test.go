@@ -1,0 +1,71 @@
+package stepcli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gauntlet-ml/gauntlet/internal/steps"
+)
+
+func TestRunTrainWritesOutputs(t *testing.T) {
+	out := t.TempDir()
+	var stdout bytes.Buffer
+	err := RunWith(context.Background(), "train", map[string]string{
+		"data": "builtin:credit-risk?rows=2000&seed=3", "label": "defaulted", "positive_label": "yes",
+		"model": "mlp", "epochs": "3", "hidden": "[8]",
+	}, out, &stdout, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, OutputsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	model, _ := got["model"].(string)
+	if !strings.HasPrefix(model, filepath.Join(out, ".state", "models")) {
+		t.Errorf("model %q not under the out dir's state", model)
+	}
+	if !strings.Contains(stdout.String(), "progress epoch=3/3 loss=") {
+		t.Errorf("stdout lacks the last epoch's progress line:\n%s", stdout.String())
+	}
+	if !strings.Contains(stdout.String(), model) {
+		t.Errorf("stdout does not print the outputs")
+	}
+
+	// The model feeds the next step by path, as a pipeline template would.
+	stdout.Reset()
+	if err := Run(context.Background(), "evaluate", map[string]string{"model": model, "thresholds": `{"roc_auc": {"min": 0.5}}`}, t.TempDir(), &stdout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	err := Run(context.Background(), "trian", nil, t.TempDir(), &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "train") || !strings.Contains(err.Error(), "evaluate") {
+		t.Errorf("unknown type: %v", err)
+	}
+	err = Run(context.Background(), "train", map[string]string{"data": "builtin:credit-risk?rows=100", "label": "nope", "positive_label": "yes"}, t.TempDir(), &bytes.Buffer{})
+	if _, retryable := steps.Classify(err); err == nil || retryable || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("missing label column: %v", err)
+	}
+	_, err = ParseWith(map[string]string{"max": "{bad"})
+	if err == nil || !strings.Contains(err.Error(), "max") {
+		t.Errorf("bad JSON: %v", err)
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	got := progressLine(map[string]any{"epoch": 3, "epochs": 20, "loss": 0.41234})
+	if got != "progress epoch=3/20 loss=0.4123" {
+		t.Errorf("got %q", got)
+	}
+}
