@@ -102,3 +102,34 @@ func TestFairnessGateMitigates(t *testing.T) {
 		t.Errorf("models: %s", strings.Join(names, ", "))
 	}
 }
+
+func TestFairnessGatePredictionsCSV(t *testing.T) {
+	dir := t.TempDir()
+	body := "y_true,y_pred,sex\n"
+	for i := range 200 {
+		// Men are selected three times as often as women.
+		sex, pred := "m", "1"
+		if i%2 == 1 {
+			sex = "f"
+			if i%6 != 1 {
+				pred = "0"
+			}
+		} else if i%6 == 0 {
+			pred = "0"
+		}
+		body += []string{"0", "1"}[i%3%2] + "," + pred + "," + sex + "\n"
+	}
+	path := filepath.Join(dir, "pred.csv")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, newEnv(t, dir), "fairness-gate", "f", map[string]any{
+		"predictions": path, "sensitive": "sex", "min": map[string]any{"demographic_parity_ratio": "0.8"}})
+	wantPermanent(t, err, "demographic_parity_ratio for sex", "below the minimum of 0.8")
+	if r := out["by_feature"].(map[string]any)["sex"].(map[string]any)["demographic_parity_ratio"].(float64); r > 0.8 {
+		t.Errorf("ratio %v", r)
+	}
+	_, err = run(t, newEnv(t, dir), "fairness-gate", "f", map[string]any{
+		"predictions": path, "sensitive": "sex", "max": map[string]any{"demographic_parity_difference": 0.1}, "mitigate": "threshold-optimizer"})
+	wantPermanent(t, err, "with.mitigate")
+}
