@@ -24,6 +24,8 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	w.RegisterActivityWithOptions(p.Resolve, activity.RegisterOptions{Name: workflows.ResolveName})
 	w.RegisterActivityWithOptions(c.Get, activity.RegisterOptions{Name: workflows.CacheGetName})
 	w.RegisterActivityWithOptions(c.Put, activity.RegisterOptions{Name: workflows.CachePutName})
+	n := &Notifier{}
+	w.RegisterActivityWithOptions(n.Notify, activity.RegisterOptions{Name: workflows.NotifyActivity})
 	h := &Host{StateDir: cfg.StateDir, Logger: cfg.Logger}
 	h.RegisterSteps(w)
 }

@@ -59,8 +59,8 @@ type run struct {
 	status   Status
 	main     *phase
 	fin      *phase
-	// handlers registered by workflow-executed step types (approvals).
-	hooks []func(ctx workflow.Context) error
+	// gates are the approval steps of this run, by step id.
+	gates map[string]*gate
 }
 
 // phase is one DAG: the normal steps, or the finally steps.

@@ -77,8 +77,9 @@ func init() {
 }
 
 type harness struct {
-	t   *testing.T
-	env *testsuite.TestWorkflowEnvironment
+	t     *testing.T
+	env   *testsuite.TestWorkflowEnvironment
+	input workflows.PipelineInput
 }
 
 func newHarness(t *testing.T) *harness {
@@ -92,7 +93,13 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) run(yaml string, params map[string]any) (*workflows.Result, error) {
 	h.t.Helper()
-	h.env.ExecuteWorkflow(workflows.PipelineName, workflows.PipelineInput{YAML: yaml, Params: params})
+	h.input = workflows.PipelineInput{YAML: yaml, Params: params}
+	return h.start()
+}
+
+func (h *harness) start() (*workflows.Result, error) {
+	h.t.Helper()
+	h.env.ExecuteWorkflow(workflows.PipelineName, h.input)
 	if !h.env.IsWorkflowCompleted() {
 		h.t.Fatal("workflow did not complete")
 	}

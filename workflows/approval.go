@@ -1,0 +1,353 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
+)
+
+// Names of the approval handlers: Updates for the CLI and API (refused
+// decisions never enter history), Signals of the same names for the Temporal
+// UI, and a query for what is waiting.
+const (
+	ApproveName      = "approve"
+	RejectName       = "reject"
+	ApprovalsQuery   = "approvals"
+	NotifyActivity   = "Notify"
+	defaultApprovalT = 72 * time.Hour
+)
+
+// Decision is what a reviewer sends.
+type Decision struct {
+	Reviewer string `json:"reviewer"`
+	Comment  string `json:"comment,omitempty"`
+	// Step names the approval step when several wait at once.
+	Step string `json:"step,omitempty"`
+}
+
+// Vote is a recorded decision.
+type Vote struct {
+	Reviewer string    `json:"reviewer"`
+	Decision string    `json:"decision"` // approve or reject
+	Comment  string    `json:"comment,omitempty"`
+	At       time.Time `json:"at"`
+	Via      string    `json:"via"` // update, signal or timeout
+}
+
+// ApprovalRequest is what a waiting approval step shows a reviewer.
+type ApprovalRequest struct {
+	Step       string         `json:"step"`
+	Reviewers  []string       `json:"reviewers"`
+	Required   int            `json:"required"`
+	Deadline   time.Time      `json:"deadline"`
+	OnTimeout  string         `json:"on_timeout"`
+	Escalated  bool           `json:"escalated,omitempty"`
+	StartedBy  string         `json:"started_by,omitempty"`
+	Votes      []Vote         `json:"votes"`
+	Evidence   map[string]any `json:"evidence,omitempty"`
+	Invalid    []string       `json:"invalid_signals,omitempty"`
+	Notified   int            `json:"notifications_sent"`
+	SelfForbid bool           `json:"forbid_self_approval,omitempty"`
+}
+
+// gate is one approval step's live state.
+type gate struct {
+	req         ApprovalRequest
+	escalateTo  []string
+	timeout     time.Duration
+	notifyURL   string
+	reminder    time.Duration
+	open        bool
+	approvals   int
+	rejected    bool
+	lastChange  int // bumps on every state change, for notifications
+	notifiedFor int
+}
+
+func init() {
+	workflowSteps["approval"] = runApproval
+	registeredHooks = append(registeredHooks, registerApprovalHandlers)
+}
+
+func registerApprovalHandlers(ctx workflow.Context, r *run) error {
+	r.gates = map[string]*gate{}
+	for _, name := range []string{ApproveName, RejectName} {
+		decision := name
+		err := workflow.SetUpdateHandlerWithOptions(ctx, name,
+			func(ctx workflow.Context, d Decision) (ApprovalRequest, error) {
+				g, _ := r.gateFor(d)
+				r.vote(ctx, g, d, decision, "update")
+				return g.req, nil
+			},
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, d Decision) error {
+				_, err := r.checkDecision(d, decision)
+				return err
+			}},
+		)
+		if err != nil {
+			return err
+		}
+		ch := workflow.GetSignalChannel(ctx, name)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			for {
+				var d Decision
+				ch.Receive(ctx, &d)
+				g, err := r.checkDecision(d, decision)
+				if err != nil {
+					// Signals cannot be refused; keep the attempt visible.
+					r.noteInvalid(g, fmt.Sprintf("%s from %q refused: %v", decision, d.Reviewer, err))
+					continue
+				}
+				r.vote(ctx, g, d, decision, "signal")
+			}
+		})
+	}
+	return workflow.SetQueryHandler(ctx, ApprovalsQuery, func() ([]ApprovalRequest, error) {
+		var out []ApprovalRequest
+		for _, id := range sortedKeys(r.gates) {
+			out = append(out, r.gates[id].req)
+		}
+		return out, nil
+	})
+}
+
+func sortedKeys(m map[string]*gate) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// gateFor finds the gate a decision addresses: the named step, or the one
+// open gate.
+func (r *run) gateFor(d Decision) (*gate, error) {
+	if d.Step != "" {
+		g, ok := r.gates[d.Step]
+		if !ok {
+			return nil, fmt.Errorf("no approval step %q in this run", d.Step)
+		}
+		return g, nil
+	}
+	var open []*gate
+	for _, id := range sortedKeys(r.gates) {
+		if r.gates[id].open {
+			open = append(open, r.gates[id])
+		}
+	}
+	switch len(open) {
+	case 0:
+		return nil, errors.New("no approval is waiting in this run")
+	case 1:
+		return open[0], nil
+	default:
+		return nil, errors.New("several approvals are waiting: name one with step")
+	}
+}
+
+// checkDecision is the validator: it must not change state.
+func (r *run) checkDecision(d Decision, decision string) (*gate, error) {
+	g, err := r.gateFor(d)
+	if err != nil {
+		return g, err
+	}
+	reviewer := strings.TrimSpace(d.Reviewer)
+	switch {
+	case reviewer == "":
+		return g, errors.New("decision names no reviewer")
+	case !g.open:
+		return g, fmt.Errorf("approval %s is closed", g.req.Step)
+	case !slices.Contains(g.req.Reviewers, reviewer):
+		return g, fmt.Errorf("%s is not a reviewer of %s (reviewers: %s)", reviewer, g.req.Step, strings.Join(g.req.Reviewers, ", "))
+	case g.req.SelfForbid && decision == ApproveName && reviewer == g.req.StartedBy:
+		return g, fmt.Errorf("%s started this run and may not approve it", reviewer)
+	}
+	for _, v := range g.req.Votes {
+		if v.Reviewer == reviewer {
+			return g, fmt.Errorf("%s has already voted (%s)", reviewer, v.Decision)
+		}
+	}
+	return g, nil
+}
+
+func (r *run) noteInvalid(g *gate, msg string) {
+	if g == nil {
+		r.status.Error = msg
+		return
+	}
+	g.req.Invalid = append(g.req.Invalid, msg)
+	r.refreshWaiting(g)
+}
+
+func (r *run) vote(ctx workflow.Context, g *gate, d Decision, decision, via string) {
+	g.req.Votes = append(g.req.Votes, Vote{Reviewer: strings.TrimSpace(d.Reviewer), Decision: decision, Comment: d.Comment, At: workflow.Now(ctx), Via: via})
+	if decision == ApproveName {
+		g.approvals++
+	} else {
+		g.rejected = true
+	}
+	g.lastChange++
+	r.refreshWaiting(g)
+}
+
+func (r *run) refreshWaiting(g *gate) {
+	if i := r.indexOf(g.req.Step); i >= 0 {
+		r.status.Steps[i].Waiting = g.req
+	}
+}
+
+// runApproval waits for a quorum of approvals, a rejection, or the
+// deadline.
+func runApproval(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, error) {
+	g, err := newGate(sr, r.input.StartedBy, workflow.Now(ctx))
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidPipeline", err)
+	}
+	r.gates[sr.spec.ID] = g
+	st := r.index(sr.spec.ID)
+	st.State = StateWaiting
+	r.refreshWaiting(g)
+	r.status.State = RunWaiting
+	_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.RunStatus.ValueSet(RunWaiting), searchattr.Approval.ValueSet("waiting:"+sr.spec.ID))
+	defer func() {
+		g.open = false
+		if r.status.State == RunWaiting {
+			r.status.State = RunRunning
+			_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.RunStatus.ValueSet(RunRunning))
+		}
+	}()
+	r.notify(ctx, g, "approval requested")
+
+	decided := func() bool { return g.rejected || g.approvals >= g.req.Required }
+	for !decided() {
+		wait := g.req.Deadline.Sub(workflow.Now(ctx))
+		if g.reminder > 0 && g.reminder < wait {
+			wait = g.reminder
+		}
+		seen := g.lastChange
+		ok, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return decided() || g.lastChange != seen })
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			if !decided() {
+				r.notify(ctx, g, "vote recorded")
+			}
+			continue
+		}
+		if !workflow.Now(ctx).Before(g.req.Deadline) {
+			if done := r.timeOut(ctx, g); done {
+				break
+			}
+			continue
+		}
+		r.notify(ctx, g, "reminder: approval still waiting")
+	}
+	g.open = false
+	out := approvalOutputs(g)
+	if g.rejected {
+		_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.Approval.ValueSet("rejected:"+strings.Join(out["rejecters"].([]string), ",")))
+		r.notify(ctx, g, "rejected")
+		return nil, &rejectedError{msg: rejectionMessage(g)}
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.Approval.ValueSet("approved:"+strings.Join(out["approvers"].([]string), ",")))
+	r.notify(ctx, g, "approved")
+	delete(out, "rejecters")
+	return out, nil
+}
+
+// timeOut applies on_timeout; it reports whether the gate is decided.
+func (r *run) timeOut(ctx workflow.Context, g *gate) bool {
+	switch g.req.OnTimeout {
+	case "approve":
+		g.req.Votes = append(g.req.Votes, Vote{Reviewer: "timeout", Decision: ApproveName, At: workflow.Now(ctx), Via: "timeout", Comment: "approved by on_timeout: approve"})
+		g.approvals = g.req.Required
+	case "escalate":
+		if !g.req.Escalated && len(g.escalateTo) > 0 {
+			g.req.Escalated = true
+			g.req.Reviewers = append(g.req.Reviewers, g.escalateTo...)
+			g.req.Deadline = workflow.Now(ctx).Add(g.timeout)
+			g.lastChange++
+			r.refreshWaiting(g)
+			r.notify(ctx, g, "escalated to "+strings.Join(g.escalateTo, ", "))
+			return false
+		}
+		fallthrough
+	default:
+		g.req.Votes = append(g.req.Votes, Vote{Reviewer: "timeout", Decision: RejectName, At: workflow.Now(ctx), Via: "timeout", Comment: "no decision before the deadline"})
+		g.rejected = true
+	}
+	r.refreshWaiting(g)
+	return true
+}
+
+func rejectionMessage(g *gate) string {
+	for _, v := range g.req.Votes {
+		if v.Decision == RejectName {
+			msg := fmt.Sprintf("%s rejected by %s", g.req.Step, v.Reviewer)
+			if v.Comment != "" {
+				msg += ": " + v.Comment
+			}
+			return msg
+		}
+	}
+	return g.req.Step + " rejected"
+}
+
+func approvalOutputs(g *gate) map[string]any {
+	approvers, rejecters := []string{}, []string{}
+	votes := make([]any, 0, len(g.req.Votes))
+	comment := ""
+	for _, v := range g.req.Votes {
+		if v.Decision == ApproveName {
+			approvers = append(approvers, v.Reviewer)
+		} else {
+			rejecters = append(rejecters, v.Reviewer)
+		}
+		if v.Comment != "" && comment == "" {
+			comment = v.Comment
+		}
+		votes = append(votes, map[string]any{"reviewer": v.Reviewer, "decision": v.Decision, "comment": v.Comment, "at": v.At.UTC().Format(time.RFC3339), "via": v.Via})
+	}
+	decision := "approved"
+	if g.rejected {
+		decision = "rejected"
+	}
+	return map[string]any{"decision": decision, "approvers": approvers, "rejecters": rejecters, "votes": votes, "comment": comment}
+}
+
+// notify posts a state change to the step's webhook through an activity,
+// once per change: reminders and votes each count as one change.
+func (r *run) notify(ctx workflow.Context, g *gate, event string) {
+	g.req.Notified++
+	r.refreshWaiting(g)
+	if g.notifyURL == "" {
+		return
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
+	})
+	msg := NotifyInput{URL: g.notifyURL, RunID: r.status.RunID, Pipeline: r.status.Pipeline, StepID: g.req.Step, Event: event, Request: g.req}
+	// A webhook that is down must not hold the gate; the outcome is logged.
+	_ = workflow.ExecuteActivity(actx, NotifyActivity, msg).Get(ctx, nil)
+}
+
+// NotifyInput is an approval notification.
+type NotifyInput struct {
+	URL      string          `json:"url"`
+	RunID    string          `json:"run_id"`
+	Pipeline string          `json:"pipeline"`
+	StepID   string          `json:"step_id"`
+	Event    string          `json:"event"`
+	Request  ApprovalRequest `json:"request"`
+}
