@@ -70,7 +70,9 @@ func startApproval(t *testing.T, params map[string]any, startedBy string) *harne
 func TestApprovalQuorumReached(t *testing.T) {
 	h := startApproval(t, nil, "erin")
 	var first, second *updateResult
-	h.env.RegisterDelayedCallback(func() { first = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice", Comment: "metrics fine"}) }, time.Hour)
+	h.env.RegisterDelayedCallback(func() {
+		first = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice", Comment: "metrics fine"})
+	}, time.Hour)
 	h.env.RegisterDelayedCallback(func() {
 		v, err := h.env.QueryWorkflow(workflows.ApprovalsQuery)
 		if err != nil {
@@ -103,7 +105,9 @@ func TestApprovalQuorumReached(t *testing.T) {
 
 func TestApprovalRejectionEndsRunRejected(t *testing.T) {
 	h := startApproval(t, nil, "erin")
-	h.env.RegisterDelayedCallback(func() { sendUpdate(h.env, workflows.RejectName, workflows.Decision{Reviewer: "carol", Comment: "fairness gap too wide"}) }, time.Hour)
+	h.env.RegisterDelayedCallback(func() {
+		sendUpdate(h.env, workflows.RejectName, workflows.Decision{Reviewer: "carol", Comment: "fairness gap too wide"})
+	}, time.Hour)
 	_, err := h.start()
 	var app *temporal.ApplicationError
 	if !errors.As(err, &app) || app.Type() != "ApprovalRejected" || !strings.Contains(app.Error(), "fairness gap too wide") {
@@ -180,7 +184,9 @@ func TestApprovalTimeouts(t *testing.T) {
 		h := startApproval(t, map[string]any{"on_timeout": "escalate", "required": 1}, "erin")
 		var early, late *updateResult
 		h.env.RegisterDelayedCallback(func() { early = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "dave"}) }, time.Hour)
-		h.env.RegisterDelayedCallback(func() { late = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "dave", Comment: "escalated ok"}) }, 50*time.Hour)
+		h.env.RegisterDelayedCallback(func() {
+			late = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "dave", Comment: "escalated ok"})
+		}, 50*time.Hour)
 		res, err := h.start()
 		if err != nil {
 			t.Fatal(err)
