@@ -36,7 +36,7 @@ func (h *Host) RegisterSteps(w worker.ActivityRegistry) {
 
 func (h *Host) stepActivity(t steps.Type) func(context.Context, workflows.StepInput) (workflows.StepResult, error) {
 	return func(ctx context.Context, wi workflows.StepInput) (workflows.StepResult, error) {
-		in := steps.Input{RunID: wi.RunID, Pipeline: wi.Pipeline, SpecHash: wi.SpecHash, StepID: wi.StepID, Uses: wi.Uses, With: wi.With, StartedBy: wi.StartedBy}
+		in := steps.Input{RunID: wi.RunID, Pipeline: wi.Pipeline, SpecHash: wi.SpecHash, StepID: wi.StepID, Uses: wi.Uses, With: wi.With, Command: wi.Command, StartedBy: wi.StartedBy}
 		info := activity.GetInfo(ctx)
 		dir := filepath.Join(h.StateDir, "runs", safe(in.RunID), safe(in.StepID))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
