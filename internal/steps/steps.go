@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+
+	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 )
 
 // Kind says how the interpreter executes a step type.
@@ -34,6 +36,8 @@ type Input struct {
 	With     map[string]any `json:"with,omitempty"`
 	// StartedBy is who started the run, for approvals and audit.
 	StartedBy string `json:"started_by,omitempty"`
+	// Command is set for `run:` steps, which the "run" type executes.
+	Command *spec.Command `json:"command,omitempty"`
 }
 
 // Env is what a running step may use of its host. The Temporal adapter
