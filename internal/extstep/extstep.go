@@ -230,7 +230,11 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 		log.Warn("attempt log incomplete", "log", logPath, "err", err)
 	}
 
-	ws, _ := c.ProcessState.Sys().(syscall.WaitStatus)
+	if c.ProcessState == nil {
+		// wait4 itself failed (the worker ignores SIGCHLD, or something
+		// else reaped the child): the outcome is unknown, so try again.
+		return nil, retryable(KindHost, fmt.Errorf("wait for command: %w", waitErr))
+	}
 	fmt.Fprintf(logFile, "[gauntlet: %s]\n", c.ProcessState)
 	log.Info("command ended", "pid", pgid, "state", c.ProcessState.String())
 
@@ -238,9 +242,8 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 	switch {
 	case cancelled:
 		fail = retryable(KindCancelled, fmt.Errorf("command cancelled (%s): %w", c.ProcessState, context.Cause(ctx)))
-	case waitErr != nil && c.ProcessState.Success():
-		return nil, retryable(KindHost, fmt.Errorf("wait for command: %w", waitErr))
 	case !c.ProcessState.Success():
+		ws, _ := c.ProcessState.Sys().(syscall.WaitStatus)
 		fail = exitError(ws)
 	}
 	if fail != nil {
