@@ -1,0 +1,101 @@
+// Package gpu reports what the node's GPUs are doing, for heartbeats,
+// metrics and run reports.
+//
+// Telemetry comes from a Source. This package ships only NoGPU, because
+// github.com/NVIDIA/go-nvml is not yet a dependency; an NVML-backed Source
+// belongs in its own file behind a build tag (it loads libnvidia-ml.so with
+// dlopen at Init, so it compiles anywhere but needs the driver to run). It
+// implements Snapshot by calling nvml.Init once, then per device
+// DeviceGetHandleByIndex, GetName, GetMemoryInfo (Used, Total),
+// GetUtilizationRates (Gpu), GetTemperature(TEMPERATURE_GPU) and GetPowerUsage
+// (milliwatts, divided by 1000). When nvml.Init returns ERROR_LIBRARY_NOT_FOUND
+// or ERROR_DRIVER_NOT_LOADED, or DeviceGetCount is zero, it returns the same
+// NoNVIDIAGPU state as NoGPU, so a worker can use it unconditionally.
+package gpu
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Device is one GPU at the moment it was read.
+type Device struct {
+	Index              int     `json:"index"`
+	Name               string  `json:"name"`
+	MemoryUsedBytes    uint64  `json:"memory_used_bytes"`
+	MemoryTotalBytes   uint64  `json:"memory_total_bytes"`
+	UtilizationPercent float64 `json:"utilization_percent"`
+	TemperatureC       float64 `json:"temperature_c"`
+	PowerWatts         float64 `json:"power_watts"`
+}
+
+// State says whether a node has GPUs to report on at all.
+type State string
+
+const (
+	// Available means Devices holds at least one GPU.
+	Available State = "available"
+	// NoNVIDIAGPU means there is nothing to read: no driver, no device, or a
+	// build without NVML. It is a steady state, not a failure: callers report
+	// it once and stop polling instead of retrying.
+	NoNVIDIAGPU State = "no NVIDIA GPU"
+)
+
+// Snapshot is what a Source saw at one moment.
+type Snapshot struct {
+	State State `json:"state"`
+	// Reason says why the state is NoNVIDIAGPU.
+	Reason  string   `json:"reason,omitempty"`
+	Devices []Device `json:"devices,omitempty"`
+}
+
+// Source reads GPU telemetry. An error means GPUs exist but reading them
+// failed this time (worth retrying); a machine without GPUs is a Snapshot
+// in the NoNVIDIAGPU state, never an error.
+type Source interface {
+	Snapshot() (Snapshot, error)
+}
+
+// NoGPU is the Source of a node without NVIDIA GPUs or of a build without
+// NVML support.
+type NoGPU struct {
+	Reason string
+}
+
+// Snapshot always reports NoNVIDIAGPU.
+func (n NoGPU) Snapshot() (Snapshot, error) {
+	reason := n.Reason
+	if reason == "" {
+		reason = "this build has no NVML support"
+	}
+	return Snapshot{State: NoNVIDIAGPU, Reason: reason}, nil
+}
+
+// Describe sums a snapshot up in one line, as the node's gpu_description.
+func Describe(s Snapshot) string {
+	if s.State != Available || len(s.Devices) == 0 {
+		if s.Reason == "" {
+			return string(NoNVIDIAGPU)
+		}
+		return fmt.Sprintf("%s (%s)", NoNVIDIAGPU, s.Reason)
+	}
+	// Devices of one model are counted together: "2 x NVIDIA A10G (24 GiB)".
+	type group struct {
+		name  string
+		total uint64
+		n     int
+	}
+	var groups []group
+	for _, d := range s.Devices {
+		if i := len(groups) - 1; i >= 0 && groups[i].name == d.Name && groups[i].total == d.MemoryTotalBytes {
+			groups[i].n++
+			continue
+		}
+		groups = append(groups, group{d.Name, d.MemoryTotalBytes, 1})
+	}
+	parts := make([]string, len(groups))
+	for i, g := range groups {
+		parts[i] = fmt.Sprintf("%d x %s (%.0f GiB)", g.n, g.name, float64(g.total)/(1<<30))
+	}
+	return strings.Join(parts, ", ")
+}
