@@ -1,0 +1,153 @@
+# One spot GPU instance running a Gauntlet worker on the run's task queue.
+#
+# Why aws_instance with a launch template, not an autoscaling group or an
+# EC2 fleet: listing several types needs an autoscaling group's mixed
+# instances policy, which rejects launch templates that carry
+# instance_market_options, and an EC2 fleet sets spot options on the fleet
+# rather than the template. Neither fits a node whose life is one run: an
+# autoscaling group would also replace a preempted node behind the
+# workflow's back, when the workflow must see the preemption (missed
+# heartbeat) to re-provision and resume from the last checkpoint. Choosing
+# among acceptable types happens before apply in internal/cloud, which
+# compares live spot prices across regions and zones; on
+# InsufficientInstanceCapacity the activity re-applies with the failed type
+# dropped from instance_types.
+
+locals {
+  instance_type = var.instance_types[0]
+  zone          = var.availability_zone != "" ? var.availability_zone : sort(keys(var.subnet_ids))[0]
+  subnet_id     = var.subnet_ids[local.zone]
+  prefix        = trimsuffix(var.artifact_prefix, "/")
+}
+
+resource "aws_security_group" "node" {
+  name_prefix = "gauntlet-${var.node_id}-"
+  description = "Gauntlet GPU node ${var.node_id}: egress only; it dials Temporal and S3, nothing dials it."
+  vpc_id      = var.vpc_id
+
+  # No ingress block: the worker only makes outbound connections.
+  egress {
+    description = "Temporal, S3, package mirrors"
+    from_port   = 0
+    to_port     = 0
+    protocol    = "-1"
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "artifacts" {
+  statement {
+    sid       = "ObjectsUnderPrefix"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    resources = ["arn:aws:s3:::${var.artifact_bucket}/${local.prefix}/*"]
+  }
+  statement {
+    sid       = "ListPrefix"
+    actions   = ["s3:ListBucket"]
+    resources = ["arn:aws:s3:::${var.artifact_bucket}"]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.prefix}/*", local.prefix]
+    }
+  }
+}
+
+resource "aws_iam_role" "node" {
+  name_prefix        = "gauntlet-${var.node_id}-"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+}
+
+resource "aws_iam_role_policy" "artifacts" {
+  name   = "artifact-prefix"
+  role   = aws_iam_role.node.id
+  policy = data.aws_iam_policy_document.artifacts.json
+}
+
+resource "aws_iam_instance_profile" "node" {
+  name_prefix = "gauntlet-${var.node_id}-"
+  role        = aws_iam_role.node.name
+}
+
+resource "aws_launch_template" "node" {
+  name_prefix   = "gauntlet-${var.node_id}-"
+  image_id      = var.ami_id
+  instance_type = local.instance_type
+
+  instance_market_options {
+    market_type = "spot"
+    spot_options {
+      max_price = format("%.4f", var.max_price_per_hour)
+      # One-time request: a preempted node is gone, and the workflow, not
+      # EC2, decides whether and where to re-provision.
+      spot_instance_type             = "one-time"
+      instance_interruption_behavior = "terminate"
+    }
+  }
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.node.arn
+  }
+
+  vpc_security_group_ids = [aws_security_group.node.id]
+
+  metadata_options {
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  block_device_mappings {
+    device_name = "/dev/xvda"
+    ebs {
+      volume_size           = var.root_volume_gb
+      volume_type           = "gp3"
+      encrypted             = true
+      delete_on_termination = true
+    }
+  }
+
+  user_data = base64encode(templatefile("${path.module}/user_data.sh.tftpl", {
+    node_id          = var.node_id
+    task_queue       = var.task_queue
+    temporal_address = var.temporal_address
+    namespace        = var.namespace
+    worker_url       = var.worker_url
+    region           = var.region
+    extra_args       = var.extra_args
+  }))
+
+  tag_specifications {
+    resource_type = "instance"
+    tags          = { Name = "gauntlet-${var.node_id}" }
+  }
+}
+
+resource "aws_instance" "node" {
+  subnet_id = local.subnet_id
+
+  launch_template {
+    id      = aws_launch_template.node.id
+    version = aws_launch_template.node.latest_version
+  }
+
+  lifecycle {
+    precondition {
+      condition     = contains(keys(var.subnet_ids), local.zone)
+      error_message = "availability_zone ${local.zone} has no subnet in subnet_ids."
+    }
+  }
+}

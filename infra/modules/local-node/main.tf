@@ -1,0 +1,58 @@
+# A "node" that is just a worker process on this machine. It uses only the
+# built-in terraform_data resource and local-exec, so init downloads nothing,
+# and it exercises the same provision/destroy path as a cloud GPU node.
+
+locals {
+  pid_file = "${var.state_dir}/worker-${var.node_id}.pid"
+}
+
+resource "terraform_data" "worker" {
+  # Destroy-time provisioners may read only self, so everything teardown
+  # needs is kept in the resource's own input.
+  input = {
+    node_id              = var.node_id
+    pid_file             = local.pid_file
+    stop_timeout_seconds = var.stop_timeout_seconds
+  }
+
+  # Any change to how the worker runs restarts it: the old one is stopped by
+  # the destroy provisioner, the new one started by the create provisioner.
+  triggers_replace = {
+    node_id          = var.node_id
+    task_queue       = var.task_queue
+    worker_binary    = var.worker_binary
+    temporal_address = var.temporal_address
+    namespace        = var.namespace
+    state_dir        = var.state_dir
+    log_file         = var.log_file
+    extra_args       = var.extra_args
+  }
+
+  provisioner "local-exec" {
+    # Run as a file rather than inline so the log shows its name, not its text.
+    interpreter = ["/bin/sh"]
+    command     = "${path.module}/start.sh"
+    environment = {
+      WORKER           = var.worker_binary
+      TASK_QUEUE       = var.task_queue
+      NODE_ID          = var.node_id
+      TEMPORAL_ADDRESS = var.temporal_address
+      NAMESPACE        = var.namespace
+      STATE_DIR        = var.state_dir
+      LOG_FILE         = var.log_file
+      PID_FILE         = local.pid_file
+      EXTRA_ARGS       = join("\n", var.extra_args)
+    }
+  }
+
+  provisioner "local-exec" {
+    when        = destroy
+    interpreter = ["/bin/sh"]
+    command     = "${path.module}/stop.sh"
+    environment = {
+      NODE_ID      = self.input.node_id
+      PID_FILE     = self.input.pid_file
+      STOP_TIMEOUT = self.input.stop_timeout_seconds
+    }
+  }
+}

@@ -1,0 +1,70 @@
+variable "node_id" {
+  description = "Identity of the node; the worker reports it with every task."
+  type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-]+$", var.node_id))
+    error_message = "node_id may hold only letters, digits, '.', '_' and '-' (it names the pid file)."
+  }
+}
+
+variable "task_queue" {
+  description = "Task queue unique to the run; steps with runs_on are dispatched there."
+  type        = string
+  validation {
+    condition     = length(var.task_queue) > 0
+    error_message = "task_queue must not be empty."
+  }
+}
+
+variable "worker_binary" {
+  description = "Path of the worker executable to start."
+  type        = string
+}
+
+variable "temporal_address" {
+  description = "Temporal frontend host:port the worker dials."
+  type        = string
+}
+
+variable "namespace" {
+  description = "Temporal namespace."
+  type        = string
+  default     = "default"
+}
+
+variable "state_dir" {
+  description = "Worker state directory; the pid file lives here too."
+  type        = string
+}
+
+variable "log_file" {
+  description = "File the worker's stdout and stderr are appended to."
+  type        = string
+}
+
+variable "gpu_description" {
+  description = "What accelerator the node has, for reports."
+  type        = string
+  default     = "none (local CPU node)"
+}
+
+variable "extra_args" {
+  description = "More worker arguments, one list element per argument."
+  type        = list(string)
+  default     = []
+  validation {
+    # They travel newline-separated to the start script.
+    condition     = alltrue([for a in var.extra_args : !strcontains(a, "\n")])
+    error_message = "extra_args must not contain newlines."
+  }
+}
+
+variable "stop_timeout_seconds" {
+  description = "How long destroy waits after SIGTERM before SIGKILL."
+  type        = number
+  default     = 30
+  validation {
+    condition     = var.stop_timeout_seconds >= 0 && floor(var.stop_timeout_seconds) == var.stop_timeout_seconds
+    error_message = "stop_timeout_seconds must be a whole number of seconds, zero or more."
+  }
+}
