@@ -8,7 +8,7 @@ set -euo pipefail
 version=1.5.7
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin="$root/bin/terraform"
-if [ -x "$bin" ] && "$bin" version 2>/dev/null | head -n 1 | grep -qx "Terraform v$version"; then
+if [ -x "$bin" ] && CHECKPOINT_DISABLE=1 "$bin" version 2>/dev/null | head -n 1 | grep -qx "Terraform v$version"; then
   echo "install-terraform: $bin is already v$version"
   exit 0
 fi
@@ -16,5 +16,5 @@ echo "install-terraform: building Terraform v$version into $bin (a few minutes)"
 mkdir -p "$root/bin"
 start=$(date +%s)
 GOBIN="$root/bin" GOTOOLCHAIN=local go install "github.com/hashicorp/terraform@v$version"
-"$bin" version | head -n 1
+CHECKPOINT_DISABLE=1 "$bin" version | head -n 1
 echo "install-terraform: done in $(($(date +%s) - start))s"
