@@ -2,15 +2,17 @@
 // metrics and run reports.
 //
 // Telemetry comes from a Source. This package ships only NoGPU, because
-// github.com/NVIDIA/go-nvml is not yet a dependency; an NVML-backed Source
-// belongs in its own file behind a build tag (it loads libnvidia-ml.so with
-// dlopen at Init, so it compiles anywhere but needs the driver to run). It
-// implements Snapshot by calling nvml.Init once, then per device
-// DeviceGetHandleByIndex, GetName, GetMemoryInfo (Used, Total),
-// GetUtilizationRates (Gpu), GetTemperature(TEMPERATURE_GPU) and GetPowerUsage
-// (milliwatts, divided by 1000). When nvml.Init returns ERROR_LIBRARY_NOT_FOUND
-// or ERROR_DRIVER_NOT_LOADED, or DeviceGetCount is zero, it returns the same
-// NoNVIDIAGPU state as NoGPU, so a worker can use it unconditionally.
+// github.com/NVIDIA/go-nvml is not yet a dependency. The NVML-backed Source
+// loads libnvidia-ml.so with dlopen at Init (cgo, but no link-time driver
+// dependency), and implements Snapshot by calling nvml.Init once, then per
+// device DeviceGetHandleByIndex, GetName, GetMemoryInfo_v2 (Used, Total),
+// GetUtilizationRates (Gpu), GetTemperature(TEMPERATURE_GPU) and
+// GetPowerUsage (milliwatts, divided by 1000). GetMemoryInfo_v2 rather than
+// GetMemoryInfo: on an idle H200 (driver 580) the v1 call counted about 615
+// MiB of driver-reserved memory as used where nvidia-smi showed 0. When
+// nvml.Init returns ERROR_LIBRARY_NOT_FOUND or ERROR_DRIVER_NOT_LOADED, or
+// DeviceGetCount is zero, it returns the same NoNVIDIAGPU state as NoGPU, so
+// a worker can use it unconditionally.
 package gpu
 
 import (
