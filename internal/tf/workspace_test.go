@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 // terraformForTest finds the pinned terraform the way the worker does, or
@@ -390,5 +394,60 @@ func TestEncodeVars(t *testing.T) {
 		if _, err := encodeVars(map[string]any{bad: "x"}); err == nil {
 			t.Errorf("variable name %q accepted", bad)
 		}
+	}
+}
+
+// With a backend config the state goes to S3 (a real S3 protocol server
+// here), not the working directory, and destroy finds it there.
+func TestLocalNodeStateInS3(t *testing.T) {
+	bin := terraformForTest(t)
+	backend := s3mem.New()
+	if err := backend.CreateBucket("tfstate"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server())
+	t.Cleanup(srv.Close)
+
+	root := t.TempDir()
+	script, _ := standIn(t, root, true)
+	ws, err := New(Config{
+		Terraform: bin,
+		Module:    "../../infra/modules/local-node",
+		Dir:       filepath.Join(root, "run"),
+		Backend: map[string]string{
+			"bucket":                      "tfstate",
+			"key":                         "runs/42/node-1.tfstate",
+			"region":                      "us-east-1",
+			"endpoint":                    srv.URL,
+			"force_path_style":            "true",
+			"skip_credentials_validation": "true",
+			"skip_metadata_api_check":     "true",
+			"skip_region_validation":      "true",
+		},
+		Env: map[string]string{"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := ws.Apply(context.Background(), map[string]any{
+		"node_id": "node-1", "task_queue": "q", "worker_binary": script, "temporal_address": "127.0.0.1:7233",
+		"state_dir": filepath.Join(root, "state"), "log_file": filepath.Join(root, "state", "worker.log"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := readPid(t, out["pid_file"].(string))
+	obj, err := backend.HeadObject("tfstate", "runs/42/node-1.tfstate")
+	if err != nil || obj.Size == 0 {
+		t.Fatalf("no state in S3 after apply: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(ws.Dir(), "terraform.tfstate")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("local state file exists beside an S3 backend: %v", err)
+	}
+	if err := ws.Destroy(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if running(pid) {
+		t.Errorf("worker %d running after destroy", pid)
 	}
 }
