@@ -1,0 +1,49 @@
+# Gauntlet. `make demo` runs the whole gauntlet on embedded defaults;
+# `make test` runs every test. Both work on a fresh clone.
+SHELL := /bin/bash
+GO ?= go
+export GOTOOLCHAIN := local
+export GAUNTLET_DATASETS ?= $(abspath ../shared/datasets)
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/gauntlet-ml/gauntlet/internal/cli.Version=$(VERSION)
+
+.PHONY: all build demo dev test test-unit test-integration tools lint bench clean
+
+all: build
+
+build: bin/gauntlet bin/worker
+
+bin/gauntlet: FORCE
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/gauntlet ./starter
+
+bin/worker: FORCE
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/worker ./worker
+
+FORCE:
+
+# The main job: dev stack, one pipeline through it, a summary, then stop.
+demo: build
+	./bin/gauntlet demo
+
+# A long-running dev stack with the UI on http://127.0.0.1:8233.
+dev: build
+	./bin/gauntlet dev
+
+# Everything: unit, workflow, replay, fuzz seeds, integration on a real
+# in-process Temporal server. -p 1 because packages linking the server each
+# take a minute to link and two at once thrash 2 cores.
+test: lint build
+	$(GO) test -p 1 -count=1 -timeout 25m ./...
+
+tools:
+	bash scripts/install-tools.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+clean:
+	rm -rf bin .gauntlet

@@ -1,0 +1,191 @@
+//go:build bench
+
+// Package interp measures the Pipeline interpreter's orchestration overhead
+// against a hand-written Temporal workflow calling the same activities, on
+// one embedded server in one run. Run with `make bench-interp`.
+package interp
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/gauntlet-ml/gauntlet/internal/devstack"
+	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
+	"github.com/gauntlet-ml/gauntlet/internal/tclient"
+	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
+	"github.com/gauntlet-ml/gauntlet/workflows"
+)
+
+const queue = "bench"
+
+// handChain is what a person would write by hand: the same activity, the
+// same options, no interpreter.
+func handChain(ctx workflow.Context, n int) error {
+	ctx = workflow.WithActivityOptions(ctx, handOptions())
+	for i := 0; i < n; i++ {
+		var out workflows.StepResult
+		in := workflows.StepInput{StepID: fmt.Sprintf("s%d", i), Uses: "echo", With: map[string]any{"i": float64(i)}}
+		if err := workflow.ExecuteActivity(ctx, workflows.StepActivityName("echo"), in).Get(ctx, &out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func handFan(ctx workflow.Context, n int) error {
+	ctx = workflow.WithActivityOptions(ctx, handOptions())
+	futs := make([]workflow.Future, n)
+	for i := range futs {
+		in := workflows.StepInput{StepID: fmt.Sprintf("s%d", i), Uses: "echo", With: map[string]any{"i": float64(i)}}
+		futs[i] = workflow.ExecuteActivity(ctx, workflows.StepActivityName("echo"), in)
+	}
+	for _, f := range futs {
+		if err := f.Get(ctx, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func handOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{StartToCloseTimeout: time.Hour, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3}}
+}
+
+func chainYAML(n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "name: chain%d\nmax_parallel: %d\nsteps:\n", n, n)
+	for i := 0; i < n; i++ {
+		if i == 0 {
+			fmt.Fprintf(&b, "  - {id: s%d, uses: echo, with: {i: %d}}\n", i, i)
+		} else {
+			fmt.Fprintf(&b, "  - {id: s%d, uses: echo, needs: [s%d], with: {i: %d}}\n", i, i-1, i)
+		}
+	}
+	return b.String()
+}
+
+func fanYAML(n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "name: fan%d\nmax_parallel: %d\nsteps:\n", n, n)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  - {id: s%d, uses: echo, with: {i: %d}}\n", i, i)
+	}
+	return b.String()
+}
+
+func setup(b *testing.B) client.Client {
+	b.Helper()
+	opts := devstack.Defaults()
+	opts.DBPath = ""
+	opts.UIAddr = ""
+	opts.FrontendAddr = "127.0.0.1:17233"
+	opts.SearchAttributes = searchattr.Definitions()
+	stack, err := devstack.Start(context.Background(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = stack.Stop() })
+	c, err := tclient.Dial(context.Background(), tclient.Options{Address: opts.FrontendAddr, Namespace: "default"}, 30*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	w, err := workerhost.New(c, workerhost.Config{TaskQueue: queue, PipelinesDir: b.TempDir(), StateDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.RegisterWorkflow(handChain)
+	w.RegisterWorkflow(handFan)
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(w.Stop)
+	return c
+}
+
+func runOnce(b *testing.B, c client.Client, wf any, args ...any) {
+	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{TaskQueue: queue}, wf, args...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := run.Get(context.Background(), nil); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkOverhead interleaves the two so that server warm-up and noise
+// from the other core fall on both alike.
+func BenchmarkOverhead(b *testing.B) {
+	c := setup(b)
+	for _, shape := range []struct {
+		name string
+		hand any
+		yaml string
+	}{
+		{"chain20", handChain, chainYAML(20)},
+		{"fan20", handFan, fanYAML(20)},
+	} {
+		// Warm both paths once.
+		runOnce(b, c, shape.hand, 20)
+		runOnce(b, c, workflows.PipelineName, workflows.PipelineInput{YAML: shape.yaml})
+		b.Run(shape.name, func(b *testing.B) {
+			var hand, interp time.Duration
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				runOnce(b, c, shape.hand, 20)
+				t1 := time.Now()
+				runOnce(b, c, workflows.PipelineName, workflows.PipelineInput{YAML: shape.yaml})
+				hand += t1.Sub(t0)
+				interp += time.Since(t1)
+			}
+			b.ReportMetric(float64(hand.Milliseconds())/float64(b.N), "hand-ms/run")
+			b.ReportMetric(float64(interp.Milliseconds())/float64(b.N), "pipeline-ms/run")
+			b.ReportMetric(float64(interp)/float64(hand), "ratio")
+		})
+	}
+}
+
+// BenchmarkThroughput10Step reports pipelines completed per second for a
+// 10-step DAG (two chains of five joined at the end), 8 runs in flight.
+func BenchmarkThroughput10Step(b *testing.B) {
+	c := setup(b)
+	y := "name: dag10\nsteps:\n"
+	for i := 0; i < 5; i++ {
+		for _, br := range []string{"a", "b"} {
+			if i == 0 {
+				y += fmt.Sprintf("  - {id: %s%d, uses: echo}\n", br, i)
+			} else {
+				y += fmt.Sprintf("  - {id: %s%d, uses: echo, needs: [%s%d]}\n", br, i, br, i-1)
+			}
+		}
+	}
+	runOnce(b, c, workflows.PipelineName, workflows.PipelineInput{YAML: y})
+	b.ResetTimer()
+	start := time.Now()
+	sem := make(chan struct{}, 8)
+	errs := make(chan error, b.N)
+	for i := 0; i < b.N; i++ {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{TaskQueue: queue}, workflows.PipelineName, workflows.PipelineInput{YAML: y})
+			if err == nil {
+				err = run.Get(context.Background(), nil)
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < b.N; i++ {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pipelines/s")
+}

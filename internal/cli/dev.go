@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gauntlet-ml/gauntlet/internal/devstack"
+	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
+	"github.com/gauntlet-ml/gauntlet/internal/tclient"
+	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
+)
+
+type devFlags struct {
+	db        string
+	ephemeral bool
+	ip        string
+	port      int
+	uiPort    int
+	headless  bool
+	logFile   string
+	pipelines string
+	state     string
+}
+
+func (a *app) devCommand() *cobra.Command {
+	var f devFlags
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a Temporal server, its Web UI and a Gauntlet worker in one process",
+		Long: `dev starts a real Temporal server persisted to SQLite (or in memory with
+--ephemeral), the Temporal Web UI, and a worker on the gauntlet task queue with
+every workflow and activity registered. Stop it with Ctrl-C; history survives
+a kill when it is kept on a file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return a.runDev(ctx, f, cmd.Flags().Changed("namespace"))
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.db, "db", filepath.Join(".gauntlet", "temporal.db"), "SQLite file that keeps all history")
+	fl.BoolVar(&f.ephemeral, "ephemeral", false, "keep history in memory only")
+	fl.StringVar(&f.ip, "ip", "127.0.0.1", "IP address the frontend and UI bind to")
+	fl.IntVarP(&f.port, "port", "p", 7233, "frontend gRPC port")
+	fl.IntVar(&f.uiPort, "ui-port", 8233, "Web UI port")
+	fl.BoolVar(&f.headless, "headless", false, "run without the Web UI")
+	fl.StringVar(&f.logFile, "log-file", filepath.Join(".gauntlet", "temporal.log"), "where the Temporal server writes its own log")
+	fl.StringVar(&f.pipelines, "pipelines", "", "directory of pipeline definitions (env "+EnvPipelines+", default ./pipelines)")
+	fl.StringVar(&f.state, "state-dir", ".gauntlet", "directory for artifacts and other local state")
+	return cmd
+}
+
+func (f devFlags) stackOptions(namespace string) (devstack.Options, error) {
+	if f.port <= 0 || f.port > 65535 {
+		return devstack.Options{}, usagef("--port %d is not a TCP port", f.port)
+	}
+	if f.uiPort <= 0 || f.uiPort > 65535 {
+		return devstack.Options{}, usagef("--ui-port %d is not a TCP port", f.uiPort)
+	}
+	if net.ParseIP(f.ip) == nil {
+		return devstack.Options{}, usagef("--ip %q is not an IP address", f.ip)
+	}
+	o := devstack.Defaults()
+	o.FrontendAddr = net.JoinHostPort(f.ip, strconv.Itoa(f.port))
+	o.UIAddr = net.JoinHostPort(f.ip, strconv.Itoa(f.uiPort))
+	if f.headless {
+		o.UIAddr = ""
+	}
+	o.DBPath = f.db
+	if f.ephemeral {
+		o.DBPath = ""
+	}
+	o.LogPath = f.logFile
+	o.Namespace = namespace
+	o.SearchAttributes = searchattr.Definitions()
+	return o, nil
+}
+
+func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error {
+	ns := tclient.DefaultNamespace
+	if namespaceGiven || a.getenv(tclient.EnvNamespace) != "" {
+		ns = a.conn.Namespace
+	}
+	opts, err := f.stackOptions(ns)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	stack, err := devstack.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer stack.Stop()
+	conn := tclient.Options{Address: stack.FrontendAddr(), Namespace: stack.Namespace()}
+	c, err := tclient.Dial(ctx, conn, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	w, err := workerhost.New(c, workerhost.Config{
+		TaskQueue:    a.taskQueue,
+		PipelinesDir: a.pipelinesDir(f.pipelines),
+		StateDir:     f.state,
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker on task queue %s: %w", a.taskQueue, err)
+	}
+	defer w.Stop()
+
+	where := "in memory (--ephemeral)"
+	if opts.DBPath != "" {
+		where = opts.DBPath
+	}
+	fmt.Fprintf(a.stdout, "Temporal server  %s (namespace %s, history in %s)\n", stack.FrontendAddr(), stack.Namespace(), where)
+	if u := stack.UIURL(); u != "" {
+		fmt.Fprintf(a.stdout, "Temporal UI      %s/namespaces/%s/workflows\n", u, stack.Namespace())
+	}
+	fmt.Fprintf(a.stdout, "Worker           task queue %s, pipelines from %s\n", a.taskQueue, a.pipelinesDir(f.pipelines))
+	fmt.Fprintf(a.stdout, "Ready in %s. Press Ctrl-C to stop.\n", time.Since(began).Round(time.Millisecond))
+
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(a.stdout, "Stopping.")
+		return nil
+	case err := <-stack.UIErr():
+		return err
+	}
+}

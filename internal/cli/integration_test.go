@@ -1,0 +1,356 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
+	"github.com/gauntlet-ml/gauntlet/internal/tclient"
+	"github.com/gauntlet-ml/gauntlet/workflows"
+)
+
+// The integration tests run `gauntlet dev` as a real subprocess: the test
+// binary re-executes itself as the CLI, so no separate build is needed.
+const asCLI = "GAUNTLET_TEST_AS_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asCLI) == "1" {
+		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	}
+	os.Exit(m.Run())
+}
+
+func freeAddr(t *testing.T) (string, int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String(), l.Addr().(*net.TCPAddr).Port
+}
+
+// devProcess is a `gauntlet dev` subprocess.
+type devProcess struct {
+	cmd    *exec.Cmd
+	output *bytes.Buffer
+}
+
+func startDev(t *testing.T, args ...string) *devProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"dev"}, args...)...)
+	cmd.Env = append(os.Environ(), asCLI+"=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &devProcess{cmd: cmd, output: &bytes.Buffer{}}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sent := false
+		for sc.Scan() {
+			p.output.WriteString(sc.Text() + "\n")
+			if !sent && strings.HasPrefix(sc.Text(), "Ready in") {
+				ready <- true
+				sent = true
+			}
+		}
+		if !sent {
+			ready <- false
+		}
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			_ = cmd.Wait()
+			t.Fatalf("gauntlet dev exited before ready: %s", stderr.String())
+		}
+	case <-time.After(90 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("gauntlet dev not ready in 90s: %s", stderr.String())
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return p
+}
+
+func waitSignal(ctx workflow.Context) (string, error) {
+	var v string
+	workflow.GetSignalChannel(ctx, "go").Receive(ctx, &v)
+	return "got " + v, nil
+}
+
+const echoPipeline = `name: itest
+params:
+  who: {type: string, default: world}
+steps:
+  - {id: hello, uses: echo, with: {text: "hello ${{ params.who }}"}}
+  - {id: shout, uses: echo, needs: [hello], with: {text: "${{ upper(steps.hello.outputs.text) }}"}}
+finally:
+  - {id: done, uses: echo, with: {state: "${{ steps.shout.status }}"}}
+`
+
+func TestDevStackSurvivesKillAndRunsPipelines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real Temporal server twice; skipped with -short")
+	}
+	dir := t.TempDir()
+	pipes := filepath.Join(dir, "pipelines")
+	if err := os.MkdirAll(pipes, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pipes, "itest.yaml"), []byte(echoPipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	frontend, port := freeAddr(t)
+	uiAddr, uiPort := freeAddr(t)
+	db := filepath.Join(dir, "temporal.db")
+	args := []string{"--db", db, "--port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort),
+		"--log-file", filepath.Join(dir, "temporal.log"), "--pipelines", pipes, "--state-dir", filepath.Join(dir, "state")}
+	began := time.Now()
+	dev := startDev(t, args...)
+	t.Logf("dev stack ready in %s", time.Since(began))
+
+	// The UI serves its page and lists the namespace.
+	assertHTTP(t, "http://"+uiAddr+"/", "")
+	assertHTTP(t, "http://"+uiAddr+"/api/v1/namespaces", `"default"`)
+
+	ctx := context.Background()
+	c, err := tclient.Dial(ctx, tclient.Options{Address: frontend, Namespace: "default"}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// Namespace retention and search attributes as the product needs them.
+	ns, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration(); got != 7*24*time.Hour {
+		t.Fatalf("retention %s", got)
+	}
+	attrs, err := c.OperatorService().ListSearchAttributes(ctx, nil)
+	if err == nil {
+		for name := range searchattr.Definitions() {
+			if _, ok := attrs.GetCustomAttributes()[name]; !ok {
+				t.Fatalf("search attribute %s missing", name)
+			}
+		}
+	}
+
+	// A pipeline through the CLI, as CI would run it.
+	env := map[string]string{"TEMPORAL_ADDRESS": frontend, "GAUNTLET_PIPELINES": pipes, "GAUNTLET_USER": "ci"}
+	code, out, stderr := runCLI(t, env, "run", "itest", "--param", "who=gauntlet", "--wait", "--output", "json", "--id", "itest-1")
+	if code != ExitOK {
+		t.Fatalf("run --wait exit %d: %s %s", code, out, stderr)
+	}
+	var rep RunReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("run --output json is not one JSON document: %v\n%s", err, out)
+	}
+	if rep.State != workflows.RunSucceeded || rep.URL == "" || len(rep.Steps) != 3 {
+		t.Fatalf("report: %+v", rep)
+	}
+	if got := rep.Steps[1].Outputs["text"]; got != "HELLO GAUNTLET" {
+		t.Fatalf("shout output %v", got)
+	}
+	code, _, stderr = runCLI(t, env, "run", "itest", "--id", "itest-1")
+	if code != ExitUsage || !strings.Contains(stderr, "already taken") {
+		t.Fatalf("duplicate run id: exit %d %s", code, stderr)
+	}
+	recordHistory(t, c, "itest-1", "pipeline_echo.json")
+
+	code, out, _ = runCLI(t, env, "list", "--pipeline", "itest", "--output", "json")
+	if code != ExitOK || !strings.Contains(out, `"itest-1"`) {
+		t.Fatalf("list: %d %s", code, out)
+	}
+
+	// A workflow waiting on a signal, on a worker of the test's own.
+	w := worker.New(c, "itest-wait", worker.Options{})
+	w.RegisterWorkflow(waitSignal)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "waiter", TaskQueue: "itest-wait"}, waitSignal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		d, err := c.DescribeWorkflowExecution(ctx, "waiter", "")
+		return err == nil && d.GetWorkflowExecutionInfo().GetHistoryLength() >= 3
+	})
+
+	// SIGKILL: nothing gets to flush or close.
+	if err := dev.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = dev.cmd.Wait()
+	dev = startDev(t, args...)
+
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	waitFor(t, func() bool { return c.SignalWorkflow(sctx, "waiter", "", "go", "after restart") == nil })
+	var got string
+	if err := run.Get(sctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got != "got after restart" {
+		t.Fatalf("workflow result %q", got)
+	}
+	// The run finished before the kill is still there, with its record.
+	code, out, stderr = runCLI(t, env, "status", "itest-1", "--output", "json")
+	if code != ExitOK || !strings.Contains(out, `"succeeded"`) {
+		t.Fatalf("status after restart: %d %s %s", code, out, stderr)
+	}
+
+	// SIGTERM stops it cleanly.
+	if err := dev.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- dev.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("dev exited with %v after SIGTERM: %s", err, dev.output)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("dev did not stop within 60s of SIGTERM")
+	}
+}
+
+func TestDevRefusesTakenPortAndCorruptDB(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	dir := t.TempDir()
+	code, _, stderr := runCLI(t, nil, "dev", "--ephemeral", "--port", fmt.Sprint(port), "--log-file", filepath.Join(dir, "log"))
+	if code == ExitOK || !strings.Contains(stderr, fmt.Sprintf("127.0.0.1:%d is not available", port)) || !strings.Contains(stderr, "--port") {
+		t.Fatalf("taken port: exit %d %q", code, stderr)
+	}
+
+	corrupt := filepath.Join(dir, "bad.db")
+	if err := os.WriteFile(corrupt, []byte("this is not a database at all, just text\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, p1 := freeAddr(t)
+	_, p2 := freeAddr(t)
+	code, _, stderr = runCLI(t, nil, "dev", "--db", corrupt, "--port", fmt.Sprint(p1), "--ui-port", fmt.Sprint(p2), "--log-file", filepath.Join(dir, "log"))
+	if code == ExitOK || !strings.Contains(stderr, corrupt) || !strings.Contains(stderr, "not an SQLite database") {
+		t.Fatalf("corrupt db: exit %d %q", code, stderr)
+	}
+
+	ro := filepath.Join(dir, "ro")
+	if err := os.MkdirAll(ro, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		code, _, stderr = runCLI(t, nil, "dev", "--db", filepath.Join(ro, "t.db"), "--port", fmt.Sprint(p1), "--ui-port", fmt.Sprint(p2), "--log-file", filepath.Join(dir, "log"))
+		if code == ExitOK || !strings.Contains(stderr, "not writable") {
+			t.Fatalf("unwritable db: exit %d %q", code, stderr)
+		}
+	}
+}
+
+func assertHTTP(t *testing.T, url, want string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	if want != "" && !strings.Contains(string(body), want) {
+		t.Fatalf("GET %s: body lacks %s: %.300s", url, want, body)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// recordHistory refreshes a committed history for the replay tests when
+// GAUNTLET_RECORD_HISTORIES=1; otherwise it only checks the run replays.
+func recordHistory(t *testing.T, c client.Client, id, name string) {
+	t.Helper()
+	iter := c.GetWorkflowHistory(context.Background(), id, "", false, 0)
+	hist, err := historyJSON(iter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("GAUNTLET_RECORD_HISTORIES") == "1" {
+		path := filepath.Join(repoRoot(t), "workflows", "testdata", "histories", name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, hist, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replayer := worker.NewWorkflowReplayer()
+	workflows.Register(replayer)
+	tmp := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(tmp, hist, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := replayer.ReplayWorkflowHistoryFromJSONFile(nil, tmp); err != nil {
+		t.Fatalf("fresh history does not replay: %v", err)
+	}
+}
+
+func historyJSON(iter client.HistoryEventIterator) ([]byte, error) {
+	var h historypb.History
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			return nil, err
+		}
+		h.Events = append(h.Events, ev)
+	}
+	return temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(&h)
+}

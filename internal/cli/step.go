@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gauntlet-ml/gauntlet/internal/stepcli"
+	"github.com/gauntlet-ml/gauntlet/internal/steps"
+)
+
+func (a *app) stepCommand() *cobra.Command {
+	var with []string
+	var out, state string
+	cmd := &cobra.Command{
+		Use:   "step TYPE --with key=value ... --out DIR",
+		Short: "Run one step type without Temporal, writing DIR/outputs.json",
+		Long: `step runs the same code a pipeline's activity runs, here and now: useful to
+try a step on your data, or to use Gauntlet's training and gates from a script.
+Progress is printed; outputs go to DIR/outputs.json. Values that look like JSON
+({...} or [...]) are decoded as JSON.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usagef("--out DIR is required")
+			}
+			kv := map[string]string{}
+			for _, w := range with {
+				k, v, ok := splitKV(w)
+				if !ok {
+					return usagef("--with %q is not key=value", w)
+				}
+				kv[k] = v
+			}
+			if _, ok := steps.Lookup(args[0]); !ok {
+				return withCode(ExitNotFound, fmt.Errorf("no step type %q (known: %v)", args[0], steps.Catalog{}.Names()))
+			}
+			err := stepcli.RunWith(cmd.Context(), args[0], kv, out, a.stdout, stepcli.Options{StateDir: state, ProgressInterval: 250 * time.Millisecond})
+			if err != nil {
+				if _, retryable := steps.Classify(err); !retryable {
+					return withCode(ExitInvalid, err)
+				}
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&with, "with", nil, "step input as key=value (repeatable)")
+	cmd.Flags().StringVar(&out, "out", "", "directory for outputs.json and artifacts")
+	cmd.Flags().StringVar(&state, "state-dir", "", "local state (models, registry); default DIR/.state")
+	return cmd
+}

@@ -1,0 +1,151 @@
+// Command worker joins an existing Temporal cluster and runs Gauntlet's
+// workflows and activities. Start as many as the load needs: they share the
+// task queue and Temporal spreads the work.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/gauntlet-ml/gauntlet/internal/tclient"
+	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
+)
+
+type flags struct {
+	conn        tclient.Options
+	taskQueue   string
+	metricsAddr string
+	pipelines   string
+	stateDir    string
+	nodeID      string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}
+
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	var f flags
+	cmd := &cobra.Command{
+		Use:           "worker",
+		Short:         "Run Gauntlet workflows and activities against a Temporal cluster",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resolved := resolve(cmd.Flags(), f, getenv)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, resolved, stdout)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.conn.Address, "address", tclient.DefaultAddress, "Temporal frontend host:port (env "+tclient.EnvAddress+")")
+	fl.StringVarP(&f.conn.Namespace, "namespace", "n", tclient.DefaultNamespace, "Temporal namespace (env "+tclient.EnvNamespace+")")
+	fl.StringVar(&f.conn.TLSCert, "tls-cert", "", "client certificate for mTLS (env "+tclient.EnvTLSCert+")")
+	fl.StringVar(&f.conn.TLSKey, "tls-key", "", "client private key for mTLS (env "+tclient.EnvTLSKey+")")
+	fl.StringVar(&f.conn.TLSCA, "tls-ca", "", "CA certificate that signed the server's (env "+tclient.EnvTLSCA+")")
+	fl.StringVar(&f.conn.ServerName, "tls-server-name", "", "server name to verify (env "+tclient.EnvServerName+")")
+	fl.StringVar(&f.taskQueue, "task-queue", "gauntlet", "task queue to poll (env GAUNTLET_TASK_QUEUE)")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this host:port (off when empty)")
+	fl.StringVar(&f.pipelines, "pipelines", "pipelines", "directory of pipeline definitions (env GAUNTLET_PIPELINES)")
+	fl.StringVar(&f.stateDir, "state-dir", ".gauntlet", "directory for local artifacts and state")
+	fl.StringVar(&f.nodeID, "node-id", "", "identity of the GPU node this worker runs on (set by provisioning)")
+	cmd.SetArgs(args)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		var ue *tclient.UnreachableError
+		if errors.As(err, &ue) {
+			return 6
+		}
+		return 1
+	}
+	return 0
+}
+
+// resolve applies, in order of precedence: explicit flags, environment,
+// defaults.
+func resolve(fs *pflag.FlagSet, f flags, getenv func(string) string) flags {
+	out := f
+	out.conn = tclient.FromEnv(getenv)
+	explicit := func(name string) bool { return fs.Lookup(name).Changed }
+	if explicit("address") {
+		out.conn.Address = f.conn.Address
+	}
+	if explicit("namespace") {
+		out.conn.Namespace = f.conn.Namespace
+	}
+	if explicit("tls-cert") {
+		out.conn.TLSCert = f.conn.TLSCert
+	}
+	if explicit("tls-key") {
+		out.conn.TLSKey = f.conn.TLSKey
+	}
+	if explicit("tls-ca") {
+		out.conn.TLSCA = f.conn.TLSCA
+	}
+	if explicit("tls-server-name") {
+		out.conn.ServerName = f.conn.ServerName
+	}
+	if !explicit("task-queue") && getenv("GAUNTLET_TASK_QUEUE") != "" {
+		out.taskQueue = getenv("GAUNTLET_TASK_QUEUE")
+	}
+	if !explicit("pipelines") && getenv("GAUNTLET_PIPELINES") != "" {
+		out.pipelines = getenv("GAUNTLET_PIPELINES")
+	}
+	return out
+}
+
+func serve(ctx context.Context, f flags, stdout io.Writer) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if f.metricsAddr != "" {
+		l, err := net.Listen("tcp", f.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", f.metricsAddr, err)
+		}
+		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(l) }()
+		defer srv.Close()
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", l.Addr())
+	}
+	c, err := tclient.Dial(ctx, f.conn, 15*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	w, err := workerhost.New(c, workerhost.Config{
+		TaskQueue:    f.taskQueue,
+		PipelinesDir: f.pipelines,
+		StateDir:     f.stateDir,
+		NodeID:       f.nodeID,
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker on task queue %s: %w", f.taskQueue, err)
+	}
+	fmt.Fprintf(stdout, "worker polling task queue %s on %s (namespace %s)\n", f.taskQueue, f.conn.Address, f.conn.Namespace)
+	<-ctx.Done()
+	// Stop waits for running activities up to the worker's stop timeout, so
+	// a deploy does not cut a training epoch in half without a heartbeat.
+	w.Stop()
+	return nil
+}
