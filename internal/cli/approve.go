@@ -20,7 +20,7 @@ func (a *app) decisionCommand(name string) *cobra.Command {
 Update: the workflow checks it (known reviewer, no second vote, no approving
 your own run where forbidden, gate still open) and a refused decision never
 enters the history. Your identity comes from --as or ` + EnvUser + `.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.dial(cmd.Context())
 			if err != nil {

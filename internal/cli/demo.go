@@ -29,7 +29,7 @@ func (a *app) demoCommand() *cobra.Command {
 		Long: `demo starts an in-memory Temporal server, its Web UI and a worker in this
 process, runs one pipeline through them (streaming progress), prints the
 summary and stops. Nothing is needed beyond the repository.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -40,7 +40,7 @@ func (a *app) devCommand() *cobra.Command {
 --ephemeral), the Temporal Web UI, and a worker on the gauntlet task queue with
 every workflow and activity registered. Stop it with Ctrl-C; history survives
 a kill when it is kept on a file.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/spf13/cobra"
+
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
 )
 
@@ -55,4 +57,16 @@ func codeOf(err error) int {
 		return ExitUnreachable
 	}
 	return ExitFailed
+}
+
+// Argument checks that fail with the usage exit code.
+func exactArgs(n int) cobra.PositionalArgs { return usageArgs(cobra.ExactArgs(n)) }
+func minArgs(n int) cobra.PositionalArgs   { return usageArgs(cobra.MinimumNArgs(n)) }
+
+var noArgs = usageArgs(cobra.NoArgs)
+
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		return withCode(ExitUsage, check(cmd, args))
+	}
 }

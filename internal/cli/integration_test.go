@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -353,4 +354,138 @@ func historyJSON(iter client.HistoryEventIterator) ([]byte, error) {
 		h.Events = append(h.Events, ev)
 	}
 	return temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(&h)
+}
+
+const approvalPipeline = `name: gated
+steps:
+  - {id: train, uses: echo, with: {auc: 0.9}}
+  - id: review
+    uses: approval
+    needs: [train]
+    with: {reviewers: [alice, bob], required: 1, timeout: 1h, forbid_self_approval: true, evidence: {auc: "${{ steps.train.outputs.auc }}"}}
+  - {id: ship, uses: echo, needs: [review], with: {by: "${{ steps.review.outputs.approvers }}"}}
+`
+
+// startEmbedded runs a dev stack inside the test process, for tests that
+// need no restart.
+func startEmbedded(t *testing.T, pipelines string) (frontend string) {
+	t.Helper()
+	frontend, port := freeAddr(t)
+	_, uiPort := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	out := &syncBuffer{}
+	go func() {
+		a := &app{stdout: out, stderr: out, getenv: func(string) string { return "" }}
+		root := a.rootCommand()
+		root.SetArgs([]string{"dev", "--ephemeral", "--headless", "--port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort),
+			"--pipelines", pipelines, "--state-dir", t.TempDir(), "--log-file", filepath.Join(t.TempDir(), "log")})
+		root.SetOut(out)
+		done <- codeOf(root.ExecuteContext(ctx))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	waitFor(t, func() bool {
+		c, err := net.DialTimeout("tcp", frontend, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return strings.Contains(out.String(), "Ready in")
+		}
+		return false
+	})
+	return frontend
+}
+
+func TestApprovalThroughTheCLI(t *testing.T) {
+	pipes := t.TempDir()
+	if err := os.WriteFile(filepath.Join(pipes, "gated.yaml"), []byte(approvalPipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	frontend := startEmbedded(t, pipes)
+	env := map[string]string{"TEMPORAL_ADDRESS": frontend, "GAUNTLET_PIPELINES": pipes}
+	asUser := func(u string) map[string]string {
+		m := map[string]string{"GAUNTLET_USER": u}
+		for k, v := range env {
+			m[k] = v
+		}
+		return m
+	}
+
+	for _, tc := range []struct {
+		id, decision, reviewer string
+		wantCode               int
+	}{
+		{"gated-approve", "approve", "bob", ExitOK},
+		{"gated-reject", "reject", "bob", ExitRejected},
+	} {
+		t.Run(tc.decision, func(t *testing.T) {
+			type result struct {
+				code     int
+				out, err string
+			}
+			waiting := make(chan result, 1)
+			go func() {
+				code, out, errs := runCLI(t, asUser("alice"), "run", "gated", "--id", tc.id, "--wait")
+				waiting <- result{code, out, errs}
+			}()
+			// The run blocks at the gate until someone decides.
+			waitFor(t, func() bool {
+				code, out, _ := runCLI(t, env, "status", tc.id, "--output", "json")
+				return code == ExitOK && strings.Contains(out, `"state": "waiting"`)
+			})
+			select {
+			case r := <-waiting:
+				t.Fatalf("run --wait returned before the decision: %+v", r)
+			default:
+			}
+			// alice started the run: she may not approve it.
+			code, _, stderr := runCLI(t, asUser("alice"), "approve", tc.id)
+			if code == ExitOK || !strings.Contains(stderr, "may not approve") {
+				t.Fatalf("self-approval: exit %d %s", code, stderr)
+			}
+			code, _, stderr = runCLI(t, asUser("mallory"), tc.decision, tc.id)
+			if code == ExitOK || !strings.Contains(stderr, "not a reviewer") {
+				t.Fatalf("unknown reviewer: exit %d %s", code, stderr)
+			}
+			code, out, stderr := runCLI(t, asUser(tc.reviewer), tc.decision, tc.id, "--comment", "looked at the evidence")
+			if code != ExitOK || !strings.Contains(out, tc.decision+" recorded for "+tc.reviewer) {
+				t.Fatalf("%s: exit %d %s %s", tc.decision, code, out, stderr)
+			}
+			select {
+			case r := <-waiting:
+				if r.code != tc.wantCode {
+					t.Fatalf("run --wait exit %d, want %d: %s %s", r.code, tc.wantCode, r.out, r.err)
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatal("run --wait did not return after the decision")
+			}
+			c, err := tclient.Dial(context.Background(), tclient.Options{Address: frontend, Namespace: "default"}, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			recordHistory(t, c, tc.id, "pipeline_"+tc.decision+".json")
+		})
+	}
+}
+
+// syncBuffer lets the test read what a command running in another goroutine
+// writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -49,7 +49,7 @@ func (a *app) modelsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "models", Short: "Inspect the model registry and move aliases"}
 	cmd.PersistentFlags().StringVar(&loc, "registry", "", "artifact store of the registry: path, file:// or s3:// (env "+EnvRegistry+", default .gauntlet/artifacts)")
 	list := &cobra.Command{
-		Use: "list", Short: "List models with their champion", Args: cobra.NoArgs,
+		Use: "list", Short: "List models with their champion", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			reg, err := a.openRegistry(cmd.Context(), loc)
 			if err != nil {
@@ -84,7 +84,7 @@ func (a *app) modelsCommand() *cobra.Command {
 		},
 	}
 	show := &cobra.Command{
-		Use: "show MODEL", Short: "Versions, lineage, metrics, aliases and the audit history of a model", Args: cobra.ExactArgs(1),
+		Use: "show MODEL", Short: "Versions, lineage, metrics, aliases and the audit history of a model", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			reg, err := a.openRegistry(cmd.Context(), loc)
 			if err != nil {
@@ -121,7 +121,7 @@ func (a *app) modelsCommand() *cobra.Command {
 	alias := &cobra.Command{
 		Use:   "alias MODEL ALIAS VERSION",
 		Short: "Point an alias (e.g. challenger) at a version; champion and previous move only by promotion and rollback",
-		Args:  cobra.ExactArgs(3),
+		Args:  exactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			v, err := strconv.Atoi(args[2])
 			if err != nil || v < 0 {
@@ -177,7 +177,7 @@ func (a *app) rollbackCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rollback MODEL",
 		Short: "Make the previous champion the champion again, at once, with no analysis",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			reg, err := a.openRegistry(cmd.Context(), loc)
 			if err != nil {

@@ -174,7 +174,7 @@ func (a *app) versionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the Gauntlet version",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if a.jsonOut() {
 				return a.printJSON(map[string]string{"version": Version, "temporal_server": TemporalServerVersion, "temporal_sdk": TemporalSDKVersion})

@@ -41,7 +41,7 @@ func (a *app) runCommand() *cobra.Command {
 it streams step progress and exits 0 on success, 1 on failure, 3 when a reviewer
 rejected the model, 4 when --timeout passed and 5 when the run was canceled.
 With --output json the final line is one JSON document (see README).`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.run(cmd.Context(), args[0], f)
 		},
@@ -128,7 +128,9 @@ func (a *app) run(ctx context.Context, name string, f runFlags) error {
 		TaskQueue:                a.taskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		StaticSummary:            "pipeline " + name,
+		// Without this the SDK quietly hands back the existing run.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            "pipeline " + name,
 	}, workflows.PipelineName, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted

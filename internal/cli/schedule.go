@@ -127,7 +127,7 @@ func (a *app) scheduleCommand() *cobra.Command {
 	}
 	simple := func(use, short string, act func(ctx context.Context, h client.ScheduleHandle) error, done string) *cobra.Command {
 		return &cobra.Command{
-			Use: use + " PIPELINE", Short: short, Args: cobra.ExactArgs(1),
+			Use: use + " PIPELINE", Short: short, Args: exactArgs(1),
 			RunE: withClient(func(ctx context.Context, c client.Client, args []string) error {
 				h := c.ScheduleClient().GetHandle(ctx, scheduleID(args[0]))
 				if err := act(ctx, h); err != nil {
@@ -145,7 +145,7 @@ func (a *app) scheduleCommand() *cobra.Command {
 	sync := &cobra.Command{
 		Use:   "sync",
 		Short: "Make the server's schedules match the schedule: blocks in pipelines/ (idempotent)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: withClient(func(ctx context.Context, c client.Client, _ []string) error {
 			changes, err := a.syncSchedules(ctx, c, a.pipelinesDir(dir), dryRun, prune)
 			if err != nil {
@@ -169,7 +169,7 @@ func (a *app) scheduleCommand() *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create PIPELINE",
 		Short: "Create the schedule a pipeline's schedule: block describes",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: withClient(func(ctx context.Context, c client.Client, args []string) error {
 			want, err := a.desiredSchedules(a.pipelinesDir(dir))
 			if err != nil {
@@ -187,7 +187,7 @@ func (a *app) scheduleCommand() *cobra.Command {
 		}),
 	}
 	list := &cobra.Command{
-		Use: "list", Short: "List Gauntlet's schedules", Args: cobra.NoArgs,
+		Use: "list", Short: "List Gauntlet's schedules", Args: noArgs,
 		RunE: withClient(func(ctx context.Context, c client.Client, _ []string) error {
 			entries, err := listSchedules(ctx, c)
 			if err != nil {
@@ -205,7 +205,7 @@ func (a *app) scheduleCommand() *cobra.Command {
 		}),
 	}
 	describe := &cobra.Command{
-		Use: "describe PIPELINE", Short: "Show a schedule's spec, state and recent runs", Args: cobra.ExactArgs(1),
+		Use: "describe PIPELINE", Short: "Show a schedule's spec, state and recent runs", Args: exactArgs(1),
 		RunE: withClient(func(ctx context.Context, c client.Client, args []string) error {
 			d, err := c.ScheduleClient().GetHandle(ctx, scheduleID(args[0])).Describe(ctx)
 			if err != nil {
@@ -240,7 +240,7 @@ func (a *app) scheduleCommand() *cobra.Command {
 	}
 	var start, end string
 	backfill := &cobra.Command{
-		Use: "backfill PIPELINE --start T --end T", Short: "Run the schedule's missed times in a range", Args: cobra.ExactArgs(1),
+		Use: "backfill PIPELINE --start T --end T", Short: "Run the schedule's missed times in a range", Args: exactArgs(1),
 		RunE: withClient(func(ctx context.Context, c client.Client, args []string) error {
 			s, err1 := time.Parse(time.RFC3339, start)
 			e, err2 := time.Parse(time.RFC3339, end)

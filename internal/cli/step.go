@@ -20,7 +20,7 @@ func (a *app) stepCommand() *cobra.Command {
 try a step on your data, or to use Gauntlet's training and gates from a script.
 Progress is printed; outputs go to DIR/outputs.json. Values that look like JSON
 ({...} or [...]) are decoded as JSON.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
 				return usagef("--out DIR is required")

@@ -17,7 +17,7 @@ func (a *app) validateCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate FILE|DIR...",
 		Short: "Check pipeline definitions and report every problem as file:line:col",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  minArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			files, err := pipelineFiles(args)
 			if err != nil {
@@ -99,7 +99,7 @@ func (a *app) planCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan PIPELINE|FILE",
 		Short: "Print a pipeline's execution levels (or Graphviz dot with --dot)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			path := args[0]
 			if _, err := os.Stat(path); err != nil {
