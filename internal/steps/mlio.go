@@ -21,6 +21,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/predict"
 )
 
 // Shared plumbing of the ML step types: reading `with:` values that may
@@ -43,7 +44,7 @@ const HoldoutFile = "holdout.csv"
 // there rather than in a side file.
 const (
 	paramHoldout = "holdout"
-	paramPolicy  = "fairness_policy"
+	paramPolicy  = predict.PolicyParam
 )
 
 func badInput(key string, format string, args ...any) error {
@@ -280,14 +281,9 @@ type loadedModel struct {
 	policy *thresholdPolicy
 }
 
-// thresholdPolicy is the fairness mitigation recorded in a manifest: the
-// group of a row is its value of Features (joined as fairness.IntersectionKeys
-// does when there are several), and the row is positive when its score
-// reaches that group's threshold.
-type thresholdPolicy struct {
-	Features []string                  `json:"features"`
-	Policy   *fairness.ThresholdPolicy `json:"policy"`
-}
+// thresholdPolicy is the fairness mitigation recorded in a manifest; serving
+// reads the same record through package predict.
+type thresholdPolicy = predict.Policy
 
 type holdoutRecord struct {
 	File   string `json:"file"`
@@ -316,15 +312,11 @@ func loadModel(key, dir string) (*loadedModel, error) {
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.%s: %w", key, err))
 	}
-	lm := &loadedModel{Artifact: a, scorer: s}
-	if raw, ok := a.Manifest.Lineage.Params[paramPolicy]; ok {
-		var p thresholdPolicy
-		if err := remarshal(raw, &p); err != nil || p.Policy == nil || len(p.Features) == 0 {
-			return nil, Permanent(kindBadInput, fmt.Errorf("with.%s: manifest %s is malformed: %v", key, paramPolicy, err))
-		}
-		lm.policy = &p
+	p, err := predict.PolicyOf(a.Manifest)
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.%s: %w", key, err))
 	}
-	return lm, nil
+	return &loadedModel{Artifact: a, scorer: s, policy: p}, nil
 }
 
 func remarshal(from, to any) error {
