@@ -100,11 +100,20 @@ func fingerprint(x *mat.Dense, y, w []float64, cfg Config) string {
 func trainMLP(ctx context.Context, x *mat.Dense, y, w []float64, cfg Config, o *trainOptions) (*Network, error) {
 	n, d := x.Dims()
 	net := initMLP(d, cfg)
+	if o.initial != nil {
+		if err := startFrom(net, o.initial); err != nil {
+			return nil, err
+		}
+	}
 	st := &mlpState{Params: params(net)}
 	st.M, st.V = zerosLike(st.Params), zerosLike(st.Params)
 	var ck *checkpointer
 	if o.checkpointDir != "" {
 		st.Fingerprint = fingerprint(x, y, w, cfg)
+		if o.initial != nil {
+			// Fine-tuning from other weights is another run.
+			st.Fingerprint = fingerprintParams(st.Fingerprint, st.Params)
+		}
 		ck = &checkpointer{dir: o.checkpointDir}
 		saved, err := ck.load()
 		if err != nil {
@@ -137,6 +146,9 @@ func trainMLP(ctx context.Context, x *mat.Dense, y, w []float64, cfg Config, o *
 			}
 			st.Step++
 			adam(st, grads, weight, cfg)
+			if o.stepHook != nil {
+				o.stepHook(epoch, st.Params)
+			}
 		}
 		st.Epoch = epoch + 1
 		mean := epochLoss / epochWeight
@@ -151,6 +163,19 @@ func trainMLP(ctx context.Context, x *mat.Dense, y, w []float64, cfg Config, o *
 		}
 	}
 	return net, nil
+}
+
+func fingerprintParams(base string, ps [][]float64) string {
+	h := sha256.New()
+	h.Write([]byte(base))
+	var buf [8]byte
+	for _, p := range ps {
+		for _, v := range p {
+			binary.LittleEndian.PutUint64(buf[:], math.Float64bits(v))
+			h.Write(buf[:])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func restore(st, saved *mlpState) error {

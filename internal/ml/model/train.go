@@ -94,6 +94,8 @@ type trainOptions struct {
 	balanced      bool
 	progress      func(Progress)
 	checkpointDir string
+	initial       *Network
+	stepHook      func(epoch int, params [][]float64)
 }
 
 // WithSampleWeights weights each row's loss (fairness reweighing passes these).
