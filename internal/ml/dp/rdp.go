@@ -17,7 +17,10 @@ import (
 )
 
 // Orders are the Rényi orders the accountant evaluates: Opacus' default
-// alphas, 1.1 … 10.9 by tenths, then 12 … 63.
+// alphas (1.1 … 10.9 by tenths, then 12 … 63) and TF Privacy's 128, 256
+// and 512. The conversion to (ε, δ) adds about −log δ/(α−1) whatever the
+// noise, so without the high orders no ε below about 0.1 at δ=1e-5 could
+// ever be certified.
 var Orders = func() []float64 {
 	var o []float64
 	for x := 1; x < 100; x++ {
@@ -26,7 +29,7 @@ var Orders = func() []float64 {
 	for a := 12; a < 64; a++ {
 		o = append(o, float64(a))
 	}
-	return o
+	return append(o, 128, 256, 512)
 }()
 
 // RDP returns the Rényi DP of `steps` compositions of the sampled Gaussian
@@ -99,7 +102,8 @@ func NoiseMultiplier(eps, delta, q float64, steps int) (float64, error) {
 		}
 		lo = hi
 		if hi *= 2; hi > 1e4 {
-			return 0, fmt.Errorf("dp: ε=%g at δ=%g over %d steps at sampling rate %.4g needs σ above 1e4: %w", eps, delta, steps, q, ErrBudget)
+			return 0, fmt.Errorf("dp: ε=%g at δ=%g over %d steps at sampling rate %.4g needs σ above 1e4, or is below what the RDP orders up to %g can certify: %w",
+				eps, delta, steps, q, Orders[len(Orders)-1], ErrBudget)
 		}
 	}
 	if e, err := spent(lo); err != nil {

@@ -14,7 +14,7 @@ Run: /usr/bin/python3 testdata/rdp_reference.py > testdata/rdp_reference.json
 import json
 import math
 
-ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
+ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [128, 256, 512]
 
 
 def log_add(a, b):
@@ -119,13 +119,14 @@ CASES = [
     {"name": "adult-like", "q": 256 / 32561, "sigma": 1.0, "steps": 10 * 32561 // 256, "delta": 1e-5},
     {"name": "low-noise", "q": 0.01, "sigma": 0.7, "steps": 1000, "delta": 1e-6},
     {"name": "high-noise", "q": 0.05, "sigma": 4.0, "steps": 200, "delta": 1e-5},
+    {"name": "small-epsilon", "q": 0.005, "sigma": 8.0, "steps": 1000, "delta": 1e-5},
     {"name": "full-batch", "q": 1.0, "sigma": 5.0, "steps": 10, "delta": 1e-5},
 ]
 
 out = []
 for c in CASES:
     eps, order = epsilon(c["q"], c["sigma"], c["steps"], c["delta"])
-    rdps = {repr(a): rdp(c["q"], c["sigma"], c["steps"], a) for a in (1.5, 2, 2.5, 8, 32, 63)}
+    rdps = {repr(a): rdp(c["q"], c["sigma"], c["steps"], a) for a in (1.5, 2, 2.5, 8, 32, 63, 256)}
     out.append(dict(c, epsilon=eps, order=order, rdp=rdps,
                     epsilon_classic=epsilon_classic(c["q"], c["sigma"], c["steps"], c["delta"])))
 print(json.dumps(out, indent=2))
