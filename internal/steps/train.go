@@ -2,7 +2,9 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/dp"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
@@ -37,8 +40,14 @@ func init() {
 			{Name: "test_fraction", Doc: "share of rows held out for evaluation (default 0.2)"},
 			{Name: "class_weight", Doc: "balanced or none (default none)"},
 			{Name: "reweigh", Doc: "weight training rows by sensitive group × label (Kamiran–Calders) so the label is independent of the group"},
+			{Name: "dp", Doc: "train with DP-SGD: {epsilon, delta (1e-5), clip (1), noise_multiplier, batch_size (256), learning_rate}; " +
+				"epsilon alone finds the noise for it, noise_multiplier alone reports the ε spent, both refuse a run over budget"},
+			{Name: "dp_epsilon", Doc: "flat form of dp.epsilon"},
+			{Name: "dp_delta", Doc: "flat form of dp.delta"},
+			{Name: "dp_clip", Doc: "flat form of dp.clip"},
+			{Name: "dp_noise_multiplier", Doc: "flat form of dp.noise_multiplier"},
 		},
-		Outputs: []string{"model", "model_digest", "data_digest", "rows", "features", "holdout", "metrics", "reused"},
+		Outputs: []string{"model", "model_digest", "data_digest", "rows", "features", "holdout", "metrics", "reused", "privacy"},
 		Run:     runTrain,
 	})
 }
@@ -49,6 +58,7 @@ type trainArgs struct {
 	cfg                   model.Config
 	testFraction          float64
 	balanced, reweigh     bool
+	dp                    *dp.Options
 }
 
 func parseTrain(in Input) (*trainArgs, error) {
@@ -126,7 +136,58 @@ func parseTrain(in Input) (*trainArgs, error) {
 	if a.reweigh, err = boolOr(in, "reweigh", false); err != nil {
 		return nil, err
 	}
+	if a.dp, err = parseDP(in); err != nil {
+		return nil, err
+	}
+	if a.dp != nil && (a.balanced || a.reweigh) {
+		// Row weights scale per-example gradients past the clip norm the
+		// accountant assumes.
+		return nil, badInput("dp", "cannot be combined with class_weight or reweigh")
+	}
 	return a, nil
+}
+
+// parseDP reads the dp mapping or the flat dp_* inputs (not both); nil
+// means no differential privacy.
+func parseDP(in Input) (*dp.Options, error) {
+	m, err := argMap(in, "dp")
+	if err != nil {
+		return nil, err
+	}
+	flat := map[string]any{}
+	for _, k := range []string{"epsilon", "delta", "clip", "noise_multiplier"} {
+		if v, ok := in.With["dp_"+k]; ok && v != nil && v != "" {
+			flat[k] = v
+		}
+	}
+	switch {
+	case m != nil && len(flat) > 0:
+		return nil, badInput("dp", "give either dp or the dp_* inputs, not both")
+	case m == nil && len(flat) == 0:
+		return nil, nil
+	case m == nil:
+		m = flat
+	}
+	known := map[string]bool{"epsilon": true, "delta": true, "clip": true, "noise_multiplier": true, "batch_size": true, "learning_rate": true}
+	fs := map[string]float64{}
+	for k, v := range m {
+		if !known[k] {
+			return nil, badInput("dp."+k, "unknown key (known: epsilon, delta, clip, noise_multiplier, batch_size, learning_rate)")
+		}
+		f, ok := toFloat(v)
+		if !ok || !(f > 0) || math.IsInf(f, 0) {
+			return nil, badInput("dp."+k, "want a positive number, got %v", v)
+		}
+		fs[k] = f
+	}
+	if fs["epsilon"] == 0 && fs["noise_multiplier"] == 0 {
+		return nil, badInput("dp", "needs epsilon or noise_multiplier")
+	}
+	if b := fs["batch_size"]; b != math.Trunc(b) {
+		return nil, badInput("dp.batch_size", "want an integer, got %v", b)
+	}
+	return &dp.Options{Epsilon: fs["epsilon"], Delta: fs["delta"], Clip: fs["clip"], NoiseMultiplier: fs["noise_multiplier"],
+		BatchSize: int(fs["batch_size"]), LearningRate: fs["learning_rate"]}, nil
 }
 
 func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
@@ -191,7 +252,22 @@ func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
 		}
 		topts = append(topts, model.WithSampleWeights(w))
 	}
-	net, err := model.Train(ctx, x, trainSet.Y, a.cfg, topts...)
+	var net *model.Network
+	var guarantee *dp.Guarantee
+	if a.dp != nil {
+		// DP-SGD keeps no checkpoints: its Poisson batches would have to
+		// be replayed exactly for the accounting to hold, and it is fast.
+		o := *a.dp
+		o.Progress = func(p model.Progress) {
+			env.Progress(map[string]any{"epoch": p.Epoch, "epochs": p.Epochs, "loss": num(p.Loss)})
+		}
+		net, guarantee, err = dp.Train(ctx, x, trainSet.Y, a.cfg, o)
+		if errors.Is(err, dp.ErrBudget) {
+			return nil, Permanent(kindPrivacyBudget, fmt.Errorf("train on %s: %w", a.data, err))
+		}
+	} else {
+		net, err = model.Train(ctx, x, trainSet.Y, a.cfg, topts...)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
@@ -244,6 +320,9 @@ func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
 			CreatedAt: time.Now().UTC(),
 		},
 	}
+	if guarantee != nil {
+		m.Lineage.Params[paramPrivacy] = guarantee
+	}
 	if _, err := saveModelDir(dir, m, net.Tensors(), holdout, test.Len()); err != nil {
 		// A concurrent attempt of the same step won the rename: use its model.
 		if _, serr := os.Stat(dir); serr == nil {
@@ -253,6 +332,13 @@ func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
 	}
 	return trainOutputs(dir, false)
 }
+
+// kindPrivacyBudget is the error kind of a DP run whose noise cannot keep
+// it within its ε.
+const kindPrivacyBudget = "PrivacyBudgetExceeded"
+
+// paramPrivacy is the manifest's record of a DP guarantee (dp.Guarantee).
+const paramPrivacy = "differential_privacy"
 
 // trainOutputs reads the outputs back from the saved model, so a fresh run
 // and a reused one report the same values.
@@ -266,7 +352,7 @@ func trainOutputs(dir string, reused bool) (map[string]any, error) {
 		return nil, fmt.Errorf("train: saved model: %w", err)
 	}
 	rows, _ := toFloat(m.Manifest.Lineage.Params["rows"])
-	return map[string]any{
+	out := map[string]any{
 		"model":        dir,
 		"model_digest": m.Digest,
 		"data_digest":  m.Manifest.Lineage.DataDigest,
@@ -275,7 +361,11 @@ func trainOutputs(dir string, reused bool) (map[string]any, error) {
 		"holdout":      holdout,
 		"metrics":      numMap(m.Manifest.Metrics),
 		"reused":       reused,
-	}, nil
+	}
+	if g, ok := m.Manifest.Lineage.Params[paramPrivacy]; ok {
+		out["privacy"] = g
+	}
+	return out, nil
 }
 
 // finiteMetrics drops undefined metrics, which a manifest cannot hold as
