@@ -48,7 +48,7 @@ type Options struct {
 	MaxDuplicateRate float64 // duplicate rows fail above this share, default 0.05
 	// RangeTolerance is how far, as a share of the reference range, a value
 	// may fall outside the reference minimum and maximum, default 0.05; at
-	// least one reference standard deviation is always allowed.
+	// least two reference standard deviations are always allowed.
 	RangeTolerance float64
 	// Strict fails on warnings too.
 	Strict bool
@@ -227,8 +227,8 @@ func (c *checker) reference(st *Stats) {
 		if rc.Min != nil && cur.Min != nil {
 			span := math.Max(*rc.Max-*rc.Min, math.Abs(*rc.Max)*1e-9)
 			// Maxima of heavy-tailed columns wander between samples; a
-			// standard deviation of slack keeps them from warning.
-			tol := math.Max(c.o.RangeTolerance*span, *rc.Std)
+			// two standard deviations of slack keep them from warning.
+			tol := math.Max(c.o.RangeTolerance*span, 2**rc.Std)
 			if *cur.Min < *rc.Min-tol || *cur.Max > *rc.Max+tol {
 				c.add("range", rc.Name, Warn, "Column %q spans [%g, %g], outside the reference range [%g, %g].", rc.Name, *cur.Min, *cur.Max, *rc.Min, *rc.Max)
 				issues++
