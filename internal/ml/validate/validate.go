@@ -226,8 +226,8 @@ func (c *checker) reference(st *Stats) {
 		}
 		if rc.Min != nil && cur.Min != nil {
 			span := math.Max(*rc.Max-*rc.Min, math.Abs(*rc.Max)*1e-9)
-			// Maxima of heavy-tailed columns wander between samples; a
-			// two standard deviations of slack keep them from warning.
+			// Maxima of heavy-tailed columns wander between samples; two
+			// standard deviations of slack keep them from warning.
 			tol := math.Max(c.o.RangeTolerance*span, 2**rc.Std)
 			if *cur.Min < *rc.Min-tol || *cur.Max > *rc.Max+tol {
 				c.add("range", rc.Name, Warn, "Column %q spans [%g, %g], outside the reference range [%g, %g].", rc.Name, *cur.Min, *cur.Max, *rc.Min, *rc.Max)
