@@ -63,7 +63,9 @@ func TestValidateDataPassesAndComparesWithReference(t *testing.T) {
 }
 
 func TestValidateDataStopsOnLeak(t *testing.T) {
-	leak := plantedCSV(t, "leak.csv", 1, func(r []string) string { return map[bool]string{true: "written_off", false: "open"}[r[len(r)-1] == "yes"] })
+	leak := plantedCSV(t, "leak.csv", 1, func(r []string) string {
+		return map[bool]string{true: "written_off", false: "open"}[r[len(r)-1] == "yes"]
+	})
 	_, err := run(t, newEnv(t, t.TempDir()), "validate-data", "v", map[string]any{"data": leak, "label": "defaulted", "positive_label": "yes"})
 	wantPermanent(t, err, "extra", "leaks the label")
 	if se := err.(*Error); se.Kind != kindValidationFailed {
