@@ -1,0 +1,197 @@
+package serving
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// SampleOptions configure the sample log: a fraction of the scored records,
+// with their features and prediction, written as JSON lines for the drift
+// monitor.
+type SampleOptions struct {
+	// Dir holds the log; empty disables it.
+	Dir string
+	// Rate is the fraction of records logged, in [0, 1].
+	Rate float64
+	// MaxBytes rotates the current file once it is this large.
+	MaxBytes int64
+	// Keep is how many rotated files are kept besides the current one.
+	Keep int
+	// Buffer is how many sampled records may wait for the writer; more are
+	// dropped (and counted) so that logging never slows a request.
+	Buffer int
+}
+
+// SampleFile is the name of the current sample log file; rotated files are
+// named samples-<UTC time>.jsonl and sort in the order they were written.
+const SampleFile = "samples.jsonl"
+
+// Sample is one line of the sample log.
+type Sample struct {
+	Time     time.Time      `json:"time"`
+	Model    string         `json:"model"`
+	Version  string         `json:"version"`
+	Features map[string]any `json:"features"`
+	Score    float64        `json:"score"`
+	Label    string         `json:"label"`
+}
+
+type sampleLog struct {
+	opts    SampleOptions
+	ch      chan Sample
+	done    chan struct{}
+	metrics *Metrics
+	errs    func(error)
+
+	f    *os.File
+	w    *bufio.Writer
+	size int64
+}
+
+func openSampleLog(opts SampleOptions, metrics *Metrics, errs func(error)) (*sampleLog, error) {
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("sample log: %w", err)
+	}
+	l := &sampleLog{opts: opts, ch: make(chan Sample, opts.Buffer), done: make(chan struct{}), metrics: metrics, errs: errs}
+	if err := l.open(); err != nil {
+		return nil, err
+	}
+	go l.run()
+	return l, nil
+}
+
+// offer queues s unless the writer is behind; it never blocks.
+func (l *sampleLog) offer(s Sample) {
+	select {
+	case l.ch <- s:
+	default:
+		l.metrics.sampleDropped.Inc()
+	}
+}
+
+// close writes what is queued and closes the file. No offer may follow.
+func (l *sampleLog) close() {
+	close(l.ch)
+	<-l.done
+}
+
+func (l *sampleLog) run() {
+	defer close(l.done)
+	for s := range l.ch {
+		if err := l.write(s); err != nil {
+			l.metrics.sampleDropped.Inc()
+			l.errs(err)
+			continue
+		}
+		l.metrics.sampled.Inc()
+		// Flush when the queue is empty: a burst is written in one go, and
+		// what was sampled reaches the file without waiting for more.
+		if len(l.ch) == 0 {
+			if err := l.w.Flush(); err != nil {
+				l.errs(fmt.Errorf("sample log: %w", err))
+			}
+		}
+	}
+	if l.f != nil {
+		if err := l.w.Flush(); err != nil {
+			l.errs(fmt.Errorf("sample log: %w", err))
+		}
+		if err := l.f.Close(); err != nil {
+			l.errs(fmt.Errorf("sample log: %w", err))
+		}
+	}
+}
+
+func (l *sampleLog) open() error {
+	path := filepath.Join(l.opts.Dir, SampleFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("sample log: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("sample log: %w", err)
+	}
+	l.f, l.size = f, st.Size()
+	if l.w == nil {
+		l.w = bufio.NewWriterSize(f, 64<<10)
+	} else {
+		l.w.Reset(f)
+	}
+	return nil
+}
+
+func (l *sampleLog) write(s Sample) error {
+	if l.f == nil {
+		// A failed rotation left no file; try again rather than stop logging.
+		if err := l.open(); err != nil {
+			return err
+		}
+	}
+	line, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("sample log: encode: %w", err)
+	}
+	line = append(line, '\n')
+	if l.size > 0 && l.size+int64(len(line)) > l.opts.MaxBytes {
+		if err := l.rotate(); err != nil {
+			return err
+		}
+	}
+	n, err := l.w.Write(line)
+	l.size += int64(n)
+	if err != nil {
+		return fmt.Errorf("sample log: %w", err)
+	}
+	return nil
+}
+
+// rotate renames the current file aside, removes the oldest rotated files
+// beyond Keep and starts a new current file.
+func (l *sampleLog) rotate() error {
+	err := l.w.Flush()
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	l.f = nil
+	if err != nil {
+		return fmt.Errorf("sample log: rotate: %w", err)
+	}
+	name := "samples-" + time.Now().UTC().Format("20060102T150405.000000000") + ".jsonl"
+	if err := os.Rename(filepath.Join(l.opts.Dir, SampleFile), filepath.Join(l.opts.Dir, name)); err != nil {
+		return fmt.Errorf("sample log: rotate: %w", err)
+	}
+	rotated, err := l.rotated()
+	if err != nil {
+		return err
+	}
+	for len(rotated) > l.opts.Keep {
+		if err := os.Remove(filepath.Join(l.opts.Dir, rotated[0])); err != nil {
+			return fmt.Errorf("sample log: rotate: %w", err)
+		}
+		rotated = rotated[1:]
+	}
+	return l.open()
+}
+
+func (l *sampleLog) rotated() ([]string, error) {
+	entries, err := os.ReadDir(l.opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("sample log: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if n := e.Name(); strings.HasPrefix(n, "samples-") && strings.HasSuffix(n, ".jsonl") {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
