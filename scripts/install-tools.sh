@@ -3,8 +3,10 @@
 # second run only checks.
 set -euo pipefail
 need=()
-for cmd in git make gcc; do
-  command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
+# command:Debian package. promtool comes with the prometheus package;
+# docker-compose only validates the compose file here, no engine runs.
+for pair in git:git make:make gcc:gcc promtool:prometheus docker-compose:docker-compose; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -114,6 +114,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// Pipelines starts the run counters of the named pipelines at zero for
+// every final status. Without it the first failure of a pipeline creates
+// its series at 1, and increase() over a window that starts with the
+// series misses it: the failed-runs alert would not fire.
+func (m *Metrics) Pipelines(names ...string) {
+	for _, n := range names {
+		for _, s := range runStatuses {
+			m.runs.WithLabelValues(n, s)
+		}
+	}
+}
+
+// runStatuses are the run states a run can end in (workflows.Run*; this
+// package does not import workflows, which imports the Temporal SDK's
+// workflow package).
+var runStatuses = []string{"succeeded", "failed", "canceled", "rejected"}
+
 // RunFinished counts a run that ended with status (the workflow's run
 // state: succeeded, failed, canceled, rejected).
 func (m *Metrics) RunFinished(pipeline, status string) {

@@ -70,6 +70,24 @@ gauntlet_preemption_waste_dollars_total{pipeline="credit-risk"} 0.3
 	}
 }
 
+func TestPipelinesStartsAtZero(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := NewMetrics(reg)
+	m.Pipelines("smoke")
+	m.RunFinished("smoke", "failed")
+	want := `
+# HELP gauntlet_runs_total Pipeline runs that ended, by pipeline and final status (succeeded, failed, canceled, rejected).
+# TYPE gauntlet_runs_total counter
+gauntlet_runs_total{pipeline="smoke",status="canceled"} 0
+gauntlet_runs_total{pipeline="smoke",status="failed"} 1
+gauntlet_runs_total{pipeline="smoke",status="rejected"} 0
+gauntlet_runs_total{pipeline="smoke",status="succeeded"} 0
+`
+	if err := gatherAndCompare(reg, want, "gauntlet_runs_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestStepAndApprovalHistograms(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	m := NewMetrics(reg)
