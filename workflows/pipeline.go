@@ -27,6 +27,14 @@ const (
 	resolveTimeout       = time.Minute
 )
 
+// resolveRetry retries a worker that could not read its files, never a
+// definition that is wrong.
+var resolveRetry = &temporal.RetryPolicy{
+	InitialInterval:        time.Second,
+	MaximumAttempts:        5,
+	NonRetryableErrorTypes: []string{"InvalidPipeline"},
+}
+
 // workflowStep carries out a step type in workflow code (it waits on people
 // or time rather than computing). It returns the step's outputs.
 type workflowStep func(ctx workflow.Context, r *run, st *stepRun) (map[string]any, error)
@@ -96,14 +104,23 @@ var registeredHooks []func(workflow.Context, *run) error
 func (r *run) resolve(ctx workflow.Context) error {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: resolveTimeout,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{"InvalidPipeline"},
-		},
+		RetryPolicy:         resolveRetry,
 	})
 	in := ResolveInput{Pipeline: r.input.Pipeline, Spec: r.input.Spec, YAML: r.input.YAML, Params: r.input.Params}
-	if err := workflow.ExecuteActivity(actx, ResolveName, in).Get(ctx, &r.resolved); err != nil {
+	// Version 1 resolves in a local activity: the worker running the
+	// workflow reads its own pipelines directory, which saves a task queue
+	// round trip per run. Histories recorded before keep replaying.
+	var fut workflow.Future
+	if workflow.GetVersion(ctx, "resolve-local", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		fut = workflow.ExecuteActivity(actx, ResolveName, in)
+	} else {
+		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: resolveTimeout,
+			RetryPolicy:         resolveRetry,
+		})
+		fut = workflow.ExecuteLocalActivity(lctx, ResolveName, in)
+	}
+	if err := fut.Get(ctx, &r.resolved); err != nil {
 		return fmt.Errorf("resolve pipeline %q: %w", r.input.Pipeline, err)
 	}
 	sp := &r.resolved.Spec
