@@ -189,7 +189,10 @@ func TestAdminAuthAndAtomicity(t *testing.T) {
 			_, err := c.UpdateVariants(ctx, VariantsUpdate{Set: []Variant{{Name: "x", URL: "ftp://nowhere", Weight: 1}}, Remove: []string{"canary"}})
 			return err
 		},
-		func() error { _, err := c.UpdateVariants(ctx, VariantsUpdate{Remove: []string{"champion", "canary"}}); return err },
+		func() error {
+			_, err := c.UpdateVariants(ctx, VariantsUpdate{Remove: []string{"champion", "canary"}})
+			return err
+		},
 	}
 	for i, fn := range bad {
 		var se *StatusError
