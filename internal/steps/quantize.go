@@ -11,6 +11,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/prune"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/quantize"
 )
 
@@ -25,15 +26,16 @@ func init() {
 			{Name: "model", Required: true, Doc: "float model directory"},
 			{Name: "data", Doc: "calibration and check data: CSV path or builtin: URI (default: the model's held-out split)"},
 			{Name: "scheme", Doc: "int8 (the only scheme)"},
-			{Name: "max_accuracy_drop", Doc: "largest accepted accuracy loss, e.g. 0.005"},
+			{Name: "max_accuracy_drop", Doc: "largest accepted accuracy loss, e.g. 0.005 (with prune: of pruning and quantization together)"},
+			{Name: "prune", Doc: "magnitude-prune an MLP's hidden layers to this sparsity (e.g. 0.5) before quantizing"},
 		},
 		Outputs: []string{"model", "model_digest", "size_before", "size_after", "accuracy_before", "accuracy_after",
-			"agreement", "max_abs_diff"},
+			"agreement", "max_abs_diff", "sparsity"},
 		Run: runQuantize,
 	})
 }
 
-func runQuantize(_ context.Context, env Env, in Input) (map[string]any, error) {
+func runQuantize(ctx context.Context, env Env, in Input) (map[string]any, error) {
 	path, err := requireString(in, "model")
 	if err != nil {
 		return nil, err
@@ -52,6 +54,13 @@ func runQuantize(_ context.Context, env Env, in Input) (map[string]any, error) {
 	maxDrop, hasMax, err := argFloat(in, "max_accuracy_drop")
 	if err != nil {
 		return nil, err
+	}
+	sparsity, hasPrune, err := argFloat(in, "prune")
+	if err != nil {
+		return nil, err
+	}
+	if hasPrune && !(sparsity >= 0 && sparsity < 1) {
+		return nil, badInput("prune", "sparsity must be in [0, 1), got %v", sparsity)
 	}
 	lm, err := loadModel("model", path)
 	if err != nil {
@@ -72,10 +81,21 @@ func runQuantize(_ context.Context, env Env, in Input) (map[string]any, error) {
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.model %s: %w", lm.Dir, err))
 	}
+	// The pruned network is what gets quantized, while the guard below
+	// compares with the original float model: one check covers both steps.
+	qnet := net
+	if hasPrune {
+		if net.Kind != model.MLP {
+			return nil, badInput("prune", "%s is %s; pruning applies to MLPs", lm.Dir, net.Kind)
+		}
+		if qnet, err = prune.Prune(ctx, net, nil, nil, prune.Options{Sparsity: sparsity}); err != nil {
+			return nil, Permanent(kindBadInput, fmt.Errorf("with.prune: %w", err))
+		}
+	}
 	// Calibrating and checking on the same rows is the usual post-training
 	// quantization practice: the scales are a handful of maxima, not
 	// parameters that can overfit the labels.
-	q, err := quantize.Quantize(net, x, quantize.Options{})
+	q, err := quantize.Quantize(qnet, x, quantize.Options{})
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("quantize %s: %w", lm.Dir, err))
 	}
@@ -107,8 +127,12 @@ func runQuantize(_ context.Context, env Env, in Input) (map[string]any, error) {
 	}
 	accBefore, accAfter := accuracy(y, df), accuracy(y, dq)
 	if hasMax && accBefore-accAfter > maxDrop {
-		return nil, Permanent(kindGateFailed, fmt.Errorf("quantize: int8 accuracy %.4f is %.4f below float %.4f on %s, more than max_accuracy_drop %g",
-			accAfter, accBefore-accAfter, accBefore, d.Source, maxDrop))
+		what := "int8"
+		if hasPrune {
+			what = fmt.Sprintf("int8 pruned to sparsity %g", sparsity)
+		}
+		return nil, Permanent(kindGateFailed, fmt.Errorf("quantize: %s accuracy %.4f is %.4f below float %.4f on %s, more than max_accuracy_drop %g",
+			what, accAfter, accBefore-accAfter, accBefore, d.Source, maxDrop))
 	}
 
 	dir, err := filepath.Abs(filepath.Join(env.StateDir(), "models", safeName(in.RunID)+"-"+safeName(in.StepID)+"-"+inputsDigest(in)))
@@ -131,6 +155,9 @@ func runQuantize(_ context.Context, env Env, in Input) (map[string]any, error) {
 		mf.Metrics[evaluate.Accuracy] = accAfter
 		mf.Lineage.Params = derivedParams(lm.Manifest.Lineage.Params)
 		mf.Lineage.Params["quantization"] = map[string]any{"scheme": modelfile.Int8, "calibration_data": d.Source, "calibration_rows": d.Len()}
+		if hasPrune {
+			mf.Lineage.Params["pruning"] = map[string]any{"target_sparsity": sparsity, "schedule": prune.OneShot, "stats": prune.Measure(qnet)}
+		}
 		mf.Lineage.ParentModel = lm.Digest
 		mf.Lineage.CreatedAt = time.Now().UTC()
 		holdout, rows, err := parentHoldout(lm)
@@ -158,6 +185,7 @@ func runQuantize(_ context.Context, env Env, in Input) (map[string]any, error) {
 		"accuracy_after":  accAfter,
 		"agreement":       float64(agree) / float64(len(df)),
 		"max_abs_diff":    maxDiff,
+		"sparsity":        prune.Measure(qnet).Sparsity,
 	}, nil
 }
 
