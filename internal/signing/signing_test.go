@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -222,5 +223,36 @@ func TestFingerprintMatchesSSHKeygen(t *testing.T) {
 	}
 	if !strings.Contains(string(out), Fingerprint(pub)) {
 		t.Fatalf("ssh-keygen says %q, Fingerprint %q", out, Fingerprint(pub))
+	}
+}
+
+// The signature and the key ring travel as JSON: in the approve Update's
+// payload and as the result of the activity that loads the key file.
+func TestJSONRoundTrip(t *testing.T) {
+	pub, priv := newKey(t)
+	d := signed(t, priv, approval())
+	data, err := json.Marshal(d.Signature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sig Signature
+	if err := json.Unmarshal(data, &sig); err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{`"run_id"`, `"step"`, `"decision"`, `"reviewer"`, `"signed_at":"2026-03-14T09:26:53Z"`, `"comment_sha256"`, `"key_id"`, `"value"`} {
+		if !strings.Contains(string(data), field) {
+			t.Errorf("JSON lacks %s: %s", field, data)
+		}
+	}
+	ringJSON, err := json.Marshal(KeyRing{"alice": pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ring KeyRing
+	if err := json.Unmarshal(ringJSON, &ring); err != nil {
+		t.Fatal(err)
+	}
+	if err := ring.Verify(SignedDecision{Approval: approval(), Signature: &sig}, signedAt, time.Minute); err != nil {
+		t.Fatal(err)
 	}
 }
