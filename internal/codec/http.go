@@ -23,6 +23,10 @@ type ServerOptions struct {
 	// Token, when set, must be sent as "Authorization: Bearer TOKEN". The
 	// temporal CLI sends it with --codec-auth "Bearer TOKEN".
 	Token string
+	// Authorize, when set, is asked about every request after the token
+	// check, e.g. to validate the OIDC access token the UI sends with
+	// codec.passAccessToken; its error text is returned with a 401.
+	Authorize func(*http.Request) error
 	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 }
@@ -30,7 +34,9 @@ type ServerOptions struct {
 // NewHTTPHandler serves c at POST .../encode and .../decode in the shape the
 // Temporal UI and CLI use ({"payloads": [{"metadata": {...}, "data": "..."}]}),
 // with CORS for the configured UI origins and, if a token is set, bearer
-// authentication. Mount it at the path the UI's codec endpoint names.
+// authentication. Without a token or Authorize it decrypts for anyone who
+// can reach it (CORS only restricts browsers), so bind it to loopback or a
+// private network then. Mount it at the path the UI's codec endpoint names.
 func NewHTTPHandler(c converter.PayloadCodec, opts ServerOptions) http.Handler {
 	limit := opts.MaxBodyBytes
 	if limit <= 0 {
@@ -70,6 +76,13 @@ func NewHTTPHandler(c converter.PayloadCodec, opts ServerOptions) http.Handler {
 			if !ok || subtle.ConstantTimeCompare(gotSum[:], tokenSum[:]) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="gauntlet codec"`)
 				http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
+				return
+			}
+		}
+		if opts.Authorize != nil {
+			if err := opts.Authorize(r); err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="gauntlet codec"`)
+				http.Error(w, err.Error(), http.StatusUnauthorized)
 				return
 			}
 		}

@@ -3,6 +3,7 @@ package codec
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -165,5 +166,22 @@ func TestHTTPUnknownKeyID(t *testing.T) {
 	resp, got := post(t, srv.URL+"/decode", body, nil)
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(got, `key id "gone"`) {
 		t.Fatalf("status %d: %s", resp.StatusCode, got)
+	}
+}
+
+func TestHTTPAuthorizeHook(t *testing.T) {
+	srv := server(t, ServerOptions{Authorize: func(r *http.Request) error {
+		if r.Header.Get("Authorization") != "Bearer user-jwt" {
+			return errors.New("not signed in")
+		}
+		return nil
+	}})
+	resp, body := post(t, srv.URL+"/decode", `{"payloads":[]}`, nil)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "not signed in") {
+		t.Fatalf("without token: %d %s", resp.StatusCode, body)
+	}
+	resp, body = post(t, srv.URL+"/decode", `{"payloads":[]}`, map[string]string{"Authorization": "Bearer user-jwt"})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("with token: %d %s", resp.StatusCode, body)
 	}
 }
