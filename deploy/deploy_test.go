@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
+	"github.com/gauntlet-ml/gauntlet/internal/router"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
 )
@@ -234,18 +235,6 @@ var sdkMetrics = map[string][]string{
 	"gauge":   {"temporal_worker_task_slots_available", "temporal_num_pollers"},
 }
 
-// routerMetrics are the router's metrics the canary dashboard reads.
-// internal/router does not exist yet: these are the names agreed for it
-// (requests by model, variant and status code; latency histogram by model
-// and variant). Replace this list with the router package's registration
-// once it lands, as done for internal/serving.
-var routerMetrics = []string{
-	"gauntlet_router_requests_total",
-	"gauntlet_router_request_duration_seconds_bucket",
-	"gauntlet_router_request_duration_seconds_sum",
-	"gauntlet_router_request_duration_seconds_count",
-}
-
 // exported returns every series name Gauntlet's processes export.
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
@@ -285,8 +274,13 @@ func exported(t *testing.T) map[string]bool {
 		}
 		out[mf.GetName()] = true
 	}
-	for _, n := range routerMetrics {
+	// The router registers on a *prometheus.Registry of its own, so its
+	// names come from the constants it publishes for the canary analysis.
+	for _, n := range []string{router.MetricRequests, router.MetricErrors, router.MetricWeight} {
 		out[n] = true
+	}
+	for _, s := range []string{"_bucket", "_sum", "_count"} {
+		out[router.MetricLatency+s] = true
 	}
 	return out
 }
