@@ -489,3 +489,52 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestTemporalUIInABrowser drives the real Temporal Web UI with Chromium
+// (e2e/ui.test.mjs): start from the form, approve by signal, see it finish.
+func TestTemporalUIInABrowser(t *testing.T) {
+	root := repoRoot(t)
+	chromium := "/usr/bin/chromium"
+	for _, need := range []string{chromium, filepath.Join(root, "e2e", "node_modules", "playwright-core")} {
+		if _, err := os.Stat(need); err != nil {
+			t.Skipf("browser test needs %s: run `make tools`", need)
+		}
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("browser test needs node: run `make tools`")
+	}
+	pipes := t.TempDir()
+	if err := os.WriteFile(filepath.Join(pipes, "gated.yaml"), []byte(approvalPipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	frontend, port := freeAddr(t)
+	uiAddr, uiPort := freeAddr(t)
+	dir := t.TempDir()
+	dev := startDev(t, "--ephemeral", "--port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort),
+		"--log-file", filepath.Join(dir, "temporal.log"), "--pipelines", pipes, "--state-dir", filepath.Join(dir, "state"))
+	defer func() { _ = dev.cmd.Process.Signal(syscall.SIGTERM) }()
+
+	cmd := exec.Command(node, "--test", "ui.test.mjs")
+	cmd.Dir = filepath.Join(root, "e2e")
+	cmd.Env = append(os.Environ(),
+		"GAUNTLET_UI_URL=http://"+uiAddr, "GAUNTLET_RUN_ID=ui-approved", "GAUNTLET_PIPELINE=gated", "GAUNTLET_CHROMIUM="+chromium)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("browser test failed: %v\n%s", err, out)
+	}
+	// What the browser did, seen from the server: the decision came in by
+	// signal, from the reviewer typed into the dialog.
+	code, status, stderr := runCLI(t, map[string]string{"TEMPORAL_ADDRESS": frontend}, "status", "ui-approved", "--output", "json")
+	if code != ExitOK {
+		t.Fatalf("status: %d %s", code, stderr)
+	}
+	var rep RunReport
+	if err := json.Unmarshal([]byte(status), &rep); err != nil {
+		t.Fatal(err)
+	}
+	votes, _ := json.Marshal(rep.Steps[1].Outputs["votes"])
+	if rep.State != workflows.RunSucceeded || !strings.Contains(string(votes), `"via":"signal"`) || !strings.Contains(string(votes), `"reviewer":"bob"`) {
+		t.Fatalf("run after the browser: %s %s", rep.State, votes)
+	}
+}
