@@ -14,7 +14,10 @@ import (
 type Config struct {
 	PipelinesDir string
 	StateDir     string
-	Logger       *slog.Logger
+	// ArtifactStore is the artifact store location steps share (file:// or
+	// s3://); empty means file://<StateDir>/artifacts.
+	ArtifactStore string
+	Logger        *slog.Logger
 }
 
 // Register registers every Gauntlet activity on w.
@@ -26,6 +29,6 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	w.RegisterActivityWithOptions(c.Put, activity.RegisterOptions{Name: workflows.CachePutName})
 	n := &Notifier{}
 	w.RegisterActivityWithOptions(n.Notify, activity.RegisterOptions{Name: workflows.NotifyActivity})
-	h := &Host{StateDir: cfg.StateDir, Logger: cfg.Logger}
+	h := &Host{StateDir: cfg.StateDir, ArtifactStore: cfg.ArtifactStore, Logger: cfg.Logger}
 	h.RegisterSteps(w)
 }

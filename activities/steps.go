@@ -21,7 +21,10 @@ import (
 // Host carries what step activities need from the worker.
 type Host struct {
 	StateDir string
-	Logger   *slog.Logger
+	// ArtifactStore is the location of the shared artifact store; empty
+	// means file://<StateDir>/artifacts.
+	ArtifactStore string
+	Logger        *slog.Logger
 }
 
 // RegisterSteps registers one activity per activity-kind step type.
@@ -42,7 +45,7 @@ func (h *Host) stepActivity(t steps.Type) func(context.Context, workflows.StepIn
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return workflows.StepResult{}, fmt.Errorf("step %s: working directory: %w", in.StepID, err)
 		}
-		env := &activityEnv{ctx: ctx, dir: dir, state: h.StateDir, log: h.logger().With("run_id", in.RunID, "step_id", in.StepID, "attempt", info.Attempt)}
+		env := &activityEnv{ctx: ctx, dir: dir, state: h.StateDir, store: h.ArtifactStore, log: h.logger().With("run_id", in.RunID, "step_id", in.StepID, "attempt", info.Attempt)}
 		out, err := t.Run(ctx, env, in)
 		if err != nil {
 			return workflows.StepResult{}, toTemporal(err, info.Attempt)
@@ -75,6 +78,7 @@ type activityEnv struct {
 	ctx   context.Context
 	dir   string
 	state string
+	store string
 	log   *slog.Logger
 }
 
@@ -89,7 +93,16 @@ func (e *activityEnv) Resume(v any) bool {
 
 func (e *activityEnv) Dir() string          { return e.dir }
 func (e *activityEnv) StateDir() string     { return e.state }
+func (e *activityEnv) Store() string        { return storeOr(e.store, e.state) }
 func (e *activityEnv) Logger() *slog.Logger { return e.log }
+
+// storeOr defaults the artifact store to the worker's state directory.
+func storeOr(loc, state string) string {
+	if loc != "" {
+		return loc
+	}
+	return "file://" + filepath.Join(state, "artifacts")
+}
 
 // safe keeps ids usable as single path elements.
 func safe(s string) string {

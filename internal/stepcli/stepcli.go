@@ -27,6 +27,9 @@ type Options struct {
 	// StateDir is the root of local state (models, caches); empty means
 	// <outDir>/.state.
 	StateDir string
+	// ArtifactStore is where models and reports are stored; empty means
+	// file://<StateDir>/artifacts.
+	ArtifactStore string
 	// RunID and StepID identify the execution to the step (model directory
 	// names, webhook payloads); they default to "cli" and the type name.
 	RunID, StepID string
@@ -82,7 +85,11 @@ func RunWith(ctx context.Context, typ string, with map[string]string, outDir str
 	if in.StepID == "" {
 		in.StepID = typ
 	}
-	env := &cliEnv{out: stdout, dir: outDir, state: state, interval: o.ProgressInterval,
+	store := o.ArtifactStore
+	if store == "" {
+		store = "file://" + filepath.Join(state, "artifacts")
+	}
+	env := &cliEnv{out: stdout, dir: outDir, state: state, store: store, interval: o.ProgressInterval,
 		log: slog.New(slog.NewTextHandler(stdout, nil)).With("step", typ)}
 	outputs, err := t.Run(ctx, env, in)
 	env.flush()
@@ -135,6 +142,7 @@ func runnable() []string {
 type cliEnv struct {
 	out        io.Writer
 	dir, state string
+	store      string
 	log        *slog.Logger
 	interval   time.Duration
 
@@ -169,6 +177,7 @@ func (e *cliEnv) flush() {
 func (e *cliEnv) Resume(any) bool      { return false }
 func (e *cliEnv) Dir() string          { return e.dir }
 func (e *cliEnv) StateDir() string     { return e.state }
+func (e *cliEnv) Store() string        { return e.store }
 func (e *cliEnv) Logger() *slog.Logger { return e.log }
 
 // progressLine renders details as "progress epoch=3/20 loss=0.41": an

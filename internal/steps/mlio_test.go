@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 // previous attempt's last details.
 type testEnv struct {
 	dir, state string
+	store      string
 	mu         sync.Mutex
 	progress   []map[string]any
 	resume     []byte
@@ -41,8 +43,14 @@ func (e *testEnv) Resume(v any) bool {
 	return json.Unmarshal(e.resume, v) == nil
 }
 
-func (e *testEnv) Dir() string          { return e.dir }
-func (e *testEnv) StateDir() string     { return e.state }
+func (e *testEnv) Dir() string      { return e.dir }
+func (e *testEnv) StateDir() string { return e.state }
+func (e *testEnv) Store() string {
+	if e.store != "" {
+		return e.store
+	}
+	return "file://" + filepath.Join(e.state, "artifacts")
+}
 func (e *testEnv) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func run(t *testing.T, env Env, typ, step string, with map[string]any) (map[string]any, error) {

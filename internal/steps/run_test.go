@@ -16,6 +16,7 @@ func (runEnv) Progress(any)         {}
 func (runEnv) Resume(any) bool      { return false }
 func (e runEnv) Dir() string        { return e.dir }
 func (e runEnv) StateDir() string   { return e.dir }
+func (e runEnv) Store() string      { return "file://" + e.dir + "/artifacts" }
 func (runEnv) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestRunTypeRunsCommand(t *testing.T) {

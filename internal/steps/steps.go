@@ -53,6 +53,10 @@ type Env interface {
 	Dir() string
 	// StateDir is the root of local state (artifacts, registry, caches).
 	StateDir() string
+	// Store is the location URL of the artifact store models and reports
+	// go to (default file://<StateDir>/artifacts). Workers on several nodes
+	// share it, not a disk.
+	Store() string
 	Logger() *slog.Logger
 }
 
