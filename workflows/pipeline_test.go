@@ -26,6 +26,13 @@ var (
 	sideEffects  atomic.Int64
 )
 
+// resetFlaky forgets earlier attempts, so that -count=N repeats a test
+// rather than continue the previous run's attempt count.
+func resetFlaky(t *testing.T) {
+	t.Helper()
+	flakyCalls.Clear()
+}
+
 func init() {
 	steps.Register(steps.Type{
 		Name: "test-flaky", Kind: steps.Activity,
@@ -252,6 +259,7 @@ steps:
 }
 
 func TestRetrySucceedsOnThirdAttempt(t *testing.T) {
+	resetFlaky(t)
 	h := newHarness(t)
 	key := t.Name()
 	res, err := h.run(`
@@ -272,6 +280,7 @@ steps:
 }
 
 func TestRetryGivesUpAfterMaxAttempts(t *testing.T) {
+	resetFlaky(t)
 	h := newHarness(t)
 	_, err := h.run(`
 name: retry-out
@@ -315,6 +324,7 @@ finally:
 }
 
 func TestNonRetryableListStopsRetries(t *testing.T) {
+	resetFlaky(t)
 	h := newHarness(t)
 	_, err := h.run(`
 name: listed
