@@ -1,0 +1,187 @@
+package steps
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/cloud"
+	"github.com/gauntlet-ml/gauntlet/internal/tf"
+)
+
+func init() {
+	Register(Type{
+		Name: "destroy",
+		Doc: "Destroys a node a provision step created, running terraform destroy in the node's working directory with the " +
+			"module copy and variables kept there, and prices its life from node.json. Idempotent: a node already destroyed, " +
+			"or never created, succeeds with destroyed: false and the reason.",
+		Kind: Activity,
+		Inputs: []InputSpec{
+			{Name: "node", Required: true, Doc: "which node: the provision step's id (e.g. gpu), its workdir output " +
+				"(${{ steps.gpu.outputs.workdir }}) or its node_id output. The step id is the robust choice in finally: " +
+				"it finds the node even when provision failed halfway and produced no outputs"},
+		},
+		Outputs: []string{"node_id", "workdir", "destroyed", "reason", "duration_seconds", "cost_usd", "seconds"},
+		Run:     runDestroy,
+	})
+}
+
+func runDestroy(ctx context.Context, env Env, in Input) (map[string]any, error) {
+	began := time.Now()
+	node, err := requireString(in, "node")
+	if err != nil {
+		return nil, err
+	}
+	state, err := filepath.Abs(env.StateDir())
+	if err != nil {
+		return nil, fmt.Errorf("destroy: state directory: %w", err)
+	}
+	out := map[string]any{"node_id": "", "workdir": "", "destroyed": false, "reason": "", "cost_usd": 0.0, "seconds": 0.0}
+	finish := func() map[string]any {
+		out["duration_seconds"] = time.Since(began).Seconds()
+		return out
+	}
+	dir, err := findNode(state, in.RunID, node)
+	if err != nil {
+		return nil, err
+	}
+	if dir == "" {
+		out["reason"] = fmt.Sprintf("no node %q on this host: never provisioned", node)
+		return finish(), nil
+	}
+	out["workdir"] = dir
+	rec, err := readNodeRecord(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		out["reason"] = "no " + nodeRecordFile + " in " + dir + ": provision stopped before Terraform ran"
+		return finish(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("destroy: %w", err)
+	}
+	out["node_id"] = rec.NodeID
+	live, err := managedResources(dir)
+	if err != nil {
+		return nil, fmt.Errorf("destroy %s: %w", dir, err)
+	}
+	switch {
+	case live > 0:
+		if err := destroyWorkspace(ctx, env, dir, rec); err != nil {
+			return nil, err
+		}
+		now := time.Now().UTC().Truncate(time.Second)
+		rec.DestroyedAt = &now
+		if err := writeJSON(filepath.Join(dir, nodeRecordFile), rec); err != nil {
+			return nil, fmt.Errorf("destroy: %w", err)
+		}
+		out["destroyed"] = true
+		env.Logger().Info("node destroyed", "node_id", rec.NodeID, "workdir", dir)
+	case rec.DestroyedAt != nil:
+		out["reason"] = "already destroyed at " + rec.DestroyedAt.Format(time.RFC3339)
+	default:
+		out["reason"] = "nothing to destroy: the Terraform state in " + dir + " holds no resources (the apply created none)"
+	}
+	if rec.DestroyedAt != nil {
+		// Priced from the record, so destroying again reports the same bill.
+		usage := cloud.NodeUsage{NodeID: rec.NodeID, PricePerHour: rec.PricePerHour, Start: rec.StartedAt, End: *rec.DestroyedAt}
+		if len(rec.Offers) > 0 {
+			usage.InstanceType = rec.Offers[0].InstanceType
+		}
+		sum, err := cloud.Cost{Nodes: []cloud.NodeUsage{usage}}.Summarize(*rec.DestroyedAt)
+		if err != nil {
+			return nil, fmt.Errorf("destroy: pricing node %s: %w", rec.NodeID, err)
+		}
+		out["cost_usd"] = sum.Total
+		out["seconds"] = rec.DestroyedAt.Sub(rec.StartedAt).Seconds()
+	}
+	return finish(), nil
+}
+
+func destroyWorkspace(ctx context.Context, env Env, dir string, rec *nodeRecord) error {
+	bin, err := tf.Find("")
+	if err != nil {
+		return Permanent(kindMissingTool, fmt.Errorf("destroy: %w", err))
+	}
+	// No Module: the copy provision left in dir is what gets destroyed.
+	ws, err := tf.New(tf.Config{Terraform: bin, Dir: dir, ProviderMirror: os.Getenv(EnvProviderMirror), Env: terraformEnv()})
+	if err != nil {
+		return fmt.Errorf("destroy: terraform workspace %s: %w", dir, err)
+	}
+	details := map[string]any{"node_id": rec.NodeID, "workdir": dir}
+	err = withTerraformProgress(env, ws.LogPath(), details, func() error { return ws.Destroy(ctx) })
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("destroy %s: %w", dir, ctx.Err())
+		}
+		return terraformError("destroy:", dir, ws.LogPath(), logTail(ws.LogPath(), tailLines), err)
+	}
+	return nil
+}
+
+// findNode returns the working directory node names, or "" when there is
+// none on this host. A path is taken as it is; a bare name is first the id
+// of a provision step of this run, then a node id of any run.
+func findNode(state, runID, node string) (string, error) {
+	if strings.ContainsRune(node, filepath.Separator) {
+		dir, err := filepath.Abs(node)
+		if err != nil {
+			return "", badInput("node", "%v", err)
+		}
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			return "", nil
+		}
+		return dir, nil
+	}
+	if dir := nodeWorkdir(state, runID, node); isDir(dir) {
+		return dir, nil
+	}
+	records, err := filepath.Glob(filepath.Join(state, "nodes", "*", "*", nodeRecordFile))
+	if err != nil {
+		return "", fmt.Errorf("destroy: %w", err)
+	}
+	for _, path := range records {
+		if rec, err := readNodeRecord(filepath.Dir(path)); err == nil && rec.NodeID == node {
+			return filepath.Dir(path), nil
+		}
+	}
+	return "", nil
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
+
+// managedResources counts the resources in the local state: destroyed is
+// reported only when there was something to destroy. Data sources are not
+// counted; they exist nowhere outside the state.
+func managedResources(dir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "terraform.tfstate"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var st struct {
+		Resources []struct {
+			Mode      string            `json:"mode"`
+			Instances []json.RawMessage `json:"instances"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return 0, fmt.Errorf("reading terraform state: %w", err)
+	}
+	n := 0
+	for _, r := range st.Resources {
+		if r.Mode == "managed" {
+			n += len(r.Instances)
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,671 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/tf"
+)
+
+// A node is one Terraform module applied in a working directory of its own,
+// <state>/nodes/<run>/<step>: the module copy, the state, the Terraform log
+// and the node record (node.json) stay there, so every run has its own
+// state and destroy runs the configuration that was applied even if the
+// module's source changed since. The node's identity is a function of the
+// run and step ids alone, which is what makes a retried provision re-apply
+// the same node instead of starting a second one.
+
+// Environment variables read by provision and destroy.
+const (
+	// EnvInfraModules is the directory module names are looked up in.
+	// Unset, it is infra/modules in the working directory or in the nearest
+	// parent holding go.mod (the repository root).
+	EnvInfraModules = "GAUNTLET_INFRA_MODULES"
+	// EnvWorkerBinary is the worker executable a local node starts. Unset,
+	// it is "worker" beside the terraform binary: `make tools` installs
+	// bin/terraform and `make build` bin/worker.
+	EnvWorkerBinary = "GAUNTLET_WORKER_BINARY"
+	// EnvProviderMirror is a `terraform providers mirror` directory for
+	// modules that need providers (aws-spot-gpu); Terraform never downloads
+	// them.
+	EnvProviderMirror = "GAUNTLET_PROVIDER_MIRROR"
+	// The node's worker dials the Temporal this process was told about,
+	// under the names the temporal CLI uses.
+	envTemporalAddress   = "TEMPORAL_ADDRESS"
+	envTemporalNamespace = "TEMPORAL_NAMESPACE"
+)
+
+const (
+	defaultModule            = "local-node"
+	defaultTemporalAddress   = "127.0.0.1:7233"
+	defaultTemporalNamespace = "default"
+	nodeRecordFile           = "node.json"
+	workerLogFile            = "worker.log"
+	// The aws-spot-gpu module's rule, the stricter of the two modules':
+	// IAM and security group names are derived from the node id.
+	maxNodeIDLen = 48
+	// kindMissingTool marks a host that lacks Terraform, the worker binary
+	// or a provider: another attempt on the same host fails the same way.
+	kindMissingTool = "MissingTool"
+	// kindNoOffer is retryable: spot prices move, and capacity returns.
+	kindNoOffer = "NoOffer"
+)
+
+// reservedVars are derived from the run and step; letting `vars` set them
+// would break the idempotent re-apply of a retry.
+var reservedVars = []string{"node_id", "task_queue"}
+
+func init() {
+	Register(Type{
+		Name: "provision",
+		Doc: "Applies a Terraform module that starts a worker node polling a task queue unique to the run; steps with " +
+			"runs_on: <this step> are dispatched there. The Terraform working directory (module copy, state, log, node.json " +
+			"cost record) is <state>/nodes/<run>/<step>; node id and task queue derive from the run and step ids, so a retry " +
+			"re-applies the same node. Modules are looked up in $" + EnvInfraModules + " or infra/modules; Terraform is " +
+			"$" + tf.EnvTerraform + " or bin/terraform (`make tools`). A local-node worker is $" + EnvWorkerBinary + " or the " +
+			"worker beside terraform (`make build`), dialling $TEMPORAL_ADDRESS in $TEMPORAL_NAMESPACE. Modules that declare instance_types " +
+			"(aws-spot-gpu) get the cheapest spot offer meeting the GPU inputs, falling back to the next instance type " +
+			"of the region on InsufficientInstanceCapacity; for other modules (local-node) the GPU inputs are recorded only.",
+		Kind: Activity,
+		Inputs: []InputSpec{
+			{Name: "module", Doc: "module name under the modules directory (default " + defaultModule + ", or aws-spot-gpu), or a path to a module directory"},
+			{Name: "gpu_memory_gb", Doc: "least memory per GPU in GB"},
+			{Name: "gpu_count", Doc: "least number of GPUs (default 1)"},
+			{Name: "max_price_per_hour", Doc: "USD per hour cap, also the spot max price; required by cloud modules"},
+			{Name: "regions", Doc: "regions to compare spot prices in (list or comma-separated); required by cloud modules"},
+			{Name: "allow_on_demand", Doc: "let on-demand prices stand in where spot is missing or dearer (default false)"},
+			{Name: "instance_types", Doc: "acceptable instance types (list or comma-separated; default: every catalogue type that fits)"},
+			{Name: "vars", Doc: "more module variables, a mapping; they win over derived ones (worker_binary, temporal_address, " +
+				"namespace, state_dir, log_file, gpu_description) but may not set node_id, task_queue or, for cloud modules, " +
+				"region, instance_types, availability_zone, max_price_per_hour"},
+		},
+		Outputs: []string{"node_id", "task_queue", "gpu", "workdir", "terraform_log", "price_per_hour", "started_at",
+			"module", "offer", "request", "module_outputs"},
+		Run: runProvision,
+	})
+}
+
+// nodeRequest is what the step asked for, recorded whether or not the
+// module chooses an offer.
+type nodeRequest struct {
+	GPUMemoryGB     float64  `json:"gpu_memory_gb"`
+	GPUCount        int      `json:"gpu_count"`
+	MaxPricePerHour float64  `json:"max_price_per_hour"`
+	Regions         []string `json:"regions,omitempty"`
+	AllowOnDemand   bool     `json:"allow_on_demand"`
+	InstanceTypes   []string `json:"instance_types,omitempty"`
+}
+
+// nodeRecord is node.json: what destroy needs to price the node, and what
+// a retried provision reuses so it applies the same offer as before rather
+// than whatever the spot market says now.
+type nodeRecord struct {
+	NodeID    string `json:"node_id"`
+	TaskQueue string `json:"task_queue"`
+	RunID     string `json:"run_id"`
+	StepID    string `json:"step_id"`
+	Module    string `json:"module"`
+	// PricePerHour is that of Offers[0], or 0 for a local node.
+	PricePerHour float64 `json:"price_per_hour"`
+	// StartedAt is taken before the first apply: billing may start as soon
+	// as Terraform creates something, even if the apply then fails.
+	StartedAt   time.Time   `json:"started_at"`
+	DestroyedAt *time.Time  `json:"destroyed_at,omitempty"`
+	Request     nodeRequest `json:"request"`
+	// Offers are the instance types still to try in the chosen region,
+	// cheapest first; the first is applied, and a capacity failure drops it.
+	Offers []offerRecord `json:"offers,omitempty"`
+}
+
+type provisionArgs struct {
+	module string
+	req    nodeRequest
+	vars   map[string]any
+}
+
+func parseProvision(in Input) (*provisionArgs, error) {
+	a := &provisionArgs{}
+	var err error
+	if a.module, err = stringOr(in, "module", defaultModule); err != nil {
+		return nil, err
+	}
+	if a.req.GPUMemoryGB, err = floatOr(in, "gpu_memory_gb", 0); err != nil {
+		return nil, err
+	}
+	if a.req.GPUMemoryGB < 0 {
+		return nil, badInput("gpu_memory_gb", "must not be negative, got %v", a.req.GPUMemoryGB)
+	}
+	if a.req.GPUCount, err = intOr(in, "gpu_count", 0); err != nil {
+		return nil, err
+	}
+	if a.req.GPUCount < 0 {
+		return nil, badInput("gpu_count", "must not be negative, got %d", a.req.GPUCount)
+	}
+	if a.req.MaxPricePerHour, err = floatOr(in, "max_price_per_hour", 0); err != nil {
+		return nil, err
+	}
+	if a.req.MaxPricePerHour < 0 {
+		return nil, badInput("max_price_per_hour", "must not be negative, got %v", a.req.MaxPricePerHour)
+	}
+	if a.req.Regions, err = argList(in, "regions"); err != nil {
+		return nil, err
+	}
+	if a.req.AllowOnDemand, err = boolOr(in, "allow_on_demand", false); err != nil {
+		return nil, err
+	}
+	if a.req.InstanceTypes, err = argList(in, "instance_types"); err != nil {
+		return nil, err
+	}
+	if err := checkInstanceTypes(a.req.InstanceTypes); err != nil {
+		return nil, err
+	}
+	if a.vars, err = argMap(in, "vars"); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// provisioner holds one provision run's resolved settings.
+type provisioner struct {
+	env       Env
+	in        Input
+	args      *provisionArgs
+	module    string
+	declared  map[string]bool
+	cloud     bool
+	terraform string
+	state     string
+	workdir   string
+	nodeID    string
+	taskQueue string
+	worker    string
+}
+
+func runProvision(ctx context.Context, env Env, in Input) (map[string]any, error) {
+	p, err := newProvisioner(env, in)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := p.record(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := tf.New(tf.Config{Terraform: p.terraform, Module: p.module, Dir: p.workdir,
+		ProviderMirror: os.Getenv(EnvProviderMirror), Env: terraformEnv()})
+	if err != nil {
+		return nil, fmt.Errorf("provision: terraform workspace %s: %w", p.workdir, err)
+	}
+	// Written before applying: if the apply dies halfway, destroy still
+	// finds the node and prices it.
+	if err := writeJSON(filepath.Join(p.workdir, nodeRecordFile), rec); err != nil {
+		return nil, fmt.Errorf("provision: %w", err)
+	}
+	out, err := p.apply(ctx, ws, rec)
+	if err != nil {
+		return nil, err
+	}
+	return p.outputs(ws, rec, out), nil
+}
+
+func newProvisioner(env Env, in Input) (*provisioner, error) {
+	args, err := parseProvision(in)
+	if err != nil {
+		return nil, err
+	}
+	p := &provisioner{env: env, in: in, args: args}
+	if p.module, err = resolveModule(args.module); err != nil {
+		return nil, err
+	}
+	if p.declared, err = moduleVariables(p.module); err != nil {
+		return nil, err
+	}
+	for _, v := range reservedVars {
+		if !p.declared[v] {
+			return nil, badInput("module", "module %s declares no variable %s: a node module takes node_id and task_queue", p.module, v)
+		}
+	}
+	p.cloud = p.declared["instance_types"]
+	if err := p.checkVars(); err != nil {
+		return nil, err
+	}
+	if p.cloud {
+		if args.req.MaxPricePerHour == 0 {
+			return nil, badInput("max_price_per_hour", "required by module %s: it caps the price and is the spot max price", args.module)
+		}
+		if len(args.req.Regions) == 0 {
+			return nil, badInput("regions", "required by module %s: name the regions to compare spot prices in", args.module)
+		}
+	}
+	if p.terraform, err = tf.Find(""); err != nil {
+		return nil, Permanent(kindMissingTool, fmt.Errorf("provision: %w", err))
+	}
+	if _, given := args.vars["worker_binary"]; p.declared["worker_binary"] && !given {
+		if p.worker, err = workerBinary(p.terraform); err != nil {
+			return nil, err
+		}
+	}
+	if p.state, err = filepath.Abs(env.StateDir()); err != nil {
+		return nil, fmt.Errorf("provision: state directory: %w", err)
+	}
+	p.workdir = nodeWorkdir(p.state, in.RunID, in.StepID)
+	p.nodeID = nodeID(in.RunID, in.StepID)
+	p.taskQueue = "gauntlet-node-" + p.nodeID
+	return p, nil
+}
+
+func (p *provisioner) checkVars() error {
+	reserved := slices.Clone(reservedVars)
+	if p.cloud {
+		reserved = append(reserved, offerVars...)
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.args.vars)) {
+		if slices.Contains(reserved, k) {
+			return badInput("vars."+k, "is set by provision itself (from the run and step ids, or the chosen offer)")
+		}
+		if !p.declared[k] {
+			return badInput("vars."+k, "module %s declares no such variable (it declares: %s)", p.module, strings.Join(slices.Sorted(maps.Keys(p.declared)), ", "))
+		}
+	}
+	return nil
+}
+
+// record returns the node record to apply: the earlier attempt's when
+// there is one, so a retry keeps its start time and offer.
+func (p *provisioner) record(ctx context.Context) (*nodeRecord, error) {
+	rec, err := readNodeRecord(p.workdir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("provision: %w", err)
+	}
+	if rec == nil || rec.NodeID != p.nodeID || rec.DestroyedAt != nil {
+		rec = &nodeRecord{NodeID: p.nodeID, StartedAt: time.Now().UTC().Truncate(time.Second)}
+	}
+	rec.TaskQueue, rec.RunID, rec.StepID, rec.Module = p.taskQueue, p.in.RunID, p.in.StepID, p.module
+	rec.Request = p.args.req
+	if p.cloud && len(rec.Offers) == 0 {
+		if rec.Offers, err = selectOffers(ctx, p.args.req); err != nil {
+			return nil, err
+		}
+	}
+	if len(rec.Offers) > 0 {
+		rec.PricePerHour = rec.Offers[0].PricePerHour
+	}
+	return rec, nil
+}
+
+// vars are the module variables: derived values the module declares, then
+// the step's own vars over them.
+func (p *provisioner) vars(rec *nodeRecord) map[string]any {
+	derived := map[string]any{
+		"node_id":          p.nodeID,
+		"task_queue":       p.taskQueue,
+		"temporal_address": envOr(envTemporalAddress, defaultTemporalAddress),
+		"namespace":        envOr(envTemporalNamespace, defaultTemporalNamespace),
+		// The local worker shares this host's state directory, so models
+		// it trains under file:// are where the next steps look.
+		"state_dir": p.state,
+		"log_file":  filepath.Join(p.workdir, workerLogFile),
+	}
+	if p.worker != "" {
+		derived["worker_binary"] = p.worker
+	}
+	if len(rec.Offers) > 0 {
+		maps.Copy(derived, offerModuleVars(rec))
+	}
+	vars := map[string]any{}
+	for k, v := range derived {
+		if p.declared[k] {
+			vars[k] = v
+		}
+	}
+	maps.Copy(vars, p.args.vars)
+	return vars
+}
+
+func (p *provisioner) apply(ctx context.Context, ws *tf.Workspace, rec *nodeRecord) (map[string]any, error) {
+	log := p.env.Logger().With("node_id", p.nodeID, "workdir", p.workdir)
+	for {
+		var out map[string]any
+		details := map[string]any{"node_id": p.nodeID, "workdir": p.workdir}
+		if len(rec.Offers) > 0 {
+			details["instance_type"] = rec.Offers[0].InstanceType
+		}
+		err := withTerraformProgress(p.env, ws.LogPath(), details, func() error {
+			var err error
+			out, err = ws.Apply(ctx, p.vars(rec))
+			return err
+		})
+		if err == nil {
+			log.Info("node applied", "task_queue", p.taskQueue)
+			return out, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("provision: apply %s: %w", p.workdir, ctx.Err())
+		}
+		tail := logTail(ws.LogPath(), tailLines)
+		if len(rec.Offers) > 1 && isCapacityError(err, tail) {
+			log.Warn("no capacity for instance type; trying the next", "instance_type", rec.Offers[0].InstanceType, "next", rec.Offers[1].InstanceType)
+			rec.Offers = rec.Offers[1:]
+			rec.PricePerHour = rec.Offers[0].PricePerHour
+			if err := writeJSON(filepath.Join(p.workdir, nodeRecordFile), rec); err != nil {
+				return nil, fmt.Errorf("provision: %w", err)
+			}
+			continue
+		}
+		return nil, terraformError("provision: apply", p.workdir, ws.LogPath(), tail, err)
+	}
+}
+
+func (p *provisioner) outputs(ws *tf.Workspace, rec *nodeRecord, out map[string]any) map[string]any {
+	gpu, _ := out["gpu_description"].(string)
+	var offer any
+	if len(rec.Offers) > 0 {
+		offer = rec.Offers[0]
+		if gpu == "" {
+			gpu = rec.Offers[0].describe()
+		}
+	}
+	if gpu == "" {
+		gpu = "unknown (module " + filepath.Base(p.module) + " reports no gpu_description)"
+	}
+	return map[string]any{
+		"node_id":        p.nodeID,
+		"task_queue":     p.taskQueue,
+		"gpu":            gpu,
+		"workdir":        p.workdir,
+		"terraform_log":  ws.LogPath(),
+		"price_per_hour": rec.PricePerHour,
+		"started_at":     rec.StartedAt.Format(time.RFC3339),
+		"module":         p.module,
+		"offer":          offer,
+		"request":        rec.Request,
+		"module_outputs": out,
+	}
+}
+
+// nodeID is readable (run and step) and unique: the hash of the raw ids
+// keeps two runs apart whose ids sanitise or truncate to the same text.
+func nodeID(runID, stepID string) string {
+	sum := sha256.Sum256([]byte(runID + "\x00" + stepID))
+	suffix := hex.EncodeToString(sum[:4])
+	b := []byte(runID + "-" + stepID)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	prefix := string(b)
+	if limit := maxNodeIDLen - len(suffix) - 1; len(prefix) > limit {
+		prefix = prefix[:limit]
+	}
+	return prefix + "-" + suffix
+}
+
+func nodeWorkdir(state, runID, stepID string) string {
+	return filepath.Join(state, "nodes", safeName(runID), safeName(stepID))
+}
+
+// resolveModule turns a module name or path into an absolute directory.
+func resolveModule(name string) (string, error) {
+	if strings.ContainsRune(name, filepath.Separator) || strings.HasPrefix(name, ".") {
+		dir, err := filepath.Abs(name)
+		if err != nil {
+			return "", badInput("module", "%v", err)
+		}
+		if !isModuleDir(dir) {
+			return "", badInput("module", "%s is not a directory of Terraform files", dir)
+		}
+		return dir, nil
+	}
+	root, err := modulesDir()
+	if err != nil {
+		return "", badInput("module", "cannot look up %q: %v", name, err)
+	}
+	dir := filepath.Join(root, name)
+	if !isModuleDir(dir) {
+		var known []string
+		entries, _ := os.ReadDir(root)
+		for _, e := range entries {
+			if e.IsDir() && isModuleDir(filepath.Join(root, e.Name())) {
+				known = append(known, e.Name())
+			}
+		}
+		return "", badInput("module", "unknown module %q (known in %s: %s; or give a path)", name, root, strings.Join(known, ", "))
+	}
+	return dir, nil
+}
+
+// modulesDir mirrors tf.Find: the variable, then the working directory,
+// then the repository root, so tests and `gauntlet dev` run from a
+// subdirectory find the repository's modules.
+func modulesDir() (string, error) {
+	if v := os.Getenv(EnvInfraModules); v != "" {
+		abs, err := filepath.Abs(v)
+		if err != nil {
+			return "", fmt.Errorf("$%s: %w", EnvInfraModules, err)
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return "", fmt.Errorf("$%s=%s is not a directory", EnvInfraModules, v)
+		}
+		return abs, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		cand := filepath.Join(dir, "infra", "modules")
+		if fi, err := os.Stat(cand); err == nil && fi.IsDir() {
+			return cand, nil
+		}
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil || filepath.Dir(dir) == dir {
+			break
+		}
+	}
+	return "", fmt.Errorf("no infra/modules under %s or its repository root, and $%s is not set", wd, EnvInfraModules)
+}
+
+func isModuleDir(dir string) bool {
+	files, err := filepath.Glob(filepath.Join(dir, "*.tf"))
+	return err == nil && len(files) > 0
+}
+
+var variableBlock = regexp.MustCompile(`(?m)^[ \t]*variable[ \t]+"([^"]+)"`)
+
+// moduleVariables lists the variables a module declares, so derived values
+// go only where they are wanted and a misspelt `vars` key fails before
+// anything is created rather than in Terraform's plan.
+func moduleVariables(dir string) (map[string]bool, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.tf"))
+	if err != nil {
+		return nil, badInput("module", "%v", err)
+	}
+	out := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("provision: reading module %s: %w", dir, err)
+		}
+		for _, m := range variableBlock.FindAllSubmatch(b, -1) {
+			out[string(m[1])] = true
+		}
+	}
+	return out, nil
+}
+
+func workerBinary(terraform string) (string, error) {
+	path, from := os.Getenv(EnvWorkerBinary), "$"+EnvWorkerBinary
+	if path == "" {
+		path, from = filepath.Join(filepath.Dir(terraform), "worker"), "the worker beside "+terraform
+	}
+	abs, err := filepath.Abs(path)
+	if err == nil {
+		_, err = exec.LookPath(abs)
+	}
+	if err != nil {
+		return "", Permanent(kindMissingTool, fmt.Errorf("provision: worker binary %s (%s): %v; run `make build` or set %s", path, from, err, EnvWorkerBinary))
+	}
+	return abs, nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// terraformEnv hands this process's AWS settings to Terraform, whose
+// environment is otherwise minimal, so a cloud module's provider uses the
+// credentials the worker has.
+func terraformEnv() map[string]string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "AWS_") {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+func readNodeRecord(dir string) (*nodeRecord, error) {
+	path := filepath.Join(dir, nodeRecordFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rec nodeRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("node record %s: %w", path, err)
+	}
+	return &rec, nil
+}
+
+// progressInterval is how often a running Terraform command is reported;
+// a cloud apply takes minutes, longer than a heartbeat timeout.
+const progressInterval = 5 * time.Second
+
+// withTerraformProgress heartbeats while f runs, with the Terraform
+// command under way (init, apply, destroy) read from the headers the
+// workspace writes into its log.
+func withTerraformProgress(env Env, logPath string, details map[string]any, f func() error) error {
+	var offset int64
+	if fi, err := os.Stat(logPath); err == nil {
+		offset = fi.Size()
+	}
+	start := time.Now()
+	report := func(phase string) {
+		d := maps.Clone(details)
+		d["phase"] = phase
+		d["elapsed_seconds"] = int(time.Since(start).Seconds())
+		env.Progress(d)
+	}
+	report("init")
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(progressInterval)
+		defer t.Stop()
+		phase := "init"
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if p := lastPhase(logPath, offset); p != "" {
+					phase = p
+				}
+				report(phase)
+			}
+		}
+	}()
+	err := f()
+	close(done)
+	wg.Wait()
+	return err
+}
+
+var phaseHeader = regexp.MustCompile(`(?m)^=== terraform (\w+) at `)
+
+func lastPhase(logPath string, offset int64) string {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return ""
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return ""
+	}
+	m := phaseHeader.FindAllSubmatch(b, -1)
+	if len(m) == 0 {
+		return ""
+	}
+	return string(m[len(m)-1][1])
+}
+
+// tailLines is how much of the Terraform log an error carries: enough for
+// Terraform's own error block, which names the cause.
+const tailLines = 25
+
+func logTail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const window = 64 << 10
+	if fi, err := f.Stat(); err == nil && fi.Size() > window {
+		if _, err := f.Seek(fi.Size()-window, io.SeekStart); err != nil {
+			return ""
+		}
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return ""
+	}
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// terraformError adds the log's last lines to a Terraform failure and
+// stops retries of what another attempt cannot fix.
+func terraformError(what, dir, logPath, tail string, err error) error {
+	e := fmt.Errorf("%s %s: %w\n--- last lines of %s ---\n%s", what, dir, err, logPath, tail)
+	var pe *tf.ProviderError
+	text := err.Error() + "\n" + tail
+	switch {
+	case errors.As(err, &pe):
+		return Permanent(kindMissingTool, e)
+	case strings.Contains(text, "Invalid value for variable"), strings.Contains(text, "No value for required variable"):
+		return Permanent(kindBadInput, e)
+	}
+	return e
+}
+
+func isCapacityError(err error, tail string) bool {
+	return strings.Contains(err.Error(), "InsufficientInstanceCapacity") || strings.Contains(tail, "InsufficientInstanceCapacity")
+}
