@@ -17,7 +17,10 @@ type Config struct {
 	// ArtifactStore is the artifact store location steps share (file:// or
 	// s3://); empty means file://<StateDir>/artifacts.
 	ArtifactStore string
-	Logger        *slog.Logger
+	// ReviewerKeys is the reviewers' Ed25519 public key file that approval
+	// steps with require_signatures verify against.
+	ReviewerKeys string
+	Logger       *slog.Logger
 }
 
 // Register registers every Gauntlet activity on w.
@@ -29,6 +32,8 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	w.RegisterActivityWithOptions(c.Put, activity.RegisterOptions{Name: workflows.CachePutName})
 	n := &Notifier{}
 	w.RegisterActivityWithOptions(n.Notify, activity.RegisterOptions{Name: workflows.NotifyActivity})
+	k := &ReviewerKeys{Path: cfg.ReviewerKeys}
+	w.RegisterActivityWithOptions(k.Load, activity.RegisterOptions{Name: workflows.LoadReviewerKeysName})
 	h := &Host{StateDir: cfg.StateDir, ArtifactStore: cfg.ArtifactStore, Logger: cfg.Logger}
 	h.RegisterSteps(w)
 }

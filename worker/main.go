@@ -32,6 +32,7 @@ type flags struct {
 	pipelines   string
 	stateDir    string
 	nodeID      string
+	reviewerKey string
 }
 
 func main() {
@@ -65,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	fl.StringVar(&f.pipelines, "pipelines", "pipelines", "directory of pipeline definitions (env GAUNTLET_PIPELINES)")
 	fl.StringVar(&f.stateDir, "state-dir", ".gauntlet", "directory for local artifacts and state")
 	fl.StringVar(&f.nodeID, "node-id", "", "identity of the GPU node this worker runs on (set by provisioning)")
+	fl.StringVar(&f.reviewerKey, "reviewer-keys", "", "reviewers' Ed25519 public keys for signed approvals, one \"NAME KEY\" a line (env GAUNTLET_REVIEWER_KEYS)")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
@@ -106,6 +108,9 @@ func resolve(fs *pflag.FlagSet, f flags, getenv func(string) string) flags {
 	if !explicit("task-queue") && getenv("GAUNTLET_TASK_QUEUE") != "" {
 		out.taskQueue = getenv("GAUNTLET_TASK_QUEUE")
 	}
+	if !explicit("reviewer-keys") && getenv("GAUNTLET_REVIEWER_KEYS") != "" {
+		out.reviewerKey = getenv("GAUNTLET_REVIEWER_KEYS")
+	}
 	if !explicit("pipelines") && getenv("GAUNTLET_PIPELINES") != "" {
 		out.pipelines = getenv("GAUNTLET_PIPELINES")
 	}
@@ -135,6 +140,7 @@ func serve(ctx context.Context, f flags, stdout io.Writer) error {
 		PipelinesDir: f.pipelines,
 		StateDir:     f.stateDir,
 		NodeID:       f.nodeID,
+		ReviewerKeys: f.reviewerKey,
 	})
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
+	"github.com/gauntlet-ml/gauntlet/internal/signing"
 )
 
 // Names of the approval handlers: Updates for the CLI and API (refused
@@ -23,6 +24,11 @@ const (
 	ApprovalsQuery   = "approvals"
 	NotifyActivity   = "Notify"
 	defaultApprovalT = 72 * time.Hour
+	// LoadReviewerKeysName is the activity that reads the worker's reviewer
+	// key file. Its result is recorded in history, so the keys a run
+	// verified with are the keys it replays with.
+	LoadReviewerKeysName = "LoadReviewerKeys"
+	defaultSignatureSkew = 10 * time.Minute
 )
 
 // Decision is what a reviewer sends.
@@ -31,6 +37,8 @@ type Decision struct {
 	Comment  string `json:"comment,omitempty"`
 	// Step names the approval step when several wait at once.
 	Step string `json:"step,omitempty"`
+	// Signature is required by approval steps with require_signatures.
+	Signature *signing.Signature `json:"signature,omitempty"`
 }
 
 // Vote is a recorded decision.
@@ -40,6 +48,9 @@ type Vote struct {
 	Comment  string    `json:"comment,omitempty"`
 	At       time.Time `json:"at"`
 	Via      string    `json:"via"` // update, signal or timeout
+	// KeyID and SignedAt are set for a vote whose signature was verified.
+	KeyID    string     `json:"key_id,omitempty"`
+	SignedAt *time.Time `json:"signed_at,omitempty"`
 }
 
 // ApprovalRequest is what a waiting approval step shows a reviewer.
@@ -56,6 +67,10 @@ type ApprovalRequest struct {
 	Invalid    []string       `json:"invalid_signals,omitempty"`
 	Notified   int            `json:"notifications_sent"`
 	SelfForbid bool           `json:"forbid_self_approval,omitempty"`
+	// RequireSignatures says votes must be signed (gauntlet approve --key);
+	// KeyFingerprints lets a reviewer check they hold the configured key.
+	RequireSignatures bool              `json:"require_signatures,omitempty"`
+	KeyFingerprints   map[string]string `json:"key_fingerprints,omitempty"`
 }
 
 // gate is one approval step's live state.
@@ -70,6 +85,9 @@ type gate struct {
 	rejected    bool
 	lastChange  int // bumps on every state change, for notifications
 	notifiedFor int
+	requireSig  bool
+	keys        signing.KeyRing
+	maxSkew     time.Duration
 }
 
 func init() {
@@ -88,7 +106,7 @@ func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 				return g.req, nil
 			},
 			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, d Decision) error {
-				_, err := r.checkDecision(d, decision)
+				_, err := r.checkDecision(ctx, d, decision)
 				return err
 			}},
 		)
@@ -100,7 +118,7 @@ func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 			for {
 				var d Decision
 				ch.Receive(ctx, &d)
-				g, err := r.checkDecision(d, decision)
+				g, err := r.checkDecision(ctx, d, decision)
 				if err != nil {
 					// Signals cannot be refused; keep the attempt visible.
 					r.noteInvalid(g, fmt.Sprintf("%s from %q refused: %v", decision, d.Reviewer, err))
@@ -128,13 +146,17 @@ func sortedKeys(m map[string]*gate) []string {
 	return keys
 }
 
-// gateFor finds the gate a decision addresses: the named step, or the one
-// open gate.
+// gateFor finds the gate a decision addresses: the named step, the step a
+// signature names, or the one open gate.
 func (r *run) gateFor(d Decision) (*gate, error) {
-	if d.Step != "" {
-		g, ok := r.gates[d.Step]
+	step := d.Step
+	if step == "" && d.Signature != nil {
+		step = d.Signature.Step
+	}
+	if step != "" {
+		g, ok := r.gates[step]
 		if !ok {
-			return nil, fmt.Errorf("no approval step %q in this run", d.Step)
+			return nil, fmt.Errorf("no approval step %q in this run", step)
 		}
 		return g, nil
 	}
@@ -155,7 +177,7 @@ func (r *run) gateFor(d Decision) (*gate, error) {
 }
 
 // checkDecision is the validator: it must not change state.
-func (r *run) checkDecision(d Decision, decision string) (*gate, error) {
+func (r *run) checkDecision(ctx workflow.Context, d Decision, decision string) (*gate, error) {
 	g, err := r.gateFor(d)
 	if err != nil {
 		return g, err
@@ -176,6 +198,15 @@ func (r *run) checkDecision(d Decision, decision string) (*gate, error) {
 			return g, fmt.Errorf("%s has already voted (%s)", reviewer, v.Decision)
 		}
 	}
+	if g.requireSig {
+		sd := signing.SignedDecision{
+			Approval:  signing.Approval{RunID: r.status.RunID, Step: g.req.Step, Decision: decision, Reviewer: reviewer, Comment: d.Comment},
+			Signature: d.Signature,
+		}
+		if err := g.keys.Verify(sd, workflow.Now(ctx), g.maxSkew); err != nil {
+			return g, fmt.Errorf("%s requires a signed decision (gauntlet %s --key): %w", g.req.Step, decision, err)
+		}
+	}
 	return g, nil
 }
 
@@ -189,7 +220,14 @@ func (r *run) noteInvalid(g *gate, msg string) {
 }
 
 func (r *run) vote(ctx workflow.Context, g *gate, d Decision, decision, via string) {
-	g.req.Votes = append(g.req.Votes, Vote{Reviewer: strings.TrimSpace(d.Reviewer), Decision: decision, Comment: d.Comment, At: workflow.Now(ctx), Via: via})
+	v := Vote{Reviewer: strings.TrimSpace(d.Reviewer), Decision: decision, Comment: d.Comment, At: workflow.Now(ctx), Via: via}
+	// Only a verified signature is worth recording: an unchecked one would
+	// look like proof in the audit trail.
+	if g.requireSig && d.Signature != nil {
+		at := d.Signature.SignedAt
+		v.KeyID, v.SignedAt = d.Signature.KeyID, &at
+	}
+	g.req.Votes = append(g.req.Votes, v)
 	if decision == ApproveName {
 		g.approvals++
 	} else {
@@ -211,6 +249,11 @@ func runApproval(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, err
 	g, err := newGate(sr, r.input.StartedBy, workflow.Now(ctx))
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidPipeline", err)
+	}
+	if g.requireSig {
+		if err := loadReviewerKeys(ctx, g); err != nil {
+			return nil, err
+		}
 	}
 	r.gates[sr.spec.ID] = g
 	st := r.index(sr.spec.ID)
@@ -265,6 +308,39 @@ func runApproval(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, err
 	return out, nil
 }
 
+// loadReviewerKeys fetches the worker's reviewer keys and checks that every
+// reviewer who could be asked, escalation included, has one: a reviewer
+// without a key could never cast a vote that counts.
+func loadReviewerKeys(ctx workflow.Context, g *gate) error {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{"InvalidReviewerKeys"}},
+	})
+	var keys signing.KeyRing
+	if err := workflow.ExecuteActivity(actx, LoadReviewerKeysName).Get(ctx, &keys); err != nil {
+		return err
+	}
+	var missing []string
+	fingerprints := map[string]string{}
+	for _, name := range slices.Concat(g.req.Reviewers, g.escalateTo) {
+		pub, ok := keys[name]
+		if !ok {
+			if !slices.Contains(missing, name) {
+				missing = append(missing, name)
+			}
+			continue
+		}
+		fingerprints[name] = signing.Fingerprint(pub)
+	}
+	if len(missing) > 0 {
+		msg := fmt.Sprintf("approval %s requires signatures but the worker's reviewer keys have none for %s", g.req.Step, strings.Join(missing, ", "))
+		return temporal.NewNonRetryableApplicationError(msg, "MissingReviewerKeys", nil)
+	}
+	g.keys = keys
+	g.req.KeyFingerprints = fingerprints
+	return nil
+}
+
 // timeOut applies on_timeout; it reports whether the gate is decided.
 func (r *run) timeOut(ctx workflow.Context, g *gate) bool {
 	switch g.req.OnTimeout {
@@ -316,7 +392,7 @@ func approvalOutputs(g *gate) map[string]any {
 		if v.Comment != "" && comment == "" {
 			comment = v.Comment
 		}
-		votes = append(votes, map[string]any{"reviewer": v.Reviewer, "decision": v.Decision, "comment": v.Comment, "at": v.At.UTC().Format(time.RFC3339), "via": v.Via})
+		votes = append(votes, map[string]any{"reviewer": v.Reviewer, "decision": v.Decision, "comment": v.Comment, "at": v.At.UTC().Format(time.RFC3339), "via": v.Via, "key_id": v.KeyID})
 	}
 	decision := "approved"
 	if g.rejected {

@@ -51,13 +51,24 @@ func newGate(sr *stepRun, startedBy string, now time.Time) (*gate, error) {
 		return nil, fmt.Errorf("approval %s: with.on_timeout must be reject, approve or escalate, not %q", sr.spec.ID, onTimeout)
 	}
 	self, _ := w["forbid_self_approval"].(bool)
+	requireSig, err := boolIn(w, "require_signatures")
+	if err != nil {
+		return nil, fmt.Errorf("approval %s: %w", sr.spec.ID, err)
+	}
+	maxSkew, err := durationIn(w, "signature_max_skew", defaultSignatureSkew)
+	if err != nil {
+		return nil, fmt.Errorf("approval %s: %w", sr.spec.ID, err)
+	}
 	url, _ := w["notify_url"].(string)
 	evidence, _ := w["evidence"].(map[string]any)
 	return &gate{
 		req: ApprovalRequest{
 			Step: sr.spec.ID, Reviewers: reviewers, Required: required, Deadline: now.Add(timeout),
 			OnTimeout: onTimeout, StartedBy: startedBy, Votes: []Vote{}, Evidence: evidence, SelfForbid: self,
+			RequireSignatures: requireSig,
 		},
+		requireSig: requireSig,
+		maxSkew:    maxSkew,
 		escalateTo: escalate,
 		timeout:    timeout,
 		notifyURL:  url,
@@ -91,6 +102,25 @@ func stringList(v any) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("want a list of names, got %v", v)
 	}
+}
+
+// boolIn reads a flag given literally or through a template, which renders
+// it as a string.
+func boolIn(w map[string]any, key string) (bool, error) {
+	switch v := w[key].(type) {
+	case nil:
+		return false, nil
+	case bool:
+		return v, nil
+	case string:
+		switch v {
+		case "true":
+			return true, nil
+		case "false", "":
+			return false, nil
+		}
+	}
+	return false, fmt.Errorf("with.%s must be true or false, not %v", key, w[key])
 }
 
 func durationIn(w map[string]any, key string, def time.Duration) (time.Duration, error) {

@@ -1,17 +1,21 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/gauntlet-ml/gauntlet/internal/signing"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 func (a *app) decisionCommand(name string) *cobra.Command {
-	var as, comment, step string
+	var as, comment, step, keyFile string
 	verb := map[string]string{workflows.ApproveName: "Approve", workflows.RejectName: "Reject"}[name]
 	cmd := &cobra.Command{
 		Use:   name + " RUN [--as NAME] [--comment TEXT] [--step ID]",
@@ -19,7 +23,10 @@ func (a *app) decisionCommand(name string) *cobra.Command {
 		Long: verb + ` the model of a run waiting at an approval step. The decision is an
 Update: the workflow checks it (known reviewer, no second vote, no approving
 your own run where forbidden, gate still open) and a refused decision never
-enters the history. Your identity comes from --as or ` + EnvUser + `.`,
+enters the history. Your identity comes from --as or ` + EnvUser + `.
+Where the step requires signatures, --key signs the decision (run, step,
+decision, your name, the comment's hash and the time) with your Ed25519
+private key; make one with 'gauntlet keys generate'.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.dial(cmd.Context())
@@ -28,10 +35,16 @@ enters the history. Your identity comes from --as or ` + EnvUser + `.`,
 			}
 			defer c.Close()
 			who := a.user(as)
+			d := workflows.Decision{Reviewer: who, Comment: comment, Step: step}
+			if keyFile != "" {
+				if d.Signature, err = a.signDecision(cmd.Context(), c, args[0], name, keyFile, d); err != nil {
+					return err
+				}
+			}
 			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
 				WorkflowID:   args[0],
 				UpdateName:   name,
-				Args:         []any{workflows.Decision{Reviewer: who, Comment: comment, Step: step}},
+				Args:         []any{d},
 				WaitForStage: client.WorkflowUpdateStageCompleted,
 			})
 			if err != nil {
@@ -58,5 +71,45 @@ enters the history. Your identity comes from --as or ` + EnvUser + `.`,
 	cmd.Flags().StringVar(&as, "as", "", "reviewer name (env "+EnvUser+")")
 	cmd.Flags().StringVar(&comment, "comment", "", "why")
 	cmd.Flags().StringVar(&step, "step", "", "the approval step, when several wait at once")
+	cmd.Flags().StringVar(&keyFile, "key", "", "sign the decision with this Ed25519 private key file (PEM PKCS#8 or base64 seed)")
 	return cmd
+}
+
+// signDecision signs what the gate will verify. The step is part of what
+// is signed, so when --step is not given it is found the way the workflow
+// finds it: the one approval step waiting in the run.
+func (a *app) signDecision(ctx context.Context, c client.Client, runID, decision, keyFile string, d workflows.Decision) (*signing.Signature, error) {
+	data, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, usagef("--key: %v", err)
+	}
+	priv, err := signing.ParsePrivateKey(data, keyFile)
+	if err != nil {
+		return nil, usagef("--key: %v", err)
+	}
+	if d.Step == "" {
+		v, err := c.QueryWorkflow(ctx, runID, "", workflows.StatusQuery)
+		if err != nil {
+			return nil, notFound(runID, fmt.Errorf("%s: read the run's status: %w", decision, err))
+		}
+		var st workflows.Status
+		if err := v.Get(&st); err != nil {
+			return nil, fmt.Errorf("%s: decode the run's status: %w", decision, err)
+		}
+		var waiting []string
+		for _, s := range st.Steps {
+			if s.Uses == "approval" && s.State == workflows.StateWaiting {
+				waiting = append(waiting, s.ID)
+			}
+		}
+		switch len(waiting) {
+		case 0:
+			return nil, fmt.Errorf("%s: no approval is waiting in %s", decision, runID)
+		case 1:
+			d.Step = waiting[0]
+		default:
+			return nil, usagef("several approvals are waiting in %s (%s): name one with --step", runID, strings.Join(waiting, ", "))
+		}
+	}
+	return signing.Sign(priv, signing.Approval{RunID: runID, Step: d.Step, Decision: decision, Reviewer: d.Reviewer, Comment: d.Comment}, time.Now())
 }

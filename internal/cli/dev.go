@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -29,6 +30,7 @@ type devFlags struct {
 	logFile   string
 	pipelines string
 	state     string
+	keys      string
 }
 
 func (a *app) devCommand() *cobra.Command {
@@ -57,6 +59,7 @@ a kill when it is kept on a file.`,
 	fl.StringVar(&f.logFile, "log-file", filepath.Join(".gauntlet", "temporal.log"), "where the Temporal server writes its own log")
 	fl.StringVar(&f.pipelines, "pipelines", "", "directory of pipeline definitions (env "+EnvPipelines+", default ./pipelines)")
 	fl.StringVar(&f.state, "state-dir", ".gauntlet", "directory for artifacts and other local state")
+	fl.StringVar(&f.keys, "reviewer-keys", "", "reviewers' Ed25519 public keys for signed approvals (env GAUNTLET_REVIEWER_KEYS)")
 	return cmd
 }
 
@@ -111,6 +114,7 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 		TaskQueue:    a.taskQueue,
 		PipelinesDir: a.pipelinesDir(f.pipelines),
 		StateDir:     f.state,
+		ReviewerKeys: cmp.Or(f.keys, a.getenv("GAUNTLET_REVIEWER_KEYS")),
 	})
 	if err != nil {
 		return err

@@ -368,7 +368,7 @@ steps:
 
 // startEmbedded runs a dev stack inside the test process, for tests that
 // need no restart.
-func startEmbedded(t *testing.T, pipelines string) (frontend string) {
+func startEmbedded(t *testing.T, pipelines string, extra ...string) (frontend string) {
 	t.Helper()
 	frontend, port := freeAddr(t)
 	_, uiPort := freeAddr(t)
@@ -378,8 +378,8 @@ func startEmbedded(t *testing.T, pipelines string) (frontend string) {
 	go func() {
 		a := &app{stdout: out, stderr: out, getenv: func(string) string { return "" }}
 		root := a.rootCommand()
-		root.SetArgs([]string{"dev", "--ephemeral", "--headless", "--port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort),
-			"--pipelines", pipelines, "--state-dir", t.TempDir(), "--log-file", filepath.Join(t.TempDir(), "log")})
+		root.SetArgs(append([]string{"dev", "--ephemeral", "--headless", "--port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort),
+			"--pipelines", pipelines, "--state-dir", t.TempDir(), "--log-file", filepath.Join(t.TempDir(), "log")}, extra...))
 		root.SetOut(out)
 		done <- codeOf(root.ExecuteContext(ctx))
 	}()

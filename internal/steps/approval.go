@@ -17,6 +17,8 @@ func init() {
 			{Name: "reminder", Doc: "interval between reminders"},
 			{Name: "notify_url", Doc: "webhook told of every state change"},
 			{Name: "evidence", Doc: "what the reviewer sees: metrics, fairness, report link"},
+			{Name: "require_signatures", Doc: "count only decisions signed with the reviewer's configured Ed25519 key (default false)"},
+			{Name: "signature_max_skew", Doc: "how far a signature's time may be from the gate's clock (default 10m)"},
 		},
 		Outputs: []string{"decision", "approvers", "votes", "comment"},
 	})

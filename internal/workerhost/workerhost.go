@@ -21,7 +21,9 @@ type Config struct {
 	StateDir     string
 	// NodeID is set on workers started on a provisioned GPU node.
 	NodeID string
-	Logger *slog.Logger
+	// ReviewerKeys is the reviewers' public key file for signed approvals.
+	ReviewerKeys string
+	Logger       *slog.Logger
 }
 
 // New builds (but does not start) a worker.
@@ -42,6 +44,6 @@ func New(c client.Client, cfg Config) (worker.Worker, error) {
 	if cfg.NodeID != "" {
 		logger = logger.With("node_id", cfg.NodeID)
 	}
-	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, Logger: logger})
+	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, ReviewerKeys: cfg.ReviewerKeys, Logger: logger})
 	return w, nil
 }
