@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
@@ -36,4 +37,14 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	w.RegisterActivityWithOptions(k.Load, activity.RegisterOptions{Name: workflows.LoadReviewerKeysName})
 	h := &Host{StateDir: cfg.StateDir, ArtifactStore: cfg.ArtifactStore, Logger: cfg.Logger}
 	h.RegisterSteps(w)
+	store := storeOr(cfg.ArtifactStore, cfg.StateDir)
+	cn := &Canary{Deploy: deploy.NewLocal(deploy.Options{StateDir: cfg.StateDir, Store: store, Logger: cfg.Logger}), Store: store}
+	w.RegisterActivityWithOptions(cn.Start, activity.RegisterOptions{Name: workflows.CanaryStartName})
+	w.RegisterActivityWithOptions(cn.Weight, activity.RegisterOptions{Name: workflows.CanaryWeightName})
+	w.RegisterActivityWithOptions(cn.Measure, activity.RegisterOptions{Name: workflows.CanaryMeasureName})
+	w.RegisterActivityWithOptions(cn.Promote, activity.RegisterOptions{Name: workflows.CanaryPromoteName})
+	w.RegisterActivityWithOptions(cn.Abort, activity.RegisterOptions{Name: workflows.CanaryAbortName})
+	mon := &Monitor{Deploy: cn.Deploy, Store: store, CacheDir: filepath.Join(cfg.StateDir, "monitor")}
+	w.RegisterActivityWithOptions(mon.Check, activity.RegisterOptions{Name: workflows.MonitorCheckName})
+	w.RegisterActivityWithOptions(mon.Rollback, activity.RegisterOptions{Name: workflows.MonitorRollbackName})
 }

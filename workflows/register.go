@@ -8,4 +8,5 @@ import (
 // Register registers every Gauntlet workflow on w.
 func Register(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(Pipeline, workflow.RegisterOptions{Name: PipelineName})
+	w.RegisterWorkflowWithOptions(Monitor, workflow.RegisterOptions{Name: MonitorName})
 }

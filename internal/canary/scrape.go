@@ -79,6 +79,26 @@ func (p *ScrapeProvider) Measure(ctx context.Context, w Window) (Measurement, er
 	return m, nil
 }
 
+// Baseline scrapes now and keeps the result as the start of the next
+// interval, so that the next Measure covers only what happened from here:
+// after a weight change, the traffic at the new weight.
+func (p *ScrapeProvider) Baseline(ctx context.Context) error {
+	if err := p.Source.validate(); err != nil {
+		return err
+	}
+	if len(p.URLs) == 0 {
+		return errors.New("canary: scrape: no URLs")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur, err := p.scrape(ctx)
+	if err != nil {
+		return err
+	}
+	p.prev = cur
+	return nil
+}
+
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()

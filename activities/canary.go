@@ -1,0 +1,213 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/canary"
+	"github.com/gauntlet-ml/gauntlet/internal/deploy"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/registry"
+	"github.com/gauntlet-ml/gauntlet/workflows"
+)
+
+// Canary adapts the canary-deploy step's activities onto the deployment
+// target, the registry and the canary analysis.
+type Canary struct {
+	Deploy *deploy.Local
+	// Store is the artifact store location holding the registry.
+	Store string
+
+	mu        sync.Mutex
+	providers map[string]*canaryProviders
+}
+
+// canaryProviders measure one environment: the router sees every request
+// and its latency, the model servers the scores.
+type canaryProviders struct {
+	router, serving *canary.ScrapeProvider
+	champion        string // the stable server's version label
+}
+
+// Start registers the candidate (once per run and step, however often the
+// activity is retried) and starts it beside the champion at no traffic.
+func (c *Canary) Start(ctx context.Context, in workflows.CanaryStartInput) (workflows.CanaryStartResult, error) {
+	art, err := modelfile.Load(in.Model)
+	if err != nil {
+		return workflows.CanaryStartResult{}, nonRetryable("BadInput", fmt.Errorf("canary: with.model %s: %w", in.Model, err))
+	}
+	reg, store, err := c.registry(ctx)
+	if err != nil {
+		return workflows.CanaryStartResult{}, err
+	}
+	digest, err := artifact.PutDir(ctx, store, in.Model)
+	if err != nil {
+		return workflows.CanaryStartResult{}, fmt.Errorf("canary: store %s: %w", in.Model, err)
+	}
+	metrics := map[string]float64{}
+	for k, v := range art.Manifest.Metrics {
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			metrics[k] = v
+		}
+	}
+	champion := 0
+	if mv, err := reg.Resolve(ctx, in.Name, registry.Champion); err == nil {
+		champion = mv.Version
+	} else if !errors.Is(err, registry.ErrNotFound) {
+		return workflows.CanaryStartResult{}, fmt.Errorf("canary: champion of %s: %w", in.Name, err)
+	}
+	mv, err := reg.Register(ctx, registry.RegisterRequest{
+		Model: in.Name, Artifact: digest, Metrics: metrics, Parent: champion, CreatedAt: time.Now().UTC(),
+		Lineage: registry.Lineage{RunID: in.RunID, StepID: in.StepID, SpecHash: in.SpecHash, DataDigest: art.Manifest.Lineage.DataDigest},
+	})
+	if err != nil {
+		return workflows.CanaryStartResult{}, fmt.Errorf("canary: register %s: %w", in.Name, err)
+	}
+	env, err := c.Deploy.StartCanary(ctx, in.Name, in.Model)
+	if err != nil {
+		return workflows.CanaryStartResult{}, err
+	}
+	return workflows.CanaryStartResult{Version: mv.Version, Champion: champion, RouterURL: env.RouterURL}, nil
+}
+
+// Weight moves traffic and starts a fresh measurement interval, so each
+// analysis judges the candidate at the weight it was given.
+func (c *Canary) Weight(ctx context.Context, in workflows.CanaryWeightInput) error {
+	env, err := c.Deploy.SetCanaryWeight(ctx, in.Name, in.Percent)
+	if err != nil {
+		return err
+	}
+	p, err := c.providersFor(env)
+	if err != nil {
+		return err
+	}
+	if err := p.router.Baseline(ctx); err != nil {
+		return err
+	}
+	return p.serving.Baseline(ctx)
+}
+
+// Measure analyses the interval since the last weight change. After a
+// worker restart the baseline is gone: the providers then take one and
+// wait a whole interval, heartbeating, before they measure.
+func (c *Canary) Measure(ctx context.Context, in workflows.CanaryMeasureInput) (canary.Result, error) {
+	env, err := c.Deploy.Ensure(ctx, in.Name)
+	if err != nil {
+		return canary.Result{}, err
+	}
+	p, err := c.providersFor(env)
+	if err != nil {
+		return canary.Result{}, err
+	}
+	stop := heartbeatEvery(ctx, 10*time.Second)
+	defer stop()
+	m, err := p.router.Measure(ctx, canary.Window{Champion: deploy.Stable, Candidate: deploy.Canary, Duration: in.Interval})
+	if err != nil {
+		return canary.Result{}, err
+	}
+	scores, err := p.serving.Measure(ctx, canary.Window{Champion: p.champion, Candidate: "dir", Duration: in.Interval})
+	if err != nil {
+		return canary.Result{}, err
+	}
+	m.Champion.Scores, m.Candidate.Scores = scores.Champion.Scores, scores.Candidate.Scores
+	return canary.Evaluate(in.Analysis, m), nil
+}
+
+// Promote moves the champion alias (compare-and-swap: of two runs
+// promoting from one champion exactly one wins) and ends the canary, so
+// the stable variant serves the new champion.
+func (c *Canary) Promote(ctx context.Context, in workflows.CanaryPromoteInput) error {
+	reg, _, err := c.registry(ctx)
+	if err != nil {
+		return err
+	}
+	err = reg.Promote(ctx, in.Name, in.Version, in.ExpectedChampion, registry.Audit{At: time.Now().UTC(), Actor: in.Actor, Reason: in.Reason})
+	var conflict *registry.ConflictError
+	if errors.As(err, &conflict) {
+		return nonRetryable("PromotionConflict", fmt.Errorf("canary: %w: another run promoted first", err))
+	}
+	if err != nil {
+		return fmt.Errorf("canary: promote %s v%d: %w", in.Name, in.Version, err)
+	}
+	_, err = c.Deploy.EndCanary(ctx, in.Name)
+	if errors.Is(err, deploy.ErrNoCanary) {
+		return nil
+	}
+	return err
+}
+
+// Abort sends every request back to the champion and stops the candidate.
+// Nothing to abort is success: the call is retried and may run twice.
+func (c *Canary) Abort(ctx context.Context, in workflows.CanaryAbortInput) error {
+	activity.GetLogger(ctx).Info("canary aborted", "model", in.Name, "reason", in.Reason)
+	_, err := c.Deploy.EndCanary(ctx, in.Name)
+	if errors.Is(err, deploy.ErrNoCanary) {
+		return nil
+	}
+	return err
+}
+
+func (c *Canary) providersFor(env deploy.Environment) (*canaryProviders, error) {
+	stable, hasStable := env.Variant(deploy.Stable)
+	cand, hasCanary := env.Variant(deploy.Canary)
+	if !hasStable || !hasCanary {
+		return nil, fmt.Errorf("canary: %s runs no stable and canary variants to compare", env.Name)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.providers == nil {
+		c.providers = map[string]*canaryProviders{}
+	}
+	p, ok := c.providers[env.Name]
+	// Servers restarted on other ports need new providers (and a new
+	// baseline), or the counters would be read across two processes.
+	if !ok || p.router.URLs[0] != env.RouterMetricsURL || p.champion != stable.Version || p.serving.URLs[1] != cand.MetricsURL {
+		p = &canaryProviders{
+			router:   &canary.ScrapeProvider{URLs: []string{env.RouterMetricsURL}, Source: canary.RouterSource},
+			serving:  &canary.ScrapeProvider{URLs: []string{stable.MetricsURL, cand.MetricsURL}, Source: canary.ServingSource},
+			champion: stable.Version,
+		}
+		c.providers[env.Name] = p
+	}
+	return p, nil
+}
+
+func (c *Canary) registry(ctx context.Context) (*registry.Registry, artifact.Store, error) {
+	store, err := artifact.Open(ctx, c.Store)
+	if err != nil {
+		return nil, nil, fmt.Errorf("canary: artifact store %s: %w", c.Store, err)
+	}
+	return registry.New(store), store, nil
+}
+
+func nonRetryable(kind string, err error) error {
+	return temporal.NewNonRetryableApplicationError(err.Error(), kind, err)
+}
+
+// heartbeatEvery keeps a long measurement visibly alive.
+func heartbeatEvery(ctx context.Context, d time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
+}

@@ -1,0 +1,108 @@
+package deploy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// DesiredFile is the name of an environment's desired state, in
+// <StateDir>/deploy/<env>.
+const DesiredFile = "desired.json"
+
+// desired is what an environment should run. It holds no address: ports
+// change with every Local.
+type desired struct {
+	Model string `json:"model"`
+	// Candidate is the absolute directory in canary; empty when none.
+	Candidate string `json:"candidate,omitempty"`
+	// Weight is the canary's share of the traffic in percent.
+	Weight int `json:"canary_weight"`
+}
+
+func (d desired) validate(name string) error {
+	switch {
+	case d.Model != name:
+		return fmt.Errorf("names model %q, not %q", d.Model, name)
+	case d.Candidate != "" && !filepath.IsAbs(d.Candidate):
+		return fmt.Errorf("candidate %q is not an absolute directory", d.Candidate)
+	case d.Weight < 0 || d.Weight > 100:
+		return fmt.Errorf("canary weight %d is not a percentage", d.Weight)
+	case d.Candidate == "" && d.Weight != 0:
+		return fmt.Errorf("canary weight %d without a candidate", d.Weight)
+	}
+	return nil
+}
+
+// load reads the desired state a previous Local left, if any.
+func (e *env) load() error {
+	path := filepath.Join(e.dir, DesiredFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		e.desired, e.saved, e.loaded = desired{Model: e.name}, false, true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load desired state: %w", err)
+	}
+	var d desired
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return fmt.Errorf("load desired state %s: %w", path, err)
+	}
+	if err := d.validate(e.name); err != nil {
+		return fmt.Errorf("load desired state %s: %w", path, err)
+	}
+	e.desired, e.saved, e.loaded = d, true, true
+	return nil
+}
+
+// save records d as the desired state, on disk first: what a restarted
+// worker restores is never behind what this one did.
+func (e *env) save(d desired) error {
+	if e.saved && d == e.desired {
+		return nil
+	}
+	b, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save desired state: %w", err)
+	}
+	if err := writeAtomic(filepath.Join(e.dir, DesiredFile), append(b, '\n')); err != nil {
+		return fmt.Errorf("save desired state: %w", err)
+	}
+	e.desired, e.saved = d, true
+	return nil
+}
+
+// writeAtomic replaces path with data by rename, so a reader (or a crash)
+// sees the old content or the new, never a part.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
+}
