@@ -21,7 +21,11 @@ type Config struct {
 	// ReviewerKeys is the reviewers' Ed25519 public key file that approval
 	// steps with require_signatures verify against.
 	ReviewerKeys string
-	Logger       *slog.Logger
+	// Deploy is the deployment target of canary and monitor steps; nil
+	// makes one for this worker. A caller that wants to see what is served
+	// (the demo's traffic) passes its own.
+	Deploy *deploy.Local
+	Logger *slog.Logger
 }
 
 // Register registers every Gauntlet activity on w.
@@ -38,7 +42,10 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	h := &Host{StateDir: cfg.StateDir, ArtifactStore: cfg.ArtifactStore, Logger: cfg.Logger}
 	h.RegisterSteps(w)
 	store := storeOr(cfg.ArtifactStore, cfg.StateDir)
-	cn := &Canary{Deploy: deploy.NewLocal(deploy.Options{StateDir: cfg.StateDir, Store: store, Logger: cfg.Logger}), Store: store}
+	if cfg.Deploy == nil {
+		cfg.Deploy = deploy.NewLocal(deploy.Options{StateDir: cfg.StateDir, Store: store, Logger: cfg.Logger})
+	}
+	cn := &Canary{Deploy: cfg.Deploy, Store: store}
 	w.RegisterActivityWithOptions(cn.Start, activity.RegisterOptions{Name: workflows.CanaryStartName})
 	w.RegisterActivityWithOptions(cn.Weight, activity.RegisterOptions{Name: workflows.CanaryWeightName})
 	w.RegisterActivityWithOptions(cn.Measure, activity.RegisterOptions{Name: workflows.CanaryMeasureName})

@@ -165,7 +165,7 @@ func (c *canaryRun) options(ctx workflow.Context, timeout time.Duration) workflo
 
 func (c *canaryRun) setWeight(ctx workflow.Context, percent int) error {
 	c.weight = percent
-	c.show(fmt.Sprintf("%d%% to the candidate", percent))
+	c.show(fmt.Sprintf("%d%% to the candidate behind %s", percent, c.start.RouterURL))
 	return workflow.ExecuteActivity(c.options(ctx, time.Minute), CanaryWeightName, CanaryWeightInput{Name: c.cfg.name, Percent: percent}).Get(ctx, nil)
 }
 
@@ -282,13 +282,14 @@ func (c *canaryRun) outputs(decision, why string) map[string]any {
 		reason = why + ": " + c.reason
 	}
 	return map[string]any{
-		"decision":  decision,
-		"reason":    reason,
-		"version":   c.start.Version,
-		"champion":  c.start.Champion,
-		"weight":    c.weight,
-		"intervals": intervals,
-		"failures":  c.tracker.Failures,
+		"decision":   decision,
+		"reason":     reason,
+		"version":    c.start.Version,
+		"champion":   c.start.Champion,
+		"weight":     c.weight,
+		"intervals":  intervals,
+		"failures":   c.tracker.Failures,
+		"router_url": c.start.RouterURL,
 	}
 }
 

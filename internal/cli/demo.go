@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/devstack"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
@@ -27,8 +28,12 @@ func (a *app) demoCommand() *cobra.Command {
 		Use:   "demo",
 		Short: "Run a pipeline end to end on a fresh embedded stack and print a summary",
 		Long: `demo starts an in-memory Temporal server, its Web UI and a worker in this
-process, runs one pipeline through them (streaming progress), prints the
-summary and stops. Nothing is needed beyond the repository.`,
+process and runs the credit-risk gauntlet through them on a fresh registry:
+a first model (no champion to compare with), then a retrained one that is
+evaluated against it, fairness-gated and mitigated, approved, quantized,
+canaried under generated traffic and promoted, then watched while drifted
+traffic comes in until the monitor rolls production back. GPU nodes are
+local processes provisioned and destroyed through Terraform (make tools).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -36,9 +41,9 @@ summary and stops. Nothing is needed beyond the repository.`,
 			return a.runDemo(ctx, pipeline, params, state, keep)
 		},
 	}
-	cmd.Flags().StringVar(&pipeline, "pipeline", "smoke", "pipeline to run")
+	cmd.Flags().StringVar(&pipeline, "pipeline", "credit-risk", "pipeline to run; credit-risk tells the whole story in two runs, any other runs once")
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "pipeline parameter as key=value (repeatable)")
-	cmd.Flags().StringVar(&state, "state-dir", filepath.Join(".gauntlet", "demo"), "directory for the demo's artifacts")
+	cmd.Flags().StringVar(&state, "state-dir", filepath.Join(".gauntlet", "demo"), "directory for the demo's artifacts, registry and nodes (emptied at the start)")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the stack and UI up after the run until Ctrl-C")
 	return cmd
 }
@@ -77,6 +82,12 @@ func (a *app) runDemo(ctx context.Context, pipeline string, kv []string, state s
 	if opts.UIAddr, err = loopbackAddr(8233); err != nil {
 		return err
 	}
+	if err := prepareDemoState(state); err != nil {
+		return err
+	}
+	if state, err = filepath.Abs(state); err != nil {
+		return err
+	}
 	began := time.Now()
 	fmt.Fprintln(a.stdout, "Starting the embedded Temporal server, Web UI and worker…")
 	stack, err := devstack.Start(ctx, opts)
@@ -90,7 +101,14 @@ func (a *app) runDemo(ctx context.Context, pipeline string, kv []string, state s
 		return err
 	}
 	defer c.Close()
-	w, err := workerhost.New(c, workerhost.Config{TaskQueue: a.taskQueue, PipelinesDir: a.pipelinesDir(""), StateDir: state})
+	// Nodes that provisioning starts are workers of their own: they find
+	// this stack through the environment, as on a real fleet.
+	os.Setenv(tclient.EnvAddress, a.conn.Address)
+	os.Setenv(tclient.EnvNamespace, a.conn.Namespace)
+	store := "file://" + filepath.Join(state, "artifacts")
+	local := deploy.NewLocal(deploy.Options{StateDir: state, Store: store})
+	defer local.Close(context.Background())
+	w, err := workerhost.New(c, workerhost.Config{TaskQueue: a.taskQueue, PipelinesDir: a.pipelinesDir(""), StateDir: state, Deploy: local})
 	if err != nil {
 		return err
 	}
@@ -101,7 +119,13 @@ func (a *app) runDemo(ctx context.Context, pipeline string, kv []string, state s
 	a.uiBase = stack.UIURL()
 	fmt.Fprintf(a.stdout, "Stack ready in %s. Temporal UI: %s/namespaces/%s/workflows\n", time.Since(began).Round(time.Millisecond), stack.UIURL(), stack.Namespace())
 
-	runErr := a.run(ctx, pipeline, runFlags{params: kv, wait: true, as: a.user("")})
+	var runErr error
+	if pipeline == "credit-risk" {
+		runErr = a.demoStory(ctx, pipeline, kv, local, store)
+	} else {
+		runErr = a.run(ctx, pipeline, runFlags{params: kv, wait: true, as: a.user("")})
+	}
+	fmt.Fprintf(a.stdout, "Artifacts, registry and node logs: %s\n", state)
 	fmt.Fprintf(a.stdout, "Demo finished in %s.\n", time.Since(began).Round(time.Millisecond))
 	if keep && ctx.Err() == nil {
 		fmt.Fprintln(a.stdout, "Stack kept up (--keep). Press Ctrl-C to stop.")

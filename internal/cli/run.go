@@ -303,7 +303,8 @@ func (p *progressPrinter) update(st workflows.Status) {
 		return
 	}
 	for _, s := range st.Steps {
-		key := s.State + "/" + fmt.Sprint(s.Attempt)
+		// The reason is part of the key: a canary reports each weight there.
+		key := s.State + "/" + fmt.Sprint(s.Attempt) + "/" + s.Reason
 		if p.seen[s.ID] == key || s.State == workflows.StatePending {
 			continue
 		}

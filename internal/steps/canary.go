@@ -16,6 +16,6 @@ func init() {
 			{Name: "interval", Doc: "traffic time per weight before analysis (default 1m)"},
 			{Name: "analysis", Doc: "max_error_rate (0.01), max_p99_latency (500ms), max_score_psi (0.25), min_requests (20), failure_limit (2), inconclusive_limit (3)"},
 		},
-		Outputs: []string{"decision", "reason", "version", "champion", "weight", "intervals", "failures"},
+		Outputs: []string{"decision", "reason", "version", "champion", "weight", "intervals", "failures", "router_url"},
 	})
 }

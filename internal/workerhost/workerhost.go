@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/gauntlet-ml/gauntlet/activities"
+	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
@@ -23,7 +24,10 @@ type Config struct {
 	NodeID string
 	// ReviewerKeys is the reviewers' public key file for signed approvals.
 	ReviewerKeys string
-	Logger       *slog.Logger
+	// Deploy, when set, is the deployment target canary and monitor steps
+	// drive; see activities.Config.
+	Deploy *deploy.Local
+	Logger *slog.Logger
 }
 
 // New builds (but does not start) a worker.
@@ -44,6 +48,6 @@ func New(c client.Client, cfg Config) (worker.Worker, error) {
 	if cfg.NodeID != "" {
 		logger = logger.With("node_id", cfg.NodeID)
 	}
-	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, ReviewerKeys: cfg.ReviewerKeys, Logger: logger})
+	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, ReviewerKeys: cfg.ReviewerKeys, Deploy: cfg.Deploy, Logger: logger})
 	return w, nil
 }

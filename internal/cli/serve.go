@@ -1,0 +1,213 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/registry"
+	"github.com/gauntlet-ml/gauntlet/internal/serving"
+)
+
+type serveFlags struct {
+	model          string
+	addr           string
+	registry       string
+	cacheDir       string
+	adminTokenFile string
+	sampleDir      string
+	sampleRate     float64
+	maxInFlight    int
+	requestTimeout time.Duration
+	maxBody        int64
+	poll           time.Duration
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve --model DIR|MODEL[@ALIAS]",
+		Short: "Serve a model over HTTP: POST /v1/predict, /readyz, /metrics",
+		Long: `serve answers predictions for one model. --model is either a model directory
+(as the train step writes it) or MODEL[@ALIAS] of the registry, ALIAS defaulting
+to champion. The source is polled every --poll: when the alias moves (a
+promotion or a rollback) or the directory is replaced, the new model is loaded
+and verified, then swapped in without failing a request; one that does not load
+leaves the old one serving. Ctrl-C or SIGTERM stops accepting, drains the
+requests in flight and exits 0.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return a.serve(ctx, cmd, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.model, "model", "", "model directory, or MODEL[@ALIAS] of the registry (alias default champion)")
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:8080", "host:port to listen on")
+	fl.StringVar(&f.registry, "registry", "", "artifact store of the registry: path, file:// or s3:// (env "+EnvRegistry+", default "+artifact.DefaultLocation+", the worker's)")
+	fl.StringVar(&f.cacheDir, "cache-dir", filepath.Join(".gauntlet", "cache", "models"), "where registry versions are fetched to, one directory per artifact digest")
+	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the bearer token of POST /admin/reload (default: the admin API is off)")
+	fl.StringVar(&f.sampleDir, "sample-dir", "", "directory of the JSONL log of sampled predictions, for drift monitoring")
+	fl.Float64Var(&f.sampleRate, "sample-rate", 1, "fraction of records logged to --sample-dir, in [0, 1]")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", 512, "predictions served at once; more are answered 429 rather than queued")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "bound on reading a request and writing its answer")
+	fl.Int64Var(&f.maxBody, "max-body", 1<<20, "largest request body in bytes (413 beyond)")
+	fl.DurationVar(&f.poll, "poll", 10*time.Second, "how often to look whether the model moved; 0 only reloads through the admin API")
+	return cmd
+}
+
+func (a *app) serve(ctx context.Context, cmd *cobra.Command, f serveFlags) error {
+	opts, err := a.serveOptions(f)
+	if err != nil {
+		return err
+	}
+	src, what, err := a.serveSource(ctx, cmd, f)
+	if err != nil {
+		return err
+	}
+	srv, err := serving.New(ctx, src, opts)
+	if err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			return withCode(ExitNotFound, fmt.Errorf("serve %s: %w (see `gauntlet models list`)", what, err))
+		}
+		return fmt.Errorf("serve %s: %w", what, err)
+	}
+	// Listening only once the model is loaded means a probe is refused
+	// rather than left hanging while a version is fetched.
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("serve %s: %w", what, err)
+	}
+	url := "http://" + ln.Addr().String()
+	m := srv.Model()
+	if a.jsonOut() {
+		err = a.printJSON(map[string]any{"url": url, "source": what, "model": m.Ref, "model_digest": m.Digest})
+	} else {
+		served := what
+		if _, isDir := src.(serving.DirSource); !isDir {
+			served = m.Ref.Name + " " + m.Ref.Version + " (" + what + ")"
+		}
+		_, err = fmt.Fprintf(a.stdout, "Serving %s at %s\n  model digest %s\n", served, url, m.Digest)
+	}
+	if err != nil {
+		ln.Close()
+		srv.Close()
+		return err
+	}
+	if err := srv.Serve(ctx, ln); err != nil {
+		return fmt.Errorf("serve %s: %w", what, err)
+	}
+	opts.Logger.Info("stopped", "url", url)
+	return nil
+}
+
+// serveOptions checks the flags before anything is loaded, so a typo costs
+// no fetch.
+func (a *app) serveOptions(f serveFlags) (serving.Options, error) {
+	var o serving.Options
+	if f.model == "" {
+		return o, usagef("--model DIR|MODEL[@ALIAS] is required")
+	}
+	if _, _, err := net.SplitHostPort(f.addr); err != nil {
+		return o, usagef("--addr %q: want host:port (%v)", f.addr, err)
+	}
+	if r := f.sampleRate; math.IsNaN(r) || r < 0 || r > 1 {
+		return o, usagef("--sample-rate %v is not in [0, 1]", r)
+	}
+	if f.maxInFlight <= 0 {
+		return o, usagef("--max-in-flight %d: want a positive number", f.maxInFlight)
+	}
+	if f.requestTimeout <= 0 {
+		return o, usagef("--request-timeout %v: want a positive duration", f.requestTimeout)
+	}
+	if f.maxBody <= 0 {
+		return o, usagef("--max-body %d: want a positive number of bytes", f.maxBody)
+	}
+	if f.poll < 0 {
+		return o, usagef("--poll %v: want a positive duration, or 0 for no polling", f.poll)
+	}
+	o.MaxInFlight = f.maxInFlight
+	o.RequestTimeout = f.requestTimeout
+	o.MaxBodyBytes = f.maxBody
+	o.PollInterval = f.poll
+	if f.poll == 0 {
+		// serving reads 0 as its default interval.
+		o.PollInterval = -1
+	}
+	o.Sample = serving.SampleOptions{Dir: f.sampleDir, Rate: f.sampleRate}
+	if f.adminTokenFile != "" {
+		b, err := os.ReadFile(f.adminTokenFile)
+		if err != nil {
+			return o, withCode(ExitUsage, fmt.Errorf("--admin-token-file: %w", err))
+		}
+		if o.AdminToken = strings.TrimSpace(string(b)); o.AdminToken == "" {
+			return o, usagef("--admin-token-file %s is empty", f.adminTokenFile)
+		}
+	}
+	var h slog.Handler = slog.NewTextHandler(a.stderr, nil)
+	if a.jsonOut() {
+		h = slog.NewJSONHandler(a.stderr, nil)
+	}
+	o.Logger = slog.New(h)
+	return o, nil
+}
+
+// serveSource reads --model: an existing directory is served as such,
+// anything path-like that is not one is a missing directory, the rest names
+// a registry model.
+func (a *app) serveSource(ctx context.Context, cmd *cobra.Command, f serveFlags) (serving.Source, string, error) {
+	fi, err := os.Stat(f.model)
+	switch {
+	case err == nil && fi.IsDir():
+		for _, flag := range []string{"registry", "cache-dir"} {
+			if cmd.Flags().Changed(flag) {
+				return nil, "", usagef("--%s applies to a registry model, not to the directory %s", flag, f.model)
+			}
+		}
+		return serving.DirSource{Dir: f.model}, f.model, nil
+	case err == nil:
+		return nil, "", usagef("--model %s is a file: want a model directory or MODEL[@ALIAS]", f.model)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, "", fmt.Errorf("--model %s: %w", f.model, err)
+	case strings.ContainsAny(f.model, `/\`) || strings.HasPrefix(f.model, "."):
+		return nil, "", withCode(ExitNotFound, fmt.Errorf("--model %s: no such model directory", f.model))
+	}
+	name, ref, hasRef := strings.Cut(f.model, "@")
+	if !hasRef {
+		ref = registry.Champion
+	}
+	if err := registry.ValidateName(name); err != nil {
+		return nil, "", usagef("--model %q: neither a model directory nor MODEL[@ALIAS]: %v", f.model, err)
+	}
+	if ref == "" {
+		return nil, "", usagef("--model %q: empty alias after @", f.model)
+	}
+	loc := f.registry
+	if loc == "" {
+		loc = a.getenv(EnvRegistry)
+	}
+	if loc == "" {
+		loc = artifact.DefaultLocation
+	}
+	store, err := artifact.Open(ctx, loc)
+	if err != nil {
+		return nil, "", withCode(ExitUsage, fmt.Errorf("--registry %s: %w", loc, err))
+	}
+	what := name + "@" + ref
+	return serving.RegistrySource{Registry: registry.New(store), Store: store, Model: name, Ref: ref, CacheDir: f.cacheDir}, what, nil
+}

@@ -1,0 +1,273 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/registry"
+	"github.com/gauntlet-ml/gauntlet/internal/serving"
+	"github.com/gauntlet-ml/gauntlet/internal/traffic"
+)
+
+// trainForServe trains a small logistic model with the step command and
+// returns its model directory.
+func trainForServe(t *testing.T, out string, seed int) string {
+	t.Helper()
+	code, stdout, stderr := runCLI(t, nil, "step", "train",
+		"--with", "data=builtin:credit-risk?rows=300&seed=1", "--with", "label=defaulted", "--with", "positive_label=yes",
+		"--with", "model=logistic", "--with", fmt.Sprint("seed=", seed), "--out", out)
+	if code != ExitOK {
+		t.Fatalf("step train: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "outputs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outputs struct {
+		Model string `json:"model"`
+	}
+	if err := json.Unmarshal(b, &outputs); err != nil || outputs.Model == "" {
+		t.Fatalf("outputs.json has no model (%v): %s", err, b)
+	}
+	return outputs.Model
+}
+
+// servedCLI is a `gauntlet serve` running in this process.
+type servedCLI struct {
+	addr        string
+	out, errOut *syncBuffer
+	stop        func() int
+}
+
+// startServe runs serve on a free port until the test ends or stop is
+// called, and returns once /readyz answers 200.
+func startServe(t *testing.T, args ...string) *servedCLI {
+	t.Helper()
+	addr, _ := freeAddr(t)
+	s := &servedCLI{addr: addr, out: &syncBuffer{}, errOut: &syncBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		a := &app{stdout: s.out, stderr: s.errOut, getenv: func(string) string { return "" }}
+		root := a.rootCommand()
+		root.SetArgs(append([]string{"serve", "--addr", addr}, args...))
+		root.SetOut(s.out)
+		root.SetErr(s.errOut)
+		err := root.ExecuteContext(ctx)
+		if err != nil {
+			fmt.Fprintf(s.errOut, "gauntlet: %v\n", err)
+		}
+		done <- codeOf(err)
+	}()
+	exited, code := false, 0
+	s.stop = func() int {
+		if !exited {
+			cancel()
+			code, exited = <-done, true
+		}
+		return code
+	}
+	t.Cleanup(func() { s.stop() })
+	waitFor(t, func() bool {
+		select {
+		case code, exited = <-done:
+			t.Fatalf("serve exited %d before it was ready:\n%s", code, s.errOut.String())
+		default:
+		}
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return s
+}
+
+type predictAnswer struct {
+	Model struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	} `json:"model"`
+	Predictions []struct {
+		Score float64 `json:"score"`
+		Label string  `json:"label"`
+	} `json:"predictions"`
+}
+
+// predictOne posts one record the way `gauntlet traffic` builds them.
+func predictOne(t *testing.T, addr string) predictAnswer {
+	t.Helper()
+	recs, err := traffic.LoadRecords("builtin:credit-risk?rows=10&seed=2", "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(map[string]any{"records": recs[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+addr+"/v1/predict", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ans predictAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+		t.Fatalf("predict: status %d, undecodable answer: %v", resp.StatusCode, err)
+	}
+	if resp.StatusCode != http.StatusOK || len(ans.Predictions) != 1 {
+		t.Fatalf("predict: status %d, %d predictions", resp.StatusCode, len(ans.Predictions))
+	}
+	p := ans.Predictions[0]
+	if p.Score < 0 || p.Score > 1 || (p.Label != "yes" && p.Label != "not yes") {
+		t.Fatalf("predict: score %v label %q, want a probability and yes or not yes", p.Score, p.Label)
+	}
+	return ans
+}
+
+func TestServeDirectoryAndTraffic(t *testing.T) {
+	dir := trainForServe(t, t.TempDir(), 1)
+	samples := t.TempDir()
+	s := startServe(t, "--model", dir, "--sample-dir", samples)
+	if out := s.out.String(); !strings.Contains(out, "Serving "+dir+" at http://"+s.addr) || !strings.Contains(out, "model digest ") {
+		t.Fatalf("serve did not announce its URL and model:\n%s", out)
+	}
+	if ans := predictOne(t, s.addr); ans.Model.Version != "dir" || ans.Model.Name != filepath.Base(dir) {
+		t.Fatalf("served %s %s, want %s dir", ans.Model.Name, ans.Model.Version, filepath.Base(dir))
+	}
+
+	code, stdout, stderr := runCLI(t, nil, "traffic", "--target", "http://"+s.addr, "--data", "builtin:credit-risk?rows=50",
+		"--rate", "50", "--duration", "1s", "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("traffic: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var rep trafficReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("traffic -o json: %v\n%s", err, stdout)
+	}
+	if rep.Sent == 0 || rep.OK != rep.Sent || len(rep.Errors) != 0 || rep.Records != rep.Sent || rep.Target != "http://"+s.addr+"/v1/predict" {
+		t.Fatalf("traffic report: %+v", rep)
+	}
+
+	if code := s.stop(); code != ExitOK {
+		t.Fatalf("serve stopped with exit %d:\n%s", code, s.errOut.String())
+	}
+	if !strings.Contains(s.errOut.String(), "msg=stopped") {
+		t.Fatalf("serve did not report a graceful stop:\n%s", s.errOut.String())
+	}
+	// The sample log is flushed on the way out, so drift monitoring sees
+	// every sampled prediction.
+	if b, err := os.ReadFile(filepath.Join(samples, serving.SampleFile)); err != nil || bytes.Count(b, []byte("\n")) < rep.Records+1 {
+		t.Fatalf("sample log after %d records: %v, %d lines", rep.Records+1, err, bytes.Count(b, []byte("\n")))
+	}
+}
+
+func TestServeFollowsRegistryAlias(t *testing.T) {
+	root := t.TempDir()
+	ctx := context.Background()
+	loc := filepath.Join(root, "registry")
+	store, err := artifact.Open(ctx, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(store)
+	for i := range 2 {
+		dir := trainForServe(t, filepath.Join(root, fmt.Sprint("train", i)), i+1)
+		dg, err := artifact.PutTree(ctx, store, os.DirFS(dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := registry.RegisterRequest{Model: "credit", Artifact: dg, Lineage: registry.Lineage{RunID: "r", StepID: fmt.Sprint("train", i)}, CreatedAt: time.Unix(0, 0).UTC()}
+		if _, err := reg.Register(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audit := registry.Audit{At: time.Unix(0, 0).UTC(), Actor: "test"}
+	if err := reg.Promote(ctx, "credit", 1, 0, audit); err != nil {
+		t.Fatal(err)
+	}
+
+	s := startServe(t, "--model", "credit", "--registry", loc, "--cache-dir", filepath.Join(root, "cache"), "--poll", "20ms")
+	if out := s.out.String(); !strings.Contains(out, "Serving credit v1 (credit@champion) at http://"+s.addr) {
+		t.Fatalf("serve did not announce the champion:\n%s", out)
+	}
+	if ans := predictOne(t, s.addr); ans.Model.Name != "credit" || ans.Model.Version != "v1" {
+		t.Fatalf("served %s %s, want credit v1", ans.Model.Name, ans.Model.Version)
+	}
+	if err := reg.Promote(ctx, "credit", 2, 1, audit); err != nil {
+		t.Fatal(err)
+	}
+	// Every answer while the poll catches up must come from v1 or v2: a
+	// swap never fails a request.
+	waitFor(t, func() bool { return predictOne(t, s.addr).Model.Version == "v2" })
+	if code := s.stop(); code != ExitOK {
+		t.Fatalf("serve stopped with exit %d:\n%s", code, s.errOut.String())
+	}
+	if !strings.Contains(s.errOut.String(), "model swapped") {
+		t.Fatalf("the swap was not logged:\n%s", s.errOut.String())
+	}
+}
+
+func TestServeAndTrafficUsageErrors(t *testing.T) {
+	empty := t.TempDir()
+	reg := filepath.Join(t.TempDir(), "registry")
+	send := func(extra ...string) []string {
+		return append([]string{"traffic", "--target", "http://127.0.0.1:9", "--data", "builtin:credit-risk?rows=10", "--duration", "1s"}, extra...)
+	}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"missing model directory", []string{"serve", "--model", "/nope/model"}, ExitNotFound, "/nope/model"},
+		{"not a model directory", []string{"serve", "--model", empty}, ExitFailed, empty},
+		{"unknown registry model", []string{"serve", "--model", "ghost", "--registry", reg}, ExitNotFound, "ghost@champion"},
+		{"no model", []string{"serve"}, ExitUsage, "--model"},
+		{"empty alias", []string{"serve", "--model", "credit@"}, ExitUsage, "--model"},
+		{"sample rate", []string{"serve", "--model", empty, "--sample-rate", "2"}, ExitUsage, "--sample-rate"},
+		{"bad addr", []string{"serve", "--model", empty, "--addr", "nowhere"}, ExitUsage, "--addr"},
+		{"registry for a directory", []string{"serve", "--model", empty, "--registry", reg}, ExitUsage, "--registry"},
+		{"zero rate", send("--rate", "0"), ExitUsage, "--rate"},
+		{"rate too low for the duration", send("--rate", "1"), ExitUsage, "--rate"},
+		{"no target", []string{"traffic", "--data", "builtin:credit-risk", "--rate", "5", "--duration", "1s"}, ExitUsage, "--target"},
+		{"bad drift", send("--rate", "5", "--drift", "age"), ExitUsage, "--drift"},
+		{"bad header", send("--rate", "5", "--header", "nokv"), ExitUsage, "--header"},
+		{"csv without label", []string{"traffic", "--target", "http://127.0.0.1:9", "--data", "x.csv", "--rate", "5", "--duration", "1s"}, ExitUsage, "--label"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, nil, tc.args...)
+			if code != tc.wantCode || !strings.Contains(stderr, tc.wantErr) {
+				t.Fatalf("exit %d, want %d with %q in stderr:\n%s", code, tc.wantCode, tc.wantErr, stderr)
+			}
+			if strings.Contains(stderr, "goroutine ") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+				t.Fatalf("want one line of error, got:\n%s", stderr)
+			}
+		})
+	}
+}
+
+func TestTrafficFailsWhenNothingAnswers(t *testing.T) {
+	closed, _ := freeAddr(t)
+	code, stdout, stderr := runCLI(t, nil, "traffic", "--target", "http://"+closed, "--data", "builtin:credit-risk?rows=10",
+		"--rate", "20", "--duration", "300ms", "-o", "json")
+	if code != ExitFailed || !strings.Contains(stderr, "failed") {
+		t.Fatalf("exit %d, want %d:\n%s", code, ExitFailed, stderr)
+	}
+	var rep trafficReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("the summary is printed even when all fail: %v\n%s", err, stdout)
+	}
+	if rep.Sent == 0 || rep.OK != 0 || rep.Errors[0] != rep.Sent {
+		t.Fatalf("traffic report: %+v", rep)
+	}
+}

@@ -1,0 +1,586 @@
+package steps
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
+	"github.com/gauntlet-ml/gauntlet/internal/registry"
+	"github.com/gauntlet-ml/gauntlet/internal/report"
+)
+
+// ReportSummaryFile is the step's own record inside the report directory:
+// the numbers its outputs carry and the gate outputs it was given. It makes
+// the stored tree self-describing for tools that never see the run's
+// history, and it keeps what the page has no place for.
+const ReportSummaryFile = "summary.json"
+
+func init() {
+	Register(Type{
+		Name: "report",
+		Doc: "Renders the evidence report of a model: an HTML page with PNG plots (ROC, calibration, confusion, rates by " +
+			"sensitive group), the metric table against a baseline model or the registry's champion, and the verdicts of " +
+			"earlier evaluate and fairness-gate steps. The directory appears complete or not at all under the step " +
+			"directory and is stored as a tree in the artifact store, so workers on other nodes can fetch it by digest. " +
+			"A retry of the same run, step and inputs reuses the report the earlier attempt rendered.",
+		Kind: Activity,
+		Inputs: []InputSpec{
+			{Name: "model", Required: true, Doc: "candidate model directory"},
+			{Name: "data", Doc: "CSV path or builtin: URI (default: the candidate's held-out split)"},
+			{Name: "baseline", Doc: "model directory, or champion for the registry's champion"},
+			{Name: "registry", Doc: "artifact store location of the registry (default <state>/artifacts)"},
+			{Name: "registry_model", Doc: "registered model name whose champion is the baseline (default: the pipeline name)"},
+			{Name: "sensitive", Doc: "columns to show selection rate, TPR and FPR by group for (list or comma-separated)"},
+			{Name: "evaluation", Doc: "outputs of an evaluate step, e.g. ${{ steps.eval.outputs }}: its verdict is shown"},
+			{Name: "fairness", Doc: "outputs of a fairness-gate step: its verdict and, when it mitigated, the groups before and after"},
+			{Name: "title", Doc: "the candidate's name on the page, whose heading reads \"Evidence: <title>\" (default: the model directory's name)"},
+		},
+		Outputs: []string{"report", "report_digest", "plots", "metrics", "baseline_metrics", "deltas"},
+		Run:     runReport,
+	})
+}
+
+type reportArgs struct {
+	model, data, baseline, title string
+	sensitive                    []string
+	evaluation, fairness         map[string]any
+	verdict                      *evaluate.Verdict
+	gate                         *gateOutputs
+	// gateSection is the gate's evidence as the page shows it, built while
+	// parsing so malformed gate outputs fail before any model is scored.
+	gateSection *report.Fairness
+}
+
+func parseReport(in Input) (*reportArgs, error) {
+	a := &reportArgs{}
+	var err error
+	if a.model, err = requireString(in, "model"); err != nil {
+		return nil, err
+	}
+	if a.data, _, err = argString(in, "data"); err != nil {
+		return nil, err
+	}
+	if a.baseline, _, err = argString(in, "baseline"); err != nil {
+		return nil, err
+	}
+	if a.title, _, err = argString(in, "title"); err != nil {
+		return nil, err
+	}
+	if a.sensitive, err = argList(in, "sensitive"); err != nil {
+		return nil, err
+	}
+	slices.Sort(a.sensitive)
+	a.sensitive = slices.Compact(a.sensitive)
+	if a.evaluation, err = argMap(in, "evaluation"); err != nil {
+		return nil, err
+	}
+	if a.evaluation != nil {
+		if a.verdict, err = evaluationVerdict(a.evaluation); err != nil {
+			return nil, err
+		}
+	}
+	if a.fairness, err = argMap(in, "fairness"); err != nil {
+		return nil, err
+	}
+	if a.fairness != nil {
+		if a.gate, err = parseGateOutputs(a.fairness); err != nil {
+			return nil, err
+		}
+		if a.gateSection, err = gateEvidence(a.gate); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// evaluationVerdict reads the verdict out of an evaluate step's outputs.
+func evaluationVerdict(m map[string]any) (*evaluate.Verdict, error) {
+	raw, ok := m["verdict"]
+	if !ok || raw == nil {
+		return nil, badInput("evaluation", "has no verdict: pass the outputs of an evaluate step, e.g. ${{ steps.eval.outputs }}")
+	}
+	vm, err := asMap("evaluation.verdict", raw)
+	if err != nil {
+		return nil, err
+	}
+	var v evaluate.Verdict
+	if err := remarshal(vm, &v); err != nil {
+		return nil, badInput("evaluation.verdict", "not an evaluate verdict: %v", err)
+	}
+	return &v, nil
+}
+
+// gateOutputs are the outputs of a fairness-gate step that the page shows.
+// Numbers are pointers because fairness-gate writes undefined rates as null.
+type gateOutputs struct {
+	Passed         *bool                  `json:"passed"`
+	Mitigated      bool                   `json:"mitigated"`
+	Model          string                 `json:"model"`
+	Before         map[string]gateFeature `json:"before"`
+	After          map[string]gateFeature `json:"after"`
+	ByFeature      map[string]gateFeature `json:"by_feature"`
+	AccuracyBefore *float64               `json:"accuracy_before"`
+	AccuracyAfter  *float64               `json:"accuracy_after"`
+	Violations     []string               `json:"violations"`
+	Report         string                 `json:"report"`
+}
+
+type gateFeature struct {
+	DemographicParityDifference *float64             `json:"demographic_parity_difference"`
+	DemographicParityRatio      *float64             `json:"demographic_parity_ratio"`
+	EqualizedOddsDifference     *float64             `json:"equalized_odds_difference"`
+	EqualOpportunityDifference  *float64             `json:"equal_opportunity_difference"`
+	Groups                      map[string]gateGroup `json:"groups"`
+}
+
+type gateGroup struct {
+	Count         float64  `json:"count"`
+	SelectionRate *float64 `json:"selection_rate"`
+	TPR           *float64 `json:"tpr"`
+	FPR           *float64 `json:"fpr"`
+	Accuracy      *float64 `json:"accuracy"`
+	Small         bool     `json:"small"`
+}
+
+func parseGateOutputs(m map[string]any) (*gateOutputs, error) {
+	var g gateOutputs
+	if err := remarshal(m, &g); err != nil {
+		return nil, badInput("fairness", "not the outputs of a fairness-gate step: %v", err)
+	}
+	if g.Passed == nil {
+		return nil, badInput("fairness", "has no passed: pass the outputs of a fairness-gate step, e.g. ${{ steps.fairness.outputs }}")
+	}
+	if g.Mitigated && (len(g.Before) == 0 || len(g.After) == 0) {
+		return nil, badInput("fairness", "says mitigated but lacks before or after")
+	}
+	return &g, nil
+}
+
+func orUndefined(p *float64) fairness.Value {
+	if p == nil {
+		return fairness.Undefined()
+	}
+	return fairness.Value(*p)
+}
+
+// fairnessReport rebuilds a fairness.Report from fairness-gate's per-feature
+// outputs, so the page can draw the gate's own numbers. Rows and the overall
+// selection rate follow from the group counts, since every row belongs to
+// exactly one group of a feature; features are ordered as fairness.Evaluate
+// orders them, single features first and their intersection last.
+func fairnessReport(features map[string]gateFeature, accuracy *float64) *fairness.Report {
+	names := make([]string, 0, len(features))
+	for n := range features {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		ii, ji := strings.Contains(names[i], fairness.IntersectionSep), strings.Contains(names[j], fairness.IntersectionSep)
+		if ii != ji {
+			return ji
+		}
+		return names[i] < names[j]
+	})
+	r := &fairness.Report{Accuracy: orUndefined(accuracy), SelectionRate: fairness.Undefined()}
+	for k, n := range names {
+		f := features[n]
+		fr := fairness.FeatureReport{Feature: n, Aggregates: fairness.Aggregates{
+			DemographicParityDifference: orUndefined(f.DemographicParityDifference),
+			DemographicParityRatio:      orUndefined(f.DemographicParityRatio),
+			EqualizedOddsDifference:     orUndefined(f.EqualizedOddsDifference),
+			EqualOpportunityDifference:  orUndefined(f.EqualOpportunityDifference),
+			TPRDifference:               fairness.Undefined(),
+			FPRDifference:               fairness.Undefined(),
+		}}
+		groups := make([]string, 0, len(f.Groups))
+		for g := range f.Groups {
+			groups = append(groups, g)
+		}
+		slices.Sort(groups)
+		rows, selected := 0, 0.0
+		for _, name := range groups {
+			g := f.Groups[name]
+			fr.Groups = append(fr.Groups, fairness.GroupMetrics{
+				Group: name, Count: int(g.Count), Weight: g.Count, Small: g.Small,
+				SelectionRate: orUndefined(g.SelectionRate), TPR: orUndefined(g.TPR), FPR: orUndefined(g.FPR),
+				FNR: fairness.Undefined(), Precision: fairness.Undefined(), Accuracy: orUndefined(g.Accuracy),
+			})
+			if g.Small {
+				fr.Excluded = append(fr.Excluded, name)
+			}
+			rows += int(g.Count)
+			selected += g.Count * float64(orUndefined(g.SelectionRate))
+		}
+		if k == 0 {
+			r.Rows = rows
+			if rows > 0 {
+				r.SelectionRate = fairness.Value(selected / float64(rows))
+			}
+		}
+		r.Features = append(r.Features, fr)
+	}
+	return r
+}
+
+func gateVerdict(passed bool, messages []string) *fairness.Verdict {
+	v := &fairness.Verdict{Passed: passed, Violations: []fairness.Violation{}}
+	for _, m := range messages {
+		v.Violations = append(v.Violations, fairness.Violation{Message: m})
+	}
+	return v
+}
+
+// gateEvidence turns a fairness-gate step's outputs into the page's fairness
+// section: its before/after numbers when it mitigated (both measured on the
+// same rows, as the page's cost table requires), else its verdict on its
+// by-feature numbers.
+func gateEvidence(g *gateOutputs) (*report.Fairness, error) {
+	if !g.Mitigated {
+		return &report.Fairness{Report: fairnessReport(g.ByFeature, g.AccuracyBefore), Verdict: gateVerdict(*g.Passed, g.Violations)}, nil
+	}
+	before, after := fairnessReport(g.Before, g.AccuracyBefore), fairnessReport(g.After, g.AccuracyAfter)
+	cost, err := fairness.Cost(before, after)
+	if err != nil {
+		return nil, badInput("fairness", "before and after do not describe the same rows: %v", err)
+	}
+	// Mitigation only runs when the first gate failed, but fairness-gate's
+	// outputs name only the violations left after it; saying so is more
+	// honest than a verdict with no reason.
+	initial := "The gate failed before mitigation; fairness-gate's outputs name only the limits still violated after it"
+	if g.Report != "" {
+		initial += " (its full verdict is in " + g.Report + ")"
+	}
+	return &report.Fairness{
+		Report:           before,
+		Verdict:          gateVerdict(false, []string{initial + "."}),
+		Mitigation:       "per-group decision thresholds (fairness-gate " + MitigateThresholdOptimizer + "), saved as model " + g.Model,
+		Mitigated:        after,
+		MitigatedVerdict: gateVerdict(*g.Passed, g.Violations),
+		Cost:             &cost,
+	}, nil
+}
+
+// reportSummary is written as summary.json and is the single source of the
+// step's outputs, so a retry that reuses a rendered report returns the very
+// numbers the page shows.
+type reportSummary struct {
+	Title           string         `json:"title"`
+	Model           string         `json:"model"`
+	ModelDigest     string         `json:"model_digest"`
+	Data            string         `json:"data"`
+	Rows            int            `json:"rows"`
+	Baseline        string         `json:"baseline,omitempty"`
+	BaselineDigest  string         `json:"baseline_digest,omitempty"`
+	BaselineNote    string         `json:"baseline_note,omitempty"`
+	Sensitive       []string       `json:"sensitive,omitempty"`
+	Metrics         map[string]any `json:"metrics"`
+	BaselineMetrics map[string]any `json:"baseline_metrics"`
+	Deltas          map[string]any `json:"deltas"`
+	Plots           []string       `json:"plots"`
+	// ByFeature is the candidate's rates by group on Data, in fairness-gate's
+	// output shape; the page shows the gate's numbers instead when it
+	// mitigated.
+	ByFeature  map[string]any `json:"by_feature,omitempty"`
+	Evaluation map[string]any `json:"evaluation,omitempty"`
+	Fairness   map[string]any `json:"fairness,omitempty"`
+}
+
+func runReport(ctx context.Context, env Env, in Input) (map[string]any, error) {
+	a, err := parseReport(in)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(filepath.Join(env.Dir(), "report-"+inputsDigest(in)))
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	sum, err := readSummary(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		sum, err = renderReport(ctx, env, in, a, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	store, err := artifact.Open(ctx, env.Store())
+	if err != nil {
+		return nil, fmt.Errorf("report: open artifact store %s: %w", env.Store(), err)
+	}
+	digest, err := artifact.PutDir(ctx, store, dir)
+	if err != nil {
+		return nil, fmt.Errorf("report: store %s: %w", dir, err)
+	}
+	env.Logger().Info("report: stored", "dir", dir, "digest", digest)
+	out := map[string]any{
+		"report":           filepath.Join(dir, report.IndexFile),
+		"report_digest":    string(digest),
+		"plots":            sum.Plots,
+		"metrics":          sum.Metrics,
+		"baseline_metrics": nil,
+		"deltas":           sum.Deltas,
+	}
+	if sum.BaselineMetrics != nil {
+		out["baseline_metrics"] = sum.BaselineMetrics
+	}
+	return out, nil
+}
+
+// readSummary reads the summary of a report an earlier attempt renamed into
+// place; the rename makes its presence mean the directory is complete.
+func readSummary(dir string) (*reportSummary, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ReportSummaryFile))
+	if err != nil {
+		return nil, err
+	}
+	var s reportSummary
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("report: earlier attempt's %s: %w", ReportSummaryFile, err)
+	}
+	return &s, nil
+}
+
+// renderReport scores the models, renders the page and the summary into a
+// staging directory and renames it to dir, so dir never holds a page
+// without its summary.
+func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir string) (*reportSummary, error) {
+	cand, err := loadModel("model", a.model)
+	if err != nil {
+		return nil, err
+	}
+	src := a.data
+	if src == "" {
+		// Resolved once, so the baseline is scored on the very same rows.
+		if src, err = cand.holdout(); err != nil {
+			return nil, err
+		}
+	}
+	d, err := cand.loadData("data", src)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := score(cand, d)
+	if err != nil {
+		return nil, err
+	}
+	sum := &reportSummary{
+		Title: a.title, Model: cand.Dir, ModelDigest: cand.Digest, Data: src, Rows: d.Len(), Sensitive: a.sensitive,
+		Metrics: cs.Metrics, Deltas: map[string]any{}, Evaluation: a.evaluation, Fairness: a.fairness,
+	}
+	name := a.title
+	if name == "" {
+		name = filepath.Base(cand.Dir)
+	}
+	candidate, err := reportModel(name, cs)
+	if err != nil {
+		return nil, err
+	}
+	ev := report.Evidence{
+		RunID: in.RunID, Pipeline: in.Pipeline, Created: time.Now().UTC(),
+		Candidate: candidate, Verdict: a.verdict,
+	}
+
+	baselineDir := a.baseline
+	if a.baseline == registry.Champion {
+		if baselineDir, sum.BaselineNote, err = resolveChampion(ctx, env, in); err != nil {
+			return nil, err
+		}
+		if sum.BaselineNote != "" {
+			ev.Notes = append(ev.Notes, sum.BaselineNote)
+		}
+	}
+	if baselineDir != "" {
+		bm, err := loadModel("baseline", baselineDir)
+		if err != nil {
+			return nil, err
+		}
+		bd, err := bm.loadData("data", src)
+		if err != nil {
+			return nil, fmt.Errorf("baseline %s: %w", baselineDir, err)
+		}
+		bs, err := score(bm, bd)
+		if err != nil {
+			return nil, err
+		}
+		champ, err := reportModel(filepath.Base(bm.Dir), bs)
+		if err != nil {
+			return nil, err
+		}
+		ev.Champion = &champ
+		sum.Baseline, sum.BaselineDigest, sum.BaselineMetrics = bm.Dir, bm.Digest, bs.Metrics
+		for k, c := range cs.metrics {
+			if b, ok := bs.metrics[k]; ok {
+				sum.Deltas[k] = num(c - b)
+			}
+		}
+	}
+
+	if a.evaluation != nil {
+		if note := evaluationMismatch(a.evaluation, cs.metrics); note != "" {
+			ev.Notes = append(ev.Notes, note)
+		}
+	}
+	if len(a.sensitive) > 0 {
+		own, err := groupFairness(cand, d, a.sensitive)
+		if err != nil {
+			return nil, err
+		}
+		sum.ByFeature = featureOutputs(own)
+		ev.Fairness = &report.Fairness{Report: own}
+	}
+	if a.gate != nil {
+		switch {
+		case a.gate.Mitigated || ev.Fairness == nil:
+			if ev.Fairness != nil {
+				ev.Notes = append(ev.Notes, "The fairness section shows the fairness gate's groups before and after mitigation; "+
+					"the candidate's rates by group on "+src+" are in "+ReportSummaryFile+".")
+			}
+			ev.Fairness = a.gateSection
+		default:
+			ev.Fairness.Verdict = gateVerdict(*a.gate.Passed, a.gate.Violations)
+			ev.Notes = append(ev.Notes, "The fairness verdict is the fairness gate's, on its own rows; the rates by group are the candidate's on "+src+".")
+		}
+	}
+	return writeReport(dir, ev, sum)
+}
+
+// writeReport renders ev with the summary beside it in a staging directory
+// and renames the whole into dir. A concurrent attempt that got there first
+// wins: its report is returned, since a page once visible is never replaced.
+func writeReport(dir string, ev report.Evidence, sum *reportSummary) (*reportSummary, error) {
+	// The host may hand over a step directory it has not created yet.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	stage, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".stage-")
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	defer os.RemoveAll(stage)
+	tmp := filepath.Join(stage, "report")
+	res, err := report.Render(tmp, ev)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", dir, err)
+	}
+	sum.Plots = []string{}
+	for _, f := range res.Files {
+		if strings.HasSuffix(f.Name, ".png") {
+			sum.Plots = append(sum.Plots, f.Name)
+		}
+	}
+	summaryPath := filepath.Join(tmp, ReportSummaryFile)
+	if err := writeJSON(summaryPath, sum); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	// writeJSON's temporary file is private; the report is meant to be read
+	// like the files Render wrote beside it.
+	if err := os.Chmod(summaryPath, 0o644); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if earlier, rerr := readSummary(dir); rerr == nil {
+			return earlier, nil
+		}
+		return nil, fmt.Errorf("report: move into place: %w", err)
+	}
+	// Round-trip through JSON so a first attempt returns exactly what a
+	// retry reading summary.json would.
+	return readSummary(dir)
+}
+
+// reportModel converts evaluate's evidence of one model into the report's.
+// score keeps confusion and calibration in their JSON shapes (the shapes
+// evaluation.json has), so they are read back through JSON; undefined
+// calibration values, null there, return as NaN.
+func reportModel(name string, s *scored) (report.Model, error) {
+	var conf struct {
+		TP float64 `json:"tp"`
+		FP float64 `json:"fp"`
+		TN float64 `json:"tn"`
+		FN float64 `json:"fn"`
+	}
+	var bins []struct {
+		Lo            float64  `json:"lo"`
+		Hi            float64  `json:"hi"`
+		Count         float64  `json:"count"`
+		MeanPredicted *float64 `json:"mean_predicted"`
+		FractionTrue  *float64 `json:"fraction_true"`
+	}
+	if err := remarshal(s.Confusion, &conf); err != nil {
+		return report.Model{}, fmt.Errorf("report: confusion of %s: %w", s.Model, err)
+	}
+	if err := remarshal(s.Calibration, &bins); err != nil {
+		return report.Model{}, fmt.Errorf("report: calibration of %s: %w", s.Model, err)
+	}
+	rep := &evaluate.Report{
+		N: s.Rows, Threshold: s.Threshold, Metrics: s.metrics,
+		Confusion: evaluate.Confusion{TP: conf.TP, FP: conf.FP, TN: conf.TN, FN: conf.FN},
+	}
+	for _, b := range bins {
+		rep.Calibration = append(rep.Calibration, evaluate.Bin{
+			Lo: b.Lo, Hi: b.Hi, Count: b.Count,
+			MeanPredicted: float64(orUndefined(b.MeanPredicted)), FractionTrue: float64(orUndefined(b.FractionTrue)),
+		})
+	}
+	curve := report.Curve{FPR: make([]float64, len(s.ROC)), TPR: make([]float64, len(s.ROC))}
+	for i, p := range s.ROC {
+		curve.FPR[i], curve.TPR[i] = p.FPR, p.TPR
+	}
+	return report.NewModel(name, "", s.Digest, rep, curve), nil
+}
+
+// groupFairness measures the candidate's own decisions (its fairness policy
+// included) by sensitive group.
+func groupFairness(m *loadedModel, d *dataset.Dataset, sensitive []string) (*fairness.Report, error) {
+	cols, err := groupColumns("sensitive", d, sensitive)
+	if err != nil {
+		return nil, err
+	}
+	s, err := m.scores(d)
+	if err != nil {
+		return nil, err
+	}
+	pred, err := m.decide(d, s)
+	if err != nil {
+		return nil, err
+	}
+	r, err := fairness.Evaluate(fairness.Input{YTrue: labels(d), YPred: pred, Sensitive: cols}, fairness.DefaultOptions())
+	if err != nil {
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.sensitive: %w", err))
+	}
+	return r, nil
+}
+
+// evaluationMismatch says when the evaluate step's verdict was reached on
+// numbers other than the page's, which happens when it scored another model
+// or other rows; a reviewer would otherwise read the two as one measurement.
+func evaluationMismatch(outputs map[string]any, metrics map[string]float64) string {
+	theirs, ok := outputs["metrics"].(map[string]any)
+	if !ok {
+		return ""
+	}
+	names := make([]string, 0, len(theirs))
+	for k := range theirs {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		t, ok := toFloat(theirs[k])
+		mine, have := metrics[k]
+		if !ok || !have || math.Abs(t-mine) <= 1e-9 {
+			continue
+		}
+		return fmt.Sprintf("The evaluation verdict was reached on other numbers than this page's (%s %.4f there, %.4f here): "+
+			"the evaluate step scored another model or other rows.", k, t, mine)
+	}
+	return ""
+}
