@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"text/tabwriter"
@@ -24,7 +25,13 @@ func (a *app) openRegistry(ctx context.Context, flagValue string) (*registry.Reg
 		loc = a.getenv(EnvRegistry)
 	}
 	if loc == "" {
-		loc = "file://.gauntlet/artifacts"
+		// The worker's default store, .gauntlet/artifacts under the
+		// directory it runs in; file:// URLs must be absolute.
+		abs, err := filepath.Abs(filepath.Join(".gauntlet", "artifacts"))
+		if err != nil {
+			return nil, err
+		}
+		loc = "file://" + abs
 	}
 	store, err := artifact.Open(ctx, loc)
 	if err != nil {

@@ -29,8 +29,9 @@ var testCatalog = MapCatalog{
 	"destroy":       {Name: "destroy"},
 }
 
-// TestGoodFixtures loads every good pipeline, including pipelines/*.yaml,
-// and expects no diagnostics.
+// TestGoodFixtures loads every good fixture and the smoke pipeline and
+// expects no diagnostics. Every shipped pipeline is checked against the real
+// step catalog in internal/steps, which this package cannot import.
 func TestGoodFixtures(t *testing.T) {
 	files := goodFiles(t)
 	for _, f := range files {
@@ -49,7 +50,7 @@ func TestGoodFixtures(t *testing.T) {
 func goodFiles(t *testing.T) []string {
 	t.Helper()
 	var files []string
-	for _, pattern := range []string{repoRoot + "/pipelines/*.yaml", fixtures + "/good/*.yaml"} {
+	for _, pattern := range []string{repoRoot + "/pipelines/smoke.yaml", fixtures + "/good/*.yaml"} {
 		m, err := filepath.Glob(pattern)
 		if err != nil {
 			t.Fatal(err)
