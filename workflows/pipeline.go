@@ -44,7 +44,8 @@ var workflowSteps = map[string]workflowStep{}
 
 // Pipeline interprets a pipeline definition as a DAG of activities.
 func Pipeline(ctx workflow.Context, in PipelineInput) (*Result, error) {
-	r := &run{input: in, status: Status{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, State: RunRunning, StartedAt: workflow.Now(ctx)}}
+	r := &run{input: in, status: Status{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, State: RunRunning, StartedAt: workflow.Now(ctx)},
+		provisionWith: map[string]map[string]any{}}
 	r.status.Pipeline = in.Pipeline
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (Status, error) { return r.snapshot(), nil }); err != nil {
 		return nil, err
@@ -69,6 +70,9 @@ type run struct {
 	fin      *phase
 	// gates are the approval steps of this run, by step id.
 	gates map[string]*gate
+	// provisionWith keeps provision steps' resolved inputs, to provision
+	// a replacement when a node is lost.
+	provisionWith map[string]map[string]any
 }
 
 // phase is one DAG: the normal steps, or the finally steps.

@@ -61,16 +61,30 @@ func (r *run) perform(ctx workflow.Context, sr *stepRun) (map[string]any, error)
 			return hit.Outputs, nil
 		}
 	}
-	actx, err := r.activityOptions(ctx, sr.spec)
-	if err != nil {
-		return nil, err
+	if uses == "provision" {
+		r.provisionWith[sr.spec.ID] = sr.with
 	}
 	input := r.stepInput(sr)
 	var res StepResult
-	err = workflow.ExecuteActivity(actx, StepActivityName(uses), input).Get(ctx, &res)
-	if err != nil {
+	for replaced := 0; ; replaced++ {
+		actx, err := r.activityOptions(ctx, sr.spec)
+		if err != nil {
+			return nil, err
+		}
+		err = workflow.ExecuteActivity(actx, StepActivityName(uses), input).Get(ctx, &res)
+		if err == nil {
+			break
+		}
 		r.index(sr.spec.ID).Attempt = attemptOf(err, r.index(sr.spec.ID).Attempt)
-		return nil, err
+		if sr.spec.RunsOn == "" || !nodeLost(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		if replaced >= maxNodeReplacements {
+			return nil, fmt.Errorf("node of %s lost %d times, giving up: %w", sr.spec.RunsOn, replaced+1, err)
+		}
+		if rerr := r.replaceNode(ctx, sr.spec.RunsOn, sr.spec.ID, err); rerr != nil {
+			return nil, fmt.Errorf("node of %s lost (%s) and could not be replaced: %w", sr.spec.RunsOn, rootMessage(err), rerr)
+		}
 	}
 	r.index(sr.spec.ID).Attempt = res.Attempt
 	if key != "" {
@@ -185,6 +199,10 @@ func (r *run) activityOptions(ctx workflow.Context, st spec.Step) (workflow.Cont
 			return nil, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidPipeline", err)
 		}
 		ao.TaskQueue = q
+		// A task nobody picks up means the node is gone (a retry after a
+		// missed heartbeat lands on the dead node's queue): give up on it
+		// and let the interpreter replace the node.
+		ao.ScheduleToStartTimeout = nodeStartTimeout(time.Duration(st.Heartbeat))
 	}
 	return workflow.WithActivityOptions(ctx, ao), nil
 }

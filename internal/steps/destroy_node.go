@@ -27,7 +27,7 @@ func init() {
 				"(${{ steps.gpu.outputs.workdir }}) or its node_id output. The step id is the robust choice in finally: " +
 				"it finds the node even when provision failed halfway and produced no outputs"},
 		},
-		Outputs: []string{"node_id", "workdir", "destroyed", "reason", "duration_seconds", "cost_usd", "seconds"},
+		Outputs: []string{"node_id", "workdir", "destroyed", "reason", "duration_seconds", "cost_usd", "seconds", "nodes"},
 		Run:     runDestroy,
 	})
 }
@@ -42,24 +42,47 @@ func runDestroy(ctx context.Context, env Env, in Input) (map[string]any, error) 
 	if err != nil {
 		return nil, fmt.Errorf("destroy: state directory: %w", err)
 	}
-	out := map[string]any{"node_id": "", "workdir": "", "destroyed": false, "reason": "", "cost_usd": 0.0, "seconds": 0.0}
-	finish := func() map[string]any {
-		out["duration_seconds"] = time.Since(began).Seconds()
-		return out
-	}
-	dir, err := findNode(state, in.RunID, node)
+	dirs, err := findNodes(state, in.RunID, node)
 	if err != nil {
 		return nil, err
 	}
-	if dir == "" {
+	out := map[string]any{"node_id": "", "workdir": "", "destroyed": false, "reason": "", "cost_usd": 0.0, "seconds": 0.0, "nodes": []any{}}
+	if len(dirs) == 0 {
 		out["reason"] = fmt.Sprintf("no node %q on this host: never provisioned", node)
-		return finish(), nil
+		out["duration_seconds"] = time.Since(began).Seconds()
+		return out, nil
 	}
-	out["workdir"] = dir
+	// A step id names every node the step had: the interpreter replaces a
+	// lost node with another generation, and the run pays for all of them.
+	var nodes []any
+	total, seconds := 0.0, 0.0
+	for _, dir := range dirs {
+		one, err := destroyOne(ctx, env, dir)
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, one)
+		total += one["cost_usd"].(float64)
+		seconds += one["seconds"].(float64)
+		for _, k := range []string{"node_id", "workdir", "reason"} {
+			out[k] = one[k]
+		}
+		if one["destroyed"] == true {
+			out["destroyed"] = true
+		}
+	}
+	out["cost_usd"], out["seconds"], out["nodes"] = total, seconds, nodes
+	out["duration_seconds"] = time.Since(began).Seconds()
+	return out, nil
+}
+
+// destroyOne destroys the node of one working directory and prices it.
+func destroyOne(ctx context.Context, env Env, dir string) (map[string]any, error) {
+	out := map[string]any{"node_id": "", "workdir": dir, "destroyed": false, "reason": "", "cost_usd": 0.0, "seconds": 0.0}
 	rec, err := readNodeRecord(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		out["reason"] = "no " + nodeRecordFile + " in " + dir + ": provision stopped before Terraform ran"
-		return finish(), nil
+		return out, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("destroy: %w", err)
@@ -99,7 +122,7 @@ func runDestroy(ctx context.Context, env Env, in Input) (map[string]any, error) 
 		out["cost_usd"] = sum.Total
 		out["seconds"] = rec.DestroyedAt.Sub(rec.StartedAt).Seconds()
 	}
-	return finish(), nil
+	return out, nil
 }
 
 func destroyWorkspace(ctx context.Context, env Env, dir string, rec *nodeRecord) error {
@@ -123,33 +146,51 @@ func destroyWorkspace(ctx context.Context, env Env, dir string, rec *nodeRecord)
 	return nil
 }
 
-// findNode returns the working directory node names, or "" when there is
-// none on this host. A path is taken as it is; a bare name is first the id
-// of a provision step of this run, then a node id of any run.
-func findNode(state, runID, node string) (string, error) {
+// findNodes returns the working directories node names, none when there
+// is none on this host. A path is taken as it is; a bare name is first the
+// id of a provision step of this run, with every generation that replaced a
+// lost node (<step>-g2, -g3, …), then a node id of any run.
+func findNodes(state, runID, node string) ([]string, error) {
 	if strings.ContainsRune(node, filepath.Separator) {
 		dir, err := filepath.Abs(node)
 		if err != nil {
-			return "", badInput("node", "%v", err)
+			return nil, badInput("node", "%v", err)
 		}
 		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			return "", nil
+			return nil, nil
 		}
-		return dir, nil
+		return []string{dir}, nil
 	}
-	if dir := nodeWorkdir(state, runID, node); isDir(dir) {
-		return dir, nil
+	if first := nodeWorkdir(state, runID, node); isDir(first) {
+		dirs := []string{first}
+		for g := 2; ; g++ {
+			next := nodeWorkdir(state, runID, NodeGeneration(node, g))
+			if !isDir(next) {
+				return dirs, nil
+			}
+			dirs = append(dirs, next)
+		}
 	}
 	records, err := filepath.Glob(filepath.Join(state, "nodes", "*", "*", nodeRecordFile))
 	if err != nil {
-		return "", fmt.Errorf("destroy: %w", err)
+		return nil, fmt.Errorf("destroy: %w", err)
 	}
 	for _, path := range records {
 		if rec, err := readNodeRecord(filepath.Dir(path)); err == nil && rec.NodeID == node {
-			return filepath.Dir(path), nil
+			return []string{filepath.Dir(path)}, nil
 		}
 	}
-	return "", nil
+	return nil, nil
+}
+
+// NodeGeneration is the step id under which the interpreter provisions
+// the g-th node of a provision step, after g-1 were lost: its own node id,
+// task queue and working directory, found again by destroying the step.
+func NodeGeneration(stepID string, g int) string {
+	if g <= 1 {
+		return stepID
+	}
+	return fmt.Sprintf("%s-g%d", stepID, g)
 }
 
 func isDir(path string) bool {

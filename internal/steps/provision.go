@@ -96,7 +96,7 @@ func init() {
 				"region, instance_types, availability_zone, max_price_per_hour"},
 		},
 		Outputs: []string{"node_id", "task_queue", "gpu", "workdir", "terraform_log", "price_per_hour", "started_at",
-			"module", "offer", "request", "module_outputs"},
+			"module", "offer", "request", "module_outputs", "generation", "lost_nodes"},
 		Run: runProvision,
 	})
 }

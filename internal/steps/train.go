@@ -47,7 +47,7 @@ func init() {
 			{Name: "dp_clip", Doc: "flat form of dp.clip"},
 			{Name: "dp_noise_multiplier", Doc: "flat form of dp.noise_multiplier"},
 		},
-		Outputs: []string{"model", "model_digest", "data_digest", "rows", "features", "holdout", "metrics", "reused", "privacy"},
+		Outputs: []string{"model", "model_digest", "data_digest", "rows", "features", "holdout", "metrics", "reused", "privacy", "resumed_from_epoch"},
 		Run:     runTrain,
 	})
 }
@@ -230,9 +230,15 @@ func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", a.data, err))
 	}
 
+	// The first epoch reported says where training started: after a
+	// checkpoint left by a lost node, not at 1.
+	firstEpoch := 0
 	topts := []model.TrainOption{
 		model.WithCheckpointDir(filepath.Join(env.Dir(), "checkpoints")),
 		model.WithProgress(func(p model.Progress) {
+			if firstEpoch == 0 {
+				firstEpoch = p.Epoch
+			}
 			env.Progress(map[string]any{"epoch": p.Epoch, "epochs": p.Epochs, "loss": num(p.Loss)})
 		}),
 	}
@@ -330,7 +336,11 @@ func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
 		}
 		return nil, fmt.Errorf("train: save model %s: %w", dir, err)
 	}
-	return trainOutputs(dir, false)
+	out, err := trainOutputs(dir, false)
+	if err == nil && firstEpoch > 1 {
+		out["resumed_from_epoch"] = float64(firstEpoch - 1)
+	}
+	return out, err
 }
 
 // kindPrivacyBudget is the error kind of a DP run whose noise cannot keep

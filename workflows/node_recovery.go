@@ -1,0 +1,90 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/gauntlet-ml/gauntlet/internal/steps"
+)
+
+// maxNodeReplacements bounds how often one step's node is replaced: spot
+// capacity that keeps vanishing is a reason to fail, not to spend forever.
+const maxNodeReplacements = 3
+
+// nodeStartTimeout is how long a task may wait on a node's queue before
+// the node counts as gone: twice the step's heartbeat, so a node that
+// stopped heartbeating is not waited on longer than it took to notice, or
+// five minutes for steps that do not heartbeat.
+func nodeStartTimeout(heartbeat time.Duration) time.Duration {
+	if heartbeat <= 0 {
+		return 5 * time.Minute
+	}
+	return max(2*heartbeat, 10*time.Second)
+}
+
+// nodeLost says whether a step failed because its node stopped answering:
+// a missed heartbeat (the process or machine died, or a spot instance was
+// reclaimed) or a task no worker picked up.
+func nodeLost(err error) bool {
+	var te *temporal.TimeoutError
+	if !errors.As(err, &te) {
+		return false
+	}
+	switch te.TimeoutType() {
+	case enumspb.TIMEOUT_TYPE_HEARTBEAT, enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START:
+		return true
+	}
+	return false
+}
+
+// replaceNode destroys the lost node of provision step provID and
+// provisions the next generation in its place; the steps that run on it
+// then go to the new node's queue and resume from their checkpoints. Both
+// nodes stay on the record: the run pays for both.
+func (r *run) replaceNode(ctx workflow.Context, provID, stepID string, lost error) error {
+	// Runs recorded before node replacement existed never reached here.
+	workflow.GetVersion(ctx, "node-replacement", workflow.DefaultVersion, 1)
+	ps := r.index(provID)
+	old := ps.Outputs
+	gen := 2
+	if g, ok := old["generation"].(float64); ok {
+		gen = int(g) + 1
+	}
+	opts := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:    2 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 5 * time.Second, MaximumInterval: time.Minute, MaximumAttempts: 5},
+	})
+	// The old node may be half alive (a spot notice, a hung process):
+	// destroy it first, whatever is left of it, so it cannot bill or
+	// compete for the step's work.
+	workdir, _ := old["workdir"].(string)
+	destroy := StepInput{RunID: r.status.RunID, Pipeline: r.resolved.Spec.Name, SpecHash: r.resolved.Hash, StepID: provID, Uses: "destroy",
+		With: map[string]any{"node": workdir}, StartedBy: r.input.StartedBy}
+	dctx, cancel := workflow.NewDisconnectedContext(opts)
+	defer cancel()
+	if err := workflow.ExecuteActivity(dctx, StepActivityName("destroy"), destroy).Get(dctx, nil); err != nil {
+		return fmt.Errorf("destroy lost node %v: %w", old["node_id"], err)
+	}
+	with := maps.Clone(r.provisionWith[provID])
+	prov := StepInput{RunID: r.status.RunID, Pipeline: r.resolved.Spec.Name, SpecHash: r.resolved.Hash, StepID: steps.NodeGeneration(provID, gen),
+		Uses: "provision", With: with, StartedBy: r.input.StartedBy}
+	var res StepResult
+	if err := workflow.ExecuteActivity(opts, StepActivityName("provision"), prov).Get(ctx, &res); err != nil {
+		return fmt.Errorf("provision generation %d: %w", gen, err)
+	}
+	lostNodes, _ := old["lost_nodes"].([]any)
+	lostNodes = append(lostNodes, map[string]any{"node_id": old["node_id"], "while": stepID, "reason": rootMessage(lost), "at": workflow.Now(ctx).UTC().Format(time.RFC3339)})
+	out := res.Outputs
+	out["generation"] = float64(gen)
+	out["lost_nodes"] = lostNodes
+	ps.Outputs = out
+	ps.Reason = fmt.Sprintf("node %v lost while running %s (%s); replaced by %v", old["node_id"], stepID, rootMessage(lost), out["node_id"])
+	return nil
+}
