@@ -1,9 +1,9 @@
 // Package gpu reports what the node's GPUs are doing, for heartbeats,
 // metrics and run reports.
 //
-// Telemetry comes from a Source. This package ships only NoGPU, because
-// github.com/NVIDIA/go-nvml is not yet a dependency. The NVML-backed Source
-// loads libnvidia-ml.so with dlopen at Init (cgo, but no link-time driver
+// Telemetry comes from a Source: NoGPU, or NVML (NewNVML), which reads
+// the driver through github.com/NVIDIA/go-nvml. NVML loads
+// libnvidia-ml.so.1 with dlopen at Init (cgo, but no link-time driver
 // dependency), and implements Snapshot by calling nvml.Init once, then per
 // device DeviceGetHandleByIndex, GetName, GetMemoryInfo_v2 (Used, Total),
 // GetUtilizationRates (Gpu), GetTemperature(TEMPERATURE_GPU) and
@@ -12,7 +12,12 @@
 // MiB of driver-reserved memory as used where nvidia-smi showed 0. When
 // nvml.Init returns ERROR_LIBRARY_NOT_FOUND or ERROR_DRIVER_NOT_LOADED, or
 // DeviceGetCount is zero, it returns the same NoNVIDIAGPU state as NoGPU, so
-// a worker can use it unconditionally.
+// a worker can use it unconditionally. A reading that a device does not
+// support at all (utilization under MIG, say) stays zero, because failing on
+// it would fail every snapshot; any other failed call is an error naming the
+// device and the call. go-nvml needs cgo and Linux; other
+// builds (the Docker image's CGO_ENABLED=0 one among them) get an NVML whose
+// snapshots say NoNVIDIAGPU and why.
 package gpu
 
 import (
