@@ -10,6 +10,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/explain"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
@@ -46,6 +47,11 @@ type Model struct {
 	policy    *predict.Policy
 	threshold float64
 	label     string
+
+	// The explainer is built with the model, so a swap replaces both at
+	// once; explainErr says why this model cannot be explained.
+	explainer  *explain.Model
+	explainErr error
 
 	fields     []field
 	fieldIndex map[string]int
@@ -177,6 +183,7 @@ func newModel(ref Ref, a *modelfile.Artifact, negativeLabel string) (*Model, err
 	h = strconv.AppendQuote(h, a.Digest)
 	m.header = append(h, `},"predictions":[`...)
 	m.pool.New = func() any { return &batch{seen: make([]bool, len(m.fields))} }
+	m.explainer, m.explainErr = newExplainer(a, s)
 	return m, nil
 }
 

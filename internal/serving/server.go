@@ -33,11 +33,15 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxRecords bounds the records of one request (413 beyond). Default 1000.
 	MaxRecords int
+	// MaxExplainRecords bounds the records of one /v1/explain request (413
+	// beyond). Default 16: a record's attributions cost hundreds of model
+	// evaluations.
+	MaxExplainRecords int
 	// RequestTimeout bounds reading a request and writing its response.
 	// Default 5s.
 	RequestTimeout time.Duration
-	// MaxInFlight is how many predictions may be served at once; more are
-	// answered 429 at once rather than queued. Default 512.
+	// MaxInFlight is how many predict and explain requests may be served at
+	// once; more are answered 429 at once rather than queued. Default 512.
 	MaxInFlight int
 	// RetryAfter is what a 429 tells the client to wait. Default 1s.
 	RetryAfter time.Duration
@@ -65,6 +69,9 @@ func (o Options) withDefaults() Options {
 	def(&o.MaxBodyBytes, 1<<20)
 	if o.MaxRecords <= 0 {
 		o.MaxRecords = 1000
+	}
+	if o.MaxExplainRecords <= 0 {
+		o.MaxExplainRecords = 16
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 512
@@ -137,6 +144,7 @@ func New(ctx context.Context, src Source, opts Options) (*Server, error) {
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/predict", s.predict)
+	s.mux.HandleFunc("/v1/explain", s.serveExplain)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}))
@@ -179,6 +187,10 @@ func (s *Server) loadRef(ctx context.Context, ref Ref) (*Model, error) {
 		return nil, fmt.Errorf("serving: load model %s %s: %w", ref.Name, ref.Version, err)
 	}
 	s.metrics.swaps.WithLabelValues("ok").Inc()
+	if m.explainErr != nil {
+		// Predictions are served regardless; only /v1/explain answers 501.
+		s.opts.Logger.Info("model cannot be explained", "name", ref.Name, "version", ref.Version, "err", m.explainErr)
+	}
 	return m, nil
 }
 
