@@ -14,6 +14,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/canary"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
+	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/workflows"
@@ -25,6 +26,9 @@ type Canary struct {
 	Deploy *deploy.Local
 	// Store is the artifact store location holding the registry.
 	Store string
+	// Metrics, when set, follows the candidate's traffic, the analyses'
+	// verdicts and rollbacks; nil records nothing.
+	Metrics *metrics.Metrics
 
 	mu        sync.Mutex
 	providers map[string]*canaryProviders
@@ -75,6 +79,9 @@ func (c *Canary) Start(ctx context.Context, in workflows.CanaryStartInput) (work
 	if err != nil {
 		return workflows.CanaryStartResult{}, err
 	}
+	if c.Metrics != nil {
+		c.Metrics.CanaryWeight(in.Name, canaryWeight(env))
+	}
 	return workflows.CanaryStartResult{Version: mv.Version, Champion: champion, RouterURL: env.RouterURL}, nil
 }
 
@@ -84,6 +91,11 @@ func (c *Canary) Weight(ctx context.Context, in workflows.CanaryWeightInput) err
 	env, err := c.Deploy.SetCanaryWeight(ctx, in.Name, in.Percent)
 	if err != nil {
 		return err
+	}
+	// Recorded before the baseline: the traffic has moved even if the
+	// baseline fails and the activity is retried.
+	if c.Metrics != nil {
+		c.Metrics.CanaryWeight(in.Name, canaryWeight(env))
 	}
 	p, err := c.providersFor(env)
 	if err != nil {
@@ -118,7 +130,11 @@ func (c *Canary) Measure(ctx context.Context, in workflows.CanaryMeasureInput) (
 		return canary.Result{}, err
 	}
 	m.Champion.Scores, m.Candidate.Scores = scores.Champion.Scores, scores.Candidate.Scores
-	return canary.Evaluate(in.Analysis, m), nil
+	res := canary.Evaluate(in.Analysis, m)
+	if c.Metrics != nil {
+		c.Metrics.GateOutcome(gateCanary, analysisOutcome(res.Outcome))
+	}
+	return res, nil
 }
 
 // Promote moves the champion alias (compare-and-swap: of two runs
@@ -138,10 +154,13 @@ func (c *Canary) Promote(ctx context.Context, in workflows.CanaryPromoteInput) e
 		return fmt.Errorf("canary: promote %s v%d: %w", in.Name, in.Version, err)
 	}
 	_, err = c.Deploy.EndCanary(ctx, in.Name)
-	if errors.Is(err, deploy.ErrNoCanary) {
-		return nil
+	if err != nil && !errors.Is(err, deploy.ErrNoCanary) {
+		return err
 	}
-	return err
+	if c.Metrics != nil {
+		c.Metrics.CanaryWeight(in.Name, 0)
+	}
+	return nil
 }
 
 // Abort sends every request back to the champion and stops the candidate.
@@ -149,10 +168,16 @@ func (c *Canary) Promote(ctx context.Context, in workflows.CanaryPromoteInput) e
 func (c *Canary) Abort(ctx context.Context, in workflows.CanaryAbortInput) error {
 	activity.GetLogger(ctx).Info("canary aborted", "model", in.Name, "reason", in.Reason)
 	_, err := c.Deploy.EndCanary(ctx, in.Name)
-	if errors.Is(err, deploy.ErrNoCanary) {
-		return nil
+	if err != nil && !errors.Is(err, deploy.ErrNoCanary) {
+		return err
 	}
-	return err
+	if c.Metrics != nil {
+		c.Metrics.CanaryWeight(in.Name, 0)
+		if err == nil {
+			c.Metrics.Rollback(in.Name, rollbackCanary)
+		}
+	}
+	return nil
 }
 
 func (c *Canary) providersFor(env deploy.Environment) (*canaryProviders, error) {

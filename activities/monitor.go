@@ -11,6 +11,7 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
+	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/monitor"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
@@ -25,6 +26,9 @@ type Monitor struct {
 	Store string
 	// CacheDir keeps champion models fetched from the store, by version.
 	CacheDir string
+	// Metrics, when set, receives each pass's drift and live accuracy and
+	// counts rollbacks; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Check runs one monitoring pass over the champion's sample log.
@@ -68,6 +72,9 @@ func (m *Monitor) Check(ctx context.Context, in workflows.MonitorCheckInput) (wo
 		// itself, and the monitor goes on to its next pass either way.
 		return workflows.MonitorCheckResult{}, err
 	}
+	if m.Metrics != nil {
+		recordMonitorReport(m.Metrics, in.Name, mv.Version, rep)
+	}
 	return workflows.MonitorCheckResult{Champion: mv.Version, Report: rep}, nil
 }
 
@@ -89,6 +96,9 @@ func (m *Monitor) Rollback(ctx context.Context, in workflows.MonitorRollbackInpu
 		return workflows.MonitorRollbackResult{}, nonRetryable("NoPreviousChampion", err)
 	case err != nil:
 		return workflows.MonitorRollbackResult{}, fmt.Errorf("monitor: rollback %s: %w", in.Name, err)
+	}
+	if m.Metrics != nil {
+		m.Metrics.Rollback(in.Name, rollbackMonitor)
 	}
 	mv, err := reg.Resolve(ctx, in.Name, registry.Champion)
 	if err != nil {

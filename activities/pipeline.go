@@ -12,6 +12,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
 	"github.com/gauntlet-ml/gauntlet/workflows"
@@ -20,6 +21,9 @@ import (
 // Pipelines loads definitions for runs from a directory.
 type Pipelines struct {
 	Dir string
+	// Metrics, when set, gets the run counters of every pipeline resolved;
+	// nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // invalid marks a definition problem: another attempt reads the same file,
@@ -41,6 +45,12 @@ func (p *Pipelines) Resolve(_ context.Context, in workflows.ResolveInput) (workf
 	hash, err := sp.Hash()
 	if err != nil {
 		return workflows.Resolved{}, invalid(err)
+	}
+	// A run's counters must exist at zero before it can end, or the first
+	// failure of a pipeline (an inline one, or one added since the worker
+	// started) would appear at 1 and escape increase().
+	if p.Metrics != nil {
+		p.Metrics.Pipelines(sp.Name)
 	}
 	return workflows.Resolved{Spec: *sp, Hash: hash, Params: params}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
+	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
@@ -26,11 +27,14 @@ type Config struct {
 	// (the demo's traffic) passes its own.
 	Deploy *deploy.Local
 	Logger *slog.Logger
+	// Metrics receives the domain metrics the activities observe; nil (as
+	// in tests) records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Register registers every Gauntlet activity on w.
 func Register(w worker.ActivityRegistry, cfg Config) {
-	p := &Pipelines{Dir: cfg.PipelinesDir}
+	p := &Pipelines{Dir: cfg.PipelinesDir, Metrics: cfg.Metrics}
 	c := &Cache{Dir: filepath.Join(cfg.StateDir, "cache")}
 	w.RegisterActivityWithOptions(p.Resolve, activity.RegisterOptions{Name: workflows.ResolveName})
 	w.RegisterActivityWithOptions(c.Get, activity.RegisterOptions{Name: workflows.CacheGetName})
@@ -39,19 +43,22 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	w.RegisterActivityWithOptions(n.Notify, activity.RegisterOptions{Name: workflows.NotifyActivity})
 	k := &ReviewerKeys{Path: cfg.ReviewerKeys}
 	w.RegisterActivityWithOptions(k.Load, activity.RegisterOptions{Name: workflows.LoadReviewerKeysName})
-	h := &Host{StateDir: cfg.StateDir, ArtifactStore: cfg.ArtifactStore, Logger: cfg.Logger}
+	rec := &Recorder{Metrics: cfg.Metrics}
+	w.RegisterActivityWithOptions(rec.Run, activity.RegisterOptions{Name: metrics.RecordRunName})
+	w.RegisterActivityWithOptions(rec.Approval, activity.RegisterOptions{Name: metrics.RecordApprovalName})
+	h := &Host{StateDir: cfg.StateDir, ArtifactStore: cfg.ArtifactStore, Logger: cfg.Logger, Metrics: cfg.Metrics}
 	h.RegisterSteps(w)
 	store := storeOr(cfg.ArtifactStore, cfg.StateDir)
 	if cfg.Deploy == nil {
 		cfg.Deploy = deploy.NewLocal(deploy.Options{StateDir: cfg.StateDir, Store: store, Logger: cfg.Logger})
 	}
-	cn := &Canary{Deploy: cfg.Deploy, Store: store}
+	cn := &Canary{Deploy: cfg.Deploy, Store: store, Metrics: cfg.Metrics}
 	w.RegisterActivityWithOptions(cn.Start, activity.RegisterOptions{Name: workflows.CanaryStartName})
 	w.RegisterActivityWithOptions(cn.Weight, activity.RegisterOptions{Name: workflows.CanaryWeightName})
 	w.RegisterActivityWithOptions(cn.Measure, activity.RegisterOptions{Name: workflows.CanaryMeasureName})
 	w.RegisterActivityWithOptions(cn.Promote, activity.RegisterOptions{Name: workflows.CanaryPromoteName})
 	w.RegisterActivityWithOptions(cn.Abort, activity.RegisterOptions{Name: workflows.CanaryAbortName})
-	mon := &Monitor{Deploy: cn.Deploy, Store: store, CacheDir: filepath.Join(cfg.StateDir, "monitor")}
+	mon := &Monitor{Deploy: cn.Deploy, Store: store, CacheDir: filepath.Join(cfg.StateDir, "monitor"), Metrics: cfg.Metrics}
 	w.RegisterActivityWithOptions(mon.Check, activity.RegisterOptions{Name: workflows.MonitorCheckName})
 	w.RegisterActivityWithOptions(mon.Rollback, activity.RegisterOptions{Name: workflows.MonitorRollbackName})
 }

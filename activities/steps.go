@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
@@ -25,6 +27,8 @@ type Host struct {
 	// means file://<StateDir>/artifacts.
 	ArtifactStore string
 	Logger        *slog.Logger
+	// Metrics, when set, records every step attempt; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // RegisterSteps registers one activity per activity-kind step type.
@@ -46,7 +50,11 @@ func (h *Host) stepActivity(t steps.Type) func(context.Context, workflows.StepIn
 			return workflows.StepResult{}, fmt.Errorf("step %s: working directory: %w", in.StepID, err)
 		}
 		env := &activityEnv{ctx: ctx, dir: dir, state: h.StateDir, store: h.ArtifactStore, log: h.logger().With("run_id", in.RunID, "step_id", in.StepID, "attempt", info.Attempt)}
+		began := time.Now()
 		out, err := t.Run(ctx, env, in)
+		if h.Metrics != nil {
+			recordStep(ctx, h.Metrics, t.Name, in, out, err, time.Since(began))
+		}
 		if err != nil {
 			return workflows.StepResult{}, toTemporal(err, info.Attempt)
 		}

@@ -8,18 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.temporal.io/sdk/client"
 
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
 	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
@@ -36,10 +33,10 @@ type flags struct {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 
-func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	var f flags
 	cmd := &cobra.Command{
 		Use:           "worker",
@@ -70,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
-	if err := cmd.Execute(); err != nil {
+	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		var ue *tclient.UnreachableError
 		if errors.As(err, &ue) {
@@ -118,35 +115,45 @@ func resolve(fs *pflag.FlagSet, f flags, getenv func(string) string) flags {
 }
 
 func serve(ctx context.Context, f flags, stdout io.Writer) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if f.metricsAddr != "" {
-		l, err := net.Listen("tcp", f.metricsAddr)
-		if err != nil {
-			return fmt.Errorf("--metrics-addr %s: %w", f.metricsAddr, err)
-		}
-		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(l) }()
-		defer srv.Close()
-		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", l.Addr())
-	}
-	c, err := tclient.Dial(ctx, f.conn, 15*time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	w, err := workerhost.New(c, workerhost.Config{
+	cfg := workerhost.Config{
 		TaskQueue:    f.taskQueue,
 		PipelinesDir: f.pipelines,
 		StateDir:     f.stateDir,
 		NodeID:       f.nodeID,
 		ReviewerKeys: f.reviewerKey,
-	})
+	}
+	var dialOpts []func(*client.Options)
+	if f.metricsAddr != "" {
+		tel, err := workerhost.NewTelemetry(f.pipelines)
+		if err != nil {
+			return err
+		}
+		addr, stopMetrics, err := tel.Serve(f.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		defer stopMetrics()
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", addr)
+		cfg.Metrics = tel.Metrics
+		dialOpts = append(dialOpts, tel.DialOption)
+	}
+	c, err := tclient.Dial(ctx, f.conn, 15*time.Second, dialOpts...)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	w, err := workerhost.New(c, cfg)
 	if err != nil {
 		return err
 	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", f.taskQueue, err)
+	}
+	// A node worker lives for one run's steps on a GPU node; counting the
+	// cluster's approvals is the long-lived workers' job.
+	if cfg.Metrics != nil && f.nodeID == "" {
+		stopWatch := workerhost.WatchApprovals(ctx, c, cfg.Metrics, workerhost.ApprovalsInterval, slog.Default())
+		defer stopWatch()
 	}
 	fmt.Fprintf(stdout, "worker polling task queue %s on %s (namespace %s)\n", f.taskQueue, f.conn.Address, f.conn.Namespace)
 	<-ctx.Done()

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/gauntlet-ml/gauntlet/internal/devstack"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
@@ -31,6 +33,7 @@ type devFlags struct {
 	pipelines string
 	state     string
 	keys      string
+	metrics   string
 }
 
 func (a *app) devCommand() *cobra.Command {
@@ -60,6 +63,7 @@ a kill when it is kept on a file.`,
 	fl.StringVar(&f.pipelines, "pipelines", "", "directory of pipeline definitions (env "+EnvPipelines+", default ./pipelines)")
 	fl.StringVar(&f.state, "state-dir", ".gauntlet", "directory for artifacts and other local state")
 	fl.StringVar(&f.keys, "reviewer-keys", "", "reviewers' Ed25519 public keys for signed approvals (env GAUNTLET_REVIEWER_KEYS)")
+	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus /metrics on this host:port (off when empty)")
 	return cmd
 }
 
@@ -99,23 +103,42 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 		return err
 	}
 	began := time.Now()
+	cfg := workerhost.Config{
+		TaskQueue:    a.taskQueue,
+		PipelinesDir: a.pipelinesDir(f.pipelines),
+		StateDir:     f.state,
+		ReviewerKeys: cmp.Or(f.keys, a.getenv("GAUNTLET_REVIEWER_KEYS")),
+	}
+	// Metrics are served before the stack starts: a taken port then fails
+	// in milliseconds, not after Temporal has come up.
+	var dialOpts []func(*client.Options)
+	var metricsURL string
+	if f.metrics != "" {
+		tel, err := workerhost.NewTelemetry(cfg.PipelinesDir)
+		if err != nil {
+			return err
+		}
+		addr, stopMetrics, err := tel.Serve(f.metrics)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		defer stopMetrics()
+		metricsURL = fmt.Sprintf("http://%s/metrics", addr)
+		cfg.Metrics = tel.Metrics
+		dialOpts = append(dialOpts, tel.DialOption)
+	}
 	stack, err := devstack.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer stack.Stop()
 	conn := tclient.Options{Address: stack.FrontendAddr(), Namespace: stack.Namespace()}
-	c, err := tclient.Dial(ctx, conn, 30*time.Second)
+	c, err := tclient.Dial(ctx, conn, 30*time.Second, dialOpts...)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	w, err := workerhost.New(c, workerhost.Config{
-		TaskQueue:    a.taskQueue,
-		PipelinesDir: a.pipelinesDir(f.pipelines),
-		StateDir:     f.state,
-		ReviewerKeys: cmp.Or(f.keys, a.getenv("GAUNTLET_REVIEWER_KEYS")),
-	})
+	w, err := workerhost.New(c, cfg)
 	if err != nil {
 		return err
 	}
@@ -123,6 +146,10 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 		return fmt.Errorf("start worker on task queue %s: %w", a.taskQueue, err)
 	}
 	defer w.Stop()
+	if cfg.Metrics != nil {
+		stopWatch := workerhost.WatchApprovals(ctx, c, cfg.Metrics, workerhost.ApprovalsInterval, slog.Default())
+		defer stopWatch()
+	}
 
 	where := "in memory (--ephemeral)"
 	if opts.DBPath != "" {
@@ -133,6 +160,9 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 		fmt.Fprintf(a.stdout, "Temporal UI      %s/namespaces/%s/workflows\n", u, stack.Namespace())
 	}
 	fmt.Fprintf(a.stdout, "Worker           task queue %s, pipelines from %s\n", a.taskQueue, a.pipelinesDir(f.pipelines))
+	if metricsURL != "" {
+		fmt.Fprintf(a.stdout, "Metrics          %s\n", metricsURL)
+	}
 	fmt.Fprintf(a.stdout, "Ready in %s. Press Ctrl-C to stop.\n", time.Since(began).Round(time.Millisecond))
 
 	select {

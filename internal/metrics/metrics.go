@@ -154,6 +154,14 @@ func (m *Metrics) ModelQuality(model, version string, accuracy, rocAUC float64) 
 	m.rocAUC.WithLabelValues(model, version).Set(rocAUC)
 }
 
+// ModelAccuracy sets the accuracy of a model version where no ROC AUC is
+// measured with it: a monitor pass over live traffic with delayed labels
+// yields accuracy alone, and it is that series, changing over the life of a
+// version, which the accuracy-drop alert watches.
+func (m *Metrics) ModelAccuracy(model, version string, accuracy float64) {
+	m.accuracy.WithLabelValues(model, version).Set(accuracy)
+}
+
 // FairnessGap sets the gap of a fairness metric (e.g.
 // demographic_parity_difference) across the groups of a sensitive feature.
 func (m *Metrics) FairnessGap(model, feature, metric string, gap float64) {

@@ -1,17 +1,34 @@
 // Package workerhost assembles a Temporal worker with every Gauntlet workflow
-// and activity, for the worker binary and for `gauntlet dev` alike.
+// and activity, for the worker binary and for `gauntlet dev` alike, and the
+// Prometheus side of such a process.
 package workerhost
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/gauntlet-ml/gauntlet/activities"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
+	"github.com/gauntlet-ml/gauntlet/internal/metrics"
+	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
+	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
@@ -28,6 +45,9 @@ type Config struct {
 	// drive; see activities.Config.
 	Deploy *deploy.Local
 	Logger *slog.Logger
+	// Metrics receives what the activities observe; nil (as in tests)
+	// records nothing.
+	Metrics *metrics.Metrics
 }
 
 // New builds (but does not start) a worker.
@@ -48,6 +68,183 @@ func New(c client.Client, cfg Config) (worker.Worker, error) {
 	if cfg.NodeID != "" {
 		logger = logger.With("node_id", cfg.NodeID)
 	}
-	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, ReviewerKeys: cfg.ReviewerKeys, Deploy: cfg.Deploy, Logger: logger})
+	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, ReviewerKeys: cfg.ReviewerKeys, Deploy: cfg.Deploy, Logger: logger, Metrics: cfg.Metrics})
 	return w, nil
+}
+
+// Telemetry is the Prometheus side of a worker process: one registry with
+// the Go runtime and process collectors, Gauntlet's domain metrics and the
+// Temporal SDK's own, so that one scrape of --metrics-addr sees all three.
+type Telemetry struct {
+	Registry *prometheus.Registry
+	Metrics  *metrics.Metrics
+	SDK      client.MetricsHandler
+}
+
+// NewTelemetry builds the registry. The run counters of the pipelines
+// defined in pipelinesDir start at zero, so that the failed-runs alert sees
+// a pipeline's first failure as an increase.
+func NewTelemetry(pipelinesDir string) (*Telemetry, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.NewMetrics(reg)
+	sdk, err := metrics.NewSDKHandler(reg)
+	if err != nil {
+		return nil, err
+	}
+	m.Pipelines(pipelineNames(pipelinesDir)...)
+	return &Telemetry{Registry: reg, Metrics: m, SDK: sdk}, nil
+}
+
+// DialOption makes a client export the SDK's metrics here; it is meant for
+// tclient.Dial's adjust arguments.
+func (t *Telemetry) DialOption(co *client.Options) { co.MetricsHandler = t.SDK }
+
+// Serve serves /metrics on addr until stop. It listens before returning, so
+// a taken port fails the start, and callers serve before they dial
+// Temporal: a worker that cannot reach its cluster is then still visible
+// (process metrics, the SDK's failed requests) rather than silent.
+func (t *Telemetry) Serve(addr string) (bound net.Addr, stop func(), err error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics listener on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{Registry: t.Registry}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	return l.Addr(), func() { _ = srv.Close() }, nil
+}
+
+// pipelineNames lists the pipelines defined in dir. Files that do not parse
+// are left out: a run of one fails in ResolvePipeline, which says why.
+func pipelineNames(dir string) []string {
+	files, err := (&activities.Pipelines{Dir: dir}).Files()
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if sp, diags := spec.Parse(f, b); sp != nil && len(diags) == 0 && sp.Name != "" {
+			names = append(names, sp.Name)
+		}
+	}
+	return names
+}
+
+// ApprovalsInterval is how often the approvals-waiting gauges are counted
+// again: the alert on them waits a day, and each count queries every
+// waiting run.
+const ApprovalsInterval = 30 * time.Second
+
+// WatchApprovals keeps m's approvals-waiting gauges to what Temporal holds,
+// counting every interval until ctx ends or stop is called; stop waits for
+// a count in progress. Counting from Temporal rather than from events seen
+// by this process makes every worker replica report the same, correct
+// numbers across restarts.
+func WatchApprovals(ctx context.Context, c client.Client, m *metrics.Metrics, every time.Duration, logger *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			waiting, err := CountApprovals(ctx, c, time.Now(), logger)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				// The last picture stays: a visibility store that is briefly
+				// away must not make waiting approvals disappear.
+				logger.Warn("counting waiting approvals", "error", err)
+			default:
+				m.SetApprovalsWaiting(waiting)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// CountApprovals counts the approval steps waiting in running pipeline
+// runs. Visibility finds the runs (the approval step marks its run
+// waiting); each run's status query gives its waiting steps and when each
+// began, which visibility does not keep. A run whose query fails is left
+// out and logged, so that one broken run does not hide the others.
+func CountApprovals(ctx context.Context, c client.Client, now time.Time, logger *slog.Logger) ([]metrics.WaitingApproval, error) {
+	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND %s = '%s'",
+		workflows.PipelineName, searchattr.RunStatus.GetName(), workflows.RunWaiting)
+	type key struct{ pipeline, step string }
+	counts := map[key]*metrics.WaitingApproval{}
+	var token []byte
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list waiting runs: %w", err)
+		}
+		for _, e := range resp.GetExecutions() {
+			id, runID := e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId()
+			st, err := runStatus(ctx, c, id, runID)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("count waiting approvals: %w", ctx.Err())
+				}
+				logger.Warn("approvals waiting: run left out of the count", "run_id", id, "error", err)
+				continue
+			}
+			for _, s := range st.Steps {
+				if s.State != workflows.StateWaiting || s.StartedAt == nil {
+					continue
+				}
+				k := key{st.Pipeline, s.ID}
+				a := counts[k]
+				if a == nil {
+					a = &metrics.WaitingApproval{Pipeline: st.Pipeline, Step: s.ID}
+					counts[k] = a
+				}
+				a.Count++
+				a.Oldest = max(a.Oldest, now.Sub(*s.StartedAt))
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
+		}
+	}
+	out := make([]metrics.WaitingApproval, 0, len(counts))
+	for _, a := range counts {
+		out = append(out, *a)
+	}
+	slices.SortFunc(out, func(a, b metrics.WaitingApproval) int {
+		return cmp.Or(strings.Compare(a.Pipeline, b.Pipeline), strings.Compare(a.Step, b.Step))
+	})
+	return out, nil
+}
+
+// statusQueryTimeout bounds one run's status query: a run whose workflow
+// task cannot be processed would otherwise hold up the whole count.
+const statusQueryTimeout = 10 * time.Second
+
+func runStatus(ctx context.Context, c client.Client, id, runID string) (workflows.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, statusQueryTimeout)
+	defer cancel()
+	v, err := c.QueryWorkflow(ctx, id, runID, workflows.StatusQuery)
+	if err != nil {
+		return workflows.Status{}, fmt.Errorf("status query of %s: %w", id, err)
+	}
+	var st workflows.Status
+	if err := v.Get(&st); err != nil {
+		return workflows.Status{}, fmt.Errorf("status query of %s: decode: %w", id, err)
+	}
+	return st, nil
 }

@@ -1,0 +1,30 @@
+package metrics
+
+import "time"
+
+// Activities through which workflow code reports what only it knows: how a
+// run ended and how an approval was decided. A workflow must not update a
+// metric itself (it replays), but a local activity's result is recorded in
+// the history and not run again on replay. The names and inputs live here,
+// not in package activities, because workflows cannot import activities
+// (activities imports workflows).
+const (
+	RecordRunName      = "RecordRun"
+	RecordApprovalName = "RecordApproval"
+)
+
+// RunRecord is the input of RecordRun: a run of Pipeline ended with Status,
+// the run state (succeeded, failed, canceled, rejected).
+type RunRecord struct {
+	Pipeline string `json:"pipeline"`
+	Status   string `json:"status"`
+}
+
+// ApprovalRecord is the input of RecordApproval: an approval step of
+// Pipeline was decided with Outcome (approved, rejected, timeout) after
+// waiting Waited.
+type ApprovalRecord struct {
+	Pipeline string        `json:"pipeline"`
+	Outcome  string        `json:"outcome"`
+	Waited   time.Duration `json:"waited"`
+}

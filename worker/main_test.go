@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	commonpb "go.temporal.io/api/common/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/gauntlet-ml/gauntlet/internal/metrics"
+	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
+	"github.com/gauntlet-ml/gauntlet/workflows"
+)
+
+// syncBuffer is stdout shared between the worker and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var metricsLine = regexp.MustCompile(`metrics on (http://\S+)`)
+
+// TestMetricsServedBeforeTemporalAnswers starts the worker against an
+// address that accepts connections and never answers: /metrics must
+// already serve the domain metrics and the SDK's (its dial attempt) while
+// the dial waits.
+func TestMetricsServedBeforeTemporalAnswers(t *testing.T) {
+	nowhere := blackHole(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout syncBuffer
+	code := make(chan int, 1)
+	args := []string{"--address", nowhere, "--metrics-addr", "127.0.0.1:0", "--pipelines", "../pipelines", "--state-dir", t.TempDir()}
+	go func() { code <- run(ctx, args, &stdout, io.Discard, func(string) string { return "" }) }()
+
+	wants := []string{
+		`gauntlet_runs_total{pipeline="smoke",status="failed"} 0`,
+		`temporal_request_total{`,
+		`go_goroutines `,
+	}
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m := metricsLine.FindStringSubmatch(stdout.String()); m != nil {
+			body = get(t, m[1])
+			if containsAll(body, wants) {
+				break
+			}
+		}
+		select {
+		case c := <-code:
+			t.Fatalf("worker exited with %d before /metrics showed %q; stdout %q; last body:\n%s", c, wants, stdout.String(), body)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics never showed all of %q; stdout %q; last body:\n%s", wants, stdout.String(), body)
+		}
+	}
+	cancel()
+	if c := <-code; c != 6 {
+		t.Errorf("exit code %d, want 6 (Temporal unreachable)", c)
+	}
+}
+
+// blackHole listens and holds every connection without a word, as a
+// frontend that hangs does; a refused connection would fail the dial at
+// once and leave no time to scrape.
+func blackHole(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	return string(b)
+}
+
+// fakeVisibility answers ListWorkflow from pages and QueryWorkflow from
+// statuses; a run missing from statuses fails its query.
+type fakeVisibility struct {
+	client.Client
+	pages    [][]string
+	statuses map[string]workflows.Status
+
+	mu      sync.Mutex
+	queries []string
+}
+
+func (f *fakeVisibility) ListWorkflow(_ context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
+	f.mu.Lock()
+	f.queries = append(f.queries, req.GetQuery())
+	f.mu.Unlock()
+	page := 0
+	if len(req.GetNextPageToken()) > 0 {
+		page = int(req.GetNextPageToken()[0])
+	}
+	resp := &workflowservice.ListWorkflowExecutionsResponse{}
+	for _, id := range f.pages[page] {
+		resp.Executions = append(resp.Executions, &workflowpb.WorkflowExecutionInfo{Execution: &commonpb.WorkflowExecution{WorkflowId: id, RunId: "r-" + id}})
+	}
+	if page+1 < len(f.pages) {
+		resp.NextPageToken = []byte{byte(page + 1)}
+	}
+	return resp, nil
+}
+
+func (f *fakeVisibility) QueryWorkflow(_ context.Context, id, _, query string, _ ...any) (converter.EncodedValue, error) {
+	st, ok := f.statuses[id]
+	if !ok || query != workflows.StatusQuery {
+		return nil, errors.New("workflow task failed")
+	}
+	b, err := json.Marshal(st)
+	return jsonValue(b), err
+}
+
+type jsonValue []byte
+
+func (v jsonValue) HasValue() bool    { return len(v) > 0 }
+func (v jsonValue) Get(ptr any) error { return json.Unmarshal(v, ptr) }
+
+func waitingRun(pipeline string, now time.Time, waits map[string]time.Duration) workflows.Status {
+	st := workflows.Status{Pipeline: pipeline, State: workflows.RunWaiting}
+	st.Steps = append(st.Steps, workflows.StepStatus{ID: "train", State: workflows.StateSucceeded})
+	for step, d := range waits {
+		began := now.Add(-d)
+		st.Steps = append(st.Steps, workflows.StepStatus{ID: step, State: workflows.StateWaiting, StartedAt: &began})
+	}
+	return st
+}
+
+func TestApprovalsWatchCountsWaitingSteps(t *testing.T) {
+	now := time.Now()
+	fake := &fakeVisibility{
+		pages: [][]string{{"run-a", "run-broken"}, {"run-c"}},
+		statuses: map[string]workflows.Status{
+			"run-a": waitingRun("credit-risk", now, map[string]time.Duration{"approve": 2 * time.Hour}),
+			"run-c": waitingRun("credit-risk", now, map[string]time.Duration{"approve": 30 * time.Minute, "sign-off": 10 * time.Minute}),
+		},
+	}
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+
+	got, err := workerhost.CountApprovals(context.Background(), fake, now, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []metrics.WaitingApproval{
+		{Pipeline: "credit-risk", Step: "approve", Count: 2, Oldest: 2 * time.Hour},
+		{Pipeline: "credit-risk", Step: "sign-off", Count: 1, Oldest: 10 * time.Minute},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if !strings.Contains(logs.String(), "run-broken") {
+		t.Errorf("the run whose query failed was not logged: %q", logs.String())
+	}
+	for _, q := range fake.queries {
+		if !containsAll(q, []string{"WorkflowType = 'Pipeline'", "ExecutionStatus = 'Running'", "GauntletStatus = 'waiting'"}) {
+			t.Errorf("visibility query %q", q)
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	m := metrics.NewMetrics(reg)
+	stop := workerhost.WatchApprovals(context.Background(), fake, m, time.Hour, logger)
+	defer stop()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if gaugeValue(t, reg, "gauntlet_approvals_waiting", "approve") == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watch never published the first count")
+		}
+	}
+	if oldest := gaugeValue(t, reg, "gauntlet_approval_oldest_wait_seconds", "approve"); oldest < 7200 {
+		t.Errorf("oldest wait %vs, want at least 7200", oldest)
+	}
+}
+
+// gaugeValue is the gauge name of step; -1 when there is none.
+func gaugeValue(t *testing.T, g prometheus.Gatherer, name, step string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "step" && l.GetValue() == step {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
