@@ -35,7 +35,7 @@ const (
 )
 
 // Recorder is the activity pair through which workflow code reports run
-// and approval outcomes (see metrics.RecordRunName). It is registered even
+// and approval outcomes (see workflows.RecordRunName). It is registered even
 // without metrics, so that a workflow calling it never fails for a worker
 // that exports none.
 type Recorder struct {
@@ -52,7 +52,7 @@ var runStatuses = map[string]bool{
 var approvalOutcomes = map[string]bool{"approved": true, "rejected": true, "timeout": true}
 
 // Run counts a finished run.
-func (r *Recorder) Run(_ context.Context, in metrics.RunRecord) error {
+func (r *Recorder) Run(_ context.Context, in workflows.RunRecord) error {
 	if !runStatuses[in.Status] {
 		return nonRetryable("BadInput", fmt.Errorf("record run of %q: status %q is not a final run state", in.Pipeline, in.Status))
 	}
@@ -63,7 +63,7 @@ func (r *Recorder) Run(_ context.Context, in metrics.RunRecord) error {
 }
 
 // Approval records a decided approval as a gate verdict and its wait.
-func (r *Recorder) Approval(_ context.Context, in metrics.ApprovalRecord) error {
+func (r *Recorder) Approval(_ context.Context, in workflows.ApprovalRecord) error {
 	if !approvalOutcomes[in.Outcome] {
 		return nonRetryable("BadInput", fmt.Errorf("record approval of %q: outcome %q is not approved, rejected or timeout", in.Pipeline, in.Outcome))
 	}

@@ -190,13 +190,13 @@ func TestMonitorReportRecordsDriftAndLiveAccuracy(t *testing.T) {
 
 func TestRecorderCountsRunsAndRefusesUnknownStatus(t *testing.T) {
 	env, reg := testEnv(t, Config{PipelinesDir: t.TempDir()})
-	if _, err := env.ExecuteActivity(metrics.RecordRunName, metrics.RunRecord{Pipeline: "smoke", Status: workflows.RunFailed}); err != nil {
+	if _, err := env.ExecuteActivity(workflows.RecordRunName, workflows.RunRecord{Pipeline: "smoke", Status: workflows.RunFailed}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.ExecuteActivity(metrics.RecordRunName, metrics.RunRecord{Pipeline: "smoke", Status: "exploded"}); err == nil || !strings.Contains(err.Error(), "exploded") {
+	if _, err := env.ExecuteActivity(workflows.RecordRunName, workflows.RunRecord{Pipeline: "smoke", Status: "exploded"}); err == nil || !strings.Contains(err.Error(), "exploded") {
 		t.Fatalf("unknown status: %v", err)
 	}
-	if _, err := env.ExecuteActivity(metrics.RecordApprovalName, metrics.ApprovalRecord{Pipeline: "smoke", Outcome: "approved", Waited: time.Hour}); err != nil {
+	if _, err := env.ExecuteActivity(workflows.RecordApprovalName, workflows.ApprovalRecord{Pipeline: "smoke", Outcome: "approved", Waited: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	if got := sample(t, reg, "gauntlet_runs_total", "pipeline", "smoke", "status", "failed"); got != 1 {

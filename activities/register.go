@@ -44,8 +44,8 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	k := &ReviewerKeys{Path: cfg.ReviewerKeys}
 	w.RegisterActivityWithOptions(k.Load, activity.RegisterOptions{Name: workflows.LoadReviewerKeysName})
 	rec := &Recorder{Metrics: cfg.Metrics}
-	w.RegisterActivityWithOptions(rec.Run, activity.RegisterOptions{Name: metrics.RecordRunName})
-	w.RegisterActivityWithOptions(rec.Approval, activity.RegisterOptions{Name: metrics.RecordApprovalName})
+	w.RegisterActivityWithOptions(rec.Run, activity.RegisterOptions{Name: workflows.RecordRunName})
+	w.RegisterActivityWithOptions(rec.Approval, activity.RegisterOptions{Name: workflows.RecordApprovalName})
 	h := &Host{StateDir: cfg.StateDir, ArtifactStore: cfg.ArtifactStore, Logger: cfg.Logger, Metrics: cfg.Metrics}
 	h.RegisterSteps(w)
 	store := storeOr(cfg.ArtifactStore, cfg.StateDir)

@@ -297,6 +297,15 @@ func runApproval(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, err
 	}
 	g.open = false
 	out := approvalOutputs(g)
+	outcome := "approved"
+	if g.rejected {
+		outcome = "rejected"
+	}
+	if n := len(g.req.Votes); n > 0 && g.req.Votes[n-1].Via == "timeout" {
+		outcome = "timeout"
+	}
+	waited := workflow.Now(ctx).Sub(*st.StartedAt)
+	r.record(ctx, "record-approval-metric", RecordApprovalName, ApprovalRecord{Pipeline: r.resolved.Spec.Name, Outcome: outcome, Waited: waited})
 	if g.rejected {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.Approval.ValueSet("rejected:"+strings.Join(out["rejecters"].([]string), ",")))
 		r.notify(ctx, g, "rejected")

@@ -288,6 +288,30 @@ func (r *run) finish(ctx workflow.Context, state string, err error) {
 		r.status.Error = rootMessage(err)
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.RunStatus.ValueSet(state))
+	name := r.resolved.Spec.Name
+	if name == "" {
+		name = r.input.Pipeline
+	}
+	r.record(ctx, "record-run-metric", RecordRunName, RunRecord{Pipeline: name, Status: state})
+}
+
+// record reports an outcome to the worker's metrics through a local
+// activity, in a disconnected context so that canceled runs count too. A
+// metric that cannot be recorded never fails the run.
+func (r *run) record(ctx workflow.Context, change, activity string, in any) {
+	// Histories recorded before these metrics existed have no such call.
+	if workflow.GetVersion(ctx, change, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	lctx := workflow.WithLocalActivityOptions(dctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 5 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2},
+	})
+	if err := workflow.ExecuteLocalActivity(lctx, activity, in).Get(lctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("metric not recorded", "activity", activity, "error", err)
+	}
 }
 
 // rejectedError ends a run whose model a reviewer rejected.

@@ -1,13 +1,11 @@
-package metrics
+package workflows
 
 import "time"
 
 // Activities through which workflow code reports what only it knows: how a
-// run ended and how an approval was decided. A workflow must not update a
-// metric itself (it replays), but a local activity's result is recorded in
-// the history and not run again on replay. The names and inputs live here,
-// not in package activities, because workflows cannot import activities
-// (activities imports workflows).
+// run ended and how an approval was decided, for the worker's metrics. A
+// workflow must not update a metric itself (it replays); a local activity's
+// result is recorded in the history and not run again on replay.
 const (
 	RecordRunName      = "RecordRun"
 	RecordApprovalName = "RecordApproval"
