@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/api"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -109,7 +110,11 @@ func (c *Canary) Weight(ctx context.Context, in workflows.CanaryWeightInput) err
 
 // Measure analyses the interval since the last weight change. After a
 // worker restart the baseline is gone: the providers then take one and
-// wait a whole interval, heartbeating, before they measure.
+// wait a whole interval, heartbeating, before they measure. With
+// in.Prometheus the router's traffic comes from that server over the
+// interval just ended instead, which needs no baseline; the scores are
+// still scraped from the model servers, whose ports a Prometheus
+// configuration cannot know ahead of a canary.
 func (c *Canary) Measure(ctx context.Context, in workflows.CanaryMeasureInput) (canary.Result, error) {
 	env, err := c.Deploy.Ensure(ctx, in.Name)
 	if err != nil {
@@ -121,7 +126,13 @@ func (c *Canary) Measure(ctx context.Context, in workflows.CanaryMeasureInput) (
 	}
 	stop := heartbeatEvery(ctx, 10*time.Second)
 	defer stop()
-	m, err := p.router.Measure(ctx, canary.Window{Champion: deploy.Stable, Candidate: deploy.Canary, Duration: in.Interval})
+	var traffic canary.Provider = p.router
+	if in.Prometheus != nil {
+		if traffic, err = canary.NewPrometheusProvider(api.Config{Address: in.Prometheus.URL}, canary.RouterSource, in.Prometheus.Matchers); err != nil {
+			return canary.Result{}, nonRetryable("BadInput", err)
+		}
+	}
+	m, err := traffic.Measure(ctx, canary.Window{Champion: deploy.Stable, Candidate: deploy.Canary, Duration: in.Interval})
 	if err != nil {
 		return canary.Result{}, err
 	}

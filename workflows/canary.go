@@ -53,6 +53,20 @@ type CanaryMeasureInput struct {
 	Name     string          `json:"name"`
 	Analysis canary.Analysis `json:"analysis"`
 	Interval time.Duration   `json:"interval"`
+	// Prometheus, when set, is where the router's metrics are read; it is
+	// left out of the payload when unset, so histories recorded before it
+	// existed replay unchanged.
+	Prometheus *CanaryPrometheus `json:"prometheus,omitempty"`
+}
+
+// CanaryPrometheus is a Prometheus server that scrapes the canary's
+// router: the analysis then asks it (PromQL over the interval) rather than
+// scraping the router from the worker.
+type CanaryPrometheus struct {
+	URL string `json:"url"`
+	// Matchers are PromQL label matchers added to every selector, such as
+	// job="gauntlet-router", when the server scrapes other routers too.
+	Matchers string `json:"matchers,omitempty"`
 }
 
 // CanaryPromoteInput makes the candidate the champion, provided the
@@ -143,7 +157,7 @@ func runCanary(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, error
 		}
 		var m canary.Result
 		if err := workflow.ExecuteActivity(c.options(ctx, cfg.interval+5*time.Minute), CanaryMeasureName,
-			CanaryMeasureInput{Name: cfg.name, Analysis: cfg.analysis, Interval: cfg.interval}).Get(ctx, &m); err != nil {
+			CanaryMeasureInput{Name: cfg.name, Analysis: cfg.analysis, Interval: cfg.interval, Prometheus: cfg.prometheus}).Get(ctx, &m); err != nil {
 			return nil, err
 		}
 		decision := c.tracker.Record(cfg.analysis, m.Outcome)

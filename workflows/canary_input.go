@@ -1,7 +1,9 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/canary"
@@ -9,7 +11,7 @@ import (
 
 // Defaults of the canary-deploy step, documented in its step type.
 var (
-	defaultCanaryWeights  = []int{10, 25, 50, 100}
+	defaultCanaryWeights  = []int{10, 25, 50}
 	defaultCanaryInterval = time.Minute
 )
 
@@ -20,6 +22,9 @@ type canaryConfig struct {
 	weights  []int
 	interval time.Duration
 	analysis canary.Analysis
+	// prometheus is where the analysis reads the router's metrics; nil
+	// means the worker scrapes them itself.
+	prometheus *CanaryPrometheus
 }
 
 // newCanaryConfig reads a canary-deploy step's inputs; pipeline is the
@@ -57,7 +62,35 @@ func newCanaryConfig(sr *stepRun, pipeline string) (canaryConfig, error) {
 	if c.analysis, err = analysisIn(w["analysis"]); err != nil {
 		return c, fmt.Errorf("canary-deploy %s: with.analysis: %w", sr.spec.ID, err)
 	}
+	if c.prometheus, err = prometheusIn(w["analysis"]); err != nil {
+		return c, fmt.Errorf("canary-deploy %s: with.analysis: %w", sr.spec.ID, err)
+	}
 	return c, nil
+}
+
+// prometheusIn reads prometheus_url and prometheus_matchers of the
+// analysis block, which analysisIn has checked is a mapping.
+func prometheusIn(v any) (*CanaryPrometheus, error) {
+	m, _ := v.(map[string]any)
+	raw, ok := m["prometheus_url"]
+	if !ok || raw == nil {
+		if x, ok := m["prometheus_matchers"]; ok && x != nil {
+			return nil, errors.New("prometheus_matchers without prometheus_url")
+		}
+		return nil, nil
+	}
+	s, ok := raw.(string)
+	u, err := url.Parse(s)
+	if !ok || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("prometheus_url must be the http(s) URL of a Prometheus server, not %v", raw)
+	}
+	p := &CanaryPrometheus{URL: s}
+	if x, ok := m["prometheus_matchers"]; ok && x != nil {
+		if p.Matchers, ok = x.(string); !ok {
+			return nil, fmt.Errorf("prometheus_matchers must be PromQL label matchers such as 'job=\"gauntlet-router\"', not %v", x)
+		}
+	}
+	return p, nil
 }
 
 // analysisIn reads the analysis block: thresholds a person writes in
@@ -71,10 +104,11 @@ func analysisIn(v any) (canary.Analysis, error) {
 			return a, fmt.Errorf("must be a mapping, not %v", v)
 		}
 	}
-	known := map[string]bool{"max_error_rate": true, "max_p99_latency": true, "max_score_psi": true, "min_requests": true, "failure_limit": true, "inconclusive_limit": true}
+	known := map[string]bool{"max_error_rate": true, "max_p99_latency": true, "max_score_psi": true, "min_requests": true, "failure_limit": true, "inconclusive_limit": true,
+		"prometheus_url": true, "prometheus_matchers": true}
 	for k := range m {
 		if !known[k] {
-			return a, fmt.Errorf("unknown key %q (known: max_error_rate, max_p99_latency, max_score_psi, min_requests, failure_limit, inconclusive_limit)", k)
+			return a, fmt.Errorf("unknown key %q (known: max_error_rate, max_p99_latency, max_score_psi, min_requests, failure_limit, inconclusive_limit, prometheus_url, prometheus_matchers)", k)
 		}
 	}
 	num := func(key string, def float64) (float64, error) {

@@ -57,6 +57,7 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
+	"github.com/gauntlet-ml/gauntlet/internal/router"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
 )
 
@@ -104,6 +105,8 @@ type Environment struct {
 	Variants []VariantInfo `json:"variants"`
 	// Weights are the router's current weights by variant name, out of 100.
 	Weights map[string]int `json:"weights"`
+	// Faults are the faults injected into variants (see SetFault).
+	Faults map[string]router.Fault `json:"faults,omitempty"`
 }
 
 // Variant returns the named variant.
@@ -240,6 +243,30 @@ func (l *Local) SetCanaryWeight(ctx context.Context, name string, percent int) (
 	if err := e.apply(ctx, want, change{}); err != nil {
 		return Environment{}, fmt.Errorf("deploy %s: set canary weight: %w", name, err)
 	}
+	return e.describe(), nil
+}
+
+// SetFault makes the router of name answer abortPercent of variant's
+// requests with status (0: 503) instead of serving them; abortPercent 0
+// removes the fault. It is a chaos and game-day tool: injected into the
+// canary, it shows that the analysis rolls a failing candidate back. A
+// fault is not part of the desired state: it ends with the variant (a
+// canary's with EndCanary) and with the Local, so a forgotten drill does
+// not outlive its process.
+func (l *Local) SetFault(ctx context.Context, name, variant string, abortPercent, status int) (Environment, error) {
+	e, err := l.lock(name)
+	if err != nil {
+		return Environment{}, err
+	}
+	defer e.mu.Unlock()
+	if e.front == nil || e.front.router.Load() == nil {
+		return Environment{}, fmt.Errorf("deploy %s: set fault on %s: nothing deployed", name, variant)
+	}
+	c := router.Client{BaseURL: e.front.url, Token: e.token, HTTP: e.l.admin}
+	if _, err := c.SetFaults(ctx, map[string]router.Fault{variant: {AbortPercent: abortPercent, Status: status}}); err != nil {
+		return Environment{}, fmt.Errorf("deploy %s: set fault on %s: %w", name, variant, err)
+	}
+	l.log.Warn("fault injected", "env", name, "variant", variant, "abort_percent", abortPercent, "status", status)
 	return e.describe(), nil
 }
 

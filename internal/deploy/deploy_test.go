@@ -701,3 +701,38 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("%d of %d requests failed, e.g. %v", failed.Load(), failed.Load()+served.Load(), failure.Load())
 	}
 }
+
+// A fault set through the admin API holds across weight changes and ends
+// with the canary it was set on.
+func TestSetFault(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	l := f.local(t)
+	if _, err := l.SetFault(ctx, modelName, Stable, 10, 0); err == nil {
+		t.Fatal("a fault was set with nothing deployed")
+	}
+	f.promote(t, 1)
+	if _, err := l.StartCanary(ctx, modelName, f.dirs[2]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.SetFault(ctx, modelName, "ghost", 10, 0); err == nil || !strings.Contains(err.Error(), "ghost") {
+		t.Fatalf("fault on an unknown variant: %v", err)
+	}
+	env, err := l.SetFault(ctx, modelName, Canary, 100, 0)
+	if err != nil || env.Faults[Canary] != (router.Fault{AbortPercent: 100, Status: 503}) {
+		t.Fatalf("set fault: %+v, %v", env.Faults, err)
+	}
+	if env, err = l.SetCanaryWeight(ctx, modelName, 50); err != nil || env.Faults[Canary].AbortPercent != 100 {
+		t.Fatalf("the weight change lost the fault: %+v, %v", env.Faults, err)
+	}
+	if a := f.predict(t, env.RouterURL, Canary); a.code != 503 || a.variant != Canary || !strings.Contains(a.err, "fault injected") {
+		t.Fatalf("canary with a fault answered %+v", a)
+	}
+	if a := f.predict(t, env.RouterURL, Stable); a.code != 200 {
+		t.Fatalf("stable without a fault answered %+v", a)
+	}
+	if env, err = l.EndCanary(ctx, modelName); err != nil || env.Faults != nil {
+		t.Fatalf("end canary kept its fault: %+v, %v", env.Faults, err)
+	}
+	f.expect(t, env, Stable, "v1")
+}

@@ -340,9 +340,11 @@ func (v *view) environment() Environment {
 		}
 	}
 	if r := v.front.router.Load(); r != nil {
-		for _, rv := range r.State().Variants {
+		st := r.State()
+		for _, rv := range st.Variants {
 			env.Weights[rv.Name] = rv.Weight
 		}
+		env.Faults = st.Faults
 	}
 	return env
 }

@@ -37,6 +37,13 @@ func (c *Client) UpdateVariants(ctx context.Context, u VariantsUpdate) (State, e
 	return st, c.do(ctx, http.MethodPut, "/admin/variants", u, &st)
 }
 
+// SetFaults injects, changes or removes (AbortPercent 0) the faults of the
+// named variants in one change.
+func (c *Client) SetFaults(ctx context.Context, faults map[string]Fault) (State, error) {
+	var st State
+	return st, c.do(ctx, http.MethodPut, "/admin/faults", faults, &st)
+}
+
 // StatusError is a non-2xx answer of the admin API.
 type StatusError struct {
 	Code    int

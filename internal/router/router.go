@@ -4,6 +4,20 @@
 // pin a variant for testing, counts requests, errors and latency per variant
 // for the canary analysis, and takes weight and variant changes through a
 // token-protected admin API, each applied atomically.
+//
+// # Fault injection
+//
+// For chaos drills and game days, in the spirit of Istio's
+// HTTPFaultInjection.abort, a variant can be given a fault (PUT
+// /admin/faults): the router answers a share of the requests routed to it
+// with an error status itself, without reaching the upstream. Those answers
+// are counted in the metrics like any other, so a canary analysis sees the
+// errors and a drill shows whether it rolls the candidate back. The share
+// is exact rather than random (abort_percent 20 fails the 5th, 10th, ...
+// request), so a drill is repeatable and a test can rely on it. Faults stay
+// with the variant's name through weight and variant changes, end with the
+// variant, and live only in the router's memory: a restarted router has
+// none, which is what a drill that was forgotten should come to.
 package router
 
 import (
@@ -48,6 +62,7 @@ const (
 	MetricErrors   = "gauntlet_router_errors_total"
 	MetricLatency  = "gauntlet_router_request_duration_seconds"
 	MetricWeight   = "gauntlet_router_weight"
+	MetricFault    = "gauntlet_router_fault_abort_percent"
 )
 
 // Variant is one upstream model server and its share of the traffic.
@@ -55,6 +70,48 @@ type Variant struct {
 	Name   string `json:"name"`
 	URL    string `json:"url"`
 	Weight int    `json:"weight"`
+}
+
+// Fault makes the router answer AbortPercent of a variant's requests with
+// Status instead of proxying them.
+type Fault struct {
+	// AbortPercent is 0 to 100; 0 removes the fault.
+	AbortPercent int `json:"abort_percent"`
+	// Status is the 4xx or 5xx code of the aborted requests; 0 means 503.
+	Status int `json:"status,omitempty"`
+}
+
+// DefaultFaultStatus answers an aborted request when a Fault names none.
+const DefaultFaultStatus = http.StatusServiceUnavailable
+
+func (f Fault) validate(name string) (Fault, error) {
+	if f.AbortPercent < 0 || f.AbortPercent > 100 {
+		return f, fmt.Errorf("variant %q: abort_percent %d is not a percentage", name, f.AbortPercent)
+	}
+	if f.Status == 0 {
+		f.Status = DefaultFaultStatus
+	}
+	// A 2xx or 3xx "fault" would pass every analysis and test nothing.
+	if f.Status < 400 || f.Status > 599 {
+		return f, fmt.Errorf("variant %q: fault status %d: want 400 to 599", name, f.Status)
+	}
+	return f, nil
+}
+
+// fault is a Fault in force with its request count, which survives state
+// changes so that the share stays exact across them.
+type fault struct {
+	Fault
+	n atomic.Uint64
+}
+
+// abort tells whether the next request is aborted: the n-th is when
+// n*P/100 passes a whole number, which spreads exactly P aborts evenly
+// over every 100 requests.
+func (f *fault) abort() bool {
+	n := f.n.Add(1)
+	p := uint64(f.AbortPercent)
+	return n*p/100 != (n-1)*p/100
 }
 
 // Options configure a Router.
@@ -89,6 +146,7 @@ type Router struct {
 	errors   *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	weight   *prometheus.GaugeVec
+	fault    *prometheus.GaugeVec
 }
 
 // state is immutable; a change builds a new one and swaps the pointer, so a
@@ -102,6 +160,18 @@ type state struct {
 type variant struct {
 	Variant
 	proxy *httputil.ReverseProxy
+	fault *fault // nil without one
+}
+
+// faults are the faults of st by variant name.
+func (st *state) faults() map[string]*fault {
+	out := map[string]*fault{}
+	for _, v := range st.Variants {
+		if v.fault != nil {
+			out[v.Name] = v.fault
+		}
+	}
+	return out
 }
 
 // New builds a router for opts.Variants.
@@ -138,8 +208,11 @@ func New(opts Options) (*Router, error) {
 	r.weight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: MetricWeight, Help: "Current weight of each variant.",
 	}, []string{"variant"})
-	opts.Registry.MustRegister(r.requests, r.errors, r.latency, r.weight)
-	st, err := r.build(0, opts.Variants)
+	r.fault = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: MetricFault, Help: "Percentage of each variant's requests the router aborts by injected fault (0: none).",
+	}, []string{"variant"})
+	opts.Registry.MustRegister(r.requests, r.errors, r.latency, r.weight, r.fault)
+	st, err := r.build(0, opts.Variants, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -150,8 +223,9 @@ func New(opts Options) (*Router, error) {
 	r.mux.HandleFunc("GET /admin/state", r.admin(r.getState))
 	r.mux.HandleFunc("PUT /admin/weights", r.admin(r.putWeights))
 	r.mux.HandleFunc("PUT /admin/variants", r.admin(r.putVariants))
+	r.mux.HandleFunc("PUT /admin/faults", r.admin(r.putFaults))
 	r.mux.HandleFunc("/admin/", r.admin(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, 404, "admin API: GET /admin/state, PUT /admin/weights, PUT /admin/variants")
+		writeError(w, 404, "admin API: GET /admin/state, PUT /admin/weights, PUT /admin/variants, PUT /admin/faults")
 	}))
 	r.mux.HandleFunc("/", r.route)
 	return r, nil
@@ -166,6 +240,12 @@ func (r *Router) State() State {
 	out := State{Version: st.Version}
 	for _, v := range st.Variants {
 		out.Variants = append(out.Variants, v.Variant)
+		if v.fault != nil {
+			if out.Faults == nil {
+				out.Faults = map[string]Fault{}
+			}
+			out.Faults[v.Name] = v.fault.Fault
+		}
 	}
 	return out
 }
@@ -174,11 +254,14 @@ func (r *Router) State() State {
 type State struct {
 	Version  uint64    `json:"version"`
 	Variants []Variant `json:"variants"`
+	// Faults are the injected faults by variant name.
+	Faults map[string]Fault `json:"faults,omitempty"`
 }
 
-// build validates vs and makes a state from them, reusing the proxies of
+// build validates vs and makes a state from them with faults (by variant
+// name; those of variants not in vs are dropped), reusing the proxies of
 // unchanged variants so their idle connections survive a weight change.
-func (r *Router) build(version uint64, vs []Variant) (*state, error) {
+func (r *Router) build(version uint64, vs []Variant, faults map[string]*fault) (*state, error) {
 	st := &state{Version: version}
 	old := map[string]*variant{}
 	if cur := r.state.Load(); cur != nil {
@@ -205,7 +288,7 @@ func (r *Router) build(version uint64, vs []Variant) (*state, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("variant %q: URL %q is not an http(s) URL", v.Name, v.URL)
 		}
-		nv := &variant{Variant: v}
+		nv := &variant{Variant: v, fault: faults[v.Name]}
 		if o := old[v.Name]; o != nil && o.URL == v.URL {
 			nv.proxy = o.proxy
 		} else {
@@ -238,10 +321,16 @@ func (r *Router) publish(st *state) {
 	if prev != nil {
 		for _, v := range prev.Variants {
 			r.weight.DeleteLabelValues(v.Name)
+			r.fault.DeleteLabelValues(v.Name)
 		}
 	}
 	for _, v := range st.Variants {
 		r.weight.WithLabelValues(v.Name).Set(float64(v.Weight))
+		pct := 0
+		if v.fault != nil {
+			pct = v.fault.AbortPercent
+		}
+		r.fault.WithLabelValues(v.Name).Set(float64(pct))
 	}
 }
 
@@ -314,7 +403,12 @@ func (r *Router) route(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	rec := &statusWriter{ResponseWriter: w, code: 200}
-	v.proxy.ServeHTTP(rec, req)
+	if v.fault != nil && v.fault.abort() {
+		rec.Header().Set(HeaderVariant, v.Name)
+		writeError(rec, v.fault.Status, fmt.Sprintf("variant %s: fault injected (abort_percent %d)", v.Name, v.fault.AbortPercent))
+	} else {
+		v.proxy.ServeHTTP(rec, req)
+	}
 	code := strconv.Itoa(rec.code)
 	r.requests.WithLabelValues(v.Name, code).Inc()
 	if rec.code >= 500 {
@@ -427,7 +521,44 @@ func (r *Router) SetWeights(weights map[string]int) (State, error) {
 		}
 		vs[i].Weight = w
 	}
-	return r.commit(cur, vs)
+	return r.commit(cur, vs, cur.faults())
+}
+
+// SetFaults injects, changes or removes (AbortPercent 0) the faults of the
+// named variants at once; the others keep theirs. Nothing changes if any
+// name is unknown or a fault invalid. A changed fault counts its requests
+// afresh; an unchanged one keeps counting.
+func (r *Router) SetFaults(faults map[string]Fault) (State, error) {
+	r.adminMu.Lock()
+	defer r.adminMu.Unlock()
+	cur := r.state.Load()
+	known := map[string]bool{}
+	vs := make([]Variant, len(cur.Variants))
+	for i, v := range cur.Variants {
+		vs[i] = v.Variant
+		known[v.Name] = true
+	}
+	next := cur.faults()
+	for name, f := range faults {
+		if !known[name] {
+			return State{}, fmt.Errorf("no variant %q", name)
+		}
+		f, err := f.validate(name)
+		if err != nil {
+			return State{}, err
+		}
+		switch {
+		case f.AbortPercent == 0:
+			delete(next, name)
+		case next[name] == nil || next[name].Fault != f:
+			next[name] = &fault{Fault: f}
+		}
+	}
+	st, err := r.commit(cur, vs, next)
+	if err == nil {
+		r.opts.Logger.Warn("faults injected", "faults", st.Faults)
+	}
+	return st, err
 }
 
 // VariantsUpdate adds or replaces Set variants (by name) and removes Remove,
@@ -464,11 +595,11 @@ func (r *Router) UpdateVariants(u VariantsUpdate) (State, error) {
 	for _, v := range byName {
 		vs = append(vs, v)
 	}
-	return r.commit(cur, vs)
+	return r.commit(cur, vs, cur.faults())
 }
 
-func (r *Router) commit(cur *state, vs []Variant) (State, error) {
-	st, err := r.build(cur.Version+1, vs)
+func (r *Router) commit(cur *state, vs []Variant, faults map[string]*fault) (State, error) {
+	st, err := r.build(cur.Version+1, vs, faults)
 	if err != nil {
 		return State{}, err
 	}
@@ -498,6 +629,20 @@ func (r *Router) putVariants(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	st, err := r.UpdateVariants(u)
+	if err != nil {
+		writeError(w, 400, err.Error())
+		return
+	}
+	writeJSON(w, 200, st)
+}
+
+func (r *Router) putFaults(w http.ResponseWriter, req *http.Request) {
+	var faults map[string]Fault
+	if err := decodeAdmin(req, &faults); err != nil {
+		writeError(w, 400, err.Error())
+		return
+	}
+	st, err := r.SetFaults(faults)
 	if err != nil {
 		writeError(w, 400, err.Error())
 		return

@@ -289,3 +289,94 @@ func TestUpstreamFailureIs502(t *testing.T) {
 		}
 	}
 }
+
+// A fault aborts exactly its share of the variant's requests, counted as the
+// status it answers, survives weight changes and ends with the variant.
+func TestFaultAbortsExactShare(t *testing.T) {
+	f := setup(t, Options{}, 50, 50)
+	ctx := context.Background()
+	if _, err := (&Client{BaseURL: f.ts.URL, Token: "wrong"}).SetFaults(ctx, map[string]Fault{"canary": {AbortPercent: 20}}); err == nil {
+		t.Fatal("faults set with a wrong token")
+	}
+	c := &Client{BaseURL: f.ts.URL, Token: token}
+	before := f.r.State()
+	for i, bad := range []map[string]Fault{
+		{"canary": {AbortPercent: 20}, "ghost": {AbortPercent: 1}},
+		{"canary": {AbortPercent: 101}},
+		{"canary": {AbortPercent: 20, Status: 200}},
+	} {
+		var se *StatusError
+		if _, err := c.SetFaults(ctx, bad); !errors.As(err, &se) || se.Code != 400 {
+			t.Fatalf("bad faults %d: %v, want 400", i, err)
+		}
+	}
+	if got := f.r.State(); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatalf("state changed by refused faults: %v, was %v", got, before)
+	}
+	st, err := c.SetFaults(ctx, map[string]Fault{"canary": {AbortPercent: 20}})
+	if err != nil || st.Faults["canary"] != (Fault{AbortPercent: 20, Status: 503}) || len(st.Faults) != 1 {
+		t.Fatalf("set faults: %+v, %v", st, err)
+	}
+	// A weight change in the middle must neither lose the fault nor
+	// restart its count.
+	var aborted []int
+	for i := 1; i <= 100; i++ {
+		if i == 51 {
+			if st, err := c.SetWeights(ctx, map[string]int{"champion": 0, "canary": 100}); err != nil || st.Faults["canary"].AbortPercent != 20 {
+				t.Fatalf("weights after fault: %+v, %v", st, err)
+			}
+		}
+		code, v, body := f.send(t, "{}", HeaderVariant, "canary")
+		if v != "canary" {
+			t.Fatalf("request %d served by %q", i, v)
+		}
+		switch code {
+		case 503:
+			aborted = append(aborted, i)
+			if !strings.Contains(body, "fault injected") {
+				t.Fatalf("aborted request %d answered %q", i, body)
+			}
+		case 200:
+		default:
+			t.Fatalf("request %d: status %d", i, code)
+		}
+	}
+	if want := []int{5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100}; fmt.Sprint(aborted) != fmt.Sprint(want) {
+		t.Fatalf("aborted requests %v, want %v", aborted, want)
+	}
+	if got := counter(t, f.r.requests.WithLabelValues("canary", "503")); got != 20 {
+		t.Fatalf("requests{canary,503} = %v, want 20", got)
+	}
+	if got := counter(t, f.r.errors.WithLabelValues("canary", "503")); got != 20 {
+		t.Fatalf("errors{canary,503} = %v, want 20", got)
+	}
+	for range 10 {
+		if code, _, _ := f.send(t, "{}", HeaderVariant, "champion"); code != 200 {
+			t.Fatalf("champion, without a fault, answered %d", code)
+		}
+	}
+
+	if st, err := c.SetFaults(ctx, map[string]Fault{"canary": {AbortPercent: 100, Status: 429}}); err != nil || st.Faults["canary"].Status != 429 {
+		t.Fatalf("change fault: %+v, %v", st, err)
+	}
+	if code, _, _ := f.send(t, "{}", HeaderVariant, "canary"); code != 429 {
+		t.Fatalf("abort_percent 100, status 429: answered %d", code)
+	}
+	if st, err := c.SetFaults(ctx, map[string]Fault{"canary": {}}); err != nil || st.Faults != nil {
+		t.Fatalf("remove fault: %+v, %v", st, err)
+	}
+	if code, _, _ := f.send(t, "{}", HeaderVariant, "canary"); code != 200 {
+		t.Fatalf("fault removed: answered %d", code)
+	}
+	if _, err := c.SetFaults(ctx, map[string]Fault{"canary": {AbortPercent: 50}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err = c.UpdateVariants(ctx, VariantsUpdate{Remove: []string{"canary"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = c.UpdateVariants(ctx, VariantsUpdate{Set: []Variant{{Name: "canary", URL: upstream(t, "canary").URL, Weight: 1}}})
+	if err != nil || st.Faults != nil {
+		t.Fatalf("a variant removed and added again kept its fault: %+v, %v", st, err)
+	}
+}
