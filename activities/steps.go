@@ -5,10 +5,16 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -16,6 +22,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
+	"github.com/gauntlet-ml/gauntlet/internal/secrets"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
@@ -31,17 +38,25 @@ type Host struct {
 	Metrics *metrics.Metrics
 }
 
+// KindSecretInOutput is the error type of a step whose outputs or error
+// held a secret value of the worker.
+const KindSecretInOutput = "SecretInOutput"
+
 // RegisterSteps registers one activity per activity-kind step type.
 func (h *Host) RegisterSteps(w worker.ActivityRegistry) {
+	// The worker's credentials are those of its environment when it starts;
+	// `run:` commands do not get them, but a step can still find one (a
+	// credentials file, a metadata server) and print it.
+	known := secrets.FromEnv(os.Environ())
 	for _, t := range steps.All() {
 		if t.Kind != steps.Activity {
 			continue
 		}
-		w.RegisterActivityWithOptions(h.stepActivity(t), activity.RegisterOptions{Name: workflows.StepActivityName(t.Name)})
+		w.RegisterActivityWithOptions(h.stepActivity(t, known), activity.RegisterOptions{Name: workflows.StepActivityName(t.Name)})
 	}
 }
 
-func (h *Host) stepActivity(t steps.Type) func(context.Context, workflows.StepInput) (workflows.StepResult, error) {
+func (h *Host) stepActivity(t steps.Type, known []string) func(context.Context, workflows.StepInput) (workflows.StepResult, error) {
 	return func(ctx context.Context, wi workflows.StepInput) (workflows.StepResult, error) {
 		in := steps.Input{RunID: wi.RunID, Pipeline: wi.Pipeline, SpecHash: wi.SpecHash, StepID: wi.StepID, Uses: wi.Uses, With: wi.With, Command: wi.Command, StartedBy: wi.StartedBy}
 		info := activity.GetInfo(ctx)
@@ -49,9 +64,10 @@ func (h *Host) stepActivity(t steps.Type) func(context.Context, workflows.StepIn
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return workflows.StepResult{}, fmt.Errorf("step %s: working directory: %w", in.StepID, err)
 		}
-		env := &activityEnv{ctx: ctx, dir: dir, state: h.StateDir, store: h.ArtifactStore, log: h.logger().With("run_id", in.RunID, "step_id", in.StepID, "attempt", info.Attempt)}
+		env := &activityEnv{ctx: ctx, dir: dir, state: h.StateDir, store: h.ArtifactStore, log: h.logger().With("run_id", in.RunID, "step_id", in.StepID, "attempt", info.Attempt), known: known}
 		began := time.Now()
 		out, err := t.Run(ctx, env, in)
+		out, err = withholdSecrets(in.StepID, out, err, known, env.log)
 		if h.Metrics != nil {
 			recordStep(ctx, h.Metrics, t.Name, in, out, err, time.Since(began))
 		}
@@ -82,15 +98,103 @@ func toTemporal(err error, attempt int32) error {
 	})
 }
 
+// withholdSecrets fails a step, permanently, whose outputs or error hold a
+// known secret in any form Scan knows: whatever the activity returns is kept
+// in the run's history for its whole retention, beyond any rotation of the
+// secret, and another attempt would only store it again. The failure names
+// the output, never the value.
+func withholdSecrets(step string, out map[string]any, err error, known []string, log *slog.Logger) (map[string]any, error) {
+	if len(known) == 0 {
+		return out, err
+	}
+	if err != nil {
+		// The SDK stores the message of every error in the chain.
+		leaked := false
+		for e := err; e != nil && !leaked; e = errors.Unwrap(e) {
+			leaked = len(secrets.Scan([]byte(e.Error()), known)) > 0
+		}
+		if !leaked {
+			return out, err
+		}
+		msg := fmt.Sprintf("step %s failed and its error message held a secret value of the worker, so the message is withheld from the run's history", step)
+		if m := masked(err.Error(), known); m != "" {
+			msg += "; masked, it reads: " + m
+		}
+		log.Warn("step error withheld: it held a secret value", "kind", KindSecretInOutput)
+		return nil, steps.Permanent(KindSecretInOutput, errors.New(msg))
+	}
+	var keys []string
+	secretKey := false
+	for k, v := range out {
+		if holdsSecret(k, known) {
+			secretKey = true
+			continue
+		}
+		if holdsSecret(v, known) {
+			keys = append(keys, strconv.Quote(k))
+		}
+	}
+	if len(keys) == 0 && !secretKey {
+		return out, nil
+	}
+	slices.Sort(keys)
+	var what string
+	switch len(keys) {
+	case 0:
+	case 1:
+		what = "output " + keys[0]
+	default:
+		what = "outputs " + strings.Join(keys, ", ")
+	}
+	switch {
+	case secretKey && what == "":
+		what = "the name of an output"
+	case secretKey:
+		what += " and the name of another output"
+	}
+	log.Warn("step outputs withheld: they held a secret value", "kind", KindSecretInOutput, "outputs", what)
+	return nil, steps.Permanentf(KindSecretInOutput, "step %s: %s held a secret value of the worker (a credential or token from its environment); the step fails so that the value never reaches the run's history", step, what)
+}
+
+func holdsSecret(v any, known []string) bool {
+	b, err := json.Marshal(v)
+	return err == nil && len(secrets.Scan(b, known)) > 0
+}
+
+// masked returns text with the secrets masked, or "" when a form Redact
+// does not mask (base64) is left.
+func masked(text string, known []string) string {
+	m := secrets.Redact(text, known)
+	if len(secrets.Scan([]byte(m), known)) > 0 {
+		return ""
+	}
+	return m
+}
+
 type activityEnv struct {
 	ctx   context.Context
 	dir   string
 	state string
 	store string
 	log   *slog.Logger
+	known []string
+	// warned keeps a step that reports a secret every few seconds from
+	// filling the log with the same warning.
+	warned atomic.Bool
 }
 
-func (e *activityEnv) Progress(details any) { activity.RecordHeartbeat(e.ctx, details) }
+// Progress heartbeats without the details when they hold a secret: details
+// reach the server, and a timed-out attempt's last ones its history.
+func (e *activityEnv) Progress(details any) {
+	if len(e.known) > 0 && holdsSecret(details, e.known) {
+		if !e.warned.Swap(true) {
+			e.log.Warn("step progress withheld: it held a secret value", "kind", KindSecretInOutput)
+		}
+		activity.RecordHeartbeat(e.ctx)
+		return
+	}
+	activity.RecordHeartbeat(e.ctx, details)
+}
 
 func (e *activityEnv) Resume(v any) bool {
 	if !activity.HasHeartbeatDetails(e.ctx) {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,6 +29,7 @@ type flags struct {
 	stateDir    string
 	nodeID      string
 	reviewerKey string
+	codecKeys   string
 }
 
 func main() {
@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			resolved := resolve(cmd.Flags(), f, getenv)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, resolved, stdout)
+			return serve(ctx, resolved, stdout, stderr, getenv)
 		},
 	}
 	fl := cmd.Flags()
@@ -64,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fl.StringVar(&f.stateDir, "state-dir", ".gauntlet", "directory for local artifacts and state")
 	fl.StringVar(&f.nodeID, "node-id", "", "identity of the GPU node this worker runs on (set by provisioning)")
 	fl.StringVar(&f.reviewerKey, "reviewer-keys", "", "reviewers' Ed25519 public keys for signed approvals, one \"NAME KEY\" a line (env GAUNTLET_REVIEWER_KEYS)")
+	fl.StringVar(&f.codecKeys, "codec-keys", "", "encrypt payloads with this key ring file, one \"ID:BASE64KEY\" a line, the last encrypting (env "+workerhost.EnvCodecKeysFile+", or the ring itself in "+workerhost.EnvCodecKeys+"); plain payloads when unset")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
@@ -114,15 +115,26 @@ func resolve(fs *pflag.FlagSet, f flags, getenv func(string) string) flags {
 	return out
 }
 
-func serve(ctx context.Context, f flags, stdout io.Writer) error {
+func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(string) string) error {
+	// Keys are read before anything starts: a worker that cannot encrypt
+	// must not join the cluster and write plain payloads.
+	payloadCodec, err := workerhost.LoadCodec(f.codecKeys, getenv)
+	if err != nil {
+		return err
+	}
+	logger := workerhost.NewLogger(stderr, workerhost.NewSecrets(os.Environ(), payloadCodec))
 	cfg := workerhost.Config{
 		TaskQueue:    f.taskQueue,
 		PipelinesDir: f.pipelines,
 		StateDir:     f.stateDir,
 		NodeID:       f.nodeID,
 		ReviewerKeys: f.reviewerKey,
+		Logger:       logger,
 	}
 	var dialOpts []func(*client.Options)
+	if payloadCodec != nil {
+		dialOpts = append(dialOpts, payloadCodec.DialOption)
+	}
 	if f.metricsAddr != "" {
 		tel, err := workerhost.NewTelemetry(f.pipelines)
 		if err != nil {
@@ -152,10 +164,13 @@ func serve(ctx context.Context, f flags, stdout io.Writer) error {
 	// A node worker lives for one run's steps on a GPU node; counting the
 	// cluster's approvals is the long-lived workers' job.
 	if cfg.Metrics != nil && f.nodeID == "" {
-		stopWatch := workerhost.WatchApprovals(ctx, c, cfg.Metrics, workerhost.ApprovalsInterval, slog.Default())
+		stopWatch := workerhost.WatchApprovals(ctx, c, cfg.Metrics, workerhost.ApprovalsInterval, logger)
 		defer stopWatch()
 	}
 	fmt.Fprintf(stdout, "worker polling task queue %s on %s (namespace %s)\n", f.taskQueue, f.conn.Address, f.conn.Namespace)
+	if payloadCodec != nil {
+		fmt.Fprintf(stdout, "payloads encrypted: %s\n", payloadCodec)
+	}
 	<-ctx.Done()
 	// Stop waits for running activities up to the worker's stop timeout, so
 	// a deploy does not cut a training epoch in half without a heartbeat.

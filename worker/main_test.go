@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -273,4 +274,37 @@ func gaugeValue(t *testing.T, g prometheus.Gatherer, name, step string) float64 
 		}
 	}
 	return -1
+}
+
+// A worker whose key ring cannot be read stops before it dials: joining the
+// cluster without it would write plain payloads or fail on every encrypted
+// one.
+func TestBadCodecKeysStopTheStart(t *testing.T) {
+	nowhere := blackHole(t)
+	missing := filepath.Join(t.TempDir(), "codec.keys")
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		wants []string
+	}{
+		{"flag", []string{"--codec-keys", missing}, nil, []string{"--codec-keys", missing}},
+		{"env file", nil, map[string]string{workerhost.EnvCodecKeysFile: missing}, []string{workerhost.EnvCodecKeysFile, missing}},
+		{"env keys", nil, map[string]string{workerhost.EnvCodecKeys: "k1:bm90IGEga2V5"}, []string{workerhost.EnvCodecKeys, `"k1"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			began := time.Now()
+			args := append([]string{"--address", nowhere, "--state-dir", t.TempDir()}, tc.args...)
+			code := run(context.Background(), args, io.Discard, &stderr, func(k string) string { return tc.env[k] })
+			if code != 1 || time.Since(began) > 5*time.Second {
+				t.Fatalf("exit %d after %s, want 1 before any dial: %s", code, time.Since(began), stderr.String())
+			}
+			for _, want := range tc.wants {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr %q lacks %q", stderr.String(), want)
+				}
+			}
+		})
+	}
 }

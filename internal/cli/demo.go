@@ -96,7 +96,10 @@ func (a *app) runDemo(ctx context.Context, pipeline string, kv []string, state s
 	}
 	defer stack.Stop()
 	a.conn = tclient.Options{Address: stack.FrontendAddr(), Namespace: stack.Namespace()}
-	c, err := tclient.Dial(ctx, a.conn, 30*time.Second)
+	// Through a.dial, so that --codec-keys encrypts the demo's payloads
+	// as it would any other client's and worker's.
+	a.dialWait = 30 * time.Second
+	c, err := a.dial(ctx)
 	if err != nil {
 		return err
 	}

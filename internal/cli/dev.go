@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -16,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/gauntlet-ml/gauntlet/internal/codec"
 	"github.com/gauntlet-ml/gauntlet/internal/devstack"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
@@ -102,16 +102,41 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 	if err != nil {
 		return err
 	}
+	payloadCodec, err := a.loadCodec()
+	if err != nil {
+		return err
+	}
 	began := time.Now()
+	logger := workerhost.NewLogger(a.stderr, workerhost.NewSecrets(os.Environ(), payloadCodec))
 	cfg := workerhost.Config{
 		TaskQueue:    a.taskQueue,
 		PipelinesDir: a.pipelinesDir(f.pipelines),
 		StateDir:     f.state,
 		ReviewerKeys: cmp.Or(f.keys, a.getenv("GAUNTLET_REVIEWER_KEYS")),
+		Logger:       logger,
 	}
-	// Metrics are served before the stack starts: a taken port then fails
-	// in milliseconds, not after Temporal has come up.
+	// Metrics and the codec are served before the stack starts: a taken
+	// port then fails in milliseconds, not after Temporal has come up.
 	var dialOpts []func(*client.Options)
+	var codecURL string
+	if payloadCodec != nil {
+		dialOpts = append(dialOpts, payloadCodec.DialOption)
+		// The UI shows payloads as stored; it decrypts them through a codec
+		// endpoint that the browser calls.
+		if opts.UIAddr != "" {
+			addr, stopCodec, _, err := serveCodec(net.JoinHostPort(f.ip, "0"), payloadCodec, codec.ServerOptions{Origins: devCodecOrigins(opts.UIAddr)})
+			if err != nil {
+				return fmt.Errorf("codec endpoint for the UI: %w", err)
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = stopCodec(sctx)
+			}()
+			codecURL = "http://" + addr.String()
+			opts.CodecEndpoint = codecURL
+		}
+	}
 	var metricsURL string
 	if f.metrics != "" {
 		tel, err := workerhost.NewTelemetry(cfg.PipelinesDir)
@@ -147,7 +172,7 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 	}
 	defer w.Stop()
 	if cfg.Metrics != nil {
-		stopWatch := workerhost.WatchApprovals(ctx, c, cfg.Metrics, workerhost.ApprovalsInterval, slog.Default())
+		stopWatch := workerhost.WatchApprovals(ctx, c, cfg.Metrics, workerhost.ApprovalsInterval, logger)
 		defer stopWatch()
 	}
 
@@ -162,6 +187,12 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 	fmt.Fprintf(a.stdout, "Worker           task queue %s, pipelines from %s\n", a.taskQueue, a.pipelinesDir(f.pipelines))
 	if metricsURL != "" {
 		fmt.Fprintf(a.stdout, "Metrics          %s\n", metricsURL)
+	}
+	if payloadCodec != nil {
+		fmt.Fprintf(a.stdout, "Payloads         encrypted (%s)\n", payloadCodec)
+	}
+	if codecURL != "" {
+		fmt.Fprintf(a.stdout, "Codec endpoint   %s (the UI decrypts through it)\n", codecURL)
 	}
 	fmt.Fprintf(a.stdout, "Ready in %s. Press Ctrl-C to stop.\n", time.Since(began).Round(time.Millisecond))
 

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
+	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
@@ -43,6 +44,8 @@ type app struct {
 	dialWait  time.Duration
 	// uiBase overrides GAUNTLET_UI_URL when this process runs the UI.
 	uiBase string
+	// codecKeys is the --codec-keys file; see loadCodec.
+	codecKeys string
 }
 
 // Main runs the CLI and returns the process exit code.
@@ -83,6 +86,7 @@ declared as YAML pipelines. Exit codes: 0 ok, 1 failed, 2 usage, 3 rejected,
 	pf.StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	pf.StringVar(&a.taskQueue, "task-queue", "gauntlet", "task queue of the Gauntlet workers (env "+EnvTaskQueue+")")
 	pf.DurationVar(&a.dialWait, "connect-timeout", 10*time.Second, "how long to wait for Temporal to answer")
+	pf.StringVar(&a.codecKeys, "codec-keys", "", "payload encryption key ring file, the workers' own (env "+workerhost.EnvCodecKeysFile+", or the ring itself in "+workerhost.EnvCodecKeys+")")
 
 	root.AddCommand(
 		a.runCommand(),
@@ -103,6 +107,7 @@ declared as YAML pipelines. Exit codes: 0 ok, 1 failed, 2 usage, 3 rejected,
 		a.validateCommand(),
 		a.planCommand(),
 		a.devCommand(),
+		a.codecServerCommand(),
 		a.demoCommand(),
 		a.versionCommand(),
 	)
@@ -137,7 +142,14 @@ func (a *app) resolveGlobals(fs *pflag.FlagSet) error {
 }
 
 func (a *app) dial(ctx context.Context) (client.Client, error) {
-	return tclient.Dial(ctx, a.conn, a.dialWait)
+	c, err := a.loadCodec()
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return tclient.Dial(ctx, a.conn, a.dialWait)
+	}
+	return tclient.Dial(ctx, a.conn, a.dialWait, c.DialOption)
 }
 
 func (a *app) jsonOut() bool { return a.output == "json" }
