@@ -7,7 +7,7 @@ export GAUNTLET_DATASETS ?= $(abspath ../shared/datasets)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/gauntlet-ml/gauntlet/internal/cli.Version=$(VERSION)
 
-.PHONY: all build demo dev test test-unit test-integration tools lint bench clean
+.PHONY: all build demo dev test test-unit test-integration tools terraform lint bench bench-interp clean
 
 all: build
 
@@ -21,9 +21,14 @@ bin/worker: FORCE
 
 FORCE:
 
-# The main job: dev stack, one pipeline through it, a summary, then stop.
-demo: build
+# The main job: the embedded stack, the whole gauntlet through it (nodes
+# through Terraform, hence terraform), a summary, then stop.
+demo: build terraform
 	./bin/gauntlet demo
+
+# Terraform 1.5.7 into bin/, built from the Go module proxy the first time.
+terraform:
+	bash scripts/install-terraform.sh
 
 # A long-running dev stack with the UI on http://127.0.0.1:8233.
 dev: build
@@ -44,6 +49,10 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+# Interpreter overhead against a hand-written workflow on one embedded server.
+bench-interp:
+	$(GO) test -tags bench -run '^$$' -bench . -benchtime 20x ./bench/interp/
 
 clean:
 	rm -rf bin .gauntlet

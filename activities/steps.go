@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,7 +67,9 @@ func (h *Host) stepActivity(t steps.Type, known []string) func(context.Context, 
 		}
 		env := &activityEnv{ctx: ctx, dir: dir, state: h.StateDir, store: h.ArtifactStore, log: h.logger().With("run_id", in.RunID, "step_id", in.StepID, "attempt", info.Attempt), known: known}
 		began := time.Now()
+		stop := env.keepAlive(info.HeartbeatTimeout)
 		out, err := t.Run(ctx, env, in)
+		stop()
 		out, err = withholdSecrets(in.StepID, out, err, known, env.log)
 		if h.Metrics != nil {
 			recordStep(ctx, h.Metrics, t.Name, in, out, err, time.Since(began))
@@ -181,6 +184,10 @@ type activityEnv struct {
 	// warned keeps a step that reports a secret every few seconds from
 	// filling the log with the same warning.
 	warned atomic.Bool
+	// last holds the last details sent, which the liveness heartbeat
+	// repeats so that a retry still resumes from them.
+	mu   sync.Mutex
+	last []any
 }
 
 // Progress heartbeats without the details when they hold a secret: details
@@ -190,10 +197,48 @@ func (e *activityEnv) Progress(details any) {
 		if !e.warned.Swap(true) {
 			e.log.Warn("step progress withheld: it held a secret value", "kind", KindSecretInOutput)
 		}
-		activity.RecordHeartbeat(e.ctx)
+		e.beat()
 		return
 	}
-	activity.RecordHeartbeat(e.ctx, details)
+	e.beat(details)
+}
+
+func (e *activityEnv) beat(details ...any) {
+	e.mu.Lock()
+	e.last = details
+	e.mu.Unlock()
+	activity.RecordHeartbeat(e.ctx, details...)
+}
+
+// keepAlive heartbeats while a step runs, whether or not the step reports
+// progress itself, so that a pipeline's `heartbeat:` (or defaults.heartbeat)
+// detects a dead worker or node for every step type in that time rather
+// than after the step's whole timeout. A step that hangs while its worker
+// lives is still caught by its timeout.
+func (e *activityEnv) keepAlive(timeout time.Duration) (stop func()) {
+	if timeout <= 0 {
+		return func() {}
+	}
+	every := min(max(timeout/3, time.Second), 30*time.Second)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-e.ctx.Done():
+				return
+			case <-t.C:
+				e.mu.Lock()
+				last := e.last
+				e.mu.Unlock()
+				activity.RecordHeartbeat(e.ctx, last...)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func (e *activityEnv) Resume(v any) bool {

@@ -32,8 +32,9 @@ process and runs the credit-risk gauntlet through them on a fresh registry:
 a first model (no champion to compare with), then a retrained one that is
 evaluated against it, fairness-gated and mitigated, approved, quantized,
 canaried under generated traffic and promoted, then watched while drifted
-traffic comes in until the monitor rolls production back. GPU nodes are
-local processes provisioned and destroyed through Terraform (make tools).`,
+traffic comes in until the monitor rolls production back and starts a
+retraining run, which the demo follows through the gauntlet too. GPU nodes
+are local processes provisioned and destroyed through Terraform (make tools).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

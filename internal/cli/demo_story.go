@@ -49,20 +49,60 @@ func (a *app) demoStory(ctx context.Context, pipeline string, extra []string, lo
 	var failed error
 	for _, r := range runs {
 		fmt.Fprintf(a.stdout, "\n%s\n", r.title)
-		rctx, stop := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		wg.Go(func() { a.demoReviewer(rctx, r.id) })
-		wg.Go(func() { a.demoClients(rctx, r.id, pipeline, local) })
-		err := a.run(ctx, pipeline, runFlags{params: r.params, wait: true, id: r.id, as: a.user("")})
-		stop()
-		wg.Wait()
+		err := a.demoAttend(ctx, r.id, pipeline, local, func() error {
+			return a.run(ctx, pipeline, runFlags{params: r.params, wait: true, id: r.id, as: a.user("")})
+		})
 		if err != nil {
 			failed = errors.Join(failed, err)
 			break
 		}
 	}
+	if failed == nil {
+		failed = a.demoRetrains(ctx, runs[len(runs)-1].id, pipeline, local)
+	}
 	a.demoSummary(ctx, pipeline, store)
 	return failed
+}
+
+// demoAttend runs wait while the demo's reviewer and clients attend run id.
+func (a *app) demoAttend(ctx context.Context, id, model string, local *deploy.Local, wait func() error) error {
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { a.demoReviewer(rctx, id) })
+	wg.Go(func() { a.demoClients(rctx, id, model, local) })
+	err := wait()
+	stop()
+	wg.Wait()
+	return err
+}
+
+// demoRetrains follows the retraining runs the monitor of run id started:
+// each goes through the whole gauntlet again before it may serve.
+func (a *app) demoRetrains(ctx context.Context, id, model string, local *deploy.Local) error {
+	c, err := a.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := a.finalStatus(ctx, c, id, nil)
+	if err != nil {
+		return err
+	}
+	var retrains []any
+	for _, s := range st.Steps {
+		if s.Uses == "monitor" {
+			retrains, _ = s.Outputs["retrain_runs"].([]any)
+		}
+	}
+	for _, r := range retrains {
+		rid, _ := r.(string)
+		fmt.Fprintf(a.stdout, "\n3. The retraining run the monitor started: %s\n", rid)
+		err := a.demoAttend(ctx, rid, model, local, func() error { return a.follow(ctx, c, rid, 0) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // demoReviewer approves the run's model as a named reviewer through the
