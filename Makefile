@@ -7,7 +7,7 @@ export GAUNTLET_DATASETS ?= $(abspath ../shared/datasets)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/gauntlet-ml/gauntlet/internal/cli.Version=$(VERSION)
 
-.PHONY: all build demo dev test test-unit test-integration tools terraform lint bench bench-interp clean
+.PHONY: all build demo dev test tools terraform lint bench bench-interp clean
 
 all: build
 
