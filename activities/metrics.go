@@ -74,6 +74,17 @@ func (r *Recorder) Approval(_ context.Context, in workflows.ApprovalRecord) erro
 	return nil
 }
 
+// Preemption counts a lost node and what it cost.
+func (r *Recorder) Preemption(_ context.Context, in workflows.PreemptionRecord) error {
+	if in.WasteUSD < 0 || math.IsNaN(in.WasteUSD) || math.IsInf(in.WasteUSD, 0) {
+		return nonRetryable("BadInput", fmt.Errorf("record preemption of %q: waste %v is not a cost", in.Pipeline, in.WasteUSD))
+	}
+	if r.Metrics != nil {
+		r.Metrics.Preempted(in.Pipeline, in.WasteUSD)
+	}
+	return nil
+}
+
 // recordStep records one attempt of a step activity: its duration and
 // outcome, then what its outputs say about models, data and cost. Gate
 // steps return their outputs with the error of a failed verdict, so out is

@@ -46,6 +46,7 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	rec := &Recorder{Metrics: cfg.Metrics}
 	w.RegisterActivityWithOptions(rec.Run, activity.RegisterOptions{Name: workflows.RecordRunName})
 	w.RegisterActivityWithOptions(rec.Approval, activity.RegisterOptions{Name: workflows.RecordApprovalName})
+	w.RegisterActivityWithOptions(rec.Preemption, activity.RegisterOptions{Name: workflows.RecordPreemptionName})
 	h := &Host{StateDir: cfg.StateDir, ArtifactStore: cfg.ArtifactStore, Logger: cfg.Logger, Metrics: cfg.Metrics}
 	h.RegisterSteps(w)
 	store := storeOr(cfg.ArtifactStore, cfg.StateDir)

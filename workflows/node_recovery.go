@@ -69,9 +69,15 @@ func (r *run) replaceNode(ctx workflow.Context, provID, stepID string, lost erro
 		With: map[string]any{"node": workdir}, StartedBy: r.input.StartedBy}
 	dctx, cancel := workflow.NewDisconnectedContext(opts)
 	defer cancel()
-	if err := workflow.ExecuteActivity(dctx, StepActivityName("destroy"), destroy).Get(dctx, nil); err != nil {
+	var destroyed StepResult
+	if err := workflow.ExecuteActivity(dctx, StepActivityName("destroy"), destroy).Get(dctx, &destroyed); err != nil {
 		return fmt.Errorf("destroy lost node %v: %w", old["node_id"], err)
 	}
+	// The whole life of a lost node is counted as waste: what it computed
+	// after its step's last checkpoint is redone, and telling that part
+	// apart would need the checkpoint's time, which only the step knows.
+	waste, _ := destroyed.Outputs["cost_usd"].(float64)
+	r.record(ctx, "record-preemption-metric", RecordPreemptionName, PreemptionRecord{Pipeline: r.resolved.Spec.Name, WasteUSD: waste})
 	with := maps.Clone(r.provisionWith[provID])
 	prov := StepInput{RunID: r.status.RunID, Pipeline: r.resolved.Spec.Name, SpecHash: r.resolved.Hash, StepID: steps.NodeGeneration(provID, gen),
 		Uses: "provision", With: with, StartedBy: r.input.StartedBy}
@@ -80,10 +86,13 @@ func (r *run) replaceNode(ctx workflow.Context, provID, stepID string, lost erro
 		return fmt.Errorf("provision generation %d: %w", gen, err)
 	}
 	lostNodes, _ := old["lost_nodes"].([]any)
-	lostNodes = append(lostNodes, map[string]any{"node_id": old["node_id"], "while": stepID, "reason": rootMessage(lost), "at": workflow.Now(ctx).UTC().Format(time.RFC3339)})
+	lostNodes = append(lostNodes, map[string]any{"node_id": old["node_id"], "while": stepID, "reason": rootMessage(lost),
+		"at": workflow.Now(ctx).UTC().Format(time.RFC3339), "waste_usd": waste})
+	prevWaste, _ := old["preemption_waste_usd"].(float64)
 	out := res.Outputs
 	out["generation"] = float64(gen)
 	out["lost_nodes"] = lostNodes
+	out["preemption_waste_usd"] = prevWaste + waste
 	ps.Outputs = out
 	ps.Reason = fmt.Sprintf("node %v lost while running %s (%s); replaced by %v", old["node_id"], stepID, rootMessage(lost), out["node_id"])
 	return nil

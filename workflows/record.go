@@ -7,8 +7,9 @@ import "time"
 // workflow must not update a metric itself (it replays); a local activity's
 // result is recorded in the history and not run again on replay.
 const (
-	RecordRunName      = "RecordRun"
-	RecordApprovalName = "RecordApproval"
+	RecordRunName        = "RecordRun"
+	RecordApprovalName   = "RecordApproval"
+	RecordPreemptionName = "RecordPreemption"
 )
 
 // RunRecord is the input of RecordRun: a run of Pipeline ended with Status,
@@ -25,4 +26,11 @@ type ApprovalRecord struct {
 	Pipeline string        `json:"pipeline"`
 	Outcome  string        `json:"outcome"`
 	Waited   time.Duration `json:"waited"`
+}
+
+// PreemptionRecord is the input of RecordPreemption: a node running a step
+// of Pipeline was lost, and WasteUSD of its cost bought nothing kept.
+type PreemptionRecord struct {
+	Pipeline string  `json:"pipeline"`
+	WasteUSD float64 `json:"waste_usd"`
 }

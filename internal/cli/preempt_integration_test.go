@@ -101,6 +101,9 @@ func TestPreemptedNodeIsReplacedAndTrainingResumes(t *testing.T) {
 	if gpu["generation"] != float64(2) || len(gpu["lost_nodes"].([]any)) != 1 {
 		t.Fatalf("gpu outputs: generation %v, lost %v", gpu["generation"], gpu["lost_nodes"])
 	}
+	if _, ok := gpu["preemption_waste_usd"].(float64); !ok {
+		t.Fatalf("gpu outputs carry no preemption waste: %v", gpu)
+	}
 	if from, _ := train["resumed_from_epoch"].(float64); from < 1 {
 		t.Fatalf("training started over instead of resuming: %v", train["resumed_from_epoch"])
 	}
