@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,6 +18,9 @@ import (
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
 
+	"github.com/gauntlet-ml/gauntlet/internal/gpu"
+	"github.com/gauntlet-ml/gauntlet/internal/metrics"
+	"github.com/gauntlet-ml/gauntlet/internal/spot"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
 	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
 )
@@ -30,7 +34,14 @@ type flags struct {
 	nodeID      string
 	reviewerKey string
 	codecKeys   string
+	gpuInterval time.Duration
+	spotWatch   bool
+	spotIMDS    string
 }
+
+// exitSpotInterrupted tells a supervisor that the worker ended because
+// the instance is about to be reclaimed, not because it failed.
+const exitSpotInterrupted = 7
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
@@ -65,18 +76,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fl.StringVar(&f.nodeID, "node-id", "", "identity of the GPU node this worker runs on (set by provisioning)")
 	fl.StringVar(&f.reviewerKey, "reviewer-keys", "", "reviewers' Ed25519 public keys for signed approvals, one \"NAME KEY\" a line (env GAUNTLET_REVIEWER_KEYS)")
 	fl.StringVar(&f.codecKeys, "codec-keys", "", "encrypt payloads with this key ring file, one \"ID:BASE64KEY\" a line, the last encrypting (env "+workerhost.EnvCodecKeysFile+", or the ring itself in "+workerhost.EnvCodecKeys+"); plain payloads when unset")
+	fl.DurationVar(&f.gpuInterval, "gpu-interval", workerhost.GPUInterval, "sample the node's NVIDIA GPUs into the --metrics-addr gauges this often (0 = off)")
+	fl.BoolVar(&f.spotWatch, "spot-watch", false, "poll EC2 instance metadata for a spot interruption notice, and on one stop the worker and exit with status 7")
+	fl.StringVar(&f.spotIMDS, "spot-metadata-endpoint", spot.DefaultEndpoint, "instance metadata service --spot-watch polls")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
-		var ue *tclient.UnreachableError
-		if errors.As(err, &ue) {
-			return 6
-		}
-		return 1
+		return exitCode(err)
 	}
 	return 0
+}
+
+func exitCode(err error) int {
+	var ue *tclient.UnreachableError
+	if errors.As(err, &ue) {
+		return 6
+	}
+	var si *workerhost.SpotInterrupted
+	if errors.As(err, &si) {
+		return exitSpotInterrupted
+	}
+	return 1
 }
 
 // resolve applies, in order of precedence: explicit flags, environment,
@@ -148,6 +170,10 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", addr)
 		cfg.Metrics = tel.Metrics
 		dialOpts = append(dialOpts, tel.DialOption)
+		if f.gpuInterval > 0 {
+			stopGPU := watchGPU(ctx, tel.Metrics, f.nodeID, f.gpuInterval, logger)
+			defer stopGPU()
+		}
 	}
 	c, err := tclient.Dial(ctx, f.conn, 15*time.Second, dialOpts...)
 	if err != nil {
@@ -171,9 +197,36 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 	if payloadCodec != nil {
 		fmt.Fprintf(stdout, "payloads encrypted: %s\n", payloadCodec)
 	}
-	<-ctx.Done()
+	var notices <-chan spot.Notice
+	if f.spotWatch {
+		var stopSpot func()
+		notices, stopSpot = workerhost.WatchSpot(ctx, f.spotIMDS, spot.DefaultInterval, logger)
+		defer stopSpot()
+		fmt.Fprintf(stdout, "watching %s for a spot interruption notice\n", f.spotIMDS)
+	}
 	// Stop waits for running activities up to the worker's stop timeout, so
 	// a deploy does not cut a training epoch in half without a heartbeat.
-	w.Stop()
-	return nil
+	return workerhost.ServeUntil(ctx, w, notices, logger)
+}
+
+// watchGPU samples the node's GPUs into m under the node id, or the host
+// name of a worker not started by provisioning, so each node's series
+// stay apart.
+func watchGPU(ctx context.Context, m *metrics.Metrics, nodeID string, every time.Duration, logger *slog.Logger) (stop func()) {
+	node := nodeID
+	if node == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			host = "unknown"
+		}
+		node = host
+	}
+	src := gpu.NewNVML()
+	stopWatch := workerhost.WatchGPU(ctx, src, m, node, every, logger)
+	return func() {
+		stopWatch()
+		if err := src.Close(); err != nil {
+			logger.Warn("closing NVML", "error", err)
+		}
+	}
 }

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -24,6 +26,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
+	"github.com/gauntlet-ml/gauntlet/internal/spot"
 	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
@@ -306,5 +309,99 @@ func TestBadCodecKeysStopTheStart(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// stopRecorder stands in for the Temporal worker ServeUntil stops.
+type stopRecorder struct{ stopped chan struct{} }
+
+func (s *stopRecorder) Stop() { close(s.stopped) }
+
+// tokenIMDS serves IMDSv2 as EC2 does: metadata only with a token from
+// PUT /latest/api/token, 401 without one; the interruption is scheduled
+// once quiet polls have been answered 404.
+func tokenIMDS(t *testing.T, quiet int) *httptest.Server {
+	t.Helper()
+	var mu sync.Mutex
+	polls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
+			if r.Header.Get(spot.HeaderTokenTTL) == "" {
+				http.Error(w, "missing TTL", http.StatusBadRequest)
+				return
+			}
+			io.WriteString(w, "t0ken")
+		case r.Method == http.MethodGet && r.URL.Path == "/latest/meta-data/spot/instance-action":
+			if r.Header.Get(spot.HeaderToken) != "t0ken" {
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			if polls++; polls <= quiet {
+				http.NotFound(w, r)
+				return
+			}
+			io.WriteString(w, `{"action": "terminate", "time": "2026-11-29T11:00:00Z"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestSpotNoticeStopsTheWorkerAndExitsNonZero(t *testing.T) {
+	srv := tokenIMDS(t, 3)
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	notices, stopWatch := workerhost.WatchSpot(context.Background(), srv.URL, time.Millisecond, logger)
+	defer stopWatch()
+	w := &stopRecorder{stopped: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- workerhost.ServeUntil(context.Background(), w, notices, logger) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no spot notice acted on within 20s")
+	}
+	select {
+	case <-w.stopped:
+	default:
+		t.Error("the worker was not stopped")
+	}
+	var si *workerhost.SpotInterrupted
+	if !errors.As(err, &si) || si.Notice.Action != "terminate" {
+		t.Fatalf("ServeUntil = %v, want the terminate notice", err)
+	}
+	if code := exitCode(fmt.Errorf("serve: %w", err)); code != exitSpotInterrupted || code == 0 {
+		t.Errorf("exit code %d, want %d", code, exitSpotInterrupted)
+	}
+	if !strings.Contains(logs.String(), "spot interruption notice") || strings.Contains(logs.String(), "metadata service") {
+		t.Errorf("log: want the notice and no metadata errors:\n%s", logs.String())
+	}
+}
+
+func TestServeUntilShutdownIsNotAnInterruption(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w := &stopRecorder{stopped: make(chan struct{})}
+	if err := workerhost.ServeUntil(ctx, w, nil, slog.New(slog.DiscardHandler)); err != nil {
+		t.Errorf("ServeUntil on shutdown = %v, want nil", err)
+	}
+	select {
+	case <-w.stopped:
+	default:
+		t.Error("the worker was not stopped")
+	}
+}
+
+func TestBadGPUIntervalStopsTheStart(t *testing.T) {
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"--gpu-interval", "often"}, io.Discard, &stderr, func(string) string { return "" })
+	if code == 0 || !strings.Contains(stderr.String(), "gpu-interval") {
+		t.Errorf("exit %d, stderr %q: want a failure naming --gpu-interval", code, stderr.String())
 	}
 }

@@ -92,8 +92,11 @@ func destroyOne(ctx context.Context, env Env, dir string) (map[string]any, error
 	if err != nil {
 		return nil, fmt.Errorf("destroy %s: %w", dir, err)
 	}
+	// State in S3 cannot be counted from here; destroying it is harmless
+	// when it holds nothing, and leaving a node running is not.
+	remote := rec.Backend != nil && rec.DestroyedAt == nil
 	switch {
-	case live > 0:
+	case live > 0 || remote:
 		if err := destroyWorkspace(ctx, env, dir, rec); err != nil {
 			return nil, err
 		}
@@ -130,8 +133,10 @@ func destroyWorkspace(ctx context.Context, env Env, dir string, rec *nodeRecord)
 	if err != nil {
 		return Permanent(kindMissingTool, fmt.Errorf("destroy: %w", err))
 	}
-	// No Module: the copy provision left in dir is what gets destroyed.
-	ws, err := tf.New(tf.Config{Terraform: bin, Dir: dir, ProviderMirror: os.Getenv(EnvProviderMirror), Env: terraformEnv()})
+	// No Module: the copy provision left in dir is what gets destroyed. The
+	// recorded backend, since a workspace opened without one drops the
+	// backend override and would find no state.
+	ws, err := tf.New(tf.Config{Terraform: bin, Dir: dir, Backend: rec.Backend, ProviderMirror: os.Getenv(EnvProviderMirror), Env: terraformEnv()})
 	if err != nil {
 		return fmt.Errorf("destroy: terraform workspace %s: %w", dir, err)
 	}

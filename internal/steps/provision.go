@@ -13,6 +13,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -91,12 +92,16 @@ func init() {
 			{Name: "regions", Doc: "regions to compare spot prices in (list or comma-separated); required by cloud modules"},
 			{Name: "allow_on_demand", Doc: "let on-demand prices stand in where spot is missing or dearer (default false)"},
 			{Name: "instance_types", Doc: "acceptable instance types (list or comma-separated; default: every catalogue type that fits)"},
+			{Name: "backend", Doc: "keep the node's Terraform state in S3 rather than its working directory: a mapping of " +
+				"Terraform's s3 backend settings (bucket, region, endpoint, dynamodb_table, force_path_style, ...) with key_prefix " +
+				"in place of key; the key is <key_prefix>/<node_id>.tfstate, so runs and steps never share state. Credentials " +
+				"come from the AWS_* environment, never from here: node.json records the mapping for destroy"},
 			{Name: "vars", Doc: "more module variables, a mapping; they win over derived ones (worker_binary, temporal_address, " +
 				"namespace, state_dir, log_file, gpu_description) but may not set node_id, task_queue or, for cloud modules, " +
 				"region, instance_types, availability_zone, max_price_per_hour"},
 		},
 		Outputs: []string{"node_id", "task_queue", "gpu", "workdir", "terraform_log", "price_per_hour", "started_at",
-			"module", "offer", "request", "module_outputs", "generation", "lost_nodes"},
+			"module", "offer", "request", "module_outputs", "generation", "lost_nodes", "preemption_waste_usd"},
 		Run: runProvision,
 	})
 }
@@ -131,12 +136,69 @@ type nodeRecord struct {
 	// Offers are the instance types still to try in the chosen region,
 	// cheapest first; the first is applied, and a capacity failure drops it.
 	Offers []offerRecord `json:"offers,omitempty"`
+	// Backend is the S3 backend configuration the state lives in, nil for
+	// local state: destroy reopens the workspace with it, since a
+	// workspace opened without it would look for the state locally.
+	Backend map[string]string `json:"backend,omitempty"`
 }
 
 type provisionArgs struct {
-	module string
-	req    nodeRequest
-	vars   map[string]any
+	module  string
+	req     nodeRequest
+	vars    map[string]any
+	backend map[string]string
+}
+
+// Backend settings provision refuses: the key is derived so that no two
+// nodes share state, and credentials would end up in node.json.
+var (
+	derivedBackendKeys = []string{"key", "workspace_key_prefix"}
+	secretBackendKeys  = []string{"access_key", "secret_key", "token"}
+)
+
+const backendKeyPrefix = "key_prefix"
+
+// parseBackend reads the backend mapping into -backend-config values;
+// numbers and booleans are formatted, as Terraform reads them back from text.
+func parseBackend(in Input) (map[string]string, error) {
+	m, err := argMap(in, "backend")
+	if err != nil || m == nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		switch {
+		case slices.Contains(derivedBackendKeys, k):
+			return nil, badInput("backend."+k, "is derived from the run and step so runs never share state; give %s instead", backendKeyPrefix)
+		case slices.Contains(secretBackendKeys, k):
+			return nil, badInput("backend."+k, "would be recorded in %s; pass credentials in the AWS_* environment of the worker", nodeRecordFile)
+		}
+		switch v := m[k].(type) {
+		case string:
+			out[k] = v
+		case bool, float64, int, int64:
+			out[k] = fmt.Sprint(v)
+		default:
+			return nil, badInput("backend."+k, "want a string, number or boolean, got %T", v)
+		}
+	}
+	if out["bucket"] == "" {
+		return nil, badInput("backend.bucket", "required: the S3 bucket the node's state is kept in")
+	}
+	return out, nil
+}
+
+// backendConfig is the backend for one node: the step's settings with the
+// key_prefix replaced by a key of the node's own.
+func backendConfig(settings map[string]string, nodeID string) map[string]string {
+	if settings == nil {
+		return nil
+	}
+	cfg := maps.Clone(settings)
+	prefix := strings.Trim(cfg[backendKeyPrefix], "/")
+	delete(cfg, backendKeyPrefix)
+	cfg["key"] = path.Join(prefix, nodeID+".tfstate")
+	return cfg
 }
 
 func parseProvision(in Input) (*provisionArgs, error) {
@@ -178,6 +240,9 @@ func parseProvision(in Input) (*provisionArgs, error) {
 	if a.vars, err = argMap(in, "vars"); err != nil {
 		return nil, err
 	}
+	if a.backend, err = parseBackend(in); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -206,7 +271,7 @@ func runProvision(ctx context.Context, env Env, in Input) (map[string]any, error
 	if err != nil {
 		return nil, err
 	}
-	ws, err := tf.New(tf.Config{Terraform: p.terraform, Module: p.module, Dir: p.workdir,
+	ws, err := tf.New(tf.Config{Terraform: p.terraform, Module: p.module, Dir: p.workdir, Backend: rec.Backend,
 		ProviderMirror: os.Getenv(EnvProviderMirror), Env: terraformEnv()})
 	if err != nil {
 		return nil, fmt.Errorf("provision: terraform workspace %s: %w", p.workdir, err)
@@ -297,6 +362,7 @@ func (p *provisioner) record(ctx context.Context) (*nodeRecord, error) {
 	}
 	rec.TaskQueue, rec.RunID, rec.StepID, rec.Module = p.taskQueue, p.in.RunID, p.in.StepID, p.module
 	rec.Request = p.args.req
+	rec.Backend = backendConfig(p.args.backend, p.nodeID)
 	if p.cloud && len(rec.Offers) == 0 {
 		if rec.Offers, err = selectOffers(ctx, p.args.req); err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/tf"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 // terraformForTest returns the pinned terraform the way provision finds
@@ -294,5 +297,102 @@ func TestProvisionNodeIDFitsBothModules(t *testing.T) {
 	}
 	if nodeID("a.b", "gpu") == nodeID("a_b", "gpu") || nodeID(long+"x", "gpu") == nodeID(long+"y", "gpu") {
 		t.Error("ids that sanitise or truncate alike give the same node id")
+	}
+}
+
+func TestProvisionBackendSettings(t *testing.T) {
+	in := func(b any) Input { return Input{With: map[string]any{"backend": b}} }
+	got, err := parseBackend(in(map[string]any{"bucket": "tf", "key_prefix": "/gauntlet/nodes/", "region": "eu-west-1",
+		"force_path_style": true, "max_retries": 5.0}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := backendConfig(got, nodeID("run-1", "gpu"))
+	want := map[string]string{"bucket": "tf", "key": "gauntlet/nodes/" + nodeID("run-1", "gpu") + ".tfstate",
+		"region": "eu-west-1", "force_path_style": "true", "max_retries": "5"}
+	if fmt.Sprint(cfg) != fmt.Sprint(want) {
+		t.Errorf("backend config = %v, want %v", cfg, want)
+	}
+	if a, b := backendConfig(got, nodeID("run-1", "gpu"))["key"], backendConfig(got, nodeID("run-2", "gpu"))["key"]; a == b {
+		t.Errorf("two runs share the state key %s", a)
+	}
+	if a, b := backendConfig(got, nodeID("run-1", "gpu"))["key"], backendConfig(got, nodeID("run-1", "gpu2"))["key"]; a == b {
+		t.Errorf("two steps share the state key %s", a)
+	}
+	if cfg := backendConfig(map[string]string{"bucket": "tf"}, "n"); cfg["key"] != "n.tfstate" {
+		t.Errorf("key without a prefix = %q", cfg["key"])
+	}
+	if cfg, err := parseBackend(Input{}); cfg != nil || err != nil || backendConfig(cfg, "n") != nil {
+		t.Errorf("no backend input gave %v, %v", cfg, err)
+	}
+	for _, c := range []struct {
+		with any
+		want string
+	}{
+		{map[string]any{"bucket": "tf", "key": "shared.tfstate"}, "with.backend.key"},
+		{map[string]any{"bucket": "tf", "secret_key": "s"}, "with.backend.secret_key"},
+		{map[string]any{"region": "eu-west-1"}, "with.backend.bucket"},
+		{map[string]any{"bucket": "tf", "endpoints": map[string]any{"s3": "x"}}, "with.backend.endpoints"},
+		{"not json", "with.backend"},
+	} {
+		_, err := parseBackend(in(c.with))
+		wantPermanent(t, err, c.want)
+	}
+}
+
+// The node's state goes to S3 (a real S3 protocol server) under a key of
+// its own, node.json records the backend, and destroy, which reopens the
+// workspace from node.json alone, finds the state there.
+func TestProvisionLocalNodeStateInS3(t *testing.T) {
+	terraformForTest(t)
+	s3 := s3mem.New()
+	if err := s3.CreateBucket("tfstate"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gofakes3.New(s3, gofakes3.WithLogger(gofakes3.DiscardLog())).Server())
+	t.Cleanup(srv.Close)
+	script, _ := fakeWorker(t)
+	t.Setenv(EnvWorkerBinary, script)
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	state := t.TempDir()
+	env := newEnv(t, state)
+	id := nodeID("run-1", "gpu")
+	killNodeOnCleanup(t, id)
+
+	backend := map[string]any{"bucket": "tfstate", "key_prefix": "gauntlet", "region": "us-east-1", "endpoint": srv.URL,
+		"force_path_style": true, "skip_credentials_validation": true, "skip_metadata_api_check": true, "skip_region_validation": true}
+	out := mustRun(t, env, "provision", "gpu", map[string]any{"module": "local-node", "backend": backend,
+		"vars": map[string]any{"stop_timeout_seconds": 5}})
+	workdir := out["workdir"].(string)
+	key := "gauntlet/" + id + ".tfstate"
+	if obj, err := s3.HeadObject("tfstate", key); err != nil || obj.Size == 0 {
+		t.Fatalf("no state at s3://tfstate/%s after apply: %v", key, err)
+	}
+	if _, err := os.Stat(filepath.Join(workdir, "terraform.tfstate")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("local state beside an S3 backend: %v", err)
+	}
+	rec, err := readNodeRecord(workdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Backend["key"] != key || rec.Backend["endpoint"] != srv.URL || rec.Backend["force_path_style"] != "true" {
+		t.Errorf("node.json backend = %v", rec.Backend)
+	}
+	pids := nodeProcesses(t, id)
+	if len(pids) != 1 {
+		t.Fatalf("node workers %v, want one", pids)
+	}
+
+	d := mustRun(t, env, "destroy", "teardown", map[string]any{"node": "gpu"})
+	if d["destroyed"] != true || d["node_id"] != id {
+		t.Errorf("destroy = %v", d)
+	}
+	if alive(pids[0]) {
+		t.Errorf("worker %d still running after destroy", pids[0])
+	}
+	again := mustRun(t, env, "destroy", "teardown", map[string]any{"node": "gpu"})
+	if again["destroyed"] != false || !strings.Contains(fmt.Sprint(again["reason"]), "already destroyed") {
+		t.Errorf("destroy again = %v", again)
 	}
 }

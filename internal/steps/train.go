@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/gpu"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dp"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
@@ -230,6 +231,15 @@ func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", a.data, err))
 	}
 
+	gpus := newGPUSampler(trainGPU())
+	defer gpus.close()
+	progress := func(p model.Progress) {
+		d := map[string]any{"epoch": p.Epoch, "epochs": p.Epochs, "loss": num(p.Loss)}
+		if g := gpus.summary(p.Epoch); g != "" {
+			d["gpu"] = g
+		}
+		env.Progress(d)
+	}
 	// The first epoch reported says where training started: after a
 	// checkpoint left by a lost node, not at 1.
 	firstEpoch := 0
@@ -239,7 +249,7 @@ func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
 			if firstEpoch == 0 {
 				firstEpoch = p.Epoch
 			}
-			env.Progress(map[string]any{"epoch": p.Epoch, "epochs": p.Epochs, "loss": num(p.Loss)})
+			progress(p)
 		}),
 	}
 	var prev struct {
@@ -264,9 +274,7 @@ func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
 		// DP-SGD keeps no checkpoints: its Poisson batches would have to
 		// be replayed exactly for the accounting to hold, and it is fast.
 		o := *a.dp
-		o.Progress = func(p model.Progress) {
-			env.Progress(map[string]any{"epoch": p.Epoch, "epochs": p.Epochs, "loss": num(p.Loss)})
-		}
+		o.Progress = progress
 		net, guarantee, err = dp.Train(ctx, x, trainSet.Y, a.cfg, o)
 		if errors.Is(err, dp.ErrBudget) {
 			return nil, Permanent(kindPrivacyBudget, fmt.Errorf("train on %s: %w", a.data, err))
@@ -409,4 +417,58 @@ func reweighing(d *dataset.Dataset, names []string) ([]float64, error) {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.reweigh over %s: %w", strings.Join(names, ","), err))
 	}
 	return w, nil
+}
+
+// trainGPU opens the source training heartbeats read the node's GPUs from;
+// tests stand a fake in. NVML loads nothing until the first snapshot, and
+// without a driver it reports NoNVIDIAGPU, so opening it costs nothing on
+// a CPU node.
+var trainGPU = func() gpu.Source { return gpu.NewNVML() }
+
+// gpuSampler adds a GPU summary to training heartbeats. It reads the
+// source at most once per epoch, since a snapshot is a round of driver
+// calls and heartbeats may come more often than epochs, and never again
+// once the source says there is no GPU.
+type gpuSampler struct {
+	src   gpu.Source
+	epoch int
+	last  string
+	off   bool
+}
+
+func newGPUSampler(src gpu.Source) *gpuSampler {
+	return &gpuSampler{src: src, epoch: -1, off: src == nil}
+}
+
+// summary is "<index>: <util>% <used>/<total> GiB" per device, joined
+// by "; ", or empty without GPUs. A failed read leaves the epoch without
+// a summary rather than failing training over telemetry.
+func (s *gpuSampler) summary(epoch int) string {
+	if s.off || epoch == s.epoch {
+		return s.last
+	}
+	s.epoch = epoch
+	snap, err := s.src.Snapshot()
+	if err != nil {
+		s.last = ""
+		return ""
+	}
+	if snap.State != gpu.Available || len(snap.Devices) == 0 {
+		s.off, s.last = true, ""
+		return ""
+	}
+	parts := make([]string, len(snap.Devices))
+	for i, d := range snap.Devices {
+		parts[i] = fmt.Sprintf("%d: %.0f%% %.1f/%.1f GiB", d.Index, d.UtilizationPercent,
+			float64(d.MemoryUsedBytes)/(1<<30), float64(d.MemoryTotalBytes)/(1<<30))
+	}
+	s.last = strings.Join(parts, "; ")
+	return s.last
+}
+
+// close releases the driver when the source holds it (NVML does).
+func (s *gpuSampler) close() {
+	if c, ok := s.src.(interface{ Close() error }); ok {
+		_ = c.Close()
+	}
 }
