@@ -151,6 +151,30 @@ type rocPoint struct {
 // score evaluates m on d. Threshold-free metrics come from the scores;
 // decision metrics come from the model's own decisions, which differ from a
 // single threshold when the manifest carries a fairness policy.
+// scoreCandidate loads the model at with.model and scores it on src, by
+// default its held-out split. It returns the source it settled on, so that
+// a baseline is scored on the very same rows.
+func scoreCandidate(path, src string) (*loadedModel, *dataset.Dataset, *scored, string, error) {
+	cand, err := loadModel("model", path)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	if src == "" {
+		if src, err = cand.holdout(); err != nil {
+			return nil, nil, nil, "", err
+		}
+	}
+	d, err := cand.loadData("data", src)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	cs, err := score(cand, d)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	return cand, d, cs, src, nil
+}
+
 func score(m *loadedModel, d *dataset.Dataset) (*scored, error) {
 	s, err := m.scores(d)
 	if err != nil {
@@ -269,22 +293,7 @@ func runEvaluate(ctx context.Context, env Env, in Input) (map[string]any, error)
 		return nil, err
 	}
 
-	cand, err := loadModel("model", path)
-	if err != nil {
-		return nil, err
-	}
-	if src == "" {
-		// Resolve the default once, so the baseline is scored on the very
-		// same rows.
-		if src, err = cand.holdout(); err != nil {
-			return nil, err
-		}
-	}
-	d, err := cand.loadData("data", src)
-	if err != nil {
-		return nil, err
-	}
-	cs, err := score(cand, d)
+	cand, _, cs, src, err := scoreCandidate(path, src)
 	if err != nil {
 		return nil, err
 	}

@@ -353,22 +353,7 @@ func readSummary(dir string) (*reportSummary, error) {
 // staging directory and renames it to dir, so dir never holds a page
 // without its summary.
 func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir string) (*reportSummary, error) {
-	cand, err := loadModel("model", a.model)
-	if err != nil {
-		return nil, err
-	}
-	src := a.data
-	if src == "" {
-		// Resolved once, so the baseline is scored on the very same rows.
-		if src, err = cand.holdout(); err != nil {
-			return nil, err
-		}
-	}
-	d, err := cand.loadData("data", src)
-	if err != nil {
-		return nil, err
-	}
-	cs, err := score(cand, d)
+	cand, d, cs, src, err := scoreCandidate(a.model, a.data)
 	if err != nil {
 		return nil, err
 	}
