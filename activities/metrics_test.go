@@ -14,9 +14,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
-	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
-	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
-	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/mltest"
 	"github.com/gauntlet-ml/gauntlet/internal/monitor"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
@@ -259,29 +257,7 @@ func (f *registryFixture) promote(t *testing.T, version, expected int) {
 // trainModel saves a small logistic model of builtin:credit-risk under dir.
 func trainModel(t *testing.T, dir string, seed int) {
 	t.Helper()
-	d, err := dataset.Load(fmt.Sprintf("builtin:credit-risk?rows=300&seed=%d", seed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := dataset.FitEncoder(d, dataset.EncoderOptions{Unseen: dataset.UnseenOther})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x, err := enc.Transform(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	net, err := model.Train(context.Background(), x, d.Y, model.Config{Kind: model.LogReg, MaxIter: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &modelfile.Manifest{
-		Kind: model.LogReg, Schema: d.Schema, Features: enc.FeatureNames(), Preprocessing: enc, Threshold: 0.5,
-		Lineage: modelfile.Lineage{DataDigest: d.Digest, Params: map[string]any{serving.NegativeLabelParam: "no"}, CreatedAt: time.Unix(0, 0).UTC()},
-	}
-	if _, err := modelfile.Save(dir, m, net.Tensors()); err != nil {
-		t.Fatal(err)
-	}
+	mltest.SaveLogReg(t, dir, seed, map[string]any{serving.NegativeLabelParam: "no"})
 }
 
 func TestCanaryRecordsWeightAndRollback(t *testing.T) {
