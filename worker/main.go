@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,8 @@ type flags struct {
 	stateDir    string
 	nodeID      string
 	reviewerKey string
+	logFormat   string
+	logLevel    string
 	codecKeys   string
 	gpuInterval time.Duration
 	spotWatch   bool
@@ -74,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fl.StringVar(&f.pipelines, "pipelines", "pipelines", "directory of pipeline definitions (env GAUNTLET_PIPELINES)")
 	fl.StringVar(&f.stateDir, "state-dir", ".gauntlet", "directory for local artifacts and state")
 	fl.StringVar(&f.nodeID, "node-id", "", "identity of the GPU node this worker runs on (set by provisioning)")
+	fl.StringVar(&f.logFormat, "log-format", "", "log lines as text or json, each with run_id and step_id (env GAUNTLET_LOG_FORMAT, default text)")
+	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (env GAUNTLET_LOG_LEVEL, default info)")
 	fl.StringVar(&f.reviewerKey, "reviewer-keys", "", "reviewers' Ed25519 public keys for signed approvals, one \"NAME KEY\" a line (env GAUNTLET_REVIEWER_KEYS)")
 	fl.StringVar(&f.codecKeys, "codec-keys", "", "encrypt payloads with this key ring file, one \"ID:BASE64KEY\" a line, the last encrypting (env "+workerhost.EnvCodecKeysFile+", or the ring itself in "+workerhost.EnvCodecKeys+"); plain payloads when unset")
 	fl.DurationVar(&f.gpuInterval, "gpu-interval", workerhost.GPUInterval, "sample the node's NVIDIA GPUs into the --metrics-addr gauges this often (0 = off)")
@@ -144,7 +149,11 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 	if err != nil {
 		return err
 	}
-	logger := workerhost.NewLogger(stderr, workerhost.NewSecrets(os.Environ(), payloadCodec))
+	logger, err := workerhost.NewLogger(stderr, workerhost.NewSecrets(os.Environ(), payloadCodec),
+		cmp.Or(f.logFormat, getenv("GAUNTLET_LOG_FORMAT")), cmp.Or(f.logLevel, getenv("GAUNTLET_LOG_LEVEL")))
+	if err != nil {
+		return fmt.Errorf("--log-format/--log-level: %w", err)
+	}
 	cfg := workerhost.Config{
 		TaskQueue:    f.taskQueue,
 		PipelinesDir: f.pipelines,

@@ -34,6 +34,7 @@ type devFlags struct {
 	state     string
 	keys      string
 	metrics   string
+	logFormat string
 }
 
 func (a *app) devCommand() *cobra.Command {
@@ -62,6 +63,7 @@ a kill when it is kept on a file.`,
 	fl.StringVar(&f.logFile, "log-file", filepath.Join(".gauntlet", "temporal.log"), "where the Temporal server writes its own log")
 	fl.StringVar(&f.pipelines, "pipelines", "", "directory of pipeline definitions (env "+EnvPipelines+", default ./pipelines)")
 	fl.StringVar(&f.state, "state-dir", ".gauntlet", "directory for artifacts and other local state")
+	fl.StringVar(&f.logFormat, "log-format", "", "the worker's log lines as text or json (env GAUNTLET_LOG_FORMAT, default text)")
 	fl.StringVar(&f.keys, "reviewer-keys", "", "reviewers' Ed25519 public keys for signed approvals (env GAUNTLET_REVIEWER_KEYS)")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus /metrics on this host:port (off when empty)")
 	return cmd
@@ -107,7 +109,11 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 		return err
 	}
 	began := time.Now()
-	logger := workerhost.NewLogger(a.stderr, workerhost.NewSecrets(os.Environ(), payloadCodec))
+	logger, err := workerhost.NewLogger(a.stderr, workerhost.NewSecrets(os.Environ(), payloadCodec),
+		cmp.Or(f.logFormat, a.getenv("GAUNTLET_LOG_FORMAT")), a.getenv("GAUNTLET_LOG_LEVEL"))
+	if err != nil {
+		return usagef("--log-format: %v", err)
+	}
 	cfg := workerhost.Config{
 		TaskQueue:    a.taskQueue,
 		PipelinesDir: a.pipelinesDir(f.pipelines),

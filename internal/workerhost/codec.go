@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/gauntlet-ml/gauntlet/internal/codec"
+	"github.com/gauntlet-ml/gauntlet/internal/logging"
 	"github.com/gauntlet-ml/gauntlet/internal/secrets"
 )
 
@@ -110,8 +111,12 @@ func NewSecrets(environ []string, c *Codec) *secrets.Set {
 	return s
 }
 
-// NewLogger is a worker process's logger: text lines on w with every known
-// secret masked, whichever step or library logs it.
-func NewLogger(w io.Writer, known *secrets.Set) *slog.Logger {
-	return slog.New(secrets.NewRedactingHandler(slog.NewTextHandler(w, nil), known.Values))
+// NewLogger returns the process logger: text or JSON (format) at level,
+// with every secret value masked.
+func NewLogger(w io.Writer, known *secrets.Set, format, level string) (*slog.Logger, error) {
+	l, err := logging.New(w, format, level)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(secrets.NewRedactingHandler(l.Handler(), known.Values)), nil
 }

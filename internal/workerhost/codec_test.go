@@ -152,7 +152,10 @@ func TestLoggerMasksEnvironmentSecretsAndCodecKeys(t *testing.T) {
 	_, key, _ := strings.Cut(entry, ":")
 	const token = "ghp_w0rkerT0kenValue"
 	var b bytes.Buffer
-	l := NewLogger(&b, NewSecrets([]string{"GITHUB_TOKEN=" + token, "HOME=/home/gauntlet"}, c))
+	l, err := NewLogger(&b, NewSecrets([]string{"GITHUB_TOKEN=" + token, "HOME=/home/gauntlet"}, c), "json", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
 	l.Info("calling with "+token, "key", key, "home", "/home/gauntlet")
 	out := b.String()
 	if strings.Contains(out, token) || strings.Contains(out, key) {
