@@ -263,6 +263,12 @@ func runApproval(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, err
 	_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.RunStatus.ValueSet(RunWaiting), searchattr.Approval.ValueSet("waiting:"+sr.spec.ID))
 	defer func() {
 		g.open = false
+		// Another gate may still wait: the run waits until the last closes.
+		for _, other := range r.gates {
+			if other.open {
+				return
+			}
+		}
 		if r.status.State == RunWaiting {
 			r.status.State = RunRunning
 			_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.RunStatus.ValueSet(RunRunning))

@@ -226,3 +226,36 @@ func TestApprovalNotifiesOncePerChange(t *testing.T) {
 		t.Fatalf("notifications:\n got %q\nwant %q", events, want)
 	}
 }
+
+func TestRunWaitsUntilTheLastOfParallelApprovalsCloses(t *testing.T) {
+	h := newHarness(t)
+	h.input = workflows.PipelineInput{YAML: `
+name: two-gates
+steps:
+  - {id: legal, uses: approval, with: {reviewers: [alice]}}
+  - {id: risk, uses: approval, with: {reviewers: [bob]}}
+`}
+	var afterFirst workflows.Status
+	h.env.RegisterDelayedCallback(func() {
+		sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice", Step: "legal"})
+	}, time.Hour)
+	h.env.RegisterDelayedCallback(func() {
+		v, err := h.env.QueryWorkflow(workflows.StatusQuery)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = v.Get(&afterFirst)
+		sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "bob", Step: "risk"})
+	}, 2*time.Hour)
+	res, err := h.start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if afterFirst.State != workflows.RunWaiting {
+		t.Fatalf("with risk still open the run is %q, want waiting", afterFirst.State)
+	}
+	if res.State != workflows.RunSucceeded {
+		t.Fatalf("run %s", res.State)
+	}
+}
