@@ -581,6 +581,13 @@ func saveModelDir(dir string, m *modelfile.Manifest, tensors []model.Tensor, hol
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", err
 	}
+	// Attempts killed mid-save (a worker SIGKILLed) left their staging
+	// directories; once the model is published they can never be used.
+	if left, err := filepath.Glob(filepath.Join(parent, "."+filepath.Base(dir)+".stage-*")); err == nil {
+		for _, l := range left {
+			_ = os.RemoveAll(l)
+		}
+	}
 	return digest, nil
 }
 

@@ -124,3 +124,26 @@ func TestTrainEvaluateAdult(t *testing.T) {
 		t.Errorf("accuracy %.4f on adult.test, want >= 0.85", acc)
 	}
 }
+
+// A save killed half way (the worker SIGKILLed) leaves a staging directory
+// beside the model; the next successful save of that model removes it.
+func TestKilledSaveLeavesNoStagingBehind(t *testing.T) {
+	state := t.TempDir()
+	env := newEnv(t, state)
+	with := map[string]any{"data": biased, "label": "defaulted", "positive_label": "yes"}
+	dir := mustRun(t, env, "train", "train", with)["model"].(string)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".stage-killed")
+	if err := os.MkdirAll(filepath.Join(left, "model"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "train", "train", with)
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Fatalf("staging directory of the killed save is still there: %v", err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("model not saved again: %v", err)
+	}
+}
