@@ -1,18 +1,26 @@
 package workflows_test
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // TestReplayRecordedHistories replays histories recorded from real runs
-// (see internal/cli's integration test, GAUNTLET_RECORD_HISTORIES=1). A
-// change to workflow code that would break runs already in flight fails
-// here, before it reaches a worker.
+// (see internal/cli's integration and demo tests,
+// GAUNTLET_RECORD_HISTORIES=1). A change to workflow code that would break
+// runs already in flight fails here, before it reaches a worker.
+//
+// A file named NAME@WORKFLOW_ID.json is replayed under that workflow id:
+// workflows that derive ids from their own (a monitor, a retraining run)
+// produce other commands under the replayer's default id.
 func TestReplayRecordedHistories(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
 	if err != nil {
@@ -23,11 +31,28 @@ func TestReplayRecordedHistories(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			r := worker.NewWorkflowReplayer()
-			workflows.Register(r)
-			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+			if err := replayFile(f); err != nil {
 				t.Fatalf("%s no longer replays: %v", f, err)
 			}
 		})
 	}
+}
+
+func replayFile(path string) error {
+	r, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	hist, err := client.HistoryFromJSON(r, client.HistoryJSONOptions{})
+	if err != nil {
+		return err
+	}
+	var opts worker.ReplayWorkflowHistoryOptions
+	if _, id, ok := strings.Cut(strings.TrimSuffix(filepath.Base(path), ".json"), "@"); ok {
+		opts.OriginalExecution = workflow.Execution{ID: id}
+	}
+	replayer := worker.NewWorkflowReplayer()
+	workflows.Register(replayer)
+	return replayer.ReplayWorkflowHistoryWithOptions(nil, hist, opts)
 }

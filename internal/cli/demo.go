@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +25,7 @@ func (a *app) demoCommand() *cobra.Command {
 	var pipeline, state string
 	var params []string
 	var keep bool
+	var export string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a pipeline end to end on a fresh embedded stack and print a summary",
@@ -39,13 +41,14 @@ are local processes provisioned and destroyed through Terraform (make tools).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return a.runDemo(ctx, pipeline, params, state, keep)
+			return a.runDemo(ctx, pipeline, params, state, keep, export)
 		},
 	}
 	cmd.Flags().StringVar(&pipeline, "pipeline", "credit-risk", "pipeline to run; credit-risk tells the whole story in two runs, any other runs once")
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "pipeline parameter as key=value (repeatable)")
 	cmd.Flags().StringVar(&state, "state-dir", filepath.Join(".gauntlet", "demo"), "directory for the demo's artifacts, registry and nodes (emptied at the start)")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the stack and UI up after the run until Ctrl-C")
+	cmd.Flags().StringVar(&export, "export-histories", "", "write every workflow's history to this directory (JSON, as `gauntlet history` does) before stopping")
 	return cmd
 }
 
@@ -65,7 +68,7 @@ func loopbackAddr(preferred int) (string, error) {
 	return l.Addr().String(), nil
 }
 
-func (a *app) runDemo(ctx context.Context, pipeline string, kv []string, state string, keep bool) error {
+func (a *app) runDemo(ctx context.Context, pipeline string, kv []string, state string, keep bool, export string) error {
 	params, err := parseParams(kv)
 	if err != nil {
 		return err
@@ -130,6 +133,13 @@ func (a *app) runDemo(ctx context.Context, pipeline string, kv []string, state s
 		runErr = a.run(ctx, pipeline, runFlags{params: kv, wait: true, as: a.user("")})
 	}
 	fmt.Fprintf(a.stdout, "Artifacts, registry and node logs: %s\n", state)
+	if export != "" {
+		n, err := exportHistories(ctx, c, export)
+		if err != nil {
+			return errors.Join(runErr, fmt.Errorf("export histories: %w", err))
+		}
+		fmt.Fprintf(a.stdout, "Exported %d workflow histories to %s\n", n, export)
+	}
 	fmt.Fprintf(a.stdout, "Demo finished in %s.\n", time.Since(began).Round(time.Millisecond))
 	if keep && ctx.Err() == nil {
 		fmt.Fprintln(a.stdout, "Stack kept up (--keep). Press Ctrl-C to stop.")

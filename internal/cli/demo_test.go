@@ -31,8 +31,9 @@ func TestDemoRunsTheWholeGauntlet(t *testing.T) {
 	t.Setenv("GAUNTLET_WORKER_BINARY", worker)
 	t.Setenv("GAUNTLET_INFRA_MODULES", filepath.Join(root, "infra", "modules"))
 	env := map[string]string{"GAUNTLET_PIPELINES": filepath.Join(root, "pipelines"), "GAUNTLET_USER": "ci"}
+	histories := t.TempDir()
 	code, out, stderr := runCLI(t, env, "demo", "--state-dir", filepath.Join(t.TempDir(), "demo"),
-		"-p", "canary_interval=5s", "-p", "monitor_for=50s")
+		"-p", "canary_interval=5s", "-p", "monitor_for=50s", "--export-histories", histories)
 	if code != ExitOK {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -50,5 +51,25 @@ func TestDemoRunsTheWholeGauntlet(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("demo output:\n%s", out)
+	}
+	// Every workflow the demo ran replays; the second run (canary and
+	// monitor steps, a node) and its monitor are kept for the replay tests.
+	files, err := filepath.Glob(filepath.Join(histories, "*.json"))
+	if err != nil || len(files) < 4 {
+		t.Fatalf("exported histories %v (%v): want the three runs and the monitor", files, err)
+	}
+	for _, f := range files {
+		hist, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, id := "", strings.TrimSuffix(filepath.Base(f), ".json")
+		switch base := filepath.Base(f); {
+		case strings.HasPrefix(base, "monitor-"):
+			name = "monitor.json"
+		case strings.HasSuffix(base, "-second.json"):
+			name = "pipeline_canary_monitor.json"
+		}
+		keepHistory(t, hist, name, id)
 	}
 }

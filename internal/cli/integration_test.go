@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -319,41 +317,46 @@ func waitFor(t *testing.T, cond func() bool) {
 // GAUNTLET_RECORD_HISTORIES=1; otherwise it only checks the run replays.
 func recordHistory(t *testing.T, c client.Client, id, name string) {
 	t.Helper()
-	iter := c.GetWorkflowHistory(context.Background(), id, "", false, 0)
-	hist, err := historyJSON(iter)
+	hist, err := exportHistory(context.Background(), c, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if os.Getenv("GAUNTLET_RECORD_HISTORIES") == "1" {
-		path := filepath.Join(repoRoot(t), "workflows", "testdata", "histories", name)
+	keepHistory(t, hist, name, id)
+}
+
+// keepHistory checks that a fresh history of workflow id replays and, when
+// GAUNTLET_RECORD_HISTORIES=1 and it has a name, commits it for the replay
+// tests as NAME@ID.json (workflows/replay_test.go replays it under that id).
+func keepHistory(t *testing.T, hist []byte, name, id string) {
+	t.Helper()
+	file := strings.TrimSuffix(name, ".json") + "@" + id + ".json"
+	if name == "" {
+		file = "history@" + id + ".json"
+	}
+	path := filepath.Join(t.TempDir(), file)
+	if os.Getenv("GAUNTLET_RECORD_HISTORIES") == "1" && name != "" {
+		path = filepath.Join(repoRoot(t), "workflows", "testdata", "histories", file)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(path, hist, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	}
+	if err := os.WriteFile(path, hist, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
 	replayer := worker.NewWorkflowReplayer()
 	workflows.Register(replayer)
-	tmp := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(tmp, hist, 0o644); err != nil {
-		t.Fatal(err)
+	if err := replayer.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id}}); err != nil {
+		t.Fatalf("fresh history of %s does not replay: %v", id, err)
 	}
-	if err := replayer.ReplayWorkflowHistoryFromJSONFile(nil, tmp); err != nil {
-		t.Fatalf("fresh history does not replay: %v", err)
-	}
-}
-
-func historyJSON(iter client.HistoryEventIterator) ([]byte, error) {
-	var h historypb.History
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			return nil, err
-		}
-		h.Events = append(h.Events, ev)
-	}
-	return temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(&h)
 }
 
 const approvalPipeline = `name: gated

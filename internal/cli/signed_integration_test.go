@@ -53,4 +53,16 @@ func TestSignedApprovalThroughTheCLI(t *testing.T) {
 		code, out, _ := runCLI(t, env, "status", "signed-1", "--output", "json")
 		return code == ExitOK && strings.Contains(out, `"state": "succeeded"`) && strings.Contains(out, `"key_id": "SHA256:`)
 	})
+	// The audit trail: the whole history, with the signed vote in it.
+	export := filepath.Join(dir, "signed-1.json")
+	if code, _, stderr := runCLI(t, env, "history", "signed-1", "--out", export); code != ExitOK {
+		t.Fatalf("history: exit %d %s", code, stderr)
+	}
+	hist, err := os.ReadFile(export)
+	if err != nil || !strings.Contains(string(hist), `"eventId"`) || !strings.Contains(string(hist), "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED") {
+		t.Fatalf("exported history lacks events or the accepted update (%v): %.300s", err, hist)
+	}
+	if code, _, _ := runCLI(t, env, "history", "no-such-run"); code != ExitNotFound {
+		t.Fatalf("history of an unknown run: exit %d, want %d", code, ExitNotFound)
+	}
 }

@@ -101,7 +101,7 @@ func RunWith(ctx context.Context, typ string, with map[string]string, outDir str
 		return fmt.Errorf("step %s: outputs are not JSON: %w", typ, err)
 	}
 	b = append(b, '\n')
-	if err := writeAtomic(filepath.Join(outDir, OutputsFile), b); err != nil {
+	if err := WriteFileAtomic(filepath.Join(outDir, OutputsFile), b); err != nil {
 		return fmt.Errorf("step %s: %w", typ, err)
 	}
 	_, err = stdout.Write(b)
@@ -211,7 +211,9 @@ func progressLine(details any) string {
 	return strings.Join(parts, " ")
 }
 
-func writeAtomic(path string, data []byte) error {
+// WriteFileAtomic writes data to path through a synced temporary file and
+// a rename, so a reader sees the old file or the whole new one, never half.
+func WriteFileAtomic(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return err
