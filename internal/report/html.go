@@ -41,18 +41,50 @@ const (
 )
 
 type pageData struct {
-	Title      string
-	RunID      string
-	Pipeline   string
-	Created    string
-	Candidate  modelView
-	Champion   *modelView
-	NoChampion string
-	Gate       gateView
-	Metrics    []metricRow
-	Images     []imageView
-	Fairness   *fairnessView
-	Notes      []string
+	Title       string
+	RunID       string
+	Pipeline    string
+	Created     string
+	Candidate   modelView
+	Champion    *modelView
+	NoChampion  string
+	Gate        gateView
+	Metrics     []metricRow
+	Images      []imageView
+	Fairness    *fairnessView
+	Explanation *explanationView
+	Validation  *validationView
+	Notes       []string
+}
+
+type explanationView struct {
+	Measure      string
+	Importance   []importanceRow
+	HasSpread    bool
+	Coefficients []contributionRow
+	Records      []recordView
+	// Image and RecordImage are empty when there is nothing to draw.
+	Image, RecordImage string
+}
+
+type importanceRow struct {
+	Feature, Mean, Std string
+}
+
+type contributionRow struct {
+	Feature, Value string
+}
+
+type recordView struct {
+	Row, Method, Base string
+	Attributions      []contributionRow
+}
+
+type validationView struct {
+	Summary  string
+	Passed   bool
+	Warnings []string
+	Report   string
 }
 
 type modelView struct {
@@ -139,6 +171,12 @@ func page(ev *Evidence) ([]byte, error) {
 	}
 	if ev.Fairness != nil {
 		d.Fairness = fairnessSection(ev.Fairness)
+	}
+	if ev.Explanation != nil {
+		d.Explanation = explanationSection(ev.Explanation)
+	}
+	if ev.Validation != nil {
+		d.Validation = validationSection(ev.Validation)
 	}
 	var buf bytes.Buffer
 	if err := indexTemplate.Execute(&buf, d); err != nil {
@@ -284,6 +322,47 @@ func fairnessSection(f *Fairness) *fairnessView {
 			fv.Excluded = "Left out of the aggregates as too small: " + strings.Join(fr.Excluded, ", ") + "."
 		}
 		v.Features = append(v.Features, fv)
+	}
+	return v
+}
+
+func explanationSection(e *Explanation) *explanationView {
+	v := &explanationView{Measure: e.Measure, Image: ImportanceFile}
+	if v.Measure == "" {
+		v.Measure = "importance"
+	}
+	for _, im := range e.Ranked() {
+		row := importanceRow{Feature: im.Feature, Mean: formatValue(im.Mean), Std: "—"}
+		if im.Std.Defined() {
+			row.Std, v.HasSpread = formatValue(im.Std), true
+		}
+		v.Importance = append(v.Importance, row)
+	}
+	for _, c := range e.Coefficients {
+		v.Coefficients = append(v.Coefficients, contributionRow{c.Feature, fmt.Sprintf("%+.4f", c.Value)})
+	}
+	for _, r := range e.Records {
+		rv := recordView{Row: fmt.Sprint(r.Row), Method: r.Method, Base: formatNum(r.Base, 4)}
+		for _, a := range r.Attributions {
+			rv.Attributions = append(rv.Attributions, contributionRow{a.Feature, fmt.Sprintf("%+.4f", a.Value)})
+		}
+		v.Records = append(v.Records, rv)
+	}
+	if len(e.Records) > 0 {
+		v.RecordImage = AttributionFile
+	}
+	return v
+}
+
+func validationSection(val *Validation) *validationView {
+	v := &validationView{Passed: val.Passed, Warnings: val.Warnings, Report: val.Report}
+	switch {
+	case !val.Passed:
+		v.Summary = "Data validation failed."
+	case len(val.Warnings) == 0:
+		v.Summary = "Data validation passed without warnings."
+	default:
+		v.Summary = fmt.Sprintf("Data validation passed with %d warning(s).", len(val.Warnings))
 	}
 	return v
 }

@@ -55,6 +55,12 @@ func plots(ev *Evidence) ([]namedFile, error) {
 			jobs = append(jobs, job{names[i], func() ([]byte, error) { return fairnessPNG(before, after) }})
 		}
 	}
+	if ev.Explanation != nil {
+		jobs = append(jobs, job{ImportanceFile, func() ([]byte, error) { return importancePNG(ev.Explanation) }})
+		if len(ev.Explanation.Records) > 0 {
+			jobs = append(jobs, job{AttributionFile, func() ([]byte, error) { return attributionPNG(&ev.Explanation.Records[0]) }})
+		}
+	}
 	out := make([]namedFile, 0, len(jobs))
 	for _, j := range jobs {
 		b, err := j.draw()
@@ -423,4 +429,151 @@ func ratesPlot(title string, fr *fairness.FeatureReport) (*plot.Plot, error) {
 		}
 	}
 	return p, nil
+}
+
+// positiveColor and negativeColor tell which way an attribution pushes the
+// score: towards the positive class or away from it.
+var (
+	positiveColor = rateColors[2]
+	negativeColor = candidateColor
+)
+
+// maxBars bounds the features one chart draws; beyond it the bars grow too
+// thin to label, and the page's table lists every feature anyway.
+const maxBars = 25
+
+// barHeight sizes a horizontal bar chart by its number of bars, so that a
+// model with many features keeps readable labels and one with few features
+// does not get bars as thick as they are long.
+func barHeight(bars int) vg.Length { return max(4*vg.Inch, vg.Length(bars)*0.32*vg.Inch+1.6*vg.Inch) }
+
+// importancePNG draws the importances as horizontal bars, most important on
+// top, with ± one standard deviation as error bars where the spread is known.
+func importancePNG(e *Explanation) ([]byte, error) {
+	ranked := e.Ranked()
+	title := "Feature importance"
+	if len(ranked) > maxBars {
+		title += fmt.Sprintf(" (top %d of %d)", maxBars, len(ranked))
+		ranked = ranked[:maxBars]
+	}
+	measure := e.Measure
+	if measure == "" {
+		measure = "Importance"
+	}
+	p := newPlot(title, measure, "")
+	p.Add(plotter.NewGrid())
+	n := len(ranked)
+	names := make([]string, n)
+	values := make(plotter.Values, n)
+	var spread struct {
+		plotter.XYs
+		plotter.XErrors
+	}
+	missing := plotter.XYLabels{}
+	for i, im := range ranked {
+		// NominalY puts the first name at the bottom.
+		y := n - 1 - i
+		names[y] = im.Feature
+		if !im.Mean.Defined() {
+			missing.XYs = append(missing.XYs, plotter.XY{X: 0, Y: float64(y)})
+			missing.Labels = append(missing.Labels, "n/a")
+			continue
+		}
+		values[y] = float64(im.Mean)
+		if im.Std.Defined() && im.Std > 0 {
+			spread.XYs = append(spread.XYs, plotter.XY{X: float64(im.Mean), Y: float64(y)})
+			spread.XErrors = append(spread.XErrors, struct{ Low, High float64 }{float64(im.Std), float64(im.Std)})
+		}
+	}
+	bars, err := horizontalBars(values, candidateColor)
+	if err != nil {
+		return nil, err
+	}
+	p.Add(bars)
+	if len(spread.XYs) > 0 {
+		eb, err := plotter.NewXErrorBars(spread)
+		if err != nil {
+			return nil, err
+		}
+		eb.LineStyle.Color = color.Black
+		p.Add(eb)
+	}
+	if err := addMissing(p, missing); err != nil {
+		return nil, err
+	}
+	p.NominalY(names...)
+	p.Y.Min, p.Y.Max = -0.5, float64(n)-0.5
+	return encode(7*vg.Inch, barHeight(n), []*plot.Plot{p})
+}
+
+// attributionPNG draws one record's attributions as signed horizontal bars
+// in the order given, the first on top.
+func attributionPNG(r *Record) ([]byte, error) {
+	attrs := r.Attributions
+	title := fmt.Sprintf("Attributions of record %d", r.Row)
+	if len(attrs) > maxBars {
+		title += fmt.Sprintf(" (%d largest)", maxBars)
+		attrs = attrs[:maxBars]
+	}
+	if r.Method != "" {
+		title += "\n" + r.Method + fmt.Sprintf(", base logit %s", formatNum(r.Base, 3))
+	}
+	p := newPlot(title, "Contribution to the logit", "")
+	p.Add(plotter.NewGrid())
+	n := len(attrs)
+	names := make([]string, n)
+	up, down := make(plotter.Values, n), make(plotter.Values, n)
+	for i, a := range attrs {
+		y := n - 1 - i
+		names[y] = a.Feature
+		if a.Value >= 0 {
+			up[y] = a.Value
+		} else {
+			down[y] = a.Value
+		}
+	}
+	for _, s := range []struct {
+		values plotter.Values
+		color  color.Color
+		label  string
+	}{{up, positiveColor, "towards positive"}, {down, negativeColor, "towards negative"}} {
+		bars, err := horizontalBars(s.values, s.color)
+		if err != nil {
+			return nil, err
+		}
+		p.Add(bars)
+		p.Legend.Add(s.label, bars)
+	}
+	p.NominalY(names...)
+	p.Y.Min, p.Y.Max = -0.5, float64(n)-0.5
+	return encode(7*vg.Inch, barHeight(n), []*plot.Plot{p})
+}
+
+func horizontalBars(values plotter.Values, c color.Color) (*plotter.BarChart, error) {
+	bars, err := plotter.NewBarChart(values, vg.Points(14))
+	if err != nil {
+		return nil, err
+	}
+	bars.Horizontal = true
+	bars.Color = c
+	bars.LineStyle.Width = 0
+	return bars, nil
+}
+
+// addMissing marks undefined values with "n/a", so that a missing bar is
+// never read as a zero.
+func addMissing(p *plot.Plot, missing plotter.XYLabels) error {
+	if len(missing.XYs) == 0 {
+		return nil
+	}
+	l, err := plotter.NewLabels(missing)
+	if err != nil {
+		return err
+	}
+	for i := range l.TextStyle {
+		l.TextStyle[i].XAlign, l.TextStyle[i].YAlign = draw.XLeft, draw.YCenter
+	}
+	l.Offset = vg.Point{X: vg.Points(2)}
+	p.Add(l)
+	return nil
 }

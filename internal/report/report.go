@@ -8,11 +8,14 @@
 package report
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
@@ -26,6 +29,10 @@ const (
 	ROCFile         = "roc.png"
 	CalibrationFile = "calibration.png"
 	ConfusionFile   = "confusion.png"
+	ImportanceFile  = "importance.png"
+	// AttributionFile shows the first explained record only: one record's
+	// attributions are readable as a chart, a dozen are not.
+	AttributionFile = "attributions.png"
 )
 
 // Evidence is everything the report shows. It is JSON-serialisable (written
@@ -41,6 +48,10 @@ type Evidence struct {
 	// Verdict is the evaluation gate's comparison of the two models.
 	Verdict  *evaluate.Verdict `json:"verdict,omitempty"`
 	Fairness *Fairness         `json:"fairness,omitempty"`
+	// Explanation is nil when no explanation was computed.
+	Explanation *Explanation `json:"explanation,omitempty"`
+	// Validation is nil when no data validation result was given.
+	Validation *Validation `json:"validation,omitempty"`
 	// Notes carry anything else a reviewer should read, such as data
 	// validation warnings and drift findings, one sentence each.
 	Notes []string `json:"notes,omitempty"`
@@ -92,6 +103,73 @@ type Fairness struct {
 	Cost             *fairness.MitigationCost `json:"cost,omitempty"`
 }
 
+// Explanation is what the candidate relies on: overall (importance, and
+// coefficients for a linear model) and for a few individual records.
+type Explanation struct {
+	// Measure names what importance is, e.g. "ROC AUC drop when the column
+	// is shuffled"; the page uses it as the axis label.
+	Measure    string       `json:"measure,omitempty"`
+	Importance []Importance `json:"importance"`
+	// Coefficients are the linear model's weights by encoded feature.
+	Coefficients []Contribution `json:"coefficients,omitempty"`
+	Records      []Record       `json:"records,omitempty"`
+}
+
+// Importance is one column's global importance.
+type Importance struct {
+	Feature string         `json:"feature"`
+	Mean    fairness.Value `json:"mean"`
+	// Std is the spread over repeats, undefined when the source gave only
+	// the mean: the page then draws no error bar rather than a zero one.
+	Std fairness.Value `json:"std"`
+}
+
+// Contribution is a feature's signed share of a score.
+type Contribution struct {
+	Feature string  `json:"feature"`
+	Value   float64 `json:"value"`
+}
+
+// Record is one explained record.
+type Record struct {
+	// Row is the record's index in the explained data.
+	Row int `json:"row"`
+	// Method is how the attributions were computed, e.g. "linear".
+	Method string `json:"method,omitempty"`
+	// Base is the logit the attributions start from.
+	Base float64 `json:"base"`
+	// Attributions may be only the largest few; the page keeps their order.
+	Attributions []Contribution `json:"attributions"`
+}
+
+// Validation is the data validation's outcome for the training data.
+type Validation struct {
+	Passed bool `json:"passed"`
+	// Warnings are the checks that warned, one sentence each.
+	Warnings []string `json:"warnings,omitempty"`
+	// Report locates the full validation report.
+	Report string `json:"report,omitempty"`
+}
+
+// Ranked returns the importances most important first; undefined means go
+// last, and ties are broken by feature name so the order is stable.
+func (e *Explanation) Ranked() []Importance {
+	r := slices.Clone(e.Importance)
+	slices.SortStableFunc(r, func(a, b Importance) int {
+		switch {
+		case a.Mean.Defined() != b.Mean.Defined():
+			if a.Mean.Defined() {
+				return -1
+			}
+			return 1
+		case a.Mean.Defined() && a.Mean != b.Mean:
+			return cmp.Compare(b.Mean, a.Mean)
+		}
+		return strings.Compare(a.Feature, b.Feature)
+	})
+	return r
+}
+
 // Result describes a rendered report directory.
 type Result struct {
 	Dir string `json:"dir"`
@@ -133,8 +211,48 @@ func (ev *Evidence) validate() error {
 	if ev.Fairness != nil && ev.Fairness.Report == nil {
 		return fmt.Errorf("fairness: no report")
 	}
+	if ev.Explanation != nil {
+		if err := ev.Explanation.validate(); err != nil {
+			return fmt.Errorf("explanation: %w", err)
+		}
+	}
 	return nil
 }
+
+func (e *Explanation) validate() error {
+	if len(e.Importance) == 0 {
+		return fmt.Errorf("no feature importance")
+	}
+	for _, im := range e.Importance {
+		if im.Feature == "" {
+			return fmt.Errorf("an importance names no feature")
+		}
+		if math.IsInf(float64(im.Mean), 0) || math.IsInf(float64(im.Std), 0) || im.Std < 0 {
+			return fmt.Errorf("importance of %s is %v ± %v, want finite numbers and a spread ≥ 0", im.Feature, im.Mean, im.Std)
+		}
+	}
+	for _, c := range e.Coefficients {
+		if !finite(c.Value) {
+			return fmt.Errorf("coefficient of %s is %v", c.Feature, c.Value)
+		}
+	}
+	for i, r := range e.Records {
+		if len(r.Attributions) == 0 {
+			return fmt.Errorf("record %d has no attributions", i)
+		}
+		if !finite(r.Base) {
+			return fmt.Errorf("record %d has base %v", i, r.Base)
+		}
+		for _, a := range r.Attributions {
+			if !finite(a.Value) {
+				return fmt.Errorf("record %d: attribution of %s is %v", i, a.Feature, a.Value)
+			}
+		}
+	}
+	return nil
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 func (m *Model) validate() error {
 	if err := m.ROC.validate(); err != nil {

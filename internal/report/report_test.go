@@ -458,3 +458,99 @@ func assertEmpty(t *testing.T, dir string) {
 		t.Errorf("left behind: %s", e.Name())
 	}
 }
+
+func TestRenderExplanationAndValidation(t *testing.T) {
+	ev := evidence(t, false, false)
+	// Given out of order, with one undefined mean and one feature whose
+	// spread is unknown, as the page must cope with both.
+	ev.Explanation = &Explanation{
+		Measure: "ROC AUC drop",
+		Importance: []Importance{
+			{Feature: "age", Mean: 0.02, Std: 0.005},
+			{Feature: "income", Mean: 0.11, Std: 0.01},
+			{Feature: "region", Mean: fairness.Undefined(), Std: fairness.Undefined()},
+			{Feature: "debt_ratio", Mean: 0.07, Std: fairness.Undefined()},
+		},
+		Coefficients: []Contribution{{"income", -1.25}, {"age", 0.5}},
+		Records: []Record{
+			{Row: 0, Method: "linear", Base: -0.8, Attributions: []Contribution{{"income", -0.9}, {"debt_ratio", 0.4}, {"age", 0.1}}},
+			{Row: 1, Method: "linear", Base: -0.8, Attributions: []Contribution{{"debt_ratio", 1.2}}},
+		},
+	}
+	ev.Validation = &Validation{Passed: true, Report: "/runs/validate/report.json", Warnings: []string{
+		"Columns income and salary are near duplicates (|r| = 0.995).",
+		"Class imbalance is moderate (ratio 4.1).",
+	}}
+	dir := filepath.Join(t.TempDir(), "report")
+	res, err := Render(dir, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFiles(t, dir, res, []string{"attributions.png", "calibration.png", "confusion.png", "fairness_age_group.png",
+		"fairness_age_group_sex.png", "fairness_sex.png", "importance.png", "index.html", "report.json", "roc.png"})
+	checkPNG(t, filepath.Join(dir, ImportanceFile))
+	checkPNG(t, filepath.Join(dir, AttributionFile))
+
+	page := readPage(t, dir)
+	table := page[strings.Index(page, `<table id="importance">`):]
+	table = table[:strings.Index(table, "</table>")]
+	last := -1
+	for _, f := range []string{"income", "debt_ratio", "age", "region"} {
+		i := strings.Index(table, "<td>"+f+"</td>")
+		if i < last {
+			t.Errorf("importance table lists %s out of order:\n%s", f, table)
+		}
+		last = i
+	}
+	for _, s := range []string{
+		"<td>income</td><td>0.1100</td><td>0.0100</td>", "<td>debt_ratio</td><td>0.0700</td><td>—</td>",
+		"<td>region</td><td>n/a</td>", `<img src="importance.png"`, `<img src="attributions.png"`,
+		"<td>income</td><td>-1.2500</td>", "Record 1 (linear), base logit -0.8000", "<td>debt_ratio</td><td>+1.2000</td>",
+		"Data validation passed with 2 warning(s).", ev.Validation.Warnings[0], ev.Validation.Warnings[1], ev.Validation.Report,
+	} {
+		if !strings.Contains(page, s) {
+			t.Errorf("page lacks %q", s)
+		}
+	}
+
+	back, err := ReadEvidence(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Explanation.Importance[2].Mean.Defined() || len(back.Validation.Warnings) != 2 {
+		t.Errorf("report.json does not round-trip the explanation and validation: %+v %+v", back.Explanation, back.Validation)
+	}
+
+	// Without records there is no attribution chart and no empty figure.
+	ev.Explanation.Records = nil
+	ev.Validation = &Validation{Passed: true}
+	dir = filepath.Join(t.TempDir(), "report")
+	if _, err := Render(dir, ev); err != nil {
+		t.Fatal(err)
+	}
+	page = readPage(t, dir)
+	if _, err := os.Stat(filepath.Join(dir, AttributionFile)); !errors.Is(err, os.ErrNotExist) || strings.Contains(page, AttributionFile) {
+		t.Errorf("attributions shown without records (stat: %v)", err)
+	}
+	if !strings.Contains(page, "Data validation passed without warnings.") {
+		t.Error("page does not say validation found nothing")
+	}
+}
+
+func TestRenderRejectsBadExplanation(t *testing.T) {
+	for name, e := range map[string]*Explanation{
+		"no importance":       {},
+		"infinite importance": {Importance: []Importance{{Feature: "a", Mean: fairness.Value(math.Inf(1))}}},
+		"negative spread":     {Importance: []Importance{{Feature: "a", Mean: 0.1, Std: -0.1}}},
+		"empty record":        {Importance: []Importance{{Feature: "a", Mean: 0.1}}, Records: []Record{{Row: 0}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ev := evidence(t, false, false)
+			ev.Explanation = e
+			dir := filepath.Join(t.TempDir(), "report")
+			if _, err := Render(dir, ev); err == nil || !strings.Contains(err.Error(), "explanation") {
+				t.Errorf("Render = %v, want an explanation error", err)
+			}
+		})
+	}
+}

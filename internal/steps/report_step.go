@@ -45,6 +45,9 @@ func init() {
 			{Name: "sensitive", Doc: "columns to show selection rate, TPR and FPR by group for (list or comma-separated)"},
 			{Name: "evaluation", Doc: "outputs of an evaluate step, e.g. ${{ steps.eval.outputs }}: its verdict is shown"},
 			{Name: "fairness", Doc: "outputs of a fairness-gate step: its verdict and, when it mitigated, the groups before and after"},
+			{Name: "explanation", Doc: "outputs of an explain step, e.g. ${{ steps.explain.outputs }}, or the path of its explanation.json: " +
+				"importance per column (with its spread and the records' attributions when explanation.json can be read) as plots"},
+			{Name: "validation", Doc: "outputs of a validate-data step: its warnings, read from its report, are listed"},
 			{Name: "title", Doc: "the candidate's name on the page, whose heading reads \"Evidence: <title>\" (default: the model directory's name)"},
 		},
 		Outputs: []string{"report", "report_digest", "plots", "metrics", "baseline_metrics", "deltas"},
@@ -56,8 +59,14 @@ type reportArgs struct {
 	model, data, baseline, title string
 	sensitive                    []string
 	evaluation, fairness         map[string]any
-	verdict                      *evaluate.Verdict
-	gate                         *gateOutputs
+	explainOutputs, validation   map[string]any
+	explanation                  *report.Explanation
+	explainedModel               string
+	validationSection            *report.Validation
+	// explanationNote says when the page shows less than explain computed.
+	explanationNote string
+	verdict         *evaluate.Verdict
+	gate            *gateOutputs
 	// gateSection is the gate's evidence as the page shows it, built while
 	// parsing so malformed gate outputs fail before any model is scored.
 	gateSection *report.Fairness
@@ -99,6 +108,17 @@ func parseReport(in Input) (*reportArgs, error) {
 			return nil, err
 		}
 		if a.gateSection, err = gateEvidence(a.gate); err != nil {
+			return nil, err
+		}
+	}
+	if err := parseExplanation(in, a); err != nil {
+		return nil, err
+	}
+	if a.validation, err = argMap(in, "validation"); err != nil {
+		return nil, err
+	}
+	if a.validation != nil {
+		if a.validationSection, err = validationEvidence(a.validation); err != nil {
 			return nil, err
 		}
 	}
@@ -291,9 +311,11 @@ type reportSummary struct {
 	// ByFeature is the candidate's rates by group on Data, in fairness-gate's
 	// output shape; the page shows the gate's numbers instead when it
 	// mitigated.
-	ByFeature  map[string]any `json:"by_feature,omitempty"`
-	Evaluation map[string]any `json:"evaluation,omitempty"`
-	Fairness   map[string]any `json:"fairness,omitempty"`
+	ByFeature   map[string]any `json:"by_feature,omitempty"`
+	Evaluation  map[string]any `json:"evaluation,omitempty"`
+	Fairness    map[string]any `json:"fairness,omitempty"`
+	Explanation map[string]any `json:"explanation,omitempty"`
+	Validation  map[string]any `json:"validation,omitempty"`
 }
 
 func runReport(ctx context.Context, env Env, in Input) (map[string]any, error) {
@@ -360,6 +382,7 @@ func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir str
 	sum := &reportSummary{
 		Title: a.title, Model: cand.Dir, ModelDigest: cand.Digest, Data: src, Rows: d.Len(), Sensitive: a.sensitive,
 		Metrics: cs.Metrics, Deltas: map[string]any{}, Evaluation: a.evaluation, Fairness: a.fairness,
+		Explanation: a.explainOutputs, Validation: a.validation,
 	}
 	name := a.title
 	if name == "" {
@@ -371,7 +394,13 @@ func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir str
 	}
 	ev := report.Evidence{
 		RunID: in.RunID, Pipeline: in.Pipeline, Created: time.Now().UTC(),
-		Candidate: candidate, Verdict: a.verdict,
+		Candidate: candidate, Verdict: a.verdict, Explanation: a.explanation, Validation: a.validationSection,
+	}
+	if a.explanationNote != "" {
+		ev.Notes = append(ev.Notes, a.explanationNote)
+	}
+	if note := explanationMismatch(a.explainedModel, cand.Dir); note != "" {
+		ev.Notes = append(ev.Notes, note)
 	}
 
 	baselineDir := a.baseline

@@ -362,3 +362,113 @@ func TestReportRejectsMismatchedMitigation(t *testing.T) {
 		"before": map[string]any{"sex": group(10)}, "after": map[string]any{"sex": group(12)}}}})
 	wantPermanent(t, err, "with.fairness", "same rows")
 }
+
+func TestReportShowsExplanationAndValidation(t *testing.T) {
+	state := t.TempDir()
+	val := mustRun(t, newEnv(t, state), "validate-data", "validate", map[string]any{
+		"data": reportData, "label": "defaulted", "positive_label": "yes", "sensitive": "sex"})
+	tr := mustRun(t, newEnv(t, state), "train", "train", map[string]any{
+		"data": reportData, "label": "defaulted", "positive_label": "yes"})
+	ex := jsonOutputs(t, mustRun(t, newEnv(t, state), "explain", "explain", map[string]any{
+		"model": tr["model"], "repeats": 2, "records": 2}))
+
+	out := mustRun(t, newEnv(t, state), "report", "report", map[string]any{
+		"model": tr["model"], "explanation": ex, "validation": jsonOutputs(t, val)})
+	page := readReportPage(t, out)
+	plots := checkReportPlots(t, out, page)
+	for _, p := range []string{report.ImportanceFile, report.AttributionFile} {
+		if !slices.Contains(plots, p) {
+			t.Errorf("plots %q lack %s", plots, p)
+		}
+	}
+	// The page ranks columns as explain did (its top_features), with the
+	// spread explanation.json holds.
+	table := page[strings.Index(page, `<table id="importance">`):]
+	table = table[:strings.Index(table, "</table>")]
+	last := -1
+	for _, f := range ex["top_features"].([]any) {
+		i := strings.Index(table, "<td>"+f.(string)+"</td>")
+		if i <= last {
+			t.Errorf("importance table lists %s out of explain's order", f)
+		}
+		last = i
+	}
+	for _, s := range []string{"<th>Std</th>", `id="coefficients"`, "Record 1 (linear)"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("page lacks %q", s)
+		}
+	}
+	b, err := os.ReadFile(val["report"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Checks []struct{ Status, Message string }
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	warned := 0
+	for _, c := range rep.Checks {
+		if c.Status == "warn" {
+			warned++
+			if !strings.Contains(page, c.Message) {
+				t.Errorf("page lacks the validation warning %q", c.Message)
+			}
+		}
+	}
+	if want := fmt.Sprintf("Data validation passed with %d warning(s).", warned); warned > 0 && !strings.Contains(page, want) {
+		t.Errorf("page lacks %q", want)
+	} else if warned == 0 && !strings.Contains(page, "Data validation passed without warnings.") {
+		t.Error("page does not say validation passed")
+	}
+	sum := readReportSummary(t, out)
+	if sum["explanation"] == nil || sum["validation"] == nil {
+		t.Errorf("summary does not record the explain and validate-data outputs: %v", sum)
+	}
+
+	// The path of explanation.json is enough; without explanation.json the
+	// outputs' means still are, with a note that the rest is missing.
+	out = mustRun(t, newEnv(t, state), "report", "report", map[string]any{"model": tr["model"], "explanation": ex["explanation"]})
+	if page := readReportPage(t, out); !strings.Contains(page, `id="coefficients"`) || !strings.Contains(page, "<th>Std</th>") {
+		t.Error("page built from explanation.json's path lacks its details")
+	}
+	means := map[string]any{"explanation": filepath.Join(state, "gone", "explanation.json"), "importance": ex["importance"]}
+	out = mustRun(t, newEnv(t, state), "report", "report", map[string]any{"model": tr["model"], "explanation": means})
+	page = readReportPage(t, out)
+	if strings.Contains(page, "<th>Std</th>") || !strings.Contains(page, "mean importances only") {
+		t.Error("page built from the means alone does not say what it lacks")
+	}
+	if plots := checkReportPlots(t, out, page); !slices.Contains(plots, report.ImportanceFile) || slices.Contains(plots, report.AttributionFile) {
+		t.Errorf("plots %q, want importance without attributions", plots)
+	}
+}
+
+func TestReportBadExplanationAndValidation(t *testing.T) {
+	state := t.TempDir()
+	bad := filepath.Join(state, "bad.json")
+	if err := os.WriteFile(bad, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		with map[string]any
+		key  string
+	}{
+		"explanation not a mapping":   {map[string]any{"explanation": []any{1}}, "explanation"},
+		"explanation without details": {map[string]any{"explanation": map[string]any{"top_features": []any{"a"}}}, "explanation"},
+		"importance not numbers":      {map[string]any{"explanation": map[string]any{"importance": map[string]any{"age": "high"}}}, "explanation.importance.age"},
+		"explanation.json malformed":  {map[string]any{"explanation": bad}, "explanation.explanation"},
+		"validation sans passed":      {map[string]any{"validation": map[string]any{"warnings": 1.0}}, "validation"},
+		"validation report malformed": {map[string]any{"validation": map[string]any{"passed": true, "warnings": 1.0, "report": bad}}, "validation.report"},
+		"warnings without report":     {map[string]any{"validation": map[string]any{"passed": true, "warnings": 2.0}}, "validation"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c.with["model"] = filepath.Join(state, "model")
+			_, err := parseReport(Input{With: c.with})
+			wantPermanent(t, err, "with."+c.key)
+			if kind, _ := Classify(err); kind != kindBadInput {
+				t.Errorf("kind %q, want %s", kind, kindBadInput)
+			}
+		})
+	}
+}
