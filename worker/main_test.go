@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"io"
 	"log/slog"
 	"net"
@@ -31,24 +32,6 @@ import (
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
-// syncBuffer is stdout shared between the worker and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var metricsLine = regexp.MustCompile(`metrics on (http://\S+)`)
 
 // TestMetricsServedBeforeTemporalAnswers starts the worker against an
@@ -60,7 +43,7 @@ func TestMetricsServedBeforeTemporalAnswers(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout syncBuffer
+	var stdout testkit.Buffer
 	code := make(chan int, 1)
 	args := []string{"--address", nowhere, "--metrics-addr", "127.0.0.1:0", "--pipelines", "../pipelines", "--state-dir", t.TempDir()}
 	go func() { code <- run(ctx, args, &stdout, io.Discard, func(string) string { return "" }) }()
@@ -212,7 +195,7 @@ func TestApprovalsWatchCountsWaitingSteps(t *testing.T) {
 			"run-c": waitingRun("credit-risk", now, map[string]time.Duration{"approve": 30 * time.Minute, "sign-off": 10 * time.Minute}),
 		},
 	}
-	var logs syncBuffer
+	var logs testkit.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 
 	got, err := workerhost.CountApprovals(context.Background(), fake, now, logger)
@@ -354,7 +337,7 @@ func tokenIMDS(t *testing.T, quiet int) *httptest.Server {
 
 func TestSpotNoticeStopsTheWorkerAndExitsNonZero(t *testing.T) {
 	srv := tokenIMDS(t, 3)
-	var logs syncBuffer
+	var logs testkit.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	notices, stopWatch := workerhost.WatchSpot(context.Background(), srv.URL, time.Millisecond, logger)
 	defer stopWatch()

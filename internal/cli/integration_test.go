@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -13,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -377,7 +377,7 @@ func startEmbedded(t *testing.T, pipelines string, extra ...string) (frontend st
 	_, uiPort := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	out := &syncBuffer{}
+	out := &testkit.Buffer{}
 	go func() {
 		a := &app{stdout: out, stderr: out, getenv: func(string) string { return "" }}
 		root := a.rootCommand()
@@ -472,25 +472,6 @@ func TestApprovalThroughTheCLI(t *testing.T) {
 			recordHistory(t, c, tc.id, "pipeline_"+tc.decision+".json")
 		})
 	}
-}
-
-// syncBuffer lets the test read what a command running in another goroutine
-// writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestTemporalUIInABrowser drives the real Temporal Web UI with Chromium

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +25,7 @@ func TestRouterCommandSplitsByWeight(t *testing.T) {
 	addr, _ := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	out := &syncBuffer{}
+	out := &testkit.Buffer{}
 	go func() {
 		a := &app{stdout: out, stderr: out, getenv: func(string) string { return "" }}
 		root := a.rootCommand()

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"io"
 	"net/http"
 	"os"
@@ -250,7 +251,7 @@ func checkCodecServer(t *testing.T, keysFile string, sealed []*commonpb.Payload,
 	writeTestFile(t, tokenFile, "codec-t0ken\n")
 	const origin = "http://ui.example:8233"
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &testkit.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		a := &app{stdout: out, stderr: out, getenv: func(string) string { return "" }}
@@ -341,7 +342,7 @@ func TestCodecServerNeedsKeys(t *testing.T) {
 // loggedStack is an embedded dev stack whose output the test reads.
 type loggedStack struct {
 	frontend  string
-	logs      *syncBuffer
+	logs      *testkit.Buffer
 	serverLog string
 }
 
@@ -351,7 +352,7 @@ func startLoggedEmbedded(t *testing.T, pipelines string, extra ...string) logged
 	t.Helper()
 	frontend, port := freeAddr(t)
 	_, uiPort := freeAddr(t)
-	s := loggedStack{frontend: frontend, logs: &syncBuffer{}, serverLog: filepath.Join(t.TempDir(), "temporal.log")}
+	s := loggedStack{frontend: frontend, logs: &testkit.Buffer{}, serverLog: filepath.Join(t.TempDir(), "temporal.log")}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -44,7 +45,7 @@ func trainForServe(t *testing.T, out string, seed int) string {
 // servedCLI is a `gauntlet serve` running in this process.
 type servedCLI struct {
 	addr        string
-	out, errOut *syncBuffer
+	out, errOut *testkit.Buffer
 	stop        func() int
 }
 
@@ -53,7 +54,7 @@ type servedCLI struct {
 func startServe(t *testing.T, args ...string) *servedCLI {
 	t.Helper()
 	addr, _ := freeAddr(t)
-	s := &servedCLI{addr: addr, out: &syncBuffer{}, errOut: &syncBuffer{}}
+	s := &servedCLI{addr: addr, out: &testkit.Buffer{}, errOut: &testkit.Buffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {

@@ -1,9 +1,9 @@
 package steps
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -72,26 +72,11 @@ func nodeProcesses(t *testing.T, id string) []int {
 			continue
 		}
 		args := strings.Split(string(b), "\x00")
-		if i := slices.Index(args, "--node-id"); i >= 0 && i+1 < len(args) && args[i+1] == id && alive(pid) {
+		if i := slices.Index(args, "--node-id"); i >= 0 && i+1 < len(args) && args[i+1] == id && testkit.Alive(pid) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
-}
-
-// alive reports whether pid runs; a zombie has exited and only waits for a
-// parent that may never reap it (PID 1 in a container).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	return len(f) > 0 && f[0] != "Z"
 }
 
 // killNodeOnCleanup stops whatever a failing test leaves running for id.
@@ -146,7 +131,7 @@ func TestProvisionLocalNodeIsIdempotentAndDestroyed(t *testing.T) {
 		t.Fatalf("pid file: %v", err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || !alive(pid) {
+	if err != nil || !testkit.Alive(pid) {
 		t.Fatalf("worker pid %q is not running", b)
 	}
 	args, err := os.ReadFile(argsFile)
@@ -180,7 +165,7 @@ func TestProvisionLocalNodeIsIdempotentAndDestroyed(t *testing.T) {
 	if d["cost_usd"] != 0.0 || d["seconds"].(float64) < 0 || d["duration_seconds"].(float64) <= 0 {
 		t.Errorf("destroy cost of a local node = %v", d)
 	}
-	if alive(pid) {
+	if testkit.Alive(pid) {
 		t.Errorf("worker %d still running after destroy", pid)
 	}
 	if _, err := os.Stat(pidFile); !errors.Is(err, os.ErrNotExist) {
@@ -388,7 +373,7 @@ func TestProvisionLocalNodeStateInS3(t *testing.T) {
 	if d["destroyed"] != true || d["node_id"] != id {
 		t.Errorf("destroy = %v", d)
 	}
-	if alive(pids[0]) {
+	if testkit.Alive(pids[0]) {
 		t.Errorf("worker %d still running after destroy", pids[0])
 	}
 	again := mustRun(t, env, "destroy", "teardown", map[string]any{"node": "gpu"})

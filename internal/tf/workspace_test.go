@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -35,21 +36,6 @@ func terraformForTest(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return bin
-}
-
-// running reports whether pid is a live process; a zombie has exited, it
-// only waits for a parent that may never reap it (PID 1 in a container).
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	return len(f) > 0 && f[0] != "Z"
 }
 
 // standIn writes a script that plays the worker: it records its arguments
@@ -128,7 +114,7 @@ func TestLocalNodeApplyDestroy(t *testing.T) {
 		}
 	}
 	pid := readPid(t, wantPidFile)
-	if !running(pid) {
+	if !testkit.Alive(pid) {
 		t.Fatalf("worker pid %d is not running after apply", pid)
 	}
 	args, err := os.ReadFile(argsFile)
@@ -151,7 +137,7 @@ func TestLocalNodeApplyDestroy(t *testing.T) {
 	if err := ws.Destroy(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if running(pid) {
+	if testkit.Alive(pid) {
 		t.Errorf("worker pid %d still running after destroy", pid)
 	}
 	if _, err := os.Stat(wantPidFile); !errors.Is(err, os.ErrNotExist) {
@@ -221,7 +207,7 @@ func TestLocalNodeKillsWorkerThatIgnoresTERM(t *testing.T) {
 	if err := ws.Destroy(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if running(pid) {
+	if testkit.Alive(pid) {
 		t.Errorf("worker %d survived destroy", pid)
 	}
 	log, _ := os.ReadFile(ws.LogPath())
@@ -244,8 +230,8 @@ func TestLocalNodeChangedQueueRestartsWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := readPid(t, out["pid_file"].(string))
-	if first == second || running(first) || !running(second) {
-		t.Errorf("after a queue change: old pid %d running=%v, new pid %d running=%v", first, running(first), second, running(second))
+	if first == second || testkit.Alive(first) || !testkit.Alive(second) {
+		t.Errorf("after a queue change: old pid %d running=%v, new pid %d running=%v", first, testkit.Alive(first), second, testkit.Alive(second))
 	}
 	if out["task_queue"] != "run-42-gpu-retry" {
 		t.Errorf("task_queue output = %v", out["task_queue"])
@@ -253,7 +239,7 @@ func TestLocalNodeChangedQueueRestartsWorker(t *testing.T) {
 	if err := ws.Destroy(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if running(second) {
+	if testkit.Alive(second) {
 		t.Errorf("worker %d running after destroy", second)
 	}
 }
@@ -447,7 +433,7 @@ func TestLocalNodeStateInS3(t *testing.T) {
 	if err := ws.Destroy(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if running(pid) {
+	if testkit.Alive(pid) {
 		t.Errorf("worker %d running after destroy", pid)
 	}
 }

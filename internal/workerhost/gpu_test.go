@@ -1,9 +1,9 @@
 package workerhost
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"log/slog"
 	"strings"
 	"sync"
@@ -64,24 +64,6 @@ func waitCalls(t *testing.T, src *scriptedGPU, n int) {
 	}
 }
 
-// syncLog is a log destination the watcher and the test share.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func gauge(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
 	mfs, err := g.Gather()
@@ -115,7 +97,7 @@ func TestWatchGPUSamplesIntoMetrics(t *testing.T) {
 		calls: make(chan int, 1)}
 	reg := prometheus.NewRegistry()
 	m := metrics.NewMetrics(reg)
-	var logs syncLog
+	var logs testkit.Buffer
 	stop := WatchGPU(context.Background(), src, m, "node-1", time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
 	waitCalls(t, src, 6)
 	stop()
@@ -142,7 +124,7 @@ func TestWatchGPUWithoutGPUReportsOnceAndStops(t *testing.T) {
 	src := &scriptedGPU{snaps: []gpu.Snapshot{{State: gpu.NoNVIDIAGPU, Reason: "NVML library not found"}}, calls: make(chan int, 1)}
 	reg := prometheus.NewRegistry()
 	m := metrics.NewMetrics(reg)
-	var logs syncLog
+	var logs testkit.Buffer
 	stop := WatchGPU(context.Background(), src, m, "node-1", time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
 	waitCalls(t, src, 1)
 	// Stopping waits for the watcher to end; had it kept polling at 1ms,
