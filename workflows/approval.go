@@ -97,6 +97,9 @@ func init() {
 
 func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 	r.gates = map[string]*gate{}
+	// One coroutine receives both signals: every blocked coroutine costs
+	// each workflow task of the run a switch, approval steps or not.
+	signals := workflow.NewSelector(ctx)
 	for _, name := range []string{ApproveName, RejectName} {
 		decision := name
 		err := workflow.SetUpdateHandlerWithOptions(ctx, name,
@@ -113,21 +116,23 @@ func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 		if err != nil {
 			return err
 		}
-		ch := workflow.GetSignalChannel(ctx, name)
-		workflow.Go(ctx, func(ctx workflow.Context) {
-			for {
-				var d Decision
-				ch.Receive(ctx, &d)
-				g, err := r.checkDecision(ctx, d, decision)
-				if err != nil {
-					// Signals cannot be refused; keep the attempt visible.
-					r.noteInvalid(g, fmt.Sprintf("%s from %q refused: %v", decision, d.Reviewer, err))
-					continue
-				}
-				r.vote(ctx, g, d, decision, "signal")
+		signals.AddReceive(workflow.GetSignalChannel(ctx, name), func(ch workflow.ReceiveChannel, _ bool) {
+			var d Decision
+			ch.ReceiveAsync(&d)
+			g, err := r.checkDecision(ctx, d, decision)
+			if err != nil {
+				// Signals cannot be refused; keep the attempt visible.
+				r.noteInvalid(g, fmt.Sprintf("%s from %q refused: %v", decision, d.Reviewer, err))
+				return
 			}
+			r.vote(ctx, g, d, decision, "signal")
 		})
 	}
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			signals.Select(ctx)
+		}
+	})
 	return workflow.SetQueryHandler(ctx, ApprovalsQuery, func() ([]ApprovalRequest, error) {
 		var out []ApprovalRequest
 		for _, id := range sortedKeys(r.gates) {

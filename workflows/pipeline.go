@@ -27,6 +27,23 @@ const (
 	resolveTimeout       = time.Minute
 )
 
+// runVersionChange is the one version marker a run records, so that
+// histories from before each change keep replaying. Its versions:
+//
+//	1: the definition is resolved in a local activity (the worker running
+//	   the workflow reads its own pipelines directory: no task queue round
+//	   trip per run);
+//	2: a run has the metric records (RecordRun and the rest) without a
+//	   marker of their own each.
+//
+// The change id is historical: bump runVersionLatest for the next change
+// rather than adding a GetVersion call, since each one costs every run a
+// marker and a visibility update.
+const (
+	runVersionChange = "resolve-local"
+	runVersionLatest = 2
+)
+
 // resolveRetry retries a worker that could not read its files, never a
 // definition that is wrong.
 var resolveRetry = &temporal.RetryPolicy{
@@ -73,6 +90,8 @@ type run struct {
 	// provisionWith keeps provision steps' resolved inputs, to provision
 	// a replacement when a node is lost.
 	provisionWith map[string]map[string]any
+	// version is the run's runVersionChange.
+	version workflow.Version
 }
 
 // phase is one DAG: the normal steps, or the finally steps.
@@ -111,11 +130,9 @@ func (r *run) resolve(ctx workflow.Context) error {
 		RetryPolicy:         resolveRetry,
 	})
 	in := ResolveInput{Pipeline: r.input.Pipeline, Spec: r.input.Spec, YAML: r.input.YAML, Params: r.input.Params}
-	// Version 1 resolves in a local activity: the worker running the
-	// workflow reads its own pipelines directory, which saves a task queue
-	// round trip per run. Histories recorded before keep replaying.
+	r.version = workflow.GetVersion(ctx, runVersionChange, workflow.DefaultVersion, runVersionLatest)
 	var fut workflow.Future
-	if workflow.GetVersion(ctx, "resolve-local", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if r.version == workflow.DefaultVersion {
 		fut = workflow.ExecuteActivity(actx, ResolveName, in)
 	} else {
 		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{

@@ -32,7 +32,7 @@ func handChain(ctx workflow.Context, n int) error {
 	ctx = workflow.WithActivityOptions(ctx, handOptions())
 	for i := 0; i < n; i++ {
 		var out workflows.StepResult
-		in := workflows.StepInput{StepID: fmt.Sprintf("s%d", i), Uses: "echo", With: map[string]any{"i": float64(i)}}
+		in := handInput(ctx, "chain", i)
 		if err := workflow.ExecuteActivity(ctx, workflows.StepActivityName("echo"), in).Get(ctx, &out); err != nil {
 			return err
 		}
@@ -44,7 +44,7 @@ func handFan(ctx workflow.Context, n int) error {
 	ctx = workflow.WithActivityOptions(ctx, handOptions())
 	futs := make([]workflow.Future, n)
 	for i := range futs {
-		in := workflows.StepInput{StepID: fmt.Sprintf("s%d", i), Uses: "echo", With: map[string]any{"i": float64(i)}}
+		in := handInput(ctx, "fan", i)
 		futs[i] = workflow.ExecuteActivity(ctx, workflows.StepActivityName("echo"), in)
 	}
 	for _, f := range futs {
@@ -53,6 +53,20 @@ func handFan(ctx workflow.Context, n int) error {
 		}
 	}
 	return nil
+}
+
+// handInput is the step's input as a hand-written workflow would give it:
+// the run id too, since the activity keeps each run's files apart by it
+// (without it every run would reuse one directory and skip the work of
+// creating its own).
+func handInput(ctx workflow.Context, name string, i int) workflows.StepInput {
+	return workflows.StepInput{
+		RunID:    workflow.GetInfo(ctx).WorkflowExecution.ID,
+		Pipeline: name,
+		StepID:   fmt.Sprintf("s%d", i),
+		Uses:     "echo",
+		With:     map[string]any{"i": float64(i)},
+	}
 }
 
 func handOptions() workflow.ActivityOptions {

@@ -335,7 +335,12 @@ func serverConfig(opts Options, host string, port int, sqlConf *config.SQL) (*co
 }
 
 // dynamicConfig lifts the per-shard poll rate limits: with one shard their
-// defaults put a floor of about 50 ms under every sequential step.
+// defaults put a floor of about 50 ms under every sequential step. The queue
+// processors prune finished tasks only at each ack-level update, and until
+// then split and merge over all of them for every new task: at the default
+// 30 s a busy dev server spent a sixth of its CPU there (bench/interp). A
+// long poll for a run's result that misses its notification waits out the
+// expiration interval; 3 s rather than 20 s bounds what `--wait` can lose.
 func dynamicConfig() dynamicconfig.StaticClient {
 	return dynamicconfig.StaticClient{
 		dynamicconfig.TransferProcessorMaxPollRPS.Key():                  10000,
@@ -344,6 +349,10 @@ func dynamicConfig() dynamicconfig.StaticClient {
 		dynamicconfig.OutboundProcessorMaxPollRPS.Key():                  10000,
 		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8192,
 		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 1000,
+		dynamicconfig.TransferProcessorUpdateAckInterval.Key():           time.Second,
+		dynamicconfig.VisibilityProcessorUpdateAckInterval.Key():         time.Second,
+		dynamicconfig.OutboundProcessorUpdateAckInterval.Key():           time.Second,
+		dynamicconfig.HistoryLongPollExpirationInterval.Key():            3 * time.Second,
 	}
 }
 

@@ -59,7 +59,14 @@ func New(c client.Client, cfg Config) (worker.Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: state directory %s: %w", cfg.StateDir, err)
 	}
-	w := worker.New(c, cfg.TaskQueue, worker.Options{})
+	// Pollers scale with the server's feedback: with the SDK's fixed two
+	// activity pollers, a fan-out of twenty steps sent eighteen tasks
+	// through the matching backlog and finished in 100-500 ms instead of
+	// about 40 ms on the embedded server (bench/interp).
+	w := worker.New(c, cfg.TaskQueue, worker.Options{
+		WorkflowTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
+		ActivityTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
+	})
 	workflows.Register(w)
 	logger := cfg.Logger
 	if logger == nil {
