@@ -52,7 +52,7 @@ bench:
 
 # Interpreter overhead against a hand-written workflow on one embedded server.
 bench-interp:
-	$(GO) test -tags bench -run '^$$' -bench . -benchtime 60x ./bench/interp/
+	$(GO) test -tags bench -run '^$$' -bench . -benchtime 150x ./bench/interp/
 
 clean:
 	rm -rf bin .gauntlet

@@ -62,9 +62,6 @@ func (h *Host) stepActivity(t steps.Type, known []string) func(context.Context, 
 		in := steps.Input{RunID: wi.RunID, Pipeline: wi.Pipeline, SpecHash: wi.SpecHash, StepID: wi.StepID, Uses: wi.Uses, With: wi.With, Command: wi.Command, StartedBy: wi.StartedBy}
 		info := activity.GetInfo(ctx)
 		dir := filepath.Join(h.StateDir, "runs", safe(in.RunID), safe(in.StepID))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return workflows.StepResult{}, fmt.Errorf("step %s: working directory: %w", in.StepID, err)
-		}
 		env := &activityEnv{ctx: ctx, dir: dir, state: h.StateDir, store: h.ArtifactStore, log: h.logger().With("run_id", in.RunID, "step_id", in.StepID, "attempt", info.Attempt), known: known}
 		began := time.Now()
 		stop := env.keepAlive(info.HeartbeatTimeout)
@@ -188,6 +185,10 @@ type activityEnv struct {
 	// repeats so that a retry still resumes from them.
 	mu   sync.Mutex
 	last []any
+	// dirOnce creates dir on first use: most step types write nothing, and
+	// a directory for every step of every run is a mkdir on the critical
+	// path and an inode that stays.
+	dirOnce sync.Once
 }
 
 // Progress heartbeats without the details when they hold a secret: details
@@ -248,7 +249,17 @@ func (e *activityEnv) Resume(v any) bool {
 	return activity.GetHeartbeatDetails(e.ctx, v) == nil
 }
 
-func (e *activityEnv) Dir() string          { return e.dir }
+// Dir cannot return an error; a directory that could not be made is
+// logged, and the step's first write into it fails naming its path.
+func (e *activityEnv) Dir() string {
+	e.dirOnce.Do(func() {
+		if err := os.MkdirAll(e.dir, 0o755); err != nil {
+			e.log.Error("step working directory", "dir", e.dir, "error", err)
+		}
+	})
+	return e.dir
+}
+
 func (e *activityEnv) StateDir() string     { return e.state }
 func (e *activityEnv) Store() string        { return storeOr(e.store, e.state) }
 func (e *activityEnv) Logger() *slog.Logger { return e.log }

@@ -33,8 +33,9 @@ const (
 //	1: the definition is resolved in a local activity (the worker running
 //	   the workflow reads its own pipelines directory: no task queue round
 //	   trip per run);
-//	2: a run has the metric records (RecordRun and the rest) without a
-//	   marker of their own each.
+//	2: a run hands its metric records (how it ended, approvals, lost
+//	   nodes) to the worker's Recorder rather than to local activities
+//	   behind a marker each.
 //
 // The change id is historical: bump runVersionLatest for the next change
 // rather than adding a GetVersion call, since each one costs every run a

@@ -295,13 +295,17 @@ func (r *run) finish(ctx workflow.Context, state string, err error) {
 	r.record(ctx, "record-run-metric", RecordRunName, RunRecord{Pipeline: name, Status: state})
 }
 
-// record reports an outcome to the worker's metrics through a local
-// activity, in a disconnected context so that canceled runs count too. A
-// metric that cannot be recorded never fails the run.
+// record reports an outcome to the worker's metrics: from version 2 on
+// through its Recorder, before that through a local activity in a
+// disconnected context so that canceled runs count too. A metric that
+// cannot be recorded never fails the run.
 func (r *run) record(ctx workflow.Context, change, activity string, in any) {
-	// Histories recorded before these metrics existed have no such call;
-	// runs from version 2 on all have it and need no marker to say so.
-	if r.version < 2 && workflow.GetVersion(ctx, change, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if r.version >= 2 {
+		report(ctx, in)
+		return
+	}
+	// Histories recorded before these metrics existed have no such call.
+	if workflow.GetVersion(ctx, change, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return
 	}
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/gauntlet-ml/gauntlet/activities"
@@ -59,13 +60,8 @@ func New(c client.Client, cfg Config) (worker.Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: state directory %s: %w", cfg.StateDir, err)
 	}
-	// Pollers scale with the server's feedback: with the SDK's fixed two
-	// activity pollers, a fan-out of twenty steps sent eighteen tasks
-	// through the matching backlog and finished in 100-500 ms instead of
-	// about 40 ms on the embedded server (bench/interp).
 	w := worker.New(c, cfg.TaskQueue, worker.Options{
-		WorkflowTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
-		ActivityTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
+		Interceptors: []interceptor.WorkerInterceptor{workflows.RecorderInterceptor(&activities.Recorder{Metrics: cfg.Metrics})},
 	})
 	workflows.Register(w)
 	logger := cfg.Logger
