@@ -15,8 +15,9 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 )
 
-// start launches a step in its own coroutine and calls done with its
-// outcome from the selector, so the interpreter's loop stays single-threaded.
+// start launches a step and calls done with its outcome from the selector,
+// so the interpreter's loop stays single-threaded. A step that is one
+// activity call is scheduled here; any other gets a coroutine of its own.
 func (r *run) start(ctx workflow.Context, sr *stepRun, sel workflow.Selector, done func(map[string]any, error)) {
 	sctx, cancel := workflow.WithCancel(ctx)
 	sr.cancel = cancel
@@ -26,6 +27,12 @@ func (r *run) start(ctx workflow.Context, sr *stepRun, sel workflow.Selector, do
 	st.State = StateRunning
 	st.StartedAt = &now
 	st.Attempt = 1
+	// Before version 2 every step had a coroutine, which orders its
+	// commands after the loop's own: old histories must keep that order.
+	if r.version >= 2 && r.singleActivity(sr) {
+		r.startActivity(sctx, sr, sel, done)
+		return
+	}
 	fut, set := workflow.NewFuture(sctx)
 	workflow.Go(sctx, func(gctx workflow.Context) {
 		out, err := r.perform(gctx, sr)
@@ -36,6 +43,48 @@ func (r *run) start(ctx workflow.Context, sr *stepRun, sel workflow.Selector, do
 		err := f.Get(ctx, &out)
 		done(out, err)
 	})
+}
+
+// singleActivity tells a step that is one activity call from one that waits
+// in workflow code, looks up the cache or may replace its node. Every
+// coroutine costs each workflow task of the run a switch, and a fan-out of
+// twenty steps had twenty.
+func (r *run) singleActivity(sr *stepRun) bool {
+	uses := usesOf(sr.spec)
+	_, inWorkflow := workflowSteps[uses]
+	cached := sr.spec.Cache && !r.input.NoCache
+	return !inWorkflow && !cached && sr.spec.RunsOn == ""
+}
+
+func (r *run) startActivity(ctx workflow.Context, sr *stepRun, sel workflow.Selector, done func(map[string]any, error)) {
+	id, uses := sr.spec.ID, usesOf(sr.spec)
+	if uses == "provision" {
+		r.provisionWith[id] = sr.with
+	}
+	actx, err := r.activityOptions(ctx, sr.spec)
+	if err != nil {
+		fut, set := workflow.NewFuture(ctx)
+		set.SetError(err)
+		sel.AddFuture(fut, func(workflow.Future) { done(nil, err) })
+		return
+	}
+	fut := workflow.ExecuteActivity(actx, StepActivityName(uses), r.stepInput(sr))
+	sel.AddFuture(fut, func(f workflow.Future) {
+		var res StepResult
+		err := f.Get(ctx, &res)
+		done(r.stepOutcome(id, res, err))
+	})
+}
+
+// stepOutcome keeps the attempt an activity step ended on in its record.
+func (r *run) stepOutcome(id string, res StepResult, err error) (map[string]any, error) {
+	st := r.index(id)
+	if err != nil {
+		st.Attempt = attemptOf(err, st.Attempt)
+		return nil, err
+	}
+	st.Attempt = res.Attempt
+	return res.Outputs, nil
 }
 
 // perform runs one step: from the cache, in workflow code, or as an
