@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/gauntlet-ml/gauntlet/workflows"
@@ -21,7 +22,8 @@ type Notifier struct {
 }
 
 // Notify posts one notification. A 4xx answer will not change on retry;
-// 5xx and network errors are retried by Temporal.
+// 5xx and network errors are retried by Temporal, under the same
+// Idempotency-Key header.
 func (n *Notifier) Notify(ctx context.Context, in workflows.NotifyInput) error {
 	body, err := json.Marshal(in)
 	if err != nil {
@@ -32,6 +34,12 @@ func (n *Notifier) Notify(ctx context.Context, in workflows.NotifyInput) error {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("notify: webhook %q: %v", in.URL, err), "BadInput", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// A retried post (a 5xx, or a worker that died before it heard the
+	// answer) carries the same key, so a receiver can drop the repeat.
+	if activity.IsActivity(ctx) {
+		info := activity.GetInfo(ctx)
+		req.Header.Set("Idempotency-Key", info.WorkflowExecution.ID+"/"+info.WorkflowExecution.RunID+"/"+info.ActivityID)
+	}
 	c := n.Client
 	if c == nil {
 		c = &http.Client{Timeout: 20 * time.Second}

@@ -202,13 +202,20 @@ func TestApprovalTimeouts(t *testing.T) {
 
 func TestApprovalNotifiesOncePerChange(t *testing.T) {
 	var mu sync.Mutex
-	var events []string
+	var events, keys []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var in workflows.NotifyInput
 		_ = json.NewDecoder(r.Body).Decode(&in)
 		mu.Lock()
+		defer mu.Unlock()
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		// The first post fails as a busy receiver would: its retry must
+		// carry the same key, and be counted once.
+		if len(keys) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		events = append(events, in.Event)
-		mu.Unlock()
 	}))
 	defer srv.Close()
 	h := startApproval(t, map[string]any{"url": srv.URL, "required": 2}, "erin")
@@ -224,6 +231,16 @@ func TestApprovalNotifiesOncePerChange(t *testing.T) {
 	want := []string{"approval requested", "reminder: approval still waiting", "reminder: approval still waiting", "vote recorded", "approved"}
 	if strings.Join(events, "|") != strings.Join(want, "|") {
 		t.Fatalf("notifications:\n got %q\nwant %q", events, want)
+	}
+	if keys[0] == "" || keys[0] != keys[1] {
+		t.Fatalf("a retried notification must repeat its Idempotency-Key: %q", keys[:2])
+	}
+	seen := map[string]bool{}
+	for _, k := range keys[1:] {
+		if k == "" || seen[k] {
+			t.Fatalf("each notification needs its own Idempotency-Key: %q", keys)
+		}
+		seen[k] = true
 	}
 }
 

@@ -65,6 +65,9 @@ func runNotify(ctx context.Context, env Env, in Input) (map[string]any, error) {
 		return nil, badInput("url", "%v", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// Every attempt of this step of this run posts under one key, so a
+	// receiver can drop the repeat of a post whose answer was lost.
+	req.Header.Set("Idempotency-Key", in.RunID+"/"+in.StepID)
 	// The URL may carry a token; errors name only its host.
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -13,6 +13,9 @@ func TestNotifyWebhook(t *testing.T) {
 		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s with %q", r.Method, r.Header.Get("Content-Type"))
 		}
+		if k := r.Header.Get("Idempotency-Key"); k != "run-1/tell" {
+			t.Errorf("Idempotency-Key %q, want run-1/tell", k)
+		}
 		if err := json.NewDecoder(r.Body).Decode(&got); err != nil {
 			t.Error(err)
 		}
