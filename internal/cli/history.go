@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/gauntlet-ml/gauntlet/internal/stepcli"
+	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 )
 
 func (a *app) historyCommand() *cobra.Command {
@@ -39,7 +39,7 @@ rollbacks — is in it.`,
 				_, err = a.stdout.Write(append(b, '\n'))
 				return err
 			}
-			return stepcli.WriteFileAtomic(out, b)
+			return atomicfile.Write(out, b)
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "write to this file (atomically) instead of standard output")
@@ -78,7 +78,7 @@ func exportHistories(ctx context.Context, c client.Client, dir string) (int, err
 			if err != nil {
 				return n, err
 			}
-			if err := stepcli.WriteFileAtomic(filepath.Join(dir, id+".json"), b); err != nil {
+			if err := atomicfile.Write(filepath.Join(dir, id+".json"), b); err != nil {
 				return n, err
 			}
 			n++

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/mltest"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
@@ -564,7 +565,7 @@ func TestBadInput(t *testing.T) {
 	state := t.TempDir()
 	path := filepath.Join(state, "deploy", modelName, DesiredFile)
 	for _, content := range []string{"{", `{"model":"other"}`, `{"model":"credit-risk","candidate":"rel/dir"}`, `{"model":"credit-risk","canary_weight":5}`, `{"model":"credit-risk","x":1}`} {
-		if err := writeAtomic(path, []byte(content)); err != nil {
+		if err := atomicfile.Write(path, []byte(content)); err != nil {
 			t.Fatal(err)
 		}
 		bad := NewLocal(Options{StateDir: state, Store: f.storeLoc})

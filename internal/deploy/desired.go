@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 )
 
 // DesiredFile is the name of an environment's desired state, in
@@ -72,37 +74,9 @@ func (e *env) save(d desired) error {
 	if err != nil {
 		return fmt.Errorf("save desired state: %w", err)
 	}
-	if err := writeAtomic(filepath.Join(e.dir, DesiredFile), append(b, '\n')); err != nil {
+	if err := atomicfile.Write(filepath.Join(e.dir, DesiredFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("save desired state: %w", err)
 	}
 	e.desired, e.saved = d, true
 	return nil
-}
-
-// writeAtomic replaces path with data by rename, so a reader (or a crash)
-// sees the old content or the new, never a part.
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-	}
-	return err
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
 )
 
@@ -101,7 +102,7 @@ func RunWith(ctx context.Context, typ string, with map[string]string, outDir str
 		return fmt.Errorf("step %s: outputs are not JSON: %w", typ, err)
 	}
 	b = append(b, '\n')
-	if err := WriteFileAtomic(filepath.Join(outDir, OutputsFile), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(outDir, OutputsFile), b); err != nil {
 		return fmt.Errorf("step %s: %w", typ, err)
 	}
 	_, err = stdout.Write(b)
@@ -209,27 +210,4 @@ func progressLine(details any) string {
 		parts = append(parts, fmt.Sprintf("%s=%v", k, v))
 	}
 	return strings.Join(parts, " ")
-}
-
-// WriteFileAtomic writes data to path through a synced temporary file and
-// a rename, so a reader sees the old file or the whole new one, never half.
-func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
