@@ -97,8 +97,10 @@ func init() {
 
 func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 	r.gates = map[string]*gate{}
-	// One coroutine receives both signals: every blocked coroutine costs
-	// each workflow task of the run a switch, approval steps or not.
+	// From version 2 one coroutine receives both signals: every blocked
+	// coroutine costs each workflow task of the run a switch, approval
+	// steps or not. Before, each had its own, which decides the order two
+	// signals in one workflow task are counted in: old runs keep it.
 	signals := workflow.NewSelector(ctx)
 	for _, name := range []string{ApproveName, RejectName} {
 		decision := name
@@ -116,9 +118,8 @@ func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 		if err != nil {
 			return err
 		}
-		signals.AddReceive(workflow.GetSignalChannel(ctx, name), func(ch workflow.ReceiveChannel, _ bool) {
-			var d Decision
-			ch.ReceiveAsync(&d)
+		ch := workflow.GetSignalChannel(ctx, name)
+		receive := func(d Decision) {
 			g, err := r.checkDecision(ctx, d, decision)
 			if err != nil {
 				// Signals cannot be refused; keep the attempt visible.
@@ -126,13 +127,30 @@ func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 				return
 			}
 			r.vote(ctx, g, d, decision, "signal")
+		}
+		if r.version < 2 {
+			workflow.Go(ctx, func(ctx workflow.Context) {
+				for {
+					var d Decision
+					ch.Receive(ctx, &d)
+					receive(d)
+				}
+			})
+			continue
+		}
+		signals.AddReceive(ch, func(ch workflow.ReceiveChannel, _ bool) {
+			var d Decision
+			ch.ReceiveAsync(&d)
+			receive(d)
 		})
 	}
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		for {
-			signals.Select(ctx)
-		}
-	})
+	if r.version >= 2 {
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			for {
+				signals.Select(ctx)
+			}
+		})
+	}
 	return workflow.SetQueryHandler(ctx, ApprovalsQuery, func() ([]ApprovalRequest, error) {
 		var out []ApprovalRequest
 		for _, id := range sortedKeys(r.gates) {

@@ -35,7 +35,9 @@ const (
 //	   trip per run);
 //	2: a run hands its metric records (how it ended, approvals, lost
 //	   nodes) to the worker's Recorder rather than to local activities
-//	   behind a marker each.
+//	   behind a marker each; a step that is one activity call has no
+//	   coroutine of its own, and one coroutine receives both approval
+//	   signals.
 //
 // The change id is historical: bump runVersionLatest for the next change
 // rather than adding a GetVersion call, since each one costs every run a
@@ -65,6 +67,9 @@ func Pipeline(ctx workflow.Context, in PipelineInput) (*Result, error) {
 	r := &run{input: in, status: Status{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, State: RunRunning, StartedAt: workflow.Now(ctx)},
 		provisionWith: map[string]map[string]any{}}
 	r.status.Pipeline = in.Pipeline
+	// The version comes first: handlers depend on it, and its marker was
+	// always the run's first command.
+	r.version = workflow.GetVersion(ctx, runVersionChange, workflow.DefaultVersion, runVersionLatest)
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (Status, error) { return r.snapshot(), nil }); err != nil {
 		return nil, err
 	}
@@ -131,7 +136,6 @@ func (r *run) resolve(ctx workflow.Context) error {
 		RetryPolicy:         resolveRetry,
 	})
 	in := ResolveInput{Pipeline: r.input.Pipeline, Spec: r.input.Spec, YAML: r.input.YAML, Params: r.input.Params}
-	r.version = workflow.GetVersion(ctx, runVersionChange, workflow.DefaultVersion, runVersionLatest)
 	var fut workflow.Future
 	if r.version == workflow.DefaultVersion {
 		fut = workflow.ExecuteActivity(actx, ResolveName, in)
