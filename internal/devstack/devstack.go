@@ -339,9 +339,10 @@ func serverConfig(opts Options, host string, port int, sqlConf *config.SQL) (*co
 // processors prune finished tasks only at each ack-level update, and until
 // then split and merge over all of them for every new task: at the default
 // 30 s a busy dev server spent a sixth of its CPU there (bench/interp). A
-// long poll for a run's result that misses its notification (about one in
-// a hundred here) waits out the expiration interval; 3 s rather than 20 s
-// bounds what `--wait` can lose. One worker fleet on one host gains nothing
+// long poll for a run's result waits out the expiration interval when it
+// misses the run's close (about one in a hundred here: the server keeps one
+// unread notification per poller and drops the next, which a loaded machine
+// reaches); 3 s rather than 20 s bounds what `--wait` can lose. One worker fleet on one host gains nothing
 // from four task queue partitions: a task on a partition without a waiting
 // poller sat in the backlog, and a fan-out of twenty steps took 100-500 ms
 // instead of about 40.
