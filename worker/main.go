@@ -40,6 +40,7 @@ type flags struct {
 	gpuInterval time.Duration
 	spotWatch   bool
 	spotIMDS    string
+	pollers     int
 }
 
 // exitSpotInterrupted tells a supervisor that the worker ended because
@@ -84,6 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fl.DurationVar(&f.gpuInterval, "gpu-interval", workerhost.GPUInterval, "sample the node's NVIDIA GPUs into the --metrics-addr gauges this often (0 = off)")
 	fl.BoolVar(&f.spotWatch, "spot-watch", false, "poll EC2 instance metadata for a spot interruption notice, and on one stop the worker and exit with status 7")
 	fl.StringVar(&f.spotIMDS, "spot-metadata-endpoint", spot.DefaultEndpoint, "instance metadata service --spot-watch polls")
+	fl.IntVar(&f.pollers, "pollers", 0, "long polls kept open for each of workflow and activity tasks (0 = the SDK's 2); raise it for wide fan-outs on a partitioned task queue")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
@@ -143,6 +145,9 @@ func resolve(fs *pflag.FlagSet, f flags, getenv func(string) string) flags {
 }
 
 func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(string) string) error {
+	if f.pollers < 0 {
+		return fmt.Errorf("--pollers %d: want 0 (the SDK's default) or more", f.pollers)
+	}
 	// Keys are read before anything starts: a worker that cannot encrypt
 	// must not join the cluster and write plain payloads.
 	payloadCodec, err := workerhost.LoadCodec(f.codecKeys, getenv)
@@ -155,6 +160,7 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 		return fmt.Errorf("--log-format/--log-level: %w", err)
 	}
 	cfg := workerhost.Config{
+		Pollers:      f.pollers,
 		TaskQueue:    f.taskQueue,
 		PipelinesDir: f.pipelines,
 		StateDir:     f.stateDir,

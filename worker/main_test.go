@@ -388,3 +388,14 @@ func TestBadGPUIntervalStopsTheStart(t *testing.T) {
 		t.Errorf("exit %d, stderr %q: want a failure naming --gpu-interval", code, stderr.String())
 	}
 }
+
+func TestNegativePollersStopTheStartBeforeDialing(t *testing.T) {
+	var stderr bytes.Buffer
+	// A frontend that never answers: a worker that dialled first would
+	// hang here instead of failing at once.
+	args := []string{"--pollers", "-1", "--address", blackHole(t), "--state-dir", t.TempDir()}
+	code := run(context.Background(), args, io.Discard, &stderr, func(string) string { return "" })
+	if code != 1 || !strings.Contains(stderr.String(), "--pollers -1") {
+		t.Errorf("exit %d, stderr %q: want 1 and a message naming --pollers", code, stderr.String())
+	}
+}

@@ -49,6 +49,11 @@ type Config struct {
 	// Metrics receives what the activities observe; nil (as in tests)
 	// records nothing.
 	Metrics *metrics.Metrics
+	// Pollers is how many long polls the worker keeps open for each of
+	// workflow and activity tasks; 0 is the SDK's default (2). A fan-out
+	// wider than the pollers on a task queue with several partitions
+	// waits on the server forwarding tasks between partitions.
+	Pollers int
 }
 
 // New builds (but does not start) a worker.
@@ -60,8 +65,13 @@ func New(c client.Client, cfg Config) (worker.Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: state directory %s: %w", cfg.StateDir, err)
 	}
+	if cfg.Pollers < 0 {
+		return nil, fmt.Errorf("worker: %d pollers", cfg.Pollers)
+	}
 	w := worker.New(c, cfg.TaskQueue, worker.Options{
-		Interceptors: []interceptor.WorkerInterceptor{workflows.RecorderInterceptor(&activities.Recorder{Metrics: cfg.Metrics})},
+		MaxConcurrentWorkflowTaskPollers: cfg.Pollers,
+		MaxConcurrentActivityTaskPollers: cfg.Pollers,
+		Interceptors:                     []interceptor.WorkerInterceptor{workflows.RecorderInterceptor(&activities.Recorder{Metrics: cfg.Metrics})},
 	})
 	workflows.Register(w)
 	logger := cfg.Logger
