@@ -3,6 +3,7 @@ package deploy
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,10 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/common/log"
 
+	"github.com/gauntlet-ml/gauntlet/internal/devstack"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/router"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
@@ -458,6 +462,37 @@ func TestMetricNames(t *testing.T) {
 	} {
 		if got := metricNames(expr); !slices.Equal(got, want) {
 			t.Errorf("metricNames(%q) = %v, want %v", expr, got, want)
+		}
+	}
+}
+
+// TestComposeDynamicConfig loads the compose server's dynamic config with
+// the server's own parser (a file it cannot read would stop the server at
+// start) and keeps each of its settings equal to the embedded dev server's.
+func TestComposeDynamicConfig(t *testing.T) {
+	path := filepath.Join("temporal", "dynamicconfig.yaml")
+	fc, err := dynamicconfig.NewFileBasedClient(&dynamicconfig.FileBasedClientConfig{Filepath: path, PollInterval: time.Minute}, log.NewNoopLogger(), make(chan any))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys map[string]any
+	if err := yaml.Unmarshal(raw, &keys); err != nil || len(keys) == 0 {
+		t.Fatalf("%s: %v (%d settings)", path, err, len(keys))
+	}
+	dev := devstack.DynamicConfig()
+	for key := range keys {
+		values := fc.GetValue(dynamicconfig.MakeKey(key))
+		want, ok := dev[dynamicconfig.MakeKey(key)]
+		if !ok {
+			t.Errorf("%s sets %s, which the dev server does not: add it there or say why here", path, key)
+			continue
+		}
+		if len(values) != 1 || fmt.Sprint(values[0].Value) != fmt.Sprint(want) {
+			t.Errorf("%s: %s = %v, the dev server has %v", path, key, values, want)
 		}
 	}
 }

@@ -127,7 +127,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		temporal.WithLogger(logger),
 		temporal.WithAuthorizer(authorizer),
 		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
-		temporal.WithDynamicConfigClient(dynamicConfig()),
+		temporal.WithDynamicConfigClient(DynamicConfig()),
 	)
 	if err != nil {
 		return nil, dbError(opts, fmt.Errorf("devstack: create server: %w", err))
@@ -334,7 +334,9 @@ func serverConfig(opts Options, host string, port int, sqlConf *config.SQL) (*co
 	return &conf, nil
 }
 
-// dynamicConfig lifts the per-shard poll rate limits: with one shard their
+// DynamicConfig is the embedded server's dynamic config; the compose
+// stack's deploy/temporal/dynamicconfig.yaml shares the settings that apply
+// to a server on one host. It lifts the per-shard poll rate limits: with one shard their
 // defaults put a floor of about 50 ms under every sequential step. The queue
 // processors prune finished tasks only at each ack-level update, and until
 // then split and merge over all of them for every new task: at the default
@@ -346,7 +348,7 @@ func serverConfig(opts Options, host string, port int, sqlConf *config.SQL) (*co
 // from four task queue partitions: a task on a partition without a waiting
 // poller sat in the backlog, and a fan-out of twenty steps took 100-500 ms
 // instead of about 40.
-func dynamicConfig() dynamicconfig.StaticClient {
+func DynamicConfig() dynamicconfig.StaticClient {
 	return dynamicconfig.StaticClient{
 		dynamicconfig.TransferProcessorMaxPollRPS.Key():                  10000,
 		dynamicconfig.TimerProcessorMaxPollRPS.Key():                     10000,
