@@ -46,3 +46,19 @@ func TestWriteIntoADirectoryItCannotUseFailsAndKeepsTheOldFile(t *testing.T) {
 		t.Fatalf("a failed write left %d entries", len(entries))
 	}
 }
+
+func TestCreateWritesANewFileAndRefusesAnExistingOne(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "holdout.csv")
+	if err := Create(path, []byte("a,b\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(path); err != nil || string(got) != "a,b\n" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	if err := Create(path, []byte("other")); err == nil {
+		t.Fatal("Create replaced an existing file")
+	}
+	if got, _ := os.ReadFile(path); string(got) != "a,b\n" {
+		t.Fatalf("existing file now %q", got)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 )
 
 // ErrConflict is returned when the report directory already holds a
@@ -25,7 +27,7 @@ type writeFunc func(path string, data []byte) error
 // evidence again (an activity retry after the rename) is a no-op that returns
 // the same Result; different evidence for an existing dir is ErrConflict.
 func Render(dir string, ev Evidence) (Result, error) {
-	return render(dir, ev, writeSynced)
+	return render(dir, ev, atomicfile.Create)
 }
 
 func render(dir string, ev Evidence, write writeFunc) (Result, error) {
@@ -138,24 +140,6 @@ func writeAtomically(parent, base string, files []namedFile, write writeFunc) (e
 		return fmt.Errorf("rename into place: %w", err)
 	}
 	return syncDir(parent)
-}
-
-// writeSynced writes and fsyncs one file, so that the renamed directory never
-// points at data still in the page cache after a crash.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func syncDir(dir string) error {

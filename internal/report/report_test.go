@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 )
@@ -209,7 +210,7 @@ func TestRenderLeavesNothingOnWriteFailure(t *testing.T) {
 		if calls == 3 {
 			return errors.New("disk full")
 		}
-		return writeSynced(path, data)
+		return atomicfile.Create(path, data)
 	}
 	_, err := render(filepath.Join(parent, "report"), ev, failing)
 	if err == nil || !strings.Contains(err.Error(), "disk full") {

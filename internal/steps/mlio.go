@@ -575,7 +575,7 @@ func saveModelDir(dir string, m *modelfile.Manifest, tensors []model.Tensor, hol
 		return "", err
 	}
 	if holdout != nil {
-		if err := writeFileSynced(filepath.Join(tmp, HoldoutFile), holdout); err != nil {
+		if err := atomicfile.Create(filepath.Join(tmp, HoldoutFile), holdout); err != nil {
 			return "", err
 		}
 	}
@@ -590,21 +590,6 @@ func saveModelDir(dir string, m *modelfile.Manifest, tensors []model.Tensor, hol
 		}
 	}
 	return digest, nil
-}
-
-func writeFileSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // writeJSON writes v to path atomically (temp file and rename), so a reader

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/quantize"
@@ -181,7 +182,7 @@ func Save(dir string, m *Manifest, tensors []model.Tensor) (string, error) {
 		data []byte
 	}{{ManifestFile, manifest}, {WeightsFile, weights}, {SumsFile, []byte(sums)}}
 	for _, f := range files {
-		if err := writeSynced(filepath.Join(tmp, f.name), f.data); err != nil {
+		if err := atomicfile.Create(filepath.Join(tmp, f.name), f.data); err != nil {
 			os.RemoveAll(tmp)
 			return "", fmt.Errorf("modelfile: save %s: %w", dir, err)
 		}
@@ -198,21 +199,6 @@ func Save(dir string, m *Manifest, tensors []model.Tensor) (string, error) {
 		return "", fmt.Errorf("modelfile: save %s: %w", dir, err)
 	}
 	return fmt.Sprintf("%x", sha256.Sum256([]byte(sums))), nil
-}
-
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func syncDir(dir string) error {
