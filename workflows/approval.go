@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -96,7 +95,6 @@ func init() {
 }
 
 func registerApprovalHandlers(ctx workflow.Context, r *run) error {
-	r.gates = map[string]*gate{}
 	// From version 2 one coroutine receives both signals: every blocked
 	// coroutine costs each workflow task of the run a switch, approval
 	// steps or not. Before, each had its own, which decides the order two
@@ -153,20 +151,28 @@ func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 	}
 	return workflow.SetQueryHandler(ctx, ApprovalsQuery, func() ([]ApprovalRequest, error) {
 		var out []ApprovalRequest
-		for _, id := range sortedKeys(r.gates) {
-			out = append(out, r.gates[id].req)
+		for _, g := range r.gates {
+			out = append(out, g.req)
 		}
 		return out, nil
 	})
 }
 
-func sortedKeys(m map[string]*gate) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// addGate keeps the gates sorted by step id, the order queries and error
+// messages list them in. A slice rather than a map: workflow code must not
+// depend on Go's random map order, even where today's use would not.
+func (r *run) addGate(g *gate) {
+	r.gates = append(r.gates, g)
+	slices.SortFunc(r.gates, func(a, b *gate) int { return strings.Compare(a.req.Step, b.req.Step) })
+}
+
+func (r *run) gateOf(step string) (*gate, bool) {
+	for _, g := range r.gates {
+		if g.req.Step == step {
+			return g, true
+		}
 	}
-	sort.Strings(keys)
-	return keys
+	return nil, false
 }
 
 // gateFor finds the gate a decision addresses: the named step, the step a
@@ -177,16 +183,16 @@ func (r *run) gateFor(d Decision) (*gate, error) {
 		step = d.Signature.Step
 	}
 	if step != "" {
-		g, ok := r.gates[step]
+		g, ok := r.gateOf(step)
 		if !ok {
 			return nil, fmt.Errorf("no approval step %q in this run", step)
 		}
 		return g, nil
 	}
 	var open []*gate
-	for _, id := range sortedKeys(r.gates) {
-		if r.gates[id].open {
-			open = append(open, r.gates[id])
+	for _, g := range r.gates {
+		if g.open {
+			open = append(open, g)
 		}
 	}
 	switch len(open) {
@@ -278,7 +284,7 @@ func runApproval(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, err
 			return nil, err
 		}
 	}
-	r.gates[sr.spec.ID] = g
+	r.addGate(g)
 	st := r.index(sr.spec.ID)
 	st.State = StateWaiting
 	r.refreshWaiting(g)

@@ -37,14 +37,16 @@ const (
 //	   nodes) to the worker's Recorder rather than to local activities
 //	   behind a marker each; a step that is one activity call has no
 //	   coroutine of its own, and one coroutine receives both approval
-//	   signals.
+//	   signals;
+//	3: the siblings of a failed step (fail_fast) and the steps of a
+//	   canceled run are cancelled in definition order, not in map order.
 //
 // The change id is historical: bump runVersionLatest for the next change
 // rather than adding a GetVersion call, since each one costs every run a
 // marker and a visibility update.
 const (
 	runVersionChange = "resolve-local"
-	runVersionLatest = 2
+	runVersionLatest = 3
 )
 
 // resolveRetry retries a worker that could not read its files, never a
@@ -91,8 +93,8 @@ type run struct {
 	status   Status
 	main     *phase
 	fin      *phase
-	// gates are the approval steps of this run, by step id.
-	gates map[string]*gate
+	// gates are the approval steps of this run, sorted by step id.
+	gates []*gate
 	// provisionWith keeps provision steps' resolved inputs, to provision
 	// a replacement when a node is lost.
 	provisionWith map[string]map[string]any
@@ -323,18 +325,14 @@ func (r *run) runPhase(ctx workflow.Context, p *phase) error {
 				firstErr = firstOf(firstErr, fmt.Errorf("step %s: %w", d.id, d.err))
 				if r.resolved.Spec.FailFast && !stopping {
 					stopping = true
-					for _, other := range running {
-						other.cancel()
-					}
+					r.cancelRunning(p, running)
 				}
 			}
 		}
 		finished = finished[:0]
 		if ctx.Err() != nil && !stopping {
 			stopping = true
-			for _, other := range running {
-				other.cancel()
-			}
+			r.cancelRunning(p, running)
 		}
 	}
 	for _, id := range p.order {
@@ -350,6 +348,29 @@ func (r *run) runPhase(ctx workflow.Context, p *phase) error {
 		return temporal.NewCanceledError("run canceled")
 	}
 	return firstErr
+}
+
+// cancelRunning cancels the steps still running, in definition order: each
+// cancel of an activity is a RequestCancelActivityTask command, which a
+// replay matches against its history event by the activity's scheduled
+// event, so the order must be the same on every worker.
+//
+// Runs before version 3 cancelled in Go's random map order. No fixed order
+// replays their histories any better, while a random one lets a retried
+// workflow task find the recorded order again, so they keep it.
+func (r *run) cancelRunning(p *phase, running map[string]*stepRun) {
+	if r.version < 3 {
+		//workflowcheck:ignore
+		for _, other := range running {
+			other.cancel()
+		}
+		return
+	}
+	for _, id := range p.order {
+		if sr, ok := running[id]; ok {
+			sr.cancel()
+		}
+	}
 }
 
 func firstOf(a, b error) error {
