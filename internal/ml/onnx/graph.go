@@ -6,6 +6,7 @@
 package onnx
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -59,6 +60,43 @@ type Dim struct {
 	Size  int64  // set when Fixed
 	Param string // the symbolic name, when there is one
 	Fixed bool
+}
+
+// MarshalJSON writes a fixed size as a number, a symbolic one as its name
+// and an unknown one as null.
+func (d Dim) MarshalJSON() ([]byte, error) {
+	switch {
+	case d.Fixed:
+		return json.Marshal(d.Size)
+	case d.Param != "":
+		return json.Marshal(d.Param)
+	}
+	return []byte("null"), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (d *Dim) UnmarshalJSON(b []byte) error {
+	*d = Dim{}
+	switch {
+	case string(b) == "null":
+		return nil
+	case len(b) > 0 && b[0] == '"':
+		if err := json.Unmarshal(b, &d.Param); err != nil {
+			return err
+		}
+		if d.Param == "" {
+			return errors.New("onnx: empty dimension name")
+		}
+		return nil
+	}
+	if err := json.Unmarshal(b, &d.Size); err != nil {
+		return fmt.Errorf("onnx: dimension %s is not a size, a name or null", b)
+	}
+	if d.Size < 0 {
+		return fmt.Errorf("onnx: negative dimension %d", d.Size)
+	}
+	d.Fixed = true
+	return nil
 }
 
 func (d Dim) String() string {
