@@ -5,10 +5,13 @@
 package onnxtest
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnx/ort"
@@ -70,15 +73,29 @@ func NodeTests(t testing.TB) string {
 	return dir
 }
 
-// Python returns python3 after checking that it imports torch and onnx.
+// Python returns a Python that imports torch and onnx: $GAUNTLET_PYTHON,
+// else python3 on PATH, else Debian's /usr/bin/python3 (python3-torch and
+// python3-onnx install there, and a python3 of pyenv or a venv earlier on
+// PATH does not see them).
 func Python(t testing.TB) string {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		missing(t, "python3: %v; run `make tools`", err)
+	candidates := []string{os.Getenv("GAUNTLET_PYTHON"), "python3", "/usr/bin/python3"}
+	var tried []string
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		py, err := exec.LookPath(c)
+		if err != nil {
+			tried = append(tried, c+": "+err.Error())
+			continue
+		}
+		out, err := exec.Command(py, "-c", "import torch, onnx").CombinedOutput()
+		if err == nil {
+			return py
+		}
+		tried = append(tried, fmt.Sprintf("%s: %v: %s", py, err, bytes.TrimSpace(out)))
 	}
-	if out, err := exec.Command(py, "-c", "import torch, onnx").CombinedOutput(); err != nil {
-		missing(t, "python3 cannot import torch and onnx: %v: %s; run `make tools` (Debian packages python3-torch, python3-onnx)", err, out)
-	}
-	return py
+	missing(t, "no Python that imports torch and onnx (%s); run `make tools` (Debian packages python3-torch, python3-onnx) or set GAUNTLET_PYTHON", strings.Join(tried, "; "))
+	return ""
 }
