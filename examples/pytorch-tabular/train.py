@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import sys
+import time
 
 EX_USAGE = 2     # bad inputs: Gauntlet does not retry
 EX_DATAERR = 65  # bad data: Gauntlet does not retry
@@ -306,6 +307,7 @@ def main():
     bce = torch.nn.BCELoss()
 
     for epoch in range(start + 1, epochs + 1):
+        began = time.perf_counter()
         model.train()
         # The order of an epoch depends on the seed and the epoch only, so a
         # resumed run trains exactly as an uninterrupted one.
@@ -321,11 +323,12 @@ def main():
             p = model(xd)
             loss = float(bce(p, yd))
             acc = float(((p >= 0.5).float() == yd).float().mean())
+        seconds = time.perf_counter() - began  # float() above waited for the device
         losses.append(loss)
         state = {"config": config, "epoch": epoch, "losses": losses, "encoder": enc,
                  "model": {k: v.cpu() for k, v in model.state_dict().items()}, "optimizer": opt.state_dict()}
         write_atomic(ckpt_path, lambda p: torch.save(state, p))
-        print(f"::progress epoch={epoch}/{epochs} loss={loss:.4f} accuracy={acc:.4f} device={device.type}", flush=True)
+        print(f"::progress epoch={epoch}/{epochs} loss={loss:.4f} accuracy={acc:.4f} device={device.type} seconds={seconds:.3f}", flush=True)
         if epoch == crash_after:
             fail(1, f"crashing after epoch {epoch} as asked (crash_after); a retry resumes here")
 
