@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/canary"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 )
 
 // Defaults of the canary-deploy step, documented in its step type.
@@ -24,7 +25,7 @@ type canaryConfig struct {
 	analysis canary.Analysis
 	// prometheus is where the analysis reads the router's metrics; nil
 	// means the worker scrapes them itself.
-	prometheus *CanaryPrometheus
+	prometheus *contract.CanaryPrometheus
 }
 
 // newCanaryConfig reads a canary-deploy step's inputs; pipeline is the
@@ -70,7 +71,7 @@ func newCanaryConfig(sr *stepRun, pipeline string) (canaryConfig, error) {
 
 // prometheusIn reads prometheus_url and prometheus_matchers of the
 // analysis block, which analysisIn has checked is a mapping.
-func prometheusIn(v any) (*CanaryPrometheus, error) {
+func prometheusIn(v any) (*contract.CanaryPrometheus, error) {
 	m, _ := v.(map[string]any)
 	raw, ok := m["prometheus_url"]
 	if !ok || raw == nil {
@@ -84,7 +85,7 @@ func prometheusIn(v any) (*CanaryPrometheus, error) {
 	if !ok || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("prometheus_url must be the http(s) URL of a Prometheus server, not %v", raw)
 	}
-	p := &CanaryPrometheus{URL: s}
+	p := &contract.CanaryPrometheus{URL: s}
 	if x, ok := m["prometheus_matchers"]; ok && x != nil {
 		if p.Matchers, ok = x.(string); !ok {
 			return nil, fmt.Errorf("prometheus_matchers must be PromQL label matchers such as 'job=\"gauntlet-router\"', not %v", x)
