@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/canary"
@@ -107,10 +108,17 @@ func analysisIn(v any) (canary.Analysis, error) {
 	}
 	known := map[string]bool{"max_error_rate": true, "max_p99_latency": true, "max_score_psi": true, "min_requests": true, "failure_limit": true, "inconclusive_limit": true,
 		"prometheus_url": true, "prometheus_matchers": true}
+	var unknown []string
+	// Sorted below: the error names the same key on every replay.
+	//workflowcheck:ignore
 	for k := range m {
 		if !known[k] {
-			return a, fmt.Errorf("unknown key %q (known: max_error_rate, max_p99_latency, max_score_psi, min_requests, failure_limit, inconclusive_limit, prometheus_url, prometheus_matchers)", k)
+			unknown = append(unknown, k)
 		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return a, fmt.Errorf("unknown key %q (known: max_error_rate, max_p99_latency, max_score_psi, min_requests, failure_limit, inconclusive_limit, prometheus_url, prometheus_matchers)", unknown[0])
 	}
 	num := func(key string, def float64) (float64, error) {
 		x, ok := m[key]

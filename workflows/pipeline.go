@@ -40,7 +40,8 @@ const (
 //	   coroutine of its own, and one coroutine receives both approval
 //	   signals;
 //	3: the siblings of a failed step (fail_fast) and the steps of a
-//	   canceled run are cancelled in definition order, not in map order.
+//	   canceled run are cancelled in definition order, not in map order,
+//	   and a cancelled step that heartbeats is waited for until it stops.
 //
 // The change id is historical: bump runVersionLatest for the next change
 // rather than adding a GetVersion call, since each one costs every run a

@@ -222,6 +222,12 @@ func (r *run) activityOptions(ctx workflow.Context, st spec.Step) (workflow.Cont
 		HeartbeatTimeout:    time.Duration(st.Heartbeat),
 		RetryPolicy:         policy,
 		Summary:             st.ID,
+		// From version 3 a cancelled step that heartbeats is waited for
+		// until it has stopped, so that a failed run's finally steps (a
+		// node's teardown) never race the processes still running on it.
+		// One that does not heartbeat cannot hear the cancellation, and
+		// waiting for it could take its whole timeout.
+		WaitForCancellation: r.version >= 3 && st.Heartbeat > 0,
 	}
 	if st.RunsOn != "" {
 		q, _ := r.index(st.RunsOn).Outputs["task_queue"].(string)
