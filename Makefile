@@ -43,9 +43,12 @@ test: lint build
 tools:
 	bash scripts/install-tools.sh
 
+# gofmt, go vet, and Temporal's workflowcheck over the workflow code (the
+# import allow-list of workflows/ is a test: workflows/imports_test.go).
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool workflowcheck -config workflows/workflowcheck.yaml ./workflows/...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...

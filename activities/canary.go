@@ -14,11 +14,12 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/canary"
+	canarysource "github.com/gauntlet-ml/gauntlet/internal/canary/source"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // Canary adapts the canary-deploy step's activities onto the deployment
@@ -38,24 +39,24 @@ type Canary struct {
 // canaryProviders measure one environment: the router sees every request
 // and its latency, the model servers the scores.
 type canaryProviders struct {
-	router, serving *canary.ScrapeProvider
+	router, serving *canarysource.ScrapeProvider
 	champion        string // the stable server's version label
 }
 
 // Start registers the candidate (once per run and step, however often the
 // activity is retried) and starts it beside the champion at no traffic.
-func (c *Canary) Start(ctx context.Context, in workflows.CanaryStartInput) (workflows.CanaryStartResult, error) {
+func (c *Canary) Start(ctx context.Context, in contract.CanaryStartInput) (contract.CanaryStartResult, error) {
 	art, err := modelfile.Load(in.Model)
 	if err != nil {
-		return workflows.CanaryStartResult{}, nonRetryable("BadInput", fmt.Errorf("canary: with.model %s: %w", in.Model, err))
+		return contract.CanaryStartResult{}, nonRetryable("BadInput", fmt.Errorf("canary: with.model %s: %w", in.Model, err))
 	}
 	reg, store, err := c.registry(ctx)
 	if err != nil {
-		return workflows.CanaryStartResult{}, err
+		return contract.CanaryStartResult{}, err
 	}
 	digest, err := artifact.PutDir(ctx, store, in.Model)
 	if err != nil {
-		return workflows.CanaryStartResult{}, fmt.Errorf("canary: store %s: %w", in.Model, err)
+		return contract.CanaryStartResult{}, fmt.Errorf("canary: store %s: %w", in.Model, err)
 	}
 	metrics := map[string]float64{}
 	for k, v := range art.Manifest.Metrics {
@@ -67,28 +68,28 @@ func (c *Canary) Start(ctx context.Context, in workflows.CanaryStartInput) (work
 	if mv, err := reg.Resolve(ctx, in.Name, registry.Champion); err == nil {
 		champion = mv.Version
 	} else if !errors.Is(err, registry.ErrNotFound) {
-		return workflows.CanaryStartResult{}, fmt.Errorf("canary: champion of %s: %w", in.Name, err)
+		return contract.CanaryStartResult{}, fmt.Errorf("canary: champion of %s: %w", in.Name, err)
 	}
 	mv, err := reg.Register(ctx, registry.RegisterRequest{
 		Model: in.Name, Artifact: digest, Metrics: metrics, Parent: champion, CreatedAt: time.Now().UTC(),
 		Lineage: registry.Lineage{RunID: in.RunID, StepID: in.StepID, SpecHash: in.SpecHash, DataDigest: art.Manifest.Lineage.DataDigest},
 	})
 	if err != nil {
-		return workflows.CanaryStartResult{}, fmt.Errorf("canary: register %s: %w", in.Name, err)
+		return contract.CanaryStartResult{}, fmt.Errorf("canary: register %s: %w", in.Name, err)
 	}
 	env, err := c.Deploy.StartCanary(ctx, in.Name, in.Model)
 	if err != nil {
-		return workflows.CanaryStartResult{}, err
+		return contract.CanaryStartResult{}, err
 	}
 	if c.Metrics != nil {
 		c.Metrics.CanaryWeight(in.Name, canaryWeight(env))
 	}
-	return workflows.CanaryStartResult{Version: mv.Version, Champion: champion, RouterURL: env.RouterURL}, nil
+	return contract.CanaryStartResult{Version: mv.Version, Champion: champion, RouterURL: env.RouterURL}, nil
 }
 
 // Weight moves traffic and starts a fresh measurement interval, so each
 // analysis judges the candidate at the weight it was given.
-func (c *Canary) Weight(ctx context.Context, in workflows.CanaryWeightInput) error {
+func (c *Canary) Weight(ctx context.Context, in contract.CanaryWeightInput) error {
 	env, err := c.Deploy.SetCanaryWeight(ctx, in.Name, in.Percent)
 	if err != nil {
 		return err
@@ -115,7 +116,7 @@ func (c *Canary) Weight(ctx context.Context, in workflows.CanaryWeightInput) err
 // interval just ended instead, which needs no baseline; the scores are
 // still scraped from the model servers, whose ports a Prometheus
 // configuration cannot know ahead of a canary.
-func (c *Canary) Measure(ctx context.Context, in workflows.CanaryMeasureInput) (canary.Result, error) {
+func (c *Canary) Measure(ctx context.Context, in contract.CanaryMeasureInput) (canary.Result, error) {
 	env, err := c.Deploy.Ensure(ctx, in.Name)
 	if err != nil {
 		return canary.Result{}, err
@@ -128,7 +129,7 @@ func (c *Canary) Measure(ctx context.Context, in workflows.CanaryMeasureInput) (
 	defer stop()
 	var traffic canary.Provider = p.router
 	if in.Prometheus != nil {
-		if traffic, err = canary.NewPrometheusProvider(api.Config{Address: in.Prometheus.URL}, canary.RouterSource, in.Prometheus.Matchers); err != nil {
+		if traffic, err = canarysource.NewPrometheusProvider(api.Config{Address: in.Prometheus.URL}, canarysource.RouterSource, in.Prometheus.Matchers); err != nil {
 			return canary.Result{}, nonRetryable("BadInput", err)
 		}
 	}
@@ -151,7 +152,7 @@ func (c *Canary) Measure(ctx context.Context, in workflows.CanaryMeasureInput) (
 // Promote moves the champion alias (compare-and-swap: of two runs
 // promoting from one champion exactly one wins) and ends the canary, so
 // the stable variant serves the new champion.
-func (c *Canary) Promote(ctx context.Context, in workflows.CanaryPromoteInput) error {
+func (c *Canary) Promote(ctx context.Context, in contract.CanaryPromoteInput) error {
 	reg, _, err := c.registry(ctx)
 	if err != nil {
 		return err
@@ -176,7 +177,7 @@ func (c *Canary) Promote(ctx context.Context, in workflows.CanaryPromoteInput) e
 
 // Abort sends every request back to the champion and stops the candidate.
 // Nothing to abort is success: the call is retried and may run twice.
-func (c *Canary) Abort(ctx context.Context, in workflows.CanaryAbortInput) error {
+func (c *Canary) Abort(ctx context.Context, in contract.CanaryAbortInput) error {
 	activity.GetLogger(ctx).Info("canary aborted", "model", in.Name, "reason", in.Reason)
 	_, err := c.Deploy.EndCanary(ctx, in.Name)
 	if err != nil && !errors.Is(err, deploy.ErrNoCanary) {
@@ -207,8 +208,8 @@ func (c *Canary) providersFor(env deploy.Environment) (*canaryProviders, error) 
 	// baseline), or the counters would be read across two processes.
 	if !ok || p.router.URLs[0] != env.RouterMetricsURL || p.champion != stable.Version || p.serving.URLs[1] != cand.MetricsURL {
 		p = &canaryProviders{
-			router:   &canary.ScrapeProvider{URLs: []string{env.RouterMetricsURL}, Source: canary.RouterSource},
-			serving:  &canary.ScrapeProvider{URLs: []string{stable.MetricsURL, cand.MetricsURL}, Source: canary.ServingSource},
+			router:   &canarysource.ScrapeProvider{URLs: []string{env.RouterMetricsURL}, Source: canarysource.RouterSource},
+			serving:  &canarysource.ScrapeProvider{URLs: []string{stable.MetricsURL, cand.MetricsURL}, Source: canarysource.ServingSource},
 			champion: stable.Version,
 		}
 		c.providers[env.Name] = p

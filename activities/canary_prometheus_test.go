@@ -21,11 +21,11 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/gauntlet-ml/gauntlet/internal/canary"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
 	"github.com/gauntlet-ml/gauntlet/internal/traffic"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // TestCanaryAnalysisThroughPrometheus runs two canaries the way the
@@ -81,7 +81,7 @@ func TestCanaryAnalysisThroughPrometheus(t *testing.T) {
 		},
 		FailureLimit: 2, InconclusiveLimit: 3,
 	}
-	pc := &workflows.CanaryPrometheus{URL: prom, Matchers: `job="router"`}
+	pc := &contract.CanaryPrometheus{URL: prom, Matchers: `job="router"`}
 	c := canaryDriver{t: t, env: env, analysis: analysis, prom: pc, interval: 4 * time.Second, weights: []int{25, 50, 100}}
 
 	queried := promQueries(t, prom)
@@ -130,13 +130,13 @@ type canaryDriver struct {
 	t        *testing.T
 	env      *testsuite.TestActivityEnvironment
 	analysis canary.Analysis
-	prom     *workflows.CanaryPrometheus
+	prom     *contract.CanaryPrometheus
 	interval time.Duration
 	weights  []int
 }
 
 type canaryOutcome struct {
-	start    workflows.CanaryStartResult
+	start    contract.CanaryStartResult
 	decision string
 	results  []canary.Result
 }
@@ -145,7 +145,7 @@ func (c canaryDriver) run(runID, model string, started func()) canaryOutcome {
 	t := c.t
 	t.Helper()
 	var out canaryOutcome
-	v, err := c.env.ExecuteActivity(workflows.CanaryStartName, workflows.CanaryStartInput{RunID: runID, StepID: "canary", Name: modelName, Model: model})
+	v, err := c.env.ExecuteActivity(contract.CanaryStartName, contract.CanaryStartInput{RunID: runID, StepID: "canary", Name: modelName, Model: model})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,13 +157,13 @@ func (c canaryDriver) run(runID, model string, started func()) canaryOutcome {
 	}
 	var tracker canary.Tracker
 	for _, w := range c.weights {
-		if _, err := c.env.ExecuteActivity(workflows.CanaryWeightName, workflows.CanaryWeightInput{Name: modelName, Percent: w}); err != nil {
+		if _, err := c.env.ExecuteActivity(contract.CanaryWeightName, contract.CanaryWeightInput{Name: modelName, Percent: w}); err != nil {
 			t.Fatal(err)
 		}
 		// The workflow's timer: traffic flows at this weight for an
 		// interval, which is what gets measured.
 		time.Sleep(c.interval)
-		v, err := c.env.ExecuteActivity(workflows.CanaryMeasureName, workflows.CanaryMeasureInput{Name: modelName, Analysis: c.analysis, Interval: c.interval, Prometheus: c.prom})
+		v, err := c.env.ExecuteActivity(contract.CanaryMeasureName, contract.CanaryMeasureInput{Name: modelName, Analysis: c.analysis, Interval: c.interval, Prometheus: c.prom})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,15 +174,15 @@ func (c canaryDriver) run(runID, model string, started func()) canaryOutcome {
 		out.results = append(out.results, res)
 		t.Logf("%s at %d%%: %s %+v", runID, w, res.Outcome, res.Checks)
 		if d := tracker.Record(c.analysis, res.Outcome); d != canary.Continue {
-			if _, err := c.env.ExecuteActivity(workflows.CanaryAbortName, workflows.CanaryAbortInput{Name: modelName, Reason: string(d)}); err != nil {
+			if _, err := c.env.ExecuteActivity(contract.CanaryAbortName, contract.CanaryAbortInput{Name: modelName, Reason: string(d)}); err != nil {
 				t.Fatal(err)
 			}
 			out.decision = string(d)
 			return out
 		}
 	}
-	in := workflows.CanaryPromoteInput{Name: modelName, Version: out.start.Version, ExpectedChampion: out.start.Champion, RunID: runID, Actor: "test", Reason: "analysis passed"}
-	if _, err := c.env.ExecuteActivity(workflows.CanaryPromoteName, in); err != nil {
+	in := contract.CanaryPromoteInput{Name: modelName, Version: out.start.Version, ExpectedChampion: out.start.Champion, RunID: runID, Actor: "test", Reason: "analysis passed"}
+	if _, err := c.env.ExecuteActivity(contract.CanaryPromoteName, in); err != nil {
 		t.Fatal(err)
 	}
 	out.decision = "promoted"

@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/canary"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 	"github.com/gauntlet-ml/gauntlet/internal/monitor"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // Gate names as the gate label carries them: the step type for the gate
@@ -35,7 +35,7 @@ const (
 )
 
 // Recorder is the activity pair through which workflow code reports run
-// and approval outcomes (see workflows.RecordRunName). It is registered even
+// and approval outcomes (see contract.RecordRunName). It is registered even
 // without metrics, so that a workflow calling it never fails for a worker
 // that exports none.
 type Recorder struct {
@@ -45,14 +45,14 @@ type Recorder struct {
 // runStatuses are the final run states; anything else is refused so that a
 // caller's mistake cannot add series.
 var runStatuses = map[string]bool{
-	workflows.RunSucceeded: true, workflows.RunFailed: true, workflows.RunCanceled: true, workflows.RunRejected: true,
+	contract.RunSucceeded: true, contract.RunFailed: true, contract.RunCanceled: true, contract.RunRejected: true,
 }
 
 // approvalOutcomes are the outcomes metrics.ApprovalDecided documents.
 var approvalOutcomes = map[string]bool{"approved": true, "rejected": true, "timeout": true}
 
 // Run counts a finished run.
-func (r *Recorder) Run(_ context.Context, in workflows.RunRecord) error {
+func (r *Recorder) Run(_ context.Context, in contract.RunRecord) error {
 	if !runStatuses[in.Status] {
 		return nonRetryable("BadInput", fmt.Errorf("record run of %q: status %q is not a final run state", in.Pipeline, in.Status))
 	}
@@ -63,7 +63,7 @@ func (r *Recorder) Run(_ context.Context, in workflows.RunRecord) error {
 }
 
 // Approval records a decided approval as a gate verdict and its wait.
-func (r *Recorder) Approval(_ context.Context, in workflows.ApprovalRecord) error {
+func (r *Recorder) Approval(_ context.Context, in contract.ApprovalRecord) error {
 	if !approvalOutcomes[in.Outcome] {
 		return nonRetryable("BadInput", fmt.Errorf("record approval of %q: outcome %q is not approved, rejected or timeout", in.Pipeline, in.Outcome))
 	}
@@ -75,7 +75,7 @@ func (r *Recorder) Approval(_ context.Context, in workflows.ApprovalRecord) erro
 }
 
 // Preemption counts a lost node and what it cost.
-func (r *Recorder) Preemption(_ context.Context, in workflows.PreemptionRecord) error {
+func (r *Recorder) Preemption(_ context.Context, in contract.PreemptionRecord) error {
 	if in.WasteUSD < 0 || math.IsNaN(in.WasteUSD) || math.IsInf(in.WasteUSD, 0) {
 		return nonRetryable("BadInput", fmt.Errorf("record preemption of %q: waste %v is not a cost", in.Pipeline, in.WasteUSD))
 	}
@@ -99,11 +99,11 @@ func recordStep(ctx context.Context, m *metrics.Metrics, uses string, in steps.I
 func stepOutcome(ctx context.Context, err error) string {
 	switch {
 	case err == nil:
-		return workflows.StateSucceeded
+		return contract.StateSucceeded
 	case errors.Is(ctx.Err(), context.Canceled):
-		return workflows.StateCanceled
+		return contract.StateCanceled
 	default:
-		return workflows.StateFailed
+		return contract.StateFailed
 	}
 }
 

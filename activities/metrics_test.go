@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/mltest"
@@ -19,7 +20,6 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 const modelName = "credit-risk"
@@ -79,13 +79,13 @@ func sample(t *testing.T, g prometheus.Gatherer, name string, labels ...string) 
 
 func TestStepActivityRecordsAttemptOutcome(t *testing.T) {
 	env, reg := testEnv(t, Config{PipelinesDir: t.TempDir()})
-	in := workflows.StepInput{RunID: "run-1", Pipeline: "smoke", StepID: "hello", Uses: "echo", With: map[string]any{"msg": "hi"}}
-	if _, err := env.ExecuteActivity(workflows.StepActivityName("echo"), in); err != nil {
+	in := contract.StepInput{RunID: "run-1", Pipeline: "smoke", StepID: "hello", Uses: "echo", With: map[string]any{"msg": "hi"}}
+	if _, err := env.ExecuteActivity(contract.StepActivityName("echo"), in); err != nil {
 		t.Fatal(err)
 	}
 	// No model: evaluate fails on its input, before measuring anything.
 	in.StepID, in.Uses, in.With = "eval", "evaluate", map[string]any{}
-	if _, err := env.ExecuteActivity(workflows.StepActivityName("evaluate"), in); err == nil {
+	if _, err := env.ExecuteActivity(contract.StepActivityName("evaluate"), in); err == nil {
 		t.Fatal("evaluate without a model succeeded")
 	}
 	const h = "gauntlet_step_duration_seconds"
@@ -188,13 +188,13 @@ func TestMonitorReportRecordsDriftAndLiveAccuracy(t *testing.T) {
 
 func TestRecorderCountsRunsAndRefusesUnknownStatus(t *testing.T) {
 	env, reg := testEnv(t, Config{PipelinesDir: t.TempDir()})
-	if _, err := env.ExecuteActivity(workflows.RecordRunName, workflows.RunRecord{Pipeline: "smoke", Status: workflows.RunFailed}); err != nil {
+	if _, err := env.ExecuteActivity(contract.RecordRunName, contract.RunRecord{Pipeline: "smoke", Status: contract.RunFailed}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.ExecuteActivity(workflows.RecordRunName, workflows.RunRecord{Pipeline: "smoke", Status: "exploded"}); err == nil || !strings.Contains(err.Error(), "exploded") {
+	if _, err := env.ExecuteActivity(contract.RecordRunName, contract.RunRecord{Pipeline: "smoke", Status: "exploded"}); err == nil || !strings.Contains(err.Error(), "exploded") {
 		t.Fatalf("unknown status: %v", err)
 	}
-	if _, err := env.ExecuteActivity(workflows.RecordApprovalName, workflows.ApprovalRecord{Pipeline: "smoke", Outcome: "approved", Waited: time.Hour}); err != nil {
+	if _, err := env.ExecuteActivity(contract.RecordApprovalName, contract.ApprovalRecord{Pipeline: "smoke", Outcome: "approved", Waited: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	if got := sample(t, reg, "gauntlet_runs_total", "pipeline", "smoke", "status", "failed"); got != 1 {
@@ -276,15 +276,15 @@ func TestCanaryRecordsWeightAndRollback(t *testing.T) {
 		}
 	}
 
-	if _, err := env.ExecuteActivity(workflows.CanaryStartName, workflows.CanaryStartInput{RunID: "run-1", StepID: "canary", Name: modelName, Model: f.candidate}); err != nil {
+	if _, err := env.ExecuteActivity(contract.CanaryStartName, contract.CanaryStartInput{RunID: "run-1", StepID: "canary", Name: modelName, Model: f.candidate}); err != nil {
 		t.Fatal(err)
 	}
 	weight(0)
-	if _, err := env.ExecuteActivity(workflows.CanaryWeightName, workflows.CanaryWeightInput{Name: modelName, Percent: 25}); err != nil {
+	if _, err := env.ExecuteActivity(contract.CanaryWeightName, contract.CanaryWeightInput{Name: modelName, Percent: 25}); err != nil {
 		t.Fatal(err)
 	}
 	weight(25)
-	if _, err := env.ExecuteActivity(workflows.CanaryAbortName, workflows.CanaryAbortInput{Name: modelName, Reason: "error rate 4% over 1%"}); err != nil {
+	if _, err := env.ExecuteActivity(contract.CanaryAbortName, contract.CanaryAbortInput{Name: modelName, Reason: "error rate 4% over 1%"}); err != nil {
 		t.Fatal(err)
 	}
 	weight(0)
@@ -297,11 +297,11 @@ func TestMonitorRollbackRecordsRollback(t *testing.T) {
 	f := newRegistryFixture(t)
 	f.promote(t, 2, 1)
 	env, reg := testEnv(t, Config{PipelinesDir: t.TempDir(), StateDir: f.state, ArtifactStore: f.store})
-	v, err := env.ExecuteActivity(workflows.MonitorRollbackName, workflows.MonitorRollbackInput{Name: modelName, Champion: 2, Reason: "drift on age", Actor: "test"})
+	v, err := env.ExecuteActivity(contract.MonitorRollbackName, contract.MonitorRollbackInput{Name: modelName, Champion: 2, Reason: "drift on age", Actor: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.MonitorRollbackResult
+	var res contract.MonitorRollbackResult
 	if err := v.Get(&res); err != nil || res.Champion != 1 {
 		t.Fatalf("champion after rollback: %+v, %v", res, err)
 	}

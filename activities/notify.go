@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/gauntlet-ml/gauntlet/workflows"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 )
 
 // Notifier posts workflow notifications (approval requests, reminders,
@@ -24,7 +24,7 @@ type Notifier struct {
 // Notify posts one notification. A 4xx answer will not change on retry;
 // 5xx and network errors are retried by Temporal, under the same
 // Idempotency-Key header.
-func (n *Notifier) Notify(ctx context.Context, in workflows.NotifyInput) error {
+func (n *Notifier) Notify(ctx context.Context, in contract.NotifyInput) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), "BadInput", err)

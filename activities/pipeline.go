@@ -13,10 +13,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // Pipelines loads definitions for runs from a directory.
@@ -34,18 +34,18 @@ func invalid(err error) error {
 }
 
 // Resolve loads, validates and completes a definition and its params.
-func (p *Pipelines) Resolve(_ context.Context, in workflows.ResolveInput) (workflows.Resolved, error) {
+func (p *Pipelines) Resolve(_ context.Context, in contract.ResolveInput) (contract.Resolved, error) {
 	sp, err := p.load(in)
 	if err != nil {
-		return workflows.Resolved{}, err
+		return contract.Resolved{}, err
 	}
 	params, err := spec.ResolveParams(sp, in.Params)
 	if err != nil {
-		return workflows.Resolved{}, invalid(fmt.Errorf("pipeline %s: %w", sp.Name, err))
+		return contract.Resolved{}, invalid(fmt.Errorf("pipeline %s: %w", sp.Name, err))
 	}
 	hash, err := sp.Hash()
 	if err != nil {
-		return workflows.Resolved{}, invalid(err)
+		return contract.Resolved{}, invalid(err)
 	}
 	// A run's counters must exist at zero before it can end, or the first
 	// failure of a pipeline (an inline one, or one added since the worker
@@ -53,10 +53,10 @@ func (p *Pipelines) Resolve(_ context.Context, in workflows.ResolveInput) (workf
 	if p.Metrics != nil {
 		p.Metrics.Pipelines(sp.Name)
 	}
-	return workflows.Resolved{Spec: *sp, Hash: hash, Params: params}, nil
+	return contract.Resolved{Spec: *sp, Hash: hash, Params: params}, nil
 }
 
-func (p *Pipelines) load(in workflows.ResolveInput) (*spec.Spec, error) {
+func (p *Pipelines) load(in contract.ResolveInput) (*spec.Spec, error) {
 	switch {
 	case in.Spec != nil:
 		// An inline spec went through JSON, not the parser: validate it
@@ -147,28 +147,28 @@ type Cache struct {
 }
 
 // Get returns a cached result; a miss is Found false, not an error.
-func (c *Cache) Get(_ context.Context, key string) (workflows.CacheEntry, error) {
+func (c *Cache) Get(_ context.Context, key string) (contract.CacheEntry, error) {
 	if !validKey(key) {
-		return workflows.CacheEntry{}, invalid(fmt.Errorf("cache key %q is not a hex digest", key))
+		return contract.CacheEntry{}, invalid(fmt.Errorf("cache key %q is not a hex digest", key))
 	}
 	b, err := os.ReadFile(filepath.Join(c.Dir, key+".json"))
 	if errors.Is(err, os.ErrNotExist) {
-		return workflows.CacheEntry{Key: key}, nil
+		return contract.CacheEntry{Key: key}, nil
 	}
 	if err != nil {
-		return workflows.CacheEntry{}, fmt.Errorf("cache get %s: %w", key, err)
+		return contract.CacheEntry{}, fmt.Errorf("cache get %s: %w", key, err)
 	}
-	var e workflows.CacheEntry
+	var e contract.CacheEntry
 	if err := json.Unmarshal(b, &e); err != nil {
 		// A damaged entry is a miss: the step simply runs again.
-		return workflows.CacheEntry{Key: key}, nil
+		return contract.CacheEntry{Key: key}, nil
 	}
 	e.Found = true
 	return e, nil
 }
 
 // Put stores a result atomically, so a reader never sees half an entry.
-func (c *Cache) Put(_ context.Context, e workflows.CacheEntry) error {
+func (c *Cache) Put(_ context.Context, e contract.CacheEntry) error {
 	if !validKey(e.Key) {
 		return invalid(fmt.Errorf("cache key %q is not a hex digest", e.Key))
 	}

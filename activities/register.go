@@ -7,9 +7,9 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // Config is what the activities need from the worker process.
@@ -36,17 +36,17 @@ type Config struct {
 func Register(w worker.ActivityRegistry, cfg Config) {
 	p := &Pipelines{Dir: cfg.PipelinesDir, Metrics: cfg.Metrics}
 	c := &Cache{Dir: filepath.Join(cfg.StateDir, "cache")}
-	w.RegisterActivityWithOptions(p.Resolve, activity.RegisterOptions{Name: workflows.ResolveName})
-	w.RegisterActivityWithOptions(c.Get, activity.RegisterOptions{Name: workflows.CacheGetName})
-	w.RegisterActivityWithOptions(c.Put, activity.RegisterOptions{Name: workflows.CachePutName})
+	w.RegisterActivityWithOptions(p.Resolve, activity.RegisterOptions{Name: contract.ResolveName})
+	w.RegisterActivityWithOptions(c.Get, activity.RegisterOptions{Name: contract.CacheGetName})
+	w.RegisterActivityWithOptions(c.Put, activity.RegisterOptions{Name: contract.CachePutName})
 	n := &Notifier{}
-	w.RegisterActivityWithOptions(n.Notify, activity.RegisterOptions{Name: workflows.NotifyActivity})
+	w.RegisterActivityWithOptions(n.Notify, activity.RegisterOptions{Name: contract.NotifyActivity})
 	k := &ReviewerKeys{Path: cfg.ReviewerKeys}
-	w.RegisterActivityWithOptions(k.Load, activity.RegisterOptions{Name: workflows.LoadReviewerKeysName})
+	w.RegisterActivityWithOptions(k.Load, activity.RegisterOptions{Name: contract.LoadReviewerKeysName})
 	rec := &Recorder{Metrics: cfg.Metrics}
-	w.RegisterActivityWithOptions(rec.Run, activity.RegisterOptions{Name: workflows.RecordRunName})
-	w.RegisterActivityWithOptions(rec.Approval, activity.RegisterOptions{Name: workflows.RecordApprovalName})
-	w.RegisterActivityWithOptions(rec.Preemption, activity.RegisterOptions{Name: workflows.RecordPreemptionName})
+	w.RegisterActivityWithOptions(rec.Run, activity.RegisterOptions{Name: contract.RecordRunName})
+	w.RegisterActivityWithOptions(rec.Approval, activity.RegisterOptions{Name: contract.RecordApprovalName})
+	w.RegisterActivityWithOptions(rec.Preemption, activity.RegisterOptions{Name: contract.RecordPreemptionName})
 	h := &Host{StateDir: cfg.StateDir, ArtifactStore: cfg.ArtifactStore, Logger: cfg.Logger, Metrics: cfg.Metrics}
 	h.RegisterSteps(w)
 	store := storeOr(cfg.ArtifactStore, cfg.StateDir)
@@ -54,12 +54,12 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 		cfg.Deploy = deploy.NewLocal(deploy.Options{StateDir: cfg.StateDir, Store: store, Logger: cfg.Logger})
 	}
 	cn := &Canary{Deploy: cfg.Deploy, Store: store, Metrics: cfg.Metrics}
-	w.RegisterActivityWithOptions(cn.Start, activity.RegisterOptions{Name: workflows.CanaryStartName})
-	w.RegisterActivityWithOptions(cn.Weight, activity.RegisterOptions{Name: workflows.CanaryWeightName})
-	w.RegisterActivityWithOptions(cn.Measure, activity.RegisterOptions{Name: workflows.CanaryMeasureName})
-	w.RegisterActivityWithOptions(cn.Promote, activity.RegisterOptions{Name: workflows.CanaryPromoteName})
-	w.RegisterActivityWithOptions(cn.Abort, activity.RegisterOptions{Name: workflows.CanaryAbortName})
+	w.RegisterActivityWithOptions(cn.Start, activity.RegisterOptions{Name: contract.CanaryStartName})
+	w.RegisterActivityWithOptions(cn.Weight, activity.RegisterOptions{Name: contract.CanaryWeightName})
+	w.RegisterActivityWithOptions(cn.Measure, activity.RegisterOptions{Name: contract.CanaryMeasureName})
+	w.RegisterActivityWithOptions(cn.Promote, activity.RegisterOptions{Name: contract.CanaryPromoteName})
+	w.RegisterActivityWithOptions(cn.Abort, activity.RegisterOptions{Name: contract.CanaryAbortName})
 	mon := &Monitor{Deploy: cn.Deploy, Store: store, CacheDir: filepath.Join(cfg.StateDir, "monitor"), Metrics: cfg.Metrics}
-	w.RegisterActivityWithOptions(mon.Check, activity.RegisterOptions{Name: workflows.MonitorCheckName})
-	w.RegisterActivityWithOptions(mon.Rollback, activity.RegisterOptions{Name: workflows.MonitorRollbackName})
+	w.RegisterActivityWithOptions(mon.Check, activity.RegisterOptions{Name: contract.MonitorCheckName})
+	w.RegisterActivityWithOptions(mon.Rollback, activity.RegisterOptions{Name: contract.MonitorRollbackName})
 }

@@ -22,10 +22,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/secrets"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // Host carries what step activities need from the worker.
@@ -53,12 +53,12 @@ func (h *Host) RegisterSteps(w worker.ActivityRegistry) {
 		if t.Kind != steps.Activity {
 			continue
 		}
-		w.RegisterActivityWithOptions(h.stepActivity(t, known), activity.RegisterOptions{Name: workflows.StepActivityName(t.Name)})
+		w.RegisterActivityWithOptions(h.stepActivity(t, known), activity.RegisterOptions{Name: contract.StepActivityName(t.Name)})
 	}
 }
 
-func (h *Host) stepActivity(t steps.Type, known []string) func(context.Context, workflows.StepInput) (workflows.StepResult, error) {
-	return func(ctx context.Context, wi workflows.StepInput) (workflows.StepResult, error) {
+func (h *Host) stepActivity(t steps.Type, known []string) func(context.Context, contract.StepInput) (contract.StepResult, error) {
+	return func(ctx context.Context, wi contract.StepInput) (contract.StepResult, error) {
 		in := steps.Input{RunID: wi.RunID, Pipeline: wi.Pipeline, SpecHash: wi.SpecHash, StepID: wi.StepID, Uses: wi.Uses, With: wi.With, Command: wi.Command, StartedBy: wi.StartedBy}
 		info := activity.GetInfo(ctx)
 		dir := filepath.Join(h.StateDir, "runs", safe(in.RunID), safe(in.StepID))
@@ -72,9 +72,9 @@ func (h *Host) stepActivity(t steps.Type, known []string) func(context.Context, 
 			recordStep(ctx, h.Metrics, t.Name, in, out, err, time.Since(began))
 		}
 		if err != nil {
-			return workflows.StepResult{}, toTemporal(err, info.Attempt)
+			return contract.StepResult{}, toTemporal(err, info.Attempt)
 		}
-		return workflows.StepResult{Outputs: out, Attempt: info.Attempt}, nil
+		return contract.StepResult{Outputs: out, Attempt: info.Attempt}, nil
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"io"
 	"log/slog"
@@ -29,7 +30,6 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/spot"
 	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 var metricsLine = regexp.MustCompile(`metrics on (http://\S+)`)
@@ -138,7 +138,7 @@ func get(t *testing.T, url string) string {
 type fakeVisibility struct {
 	client.Client
 	pages    [][]string
-	statuses map[string]workflows.Status
+	statuses map[string]contract.Status
 
 	mu      sync.Mutex
 	queries []string
@@ -164,7 +164,7 @@ func (f *fakeVisibility) ListWorkflow(_ context.Context, req *workflowservice.Li
 
 func (f *fakeVisibility) QueryWorkflow(_ context.Context, id, _, query string, _ ...any) (converter.EncodedValue, error) {
 	st, ok := f.statuses[id]
-	if !ok || query != workflows.StatusQuery {
+	if !ok || query != contract.StatusQuery {
 		return nil, errors.New("workflow task failed")
 	}
 	b, err := json.Marshal(st)
@@ -176,12 +176,12 @@ type jsonValue []byte
 func (v jsonValue) HasValue() bool    { return len(v) > 0 }
 func (v jsonValue) Get(ptr any) error { return json.Unmarshal(v, ptr) }
 
-func waitingRun(pipeline string, now time.Time, waits map[string]time.Duration) workflows.Status {
-	st := workflows.Status{Pipeline: pipeline, State: workflows.RunWaiting}
-	st.Steps = append(st.Steps, workflows.StepStatus{ID: "train", State: workflows.StateSucceeded})
+func waitingRun(pipeline string, now time.Time, waits map[string]time.Duration) contract.Status {
+	st := contract.Status{Pipeline: pipeline, State: contract.RunWaiting}
+	st.Steps = append(st.Steps, contract.StepStatus{ID: "train", State: contract.StateSucceeded})
 	for step, d := range waits {
 		began := now.Add(-d)
-		st.Steps = append(st.Steps, workflows.StepStatus{ID: step, State: workflows.StateWaiting, StartedAt: &began})
+		st.Steps = append(st.Steps, contract.StepStatus{ID: step, State: contract.StateWaiting, StartedAt: &began})
 	}
 	return st
 }
@@ -190,7 +190,7 @@ func TestApprovalsWatchCountsWaitingSteps(t *testing.T) {
 	now := time.Now()
 	fake := &fakeVisibility{
 		pages: [][]string{{"run-a", "run-broken"}, {"run-c"}},
-		statuses: map[string]workflows.Status{
+		statuses: map[string]contract.Status{
 			"run-a": waitingRun("credit-risk", now, map[string]time.Duration{"approve": 2 * time.Hour}),
 			"run-c": waitingRun("credit-risk", now, map[string]time.Duration{"approve": 30 * time.Minute, "sign-off": 10 * time.Minute}),
 		},

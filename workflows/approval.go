@@ -10,71 +10,19 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 	"github.com/gauntlet-ml/gauntlet/internal/signing"
 )
 
-// Names of the approval handlers: Updates for the CLI and API (refused
-// decisions never enter history), Signals of the same names for the Temporal
-// UI, and a query for what is waiting.
 const (
-	ApproveName      = "approve"
-	RejectName       = "reject"
-	ApprovalsQuery   = "approvals"
-	NotifyActivity   = "Notify"
-	defaultApprovalT = 72 * time.Hour
-	// LoadReviewerKeysName is the activity that reads the worker's reviewer
-	// key file. Its result is recorded in history, so the keys a run
-	// verified with are the keys it replays with.
-	LoadReviewerKeysName = "LoadReviewerKeys"
+	defaultApprovalT     = 72 * time.Hour
 	defaultSignatureSkew = 10 * time.Minute
 )
 
-// Decision is what a reviewer sends.
-type Decision struct {
-	Reviewer string `json:"reviewer"`
-	Comment  string `json:"comment,omitempty"`
-	// Step names the approval step when several wait at once.
-	Step string `json:"step,omitempty"`
-	// Signature is required by approval steps with require_signatures.
-	Signature *signing.Signature `json:"signature,omitempty"`
-}
-
-// Vote is a recorded decision.
-type Vote struct {
-	Reviewer string    `json:"reviewer"`
-	Decision string    `json:"decision"` // approve or reject
-	Comment  string    `json:"comment,omitempty"`
-	At       time.Time `json:"at"`
-	Via      string    `json:"via"` // update, signal or timeout
-	// KeyID and SignedAt are set for a vote whose signature was verified.
-	KeyID    string     `json:"key_id,omitempty"`
-	SignedAt *time.Time `json:"signed_at,omitempty"`
-}
-
-// ApprovalRequest is what a waiting approval step shows a reviewer.
-type ApprovalRequest struct {
-	Step       string         `json:"step"`
-	Reviewers  []string       `json:"reviewers"`
-	Required   int            `json:"required"`
-	Deadline   time.Time      `json:"deadline"`
-	OnTimeout  string         `json:"on_timeout"`
-	Escalated  bool           `json:"escalated,omitempty"`
-	StartedBy  string         `json:"started_by,omitempty"`
-	Votes      []Vote         `json:"votes"`
-	Evidence   map[string]any `json:"evidence,omitempty"`
-	Invalid    []string       `json:"invalid_signals,omitempty"`
-	Notified   int            `json:"notifications_sent"`
-	SelfForbid bool           `json:"forbid_self_approval,omitempty"`
-	// RequireSignatures says votes must be signed (gauntlet approve --key);
-	// KeyFingerprints lets a reviewer check they hold the configured key.
-	RequireSignatures bool              `json:"require_signatures,omitempty"`
-	KeyFingerprints   map[string]string `json:"key_fingerprints,omitempty"`
-}
-
 // gate is one approval step's live state.
 type gate struct {
-	req         ApprovalRequest
+	req         contract.ApprovalRequest
 	escalateTo  []string
 	timeout     time.Duration
 	notifyURL   string
@@ -100,15 +48,15 @@ func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 	// steps or not. Before, each had its own, which decides the order two
 	// signals in one workflow task are counted in: old runs keep it.
 	signals := workflow.NewSelector(ctx)
-	for _, name := range []string{ApproveName, RejectName} {
+	for _, name := range []string{contract.ApproveName, contract.RejectName} {
 		decision := name
 		err := workflow.SetUpdateHandlerWithOptions(ctx, name,
-			func(ctx workflow.Context, d Decision) (ApprovalRequest, error) {
+			func(ctx workflow.Context, d contract.Decision) (contract.ApprovalRequest, error) {
 				g, _ := r.gateFor(d)
 				r.vote(ctx, g, d, decision, "update")
 				return g.req, nil
 			},
-			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, d Decision) error {
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, d contract.Decision) error {
 				_, err := r.checkDecision(ctx, d, decision)
 				return err
 			}},
@@ -117,7 +65,7 @@ func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 			return err
 		}
 		ch := workflow.GetSignalChannel(ctx, name)
-		receive := func(d Decision) {
+		receive := func(d contract.Decision) {
 			g, err := r.checkDecision(ctx, d, decision)
 			if err != nil {
 				// Signals cannot be refused; keep the attempt visible.
@@ -129,7 +77,7 @@ func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 		if r.version < 2 {
 			workflow.Go(ctx, func(ctx workflow.Context) {
 				for {
-					var d Decision
+					var d contract.Decision
 					ch.Receive(ctx, &d)
 					receive(d)
 				}
@@ -137,7 +85,7 @@ func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 			continue
 		}
 		signals.AddReceive(ch, func(ch workflow.ReceiveChannel, _ bool) {
-			var d Decision
+			var d contract.Decision
 			ch.ReceiveAsync(&d)
 			receive(d)
 		})
@@ -149,8 +97,8 @@ func registerApprovalHandlers(ctx workflow.Context, r *run) error {
 			}
 		})
 	}
-	return workflow.SetQueryHandler(ctx, ApprovalsQuery, func() ([]ApprovalRequest, error) {
-		var out []ApprovalRequest
+	return workflow.SetQueryHandler(ctx, contract.ApprovalsQuery, func() ([]contract.ApprovalRequest, error) {
+		var out []contract.ApprovalRequest
 		for _, g := range r.gates {
 			out = append(out, g.req)
 		}
@@ -177,7 +125,7 @@ func (r *run) gateOf(step string) (*gate, bool) {
 
 // gateFor finds the gate a decision addresses: the named step, the step a
 // signature names, or the one open gate.
-func (r *run) gateFor(d Decision) (*gate, error) {
+func (r *run) gateFor(d contract.Decision) (*gate, error) {
 	step := d.Step
 	if step == "" && d.Signature != nil {
 		step = d.Signature.Step
@@ -206,7 +154,7 @@ func (r *run) gateFor(d Decision) (*gate, error) {
 }
 
 // checkDecision is the validator: it must not change state.
-func (r *run) checkDecision(ctx workflow.Context, d Decision, decision string) (*gate, error) {
+func (r *run) checkDecision(ctx workflow.Context, d contract.Decision, decision string) (*gate, error) {
 	g, err := r.gateFor(d)
 	if err != nil {
 		return g, err
@@ -219,7 +167,7 @@ func (r *run) checkDecision(ctx workflow.Context, d Decision, decision string) (
 		return g, fmt.Errorf("approval %s is closed", g.req.Step)
 	case !slices.Contains(g.req.Reviewers, reviewer):
 		return g, fmt.Errorf("%s is not a reviewer of %s (reviewers: %s)", reviewer, g.req.Step, strings.Join(g.req.Reviewers, ", "))
-	case g.req.SelfForbid && decision == ApproveName && reviewer == g.req.StartedBy:
+	case g.req.SelfForbid && decision == contract.ApproveName && reviewer == g.req.StartedBy:
 		return g, fmt.Errorf("%s started this run and may not approve it", reviewer)
 	}
 	for _, v := range g.req.Votes {
@@ -248,8 +196,8 @@ func (r *run) noteInvalid(g *gate, msg string) {
 	r.refreshWaiting(g)
 }
 
-func (r *run) vote(ctx workflow.Context, g *gate, d Decision, decision, via string) {
-	v := Vote{Reviewer: strings.TrimSpace(d.Reviewer), Decision: decision, Comment: d.Comment, At: workflow.Now(ctx), Via: via}
+func (r *run) vote(ctx workflow.Context, g *gate, d contract.Decision, decision, via string) {
+	v := contract.Vote{Reviewer: strings.TrimSpace(d.Reviewer), Decision: decision, Comment: d.Comment, At: workflow.Now(ctx), Via: via}
 	// Only a verified signature is worth recording: an unchecked one would
 	// look like proof in the audit trail.
 	if g.requireSig && d.Signature != nil {
@@ -257,7 +205,7 @@ func (r *run) vote(ctx workflow.Context, g *gate, d Decision, decision, via stri
 		v.KeyID, v.SignedAt = d.Signature.KeyID, &at
 	}
 	g.req.Votes = append(g.req.Votes, v)
-	if decision == ApproveName {
+	if decision == contract.ApproveName {
 		g.approvals++
 	} else {
 		g.rejected = true
@@ -286,10 +234,10 @@ func runApproval(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, err
 	}
 	r.addGate(g)
 	st := r.index(sr.spec.ID)
-	st.State = StateWaiting
+	st.State = contract.StateWaiting
 	r.refreshWaiting(g)
-	r.status.State = RunWaiting
-	_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.RunStatus.ValueSet(RunWaiting), searchattr.Approval.ValueSet("waiting:"+sr.spec.ID))
+	r.status.State = contract.RunWaiting
+	_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.RunStatus.ValueSet(contract.RunWaiting), searchattr.Approval.ValueSet("waiting:"+sr.spec.ID))
 	defer func() {
 		g.open = false
 		// Another gate may still wait: the run waits until the last closes.
@@ -298,9 +246,9 @@ func runApproval(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, err
 				return
 			}
 		}
-		if r.status.State == RunWaiting {
-			r.status.State = RunRunning
-			_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.RunStatus.ValueSet(RunRunning))
+		if r.status.State == contract.RunWaiting {
+			r.status.State = contract.RunRunning
+			_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.RunStatus.ValueSet(contract.RunRunning))
 		}
 	}()
 	r.notify(ctx, g, "approval requested")
@@ -340,7 +288,7 @@ func runApproval(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, err
 		outcome = "timeout"
 	}
 	waited := workflow.Now(ctx).Sub(*st.StartedAt)
-	r.record(ctx, "record-approval-metric", RecordApprovalName, ApprovalRecord{Pipeline: r.resolved.Spec.Name, Outcome: outcome, Waited: waited})
+	r.record(ctx, "record-approval-metric", contract.RecordApprovalName, contract.ApprovalRecord{Pipeline: r.resolved.Spec.Name, Outcome: outcome, Waited: waited})
 	if g.rejected {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.Approval.ValueSet("rejected:"+strings.Join(out["rejecters"].([]string), ",")))
 		r.notify(ctx, g, "rejected")
@@ -361,7 +309,7 @@ func loadReviewerKeys(ctx workflow.Context, g *gate) error {
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{"InvalidReviewerKeys"}},
 	})
 	var keys signing.KeyRing
-	if err := workflow.ExecuteActivity(actx, LoadReviewerKeysName).Get(ctx, &keys); err != nil {
+	if err := workflow.ExecuteActivity(actx, contract.LoadReviewerKeysName).Get(ctx, &keys); err != nil {
 		return err
 	}
 	var missing []string
@@ -389,7 +337,7 @@ func loadReviewerKeys(ctx workflow.Context, g *gate) error {
 func (r *run) timeOut(ctx workflow.Context, g *gate) bool {
 	switch g.req.OnTimeout {
 	case "approve":
-		g.req.Votes = append(g.req.Votes, Vote{Reviewer: "timeout", Decision: ApproveName, At: workflow.Now(ctx), Via: "timeout", Comment: "approved by on_timeout: approve"})
+		g.req.Votes = append(g.req.Votes, contract.Vote{Reviewer: "timeout", Decision: contract.ApproveName, At: workflow.Now(ctx), Via: "timeout", Comment: "approved by on_timeout: approve"})
 		g.approvals = g.req.Required
 	case "escalate":
 		if !g.req.Escalated && len(g.escalateTo) > 0 {
@@ -403,7 +351,7 @@ func (r *run) timeOut(ctx workflow.Context, g *gate) bool {
 		}
 		fallthrough
 	default:
-		g.req.Votes = append(g.req.Votes, Vote{Reviewer: "timeout", Decision: RejectName, At: workflow.Now(ctx), Via: "timeout", Comment: "no decision before the deadline"})
+		g.req.Votes = append(g.req.Votes, contract.Vote{Reviewer: "timeout", Decision: contract.RejectName, At: workflow.Now(ctx), Via: "timeout", Comment: "no decision before the deadline"})
 		g.rejected = true
 	}
 	r.refreshWaiting(g)
@@ -412,7 +360,7 @@ func (r *run) timeOut(ctx workflow.Context, g *gate) bool {
 
 func rejectionMessage(g *gate) string {
 	for _, v := range g.req.Votes {
-		if v.Decision == RejectName {
+		if v.Decision == contract.RejectName {
 			msg := fmt.Sprintf("%s rejected by %s", g.req.Step, v.Reviewer)
 			if v.Comment != "" {
 				msg += ": " + v.Comment
@@ -428,7 +376,7 @@ func approvalOutputs(g *gate) map[string]any {
 	votes := make([]any, 0, len(g.req.Votes))
 	comment := ""
 	for _, v := range g.req.Votes {
-		if v.Decision == ApproveName {
+		if v.Decision == contract.ApproveName {
 			approvers = append(approvers, v.Reviewer)
 		} else {
 			rejecters = append(rejecters, v.Reviewer)
@@ -457,17 +405,7 @@ func (r *run) notify(ctx workflow.Context, g *gate, event string) {
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
-	msg := NotifyInput{URL: g.notifyURL, RunID: r.status.RunID, Pipeline: r.status.Pipeline, StepID: g.req.Step, Event: event, Request: g.req}
+	msg := contract.NotifyInput{URL: g.notifyURL, RunID: r.status.RunID, Pipeline: r.status.Pipeline, StepID: g.req.Step, Event: event, Request: g.req}
 	// A webhook that is down must not hold the gate; the outcome is logged.
-	_ = workflow.ExecuteActivity(actx, NotifyActivity, msg).Get(ctx, nil)
-}
-
-// NotifyInput is an approval notification.
-type NotifyInput struct {
-	URL      string          `json:"url"`
-	RunID    string          `json:"run_id"`
-	Pipeline string          `json:"pipeline"`
-	StepID   string          `json:"step_id"`
-	Event    string          `json:"event"`
-	Request  ApprovalRequest `json:"request"`
+	_ = workflow.ExecuteActivity(actx, contract.NotifyActivity, msg).Get(ctx, nil)
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 )
 
@@ -62,9 +63,9 @@ func newGate(sr *stepRun, startedBy string, now time.Time) (*gate, error) {
 	url, _ := w["notify_url"].(string)
 	evidence, _ := w["evidence"].(map[string]any)
 	return &gate{
-		req: ApprovalRequest{
+		req: contract.ApprovalRequest{
 			Step: sr.spec.ID, Reviewers: reviewers, Required: required, Deadline: now.Add(timeout),
-			OnTimeout: onTimeout, StartedBy: startedBy, Votes: []Vote{}, Evidence: evidence, SelfForbid: self,
+			OnTimeout: onTimeout, StartedBy: startedBy, Votes: []contract.Vote{}, Evidence: evidence, SelfForbid: self,
 			RequireSignatures: requireSig,
 		},
 		requireSig: requireSig,

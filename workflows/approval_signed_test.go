@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/gauntlet-ml/gauntlet/activities"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/signing"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
@@ -48,7 +49,7 @@ func signedHarness(t *testing.T, reviewers ...string) (*harness, map[string]ed25
 	env := suite.NewTestWorkflowEnvironment()
 	workflows.Register(env)
 	activities.Register(env, activities.Config{PipelinesDir: t.TempDir(), StateDir: t.TempDir(), ReviewerKeys: keys})
-	h := &harness{t: t, env: env, input: workflows.PipelineInput{YAML: signedPipeline, StartedBy: "erin"}}
+	h := &harness{t: t, env: env, input: contract.PipelineInput{YAML: signedPipeline, StartedBy: "erin"}}
 	return h, privs
 }
 
@@ -72,23 +73,23 @@ func TestSignedApprovalRefusesUnsignedForgedAndReplayedDecisions(t *testing.T) {
 	var good *updateResult
 	h.env.RegisterDelayedCallback(func() {
 		now := h.env.Now()
-		refused["unsigned"] = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice"})
-		refused["forged"] = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice",
-			Signature: sign(t, mallory, runID, workflows.ApproveName, "alice", "", now)})
-		refused["other run"] = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice",
-			Signature: sign(t, privs["alice"], "another-run", workflows.ApproveName, "alice", "", now)})
-		refused["signed reject sent as approve"] = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice",
-			Signature: sign(t, privs["alice"], runID, workflows.RejectName, "alice", "", now)})
-		refused["comment changed"] = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice", Comment: "ship it",
-			Signature: sign(t, privs["alice"], runID, workflows.ApproveName, "alice", "looks risky", now)})
-		refused["bob's key for alice"] = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice",
-			Signature: sign(t, privs["bob"], runID, workflows.ApproveName, "alice", "", now)})
-		refused["stale"] = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice",
-			Signature: sign(t, privs["alice"], runID, workflows.ApproveName, "alice", "", now.Add(-time.Hour))})
+		refused["unsigned"] = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice"})
+		refused["forged"] = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice",
+			Signature: sign(t, mallory, runID, contract.ApproveName, "alice", "", now)})
+		refused["other run"] = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice",
+			Signature: sign(t, privs["alice"], "another-run", contract.ApproveName, "alice", "", now)})
+		refused["signed reject sent as approve"] = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice",
+			Signature: sign(t, privs["alice"], runID, contract.RejectName, "alice", "", now)})
+		refused["comment changed"] = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice", Comment: "ship it",
+			Signature: sign(t, privs["alice"], runID, contract.ApproveName, "alice", "looks risky", now)})
+		refused["bob's key for alice"] = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice",
+			Signature: sign(t, privs["bob"], runID, contract.ApproveName, "alice", "", now)})
+		refused["stale"] = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice",
+			Signature: sign(t, privs["alice"], runID, contract.ApproveName, "alice", "", now.Add(-time.Hour))})
 	}, time.Hour)
 	h.env.RegisterDelayedCallback(func() {
-		good = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice", Comment: "ship it",
-			Signature: sign(t, privs["alice"], runID, workflows.ApproveName, "alice", "ship it", h.env.Now())})
+		good = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice", Comment: "ship it",
+			Signature: sign(t, privs["alice"], runID, contract.ApproveName, "alice", "ship it", h.env.Now())})
 	}, 2*time.Hour)
 	res, err := h.start()
 	if err != nil {

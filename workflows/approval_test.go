@@ -13,7 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/gauntlet-ml/gauntlet/workflows"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 )
 
 const approvalPipeline = `
@@ -46,7 +46,7 @@ type updateResult struct {
 	err      error
 }
 
-func sendUpdate(env *testsuite.TestWorkflowEnvironment, name string, d workflows.Decision) *updateResult {
+func sendUpdate(env *testsuite.TestWorkflowEnvironment, name string, d contract.Decision) *updateResult {
 	res := &updateResult{}
 	env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
 		OnAccept: func() { res.accepted = true },
@@ -63,7 +63,7 @@ func sendUpdate(env *testsuite.TestWorkflowEnvironment, name string, d workflows
 func startApproval(t *testing.T, params map[string]any, startedBy string) *harness {
 	t.Helper()
 	h := newHarness(t)
-	h.input = workflows.PipelineInput{YAML: approvalPipeline, Params: params, StartedBy: startedBy}
+	h.input = contract.PipelineInput{YAML: approvalPipeline, Params: params, StartedBy: startedBy}
 	return h
 }
 
@@ -71,21 +71,21 @@ func TestApprovalQuorumReached(t *testing.T) {
 	h := startApproval(t, nil, "erin")
 	var first, second *updateResult
 	h.env.RegisterDelayedCallback(func() {
-		first = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice", Comment: "metrics fine"})
+		first = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice", Comment: "metrics fine"})
 	}, time.Hour)
 	h.env.RegisterDelayedCallback(func() {
-		v, err := h.env.QueryWorkflow(workflows.ApprovalsQuery)
+		v, err := h.env.QueryWorkflow(contract.ApprovalsQuery)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		var reqs []workflows.ApprovalRequest
+		var reqs []contract.ApprovalRequest
 		_ = v.Get(&reqs)
 		if len(reqs) != 1 || len(reqs[0].Votes) != 1 || reqs[0].Evidence["auc"] != 0.91 {
 			t.Errorf("waiting request: %+v", reqs)
 		}
 	}, 2*time.Hour)
-	h.env.RegisterDelayedCallback(func() { second = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "bob"}) }, 3*time.Hour)
+	h.env.RegisterDelayedCallback(func() { second = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "bob"}) }, 3*time.Hour)
 	res, err := h.start()
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func TestApprovalQuorumReached(t *testing.T) {
 func TestApprovalRejectionEndsRunRejected(t *testing.T) {
 	h := startApproval(t, nil, "erin")
 	h.env.RegisterDelayedCallback(func() {
-		sendUpdate(h.env, workflows.RejectName, workflows.Decision{Reviewer: "carol", Comment: "fairness gap too wide"})
+		sendUpdate(h.env, contract.RejectName, contract.Decision{Reviewer: "carol", Comment: "fairness gap too wide"})
 	}, time.Hour)
 	_, err := h.start()
 	var app *temporal.ApplicationError
@@ -114,7 +114,7 @@ func TestApprovalRejectionEndsRunRejected(t *testing.T) {
 		t.Fatalf("want ApprovalRejected, got %v", err)
 	}
 	st := failedStatus(t, err)
-	if st.State != workflows.RunRejected || stepOf(t, st, "ship").State != workflows.StateSkipped {
+	if st.State != contract.RunRejected || stepOf(t, st, "ship").State != contract.StateSkipped {
 		t.Fatalf("status %+v", st)
 	}
 }
@@ -123,17 +123,17 @@ func TestApprovalValidatorRefusesBadDecisions(t *testing.T) {
 	h := startApproval(t, map[string]any{"required": 1}, "alice")
 	var unknown, self, dup, ok *updateResult
 	h.env.RegisterDelayedCallback(func() {
-		unknown = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "mallory"})
-		self = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice"})
+		unknown = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "mallory"})
+		self = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice"})
 	}, time.Hour)
-	h.env.RegisterDelayedCallback(func() { sendUpdate(h.env, workflows.RejectName, workflows.Decision{Reviewer: "mallory"}) }, 90*time.Minute)
+	h.env.RegisterDelayedCallback(func() { sendUpdate(h.env, contract.RejectName, contract.Decision{Reviewer: "mallory"}) }, 90*time.Minute)
 	h.env.RegisterDelayedCallback(func() {
 		// A signal from the UI with a bad payload is recorded, not obeyed.
-		h.env.SignalWorkflow(workflows.ApproveName, workflows.Decision{Reviewer: "mallory"})
+		h.env.SignalWorkflow(contract.ApproveName, contract.Decision{Reviewer: "mallory"})
 	}, 2*time.Hour)
 	h.env.RegisterDelayedCallback(func() {
-		ok = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "bob"})
-		dup = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "bob"})
+		ok = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "bob"})
+		dup = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "bob"})
 	}, 3*time.Hour)
 	res, err := h.start()
 	if err != nil {
@@ -163,7 +163,7 @@ func TestApprovalTimeouts(t *testing.T) {
 		h := startApproval(t, nil, "erin")
 		_, err := h.start()
 		st := failedStatus(t, err)
-		if st.State != workflows.RunRejected || !strings.Contains(st.Error, "timeout") {
+		if st.State != contract.RunRejected || !strings.Contains(st.Error, "timeout") {
 			t.Fatalf("%+v", st)
 		}
 		if d := stepOf(t, st, "approve").EndedAt.Sub(*stepOf(t, st, "approve").StartedAt); d != 48*time.Hour {
@@ -176,16 +176,16 @@ func TestApprovalTimeouts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if stepOf(t, *res, "ship").State != workflows.StateSucceeded {
+		if stepOf(t, *res, "ship").State != contract.StateSucceeded {
 			t.Fatal("on_timeout approve did not let the run go on")
 		}
 	})
 	t.Run("escalate", func(t *testing.T) {
 		h := startApproval(t, map[string]any{"on_timeout": "escalate", "required": 1}, "erin")
 		var early, late *updateResult
-		h.env.RegisterDelayedCallback(func() { early = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "dave"}) }, time.Hour)
+		h.env.RegisterDelayedCallback(func() { early = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "dave"}) }, time.Hour)
 		h.env.RegisterDelayedCallback(func() {
-			late = sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "dave", Comment: "escalated ok"})
+			late = sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "dave", Comment: "escalated ok"})
 		}, 50*time.Hour)
 		res, err := h.start()
 		if err != nil {
@@ -204,7 +204,7 @@ func TestApprovalNotifiesOncePerChange(t *testing.T) {
 	var mu sync.Mutex
 	var events, keys []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var in workflows.NotifyInput
+		var in contract.NotifyInput
 		_ = json.NewDecoder(r.Body).Decode(&in)
 		mu.Lock()
 		defer mu.Unlock()
@@ -219,8 +219,8 @@ func TestApprovalNotifiesOncePerChange(t *testing.T) {
 	}))
 	defer srv.Close()
 	h := startApproval(t, map[string]any{"url": srv.URL, "required": 2}, "erin")
-	h.env.RegisterDelayedCallback(func() { sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice"}) }, 30*time.Hour)
-	h.env.RegisterDelayedCallback(func() { sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "bob"}) }, 40*time.Hour)
+	h.env.RegisterDelayedCallback(func() { sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice"}) }, 30*time.Hour)
+	h.env.RegisterDelayedCallback(func() { sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "bob"}) }, 40*time.Hour)
 	if _, err := h.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -246,33 +246,33 @@ func TestApprovalNotifiesOncePerChange(t *testing.T) {
 
 func TestRunWaitsUntilTheLastOfParallelApprovalsCloses(t *testing.T) {
 	h := newHarness(t)
-	h.input = workflows.PipelineInput{YAML: `
+	h.input = contract.PipelineInput{YAML: `
 name: two-gates
 steps:
   - {id: legal, uses: approval, with: {reviewers: [alice]}}
   - {id: risk, uses: approval, with: {reviewers: [bob]}}
 `}
-	var afterFirst workflows.Status
+	var afterFirst contract.Status
 	h.env.RegisterDelayedCallback(func() {
-		sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice", Step: "legal"})
+		sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice", Step: "legal"})
 	}, time.Hour)
 	h.env.RegisterDelayedCallback(func() {
-		v, err := h.env.QueryWorkflow(workflows.StatusQuery)
+		v, err := h.env.QueryWorkflow(contract.StatusQuery)
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		_ = v.Get(&afterFirst)
-		sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "bob", Step: "risk"})
+		sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "bob", Step: "risk"})
 	}, 2*time.Hour)
 	res, err := h.start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if afterFirst.State != workflows.RunWaiting {
+	if afterFirst.State != contract.RunWaiting {
 		t.Fatalf("with risk still open the run is %q, want waiting", afterFirst.State)
 	}
-	if res.State != workflows.RunSucceeded {
+	if res.State != contract.RunSucceeded {
 		t.Fatalf("run %s", res.State)
 	}
 }

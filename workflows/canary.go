@@ -8,90 +8,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/gauntlet-ml/gauntlet/internal/canary"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 )
-
-// Activities of the canary-deploy step (activities/canary.go) and the
-// signals a person sends to steer it, in the spirit of Flagger's manual
-// gates and Argo Rollouts' promote and abort.
-const (
-	CanaryStartName     = "CanaryStart"
-	CanaryWeightName    = "CanaryWeight"
-	CanaryMeasureName   = "CanaryMeasure"
-	CanaryPromoteName   = "CanaryPromote"
-	CanaryAbortName     = "CanaryAbort"
-	CanaryPauseSignal   = "canary-pause"
-	CanaryResumeSignal  = "canary-resume"
-	CanaryPromoteSignal = "canary-promote"
-	CanaryAbortSignal   = "canary-abort"
-)
-
-// CanaryStartInput registers the candidate and starts it beside the
-// champion at no traffic.
-type CanaryStartInput struct {
-	RunID    string `json:"run_id"`
-	StepID   string `json:"step_id"`
-	SpecHash string `json:"spec_hash,omitempty"`
-	Name     string `json:"name"`
-	Model    string `json:"model"`
-}
-
-// CanaryStartResult says what the canary compares.
-type CanaryStartResult struct {
-	Version   int    `json:"version"`
-	Champion  int    `json:"champion"`
-	RouterURL string `json:"router_url"`
-}
-
-// CanaryWeightInput sends Percent of the traffic to the candidate.
-type CanaryWeightInput struct {
-	Name    string `json:"name"`
-	Percent int    `json:"percent"`
-}
-
-// CanaryMeasureInput asks for one interval's analysis.
-type CanaryMeasureInput struct {
-	Name     string          `json:"name"`
-	Analysis canary.Analysis `json:"analysis"`
-	Interval time.Duration   `json:"interval"`
-	// Prometheus, when set, is where the router's metrics are read; it is
-	// left out of the payload when unset, so histories recorded before it
-	// existed replay unchanged.
-	Prometheus *CanaryPrometheus `json:"prometheus,omitempty"`
-}
-
-// CanaryPrometheus is a Prometheus server that scrapes the canary's
-// router: the analysis then asks it (PromQL over the interval) rather than
-// scraping the router from the worker.
-type CanaryPrometheus struct {
-	URL string `json:"url"`
-	// Matchers are PromQL label matchers added to every selector, such as
-	// job="gauntlet-router", when the server scrapes other routers too.
-	Matchers string `json:"matchers,omitempty"`
-}
-
-// CanaryPromoteInput makes the candidate the champion, provided the
-// champion is still the one the canary was compared with.
-type CanaryPromoteInput struct {
-	Name             string `json:"name"`
-	Version          int    `json:"version"`
-	ExpectedChampion int    `json:"expected_champion"`
-	RunID            string `json:"run_id"`
-	Actor            string `json:"actor"`
-	Reason           string `json:"reason"`
-}
-
-// CanaryAbortInput sends all traffic back to the champion.
-type CanaryAbortInput struct {
-	Name   string `json:"name"`
-	Reason string `json:"reason"`
-}
-
-// CanarySignal is the payload of the canary signals.
-type CanarySignal struct {
-	Step   string `json:"step,omitempty"`
-	By     string `json:"by,omitempty"`
-	Reason string `json:"reason,omitempty"`
-}
 
 // CanaryInterval is one analysed interval, kept in the step's outputs.
 type CanaryInterval struct {
@@ -111,7 +29,7 @@ type canaryRun struct {
 	r         *run
 	sr        *stepRun
 	cfg       canaryConfig
-	start     CanaryStartResult
+	start     contract.CanaryStartResult
 	tracker   canary.Tracker
 	intervals []CanaryInterval
 	weight    int
@@ -133,8 +51,8 @@ func runCanary(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, error
 	}
 	c := &canaryRun{r: r, sr: sr, cfg: cfg}
 	actx := c.options(ctx, 5*time.Minute)
-	in := CanaryStartInput{RunID: r.status.RunID, StepID: sr.spec.ID, SpecHash: r.resolved.Hash, Name: cfg.name, Model: cfg.model}
-	if err := workflow.ExecuteActivity(actx, CanaryStartName, in).Get(ctx, &c.start); err != nil {
+	in := contract.CanaryStartInput{RunID: r.status.RunID, StepID: sr.spec.ID, SpecHash: r.resolved.Hash, Name: cfg.name, Model: cfg.model}
+	if err := workflow.ExecuteActivity(actx, contract.CanaryStartName, in).Get(ctx, &c.start); err != nil {
 		return nil, err
 	}
 	if c.start.Champion == 0 {
@@ -156,8 +74,8 @@ func runCanary(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, error
 			return nil, c.rollback(ctx, "aborted by "+c.by)
 		}
 		var m canary.Result
-		if err := workflow.ExecuteActivity(c.options(ctx, cfg.interval+5*time.Minute), CanaryMeasureName,
-			CanaryMeasureInput{Name: cfg.name, Analysis: cfg.analysis, Interval: cfg.interval, Prometheus: cfg.prometheus}).Get(ctx, &m); err != nil {
+		if err := workflow.ExecuteActivity(c.options(ctx, cfg.interval+5*time.Minute), contract.CanaryMeasureName,
+			contract.CanaryMeasureInput{Name: cfg.name, Analysis: cfg.analysis, Interval: cfg.interval, Prometheus: cfg.prometheus}).Get(ctx, &m); err != nil {
 			return nil, err
 		}
 		decision := c.tracker.Record(cfg.analysis, m.Outcome)
@@ -180,7 +98,7 @@ func (c *canaryRun) options(ctx workflow.Context, timeout time.Duration) workflo
 func (c *canaryRun) setWeight(ctx workflow.Context, percent int) error {
 	c.weight = percent
 	c.show(fmt.Sprintf("%d%% to the candidate behind %s", percent, c.start.RouterURL))
-	return workflow.ExecuteActivity(c.options(ctx, time.Minute), CanaryWeightName, CanaryWeightInput{Name: c.cfg.name, Percent: percent}).Get(ctx, nil)
+	return workflow.ExecuteActivity(c.options(ctx, time.Minute), contract.CanaryWeightName, contract.CanaryWeightInput{Name: c.cfg.name, Percent: percent}).Get(ctx, nil)
 }
 
 // show keeps the step's live state readable from `gauntlet status`.
@@ -194,10 +112,10 @@ type canarySignals struct {
 
 func (c *canaryRun) signals(ctx workflow.Context) canarySignals {
 	return canarySignals{
-		pause:   workflow.GetSignalChannel(ctx, CanaryPauseSignal),
-		resume:  workflow.GetSignalChannel(ctx, CanaryResumeSignal),
-		promote: workflow.GetSignalChannel(ctx, CanaryPromoteSignal),
-		abort:   workflow.GetSignalChannel(ctx, CanaryAbortSignal),
+		pause:   workflow.GetSignalChannel(ctx, contract.CanaryPauseSignal),
+		resume:  workflow.GetSignalChannel(ctx, contract.CanaryResumeSignal),
+		promote: workflow.GetSignalChannel(ctx, contract.CanaryPromoteSignal),
+		abort:   workflow.GetSignalChannel(ctx, contract.CanaryAbortSignal),
 	}
 }
 
@@ -214,9 +132,9 @@ func (c *canaryRun) wait(ctx workflow.Context, s canarySignals) error {
 		if !c.paused {
 			sel.AddFuture(workflow.NewTimer(tctx, remaining), func(workflow.Future) { fired = true })
 		}
-		receive := func(ch workflow.ReceiveChannel, apply func(CanarySignal)) {
+		receive := func(ch workflow.ReceiveChannel, apply func(contract.CanarySignal)) {
 			sel.AddReceive(ch, func(ch workflow.ReceiveChannel, _ bool) {
-				var sig CanarySignal
+				var sig contract.CanarySignal
 				ch.Receive(ctx, &sig)
 				if sig.Step != "" && sig.Step != c.sr.spec.ID {
 					return
@@ -224,16 +142,16 @@ func (c *canaryRun) wait(ctx workflow.Context, s canarySignals) error {
 				apply(sig)
 			})
 		}
-		receive(s.pause, func(sig CanarySignal) {
+		receive(s.pause, func(sig contract.CanarySignal) {
 			c.paused = true
 			c.show(fmt.Sprintf("paused at %d%% by %s", c.weight, sig.By))
 		})
-		receive(s.resume, func(sig CanarySignal) {
+		receive(s.resume, func(sig contract.CanarySignal) {
 			c.paused = false
 			c.show(fmt.Sprintf("%d%% to the candidate (resumed by %s)", c.weight, sig.By))
 		})
-		receive(s.promote, func(sig CanarySignal) { c.manual, c.by, c.reason = "promote", sig.By, sig.Reason })
-		receive(s.abort, func(sig CanarySignal) { c.manual, c.by, c.reason = "abort", sig.By, sig.Reason })
+		receive(s.promote, func(sig contract.CanarySignal) { c.manual, c.by, c.reason = "promote", sig.By, sig.Reason })
+		receive(s.abort, func(sig contract.CanarySignal) { c.manual, c.by, c.reason = "abort", sig.By, sig.Reason })
 		sel.Select(ctx)
 		cancel()
 		if err := ctx.Err(); err != nil {
@@ -250,9 +168,9 @@ func (c *canaryRun) wait(ctx workflow.Context, s canarySignals) error {
 }
 
 func (c *canaryRun) promote(ctx workflow.Context, why string) (map[string]any, error) {
-	in := CanaryPromoteInput{Name: c.cfg.name, Version: c.start.Version, ExpectedChampion: c.start.Champion,
+	in := contract.CanaryPromoteInput{Name: c.cfg.name, Version: c.start.Version, ExpectedChampion: c.start.Champion,
 		RunID: c.r.status.RunID, Actor: "gauntlet:" + c.r.status.RunID, Reason: why}
-	if err := workflow.ExecuteActivity(c.options(ctx, 5*time.Minute), CanaryPromoteName, in).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(c.options(ctx, 5*time.Minute), contract.CanaryPromoteName, in).Get(ctx, nil); err != nil {
 		// The champion moved under us or the store is gone: either way the
 		// candidate must not keep any traffic.
 		_ = c.abort(ctx, "promotion failed: "+rootMessage(err))
@@ -279,7 +197,7 @@ func (c *canaryRun) abort(ctx workflow.Context, why string) error {
 	// the traffic.
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	return workflow.ExecuteActivity(c.options(dctx, 5*time.Minute), CanaryAbortName, CanaryAbortInput{Name: c.cfg.name, Reason: why}).Get(dctx, nil)
+	return workflow.ExecuteActivity(c.options(dctx, 5*time.Minute), contract.CanaryAbortName, contract.CanaryAbortInput{Name: c.cfg.name, Reason: why}).Get(dctx, nil)
 }
 
 func (c *canaryRun) outputs(decision, why string) map[string]any {

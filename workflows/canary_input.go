@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/canary"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 )
 
 // Defaults of the canary-deploy step, documented in its step type.
@@ -24,7 +26,7 @@ type canaryConfig struct {
 	analysis canary.Analysis
 	// prometheus is where the analysis reads the router's metrics; nil
 	// means the worker scrapes them itself.
-	prometheus *CanaryPrometheus
+	prometheus *contract.CanaryPrometheus
 }
 
 // newCanaryConfig reads a canary-deploy step's inputs; pipeline is the
@@ -70,7 +72,7 @@ func newCanaryConfig(sr *stepRun, pipeline string) (canaryConfig, error) {
 
 // prometheusIn reads prometheus_url and prometheus_matchers of the
 // analysis block, which analysisIn has checked is a mapping.
-func prometheusIn(v any) (*CanaryPrometheus, error) {
+func prometheusIn(v any) (*contract.CanaryPrometheus, error) {
 	m, _ := v.(map[string]any)
 	raw, ok := m["prometheus_url"]
 	if !ok || raw == nil {
@@ -84,7 +86,7 @@ func prometheusIn(v any) (*CanaryPrometheus, error) {
 	if !ok || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("prometheus_url must be the http(s) URL of a Prometheus server, not %v", raw)
 	}
-	p := &CanaryPrometheus{URL: s}
+	p := &contract.CanaryPrometheus{URL: s}
 	if x, ok := m["prometheus_matchers"]; ok && x != nil {
 		if p.Matchers, ok = x.(string); !ok {
 			return nil, fmt.Errorf("prometheus_matchers must be PromQL label matchers such as 'job=\"gauntlet-router\"', not %v", x)
@@ -106,10 +108,17 @@ func analysisIn(v any) (canary.Analysis, error) {
 	}
 	known := map[string]bool{"max_error_rate": true, "max_p99_latency": true, "max_score_psi": true, "min_requests": true, "failure_limit": true, "inconclusive_limit": true,
 		"prometheus_url": true, "prometheus_matchers": true}
+	var unknown []string
+	// Sorted below: the error names the same key on every replay.
+	//workflowcheck:ignore
 	for k := range m {
 		if !known[k] {
-			return a, fmt.Errorf("unknown key %q (known: max_error_rate, max_p99_latency, max_score_psi, min_requests, failure_limit, inconclusive_limit, prometheus_url, prometheus_matchers)", k)
+			unknown = append(unknown, k)
 		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return a, fmt.Errorf("unknown key %q (known: max_error_rate, max_p99_latency, max_score_psi, min_requests, failure_limit, inconclusive_limit, prometheus_url, prometheus_matchers)", unknown[0])
 	}
 	num := func(key string, def float64) (float64, error) {
 		x, ok := m[key]

@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/gauntlet-ml/gauntlet/internal/canary"
-	"github.com/gauntlet-ml/gauntlet/workflows"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 )
 
 const canaryPipeline = `
@@ -34,20 +34,20 @@ type canaryFakes struct {
 	mu       sync.Mutex
 	weights  []int
 	measured []time.Time
-	promoted []workflows.CanaryPromoteInput
+	promoted []contract.CanaryPromoteInput
 	aborted  []string
 }
 
-func mockCanary(h *harness, start workflows.CanaryStartResult, outcomes ...canary.Outcome) *canaryFakes {
+func mockCanary(h *harness, start contract.CanaryStartResult, outcomes ...canary.Outcome) *canaryFakes {
 	f := &canaryFakes{}
-	h.env.OnActivity(workflows.CanaryStartName, mock.Anything, mock.Anything).Return(start, nil)
-	h.env.OnActivity(workflows.CanaryWeightName, mock.Anything, mock.Anything).Return(func(_ context.Context, in workflows.CanaryWeightInput) error {
+	h.env.OnActivity(contract.CanaryStartName, mock.Anything, mock.Anything).Return(start, nil)
+	h.env.OnActivity(contract.CanaryWeightName, mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.CanaryWeightInput) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.weights = append(f.weights, in.Percent)
 		return nil
 	})
-	h.env.OnActivity(workflows.CanaryMeasureName, mock.Anything, mock.Anything).Return(func(_ context.Context, in workflows.CanaryMeasureInput) (canary.Result, error) {
+	h.env.OnActivity(contract.CanaryMeasureName, mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.CanaryMeasureInput) (canary.Result, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.measured = append(f.measured, h.env.Now())
@@ -58,13 +58,13 @@ func mockCanary(h *harness, start workflows.CanaryStartResult, outcomes ...canar
 		}
 		return canary.Result{Outcome: o, Checks: []canary.CheckResult{{Name: "error rate", Metric: canary.ErrorRate, Value: 0.2, Threshold: 0.05, Outcome: o, Reason: reason}}}, nil
 	})
-	h.env.OnActivity(workflows.CanaryPromoteName, mock.Anything, mock.Anything).Return(func(_ context.Context, in workflows.CanaryPromoteInput) error {
+	h.env.OnActivity(contract.CanaryPromoteName, mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.CanaryPromoteInput) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.promoted = append(f.promoted, in)
 		return nil
 	})
-	h.env.OnActivity(workflows.CanaryAbortName, mock.Anything, mock.Anything).Return(func(_ context.Context, in workflows.CanaryAbortInput) error {
+	h.env.OnActivity(contract.CanaryAbortName, mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.CanaryAbortInput) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.aborted = append(f.aborted, in.Reason)
@@ -75,7 +75,7 @@ func mockCanary(h *harness, start workflows.CanaryStartResult, outcomes ...canar
 
 func TestCanaryPromotesAfterEveryWeightPasses(t *testing.T) {
 	h := newHarness(t)
-	f := mockCanary(h, workflows.CanaryStartResult{Version: 2, Champion: 1}, canary.Pass)
+	f := mockCanary(h, contract.CanaryStartResult{Version: 2, Champion: 1}, canary.Pass)
 	res, err := h.run(canaryPipeline, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestCanaryPromotesAfterEveryWeightPasses(t *testing.T) {
 
 func TestCanaryFirstModelIsPromotedWithoutAnalysis(t *testing.T) {
 	h := newHarness(t)
-	f := mockCanary(h, workflows.CanaryStartResult{Version: 1, Champion: 0}, canary.Fail)
+	f := mockCanary(h, contract.CanaryStartResult{Version: 1, Champion: 0}, canary.Fail)
 	res, err := h.run(canaryPipeline, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ func TestCanaryFirstModelIsPromotedWithoutAnalysis(t *testing.T) {
 
 func TestCanaryRollsBackAtTheFailureLimit(t *testing.T) {
 	h := newHarness(t)
-	f := mockCanary(h, workflows.CanaryStartResult{Version: 2, Champion: 1}, canary.Fail)
+	f := mockCanary(h, contract.CanaryStartResult{Version: 2, Champion: 1}, canary.Fail)
 	_, err := h.run(canaryPipeline, nil)
 	var app *temporal.ApplicationError
 	if !errors.As(err, &app) || !strings.Contains(app.Error(), "rolled back") {
@@ -127,27 +127,27 @@ func TestCanaryRollsBackAtTheFailureLimit(t *testing.T) {
 	}
 	st := failedStatus(t, err)
 	canaryStep := stepOf(t, st, "canary")
-	if canaryStep.State != workflows.StateFailed || !strings.Contains(canaryStep.Error, "error rate 0.2 > 0.05") {
+	if canaryStep.State != contract.StateFailed || !strings.Contains(canaryStep.Error, "error rate 0.2 > 0.05") {
 		t.Fatalf("canary step %+v", canaryStep)
 	}
-	if stepOf(t, st, "after").State != workflows.StateSkipped {
+	if stepOf(t, st, "after").State != contract.StateSkipped {
 		t.Fatalf("the step after a rolled-back canary ran")
 	}
 }
 
 func TestCanaryPauseStopsTheClockAndAbortRollsBack(t *testing.T) {
 	h := newHarness(t)
-	f := mockCanary(h, workflows.CanaryStartResult{Version: 2, Champion: 1}, canary.Pass)
+	f := mockCanary(h, contract.CanaryStartResult{Version: 2, Champion: 1}, canary.Pass)
 	var began time.Time
 	h.env.RegisterDelayedCallback(func() {
 		began = h.env.Now()
-		h.env.SignalWorkflow(workflows.CanaryPauseSignal, workflows.CanarySignal{By: "oncall"})
+		h.env.SignalWorkflow(contract.CanaryPauseSignal, contract.CanarySignal{By: "oncall"})
 	}, time.Minute)
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(workflows.CanaryResumeSignal, workflows.CanarySignal{By: "oncall"})
+		h.env.SignalWorkflow(contract.CanaryResumeSignal, contract.CanarySignal{By: "oncall"})
 	}, 3*time.Hour)
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(workflows.CanaryAbortSignal, workflows.CanarySignal{By: "oncall", Reason: "pager"})
+		h.env.SignalWorkflow(contract.CanaryAbortSignal, contract.CanarySignal{By: "oncall", Reason: "pager"})
 	}, 3*time.Hour+6*time.Minute)
 	_, err := h.run(canaryPipeline, nil)
 	if err == nil || !strings.Contains(err.Error(), "aborted by oncall") {
@@ -165,7 +165,7 @@ func TestCanaryPauseStopsTheClockAndAbortRollsBack(t *testing.T) {
 
 func TestCanaryRejectsBadWeights(t *testing.T) {
 	h := newHarness(t)
-	mockCanary(h, workflows.CanaryStartResult{Version: 2, Champion: 1}, canary.Pass)
+	mockCanary(h, contract.CanaryStartResult{Version: 2, Champion: 1}, canary.Pass)
 	_, err := h.run(strings.Replace(canaryPipeline, "[10, 50, 100]", "[50, 10]", 1), nil)
 	if err == nil || !strings.Contains(err.Error(), "with.weights[1]") {
 		t.Fatalf("want a weights error, got %v", err)

@@ -8,107 +8,21 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/monitor"
 )
 
-// Names of the monitor workflow and its activities.
-const (
-	MonitorName         = "Monitor"
-	MonitorQuery        = "monitor"
-	MonitorCheckName    = "MonitorCheck"
-	MonitorRollbackName = "MonitorRollback"
-	// monitorPassesPerRun bounds the history of one run: the workflow
-	// continues as new with its state after this many passes.
-	monitorPassesPerRun = 200
-)
-
-// MonitorInput configures a production monitor; it also carries the state
-// across continue-as-new.
-type MonitorInput struct {
-	// Name is the registered model (and its deployment environment).
-	Name     string         `json:"name"`
-	Interval time.Duration  `json:"interval"`
-	Config   monitor.Config `json:"config"`
-	Policy   monitor.Policy `json:"policy"`
-	// Reference and Labels are passed to monitor.Check.
-	Reference string `json:"reference,omitempty"`
-	Labels    string `json:"labels,omitempty"`
-	// Window is how far back a pass reads the sample log (never before the
-	// last rollback): long enough to gather samples at low traffic, short
-	// enough that old traffic does not hide new drift.
-	Window time.Duration `json:"window"`
-	// Until ends the monitor at this time; zero runs it until cancelled.
-	Until time.Time `json:"until,omitzero"`
-	// RetrainPipeline and RetrainParams start the retraining run.
-	RetrainPipeline string         `json:"retrain_pipeline,omitempty"`
-	RetrainParams   map[string]any `json:"retrain_params,omitempty"`
-	StartedBy       string         `json:"started_by,omitempty"`
-
-	State MonitorState `json:"state"`
-}
-
-// MonitorState is what the monitor has seen and done.
-type MonitorState struct {
-	Passes int `json:"passes"`
-	// Since is the last rollback: samples before it were served by
-	// another model.
-	Since     time.Time        `json:"since,omitzero"`
-	Ledger    monitor.Ledger   `json:"ledger"`
-	Incidents []Incident       `json:"incidents,omitempty"`
-	Last      *monitor.Report  `json:"last,omitempty"`
-	Retrains  []string         `json:"retrain_runs,omitempty"`
-	Rollbacks []RollbackRecord `json:"rollbacks,omitempty"`
-}
-
-// Incident is one pass whose breaches called for actions.
-type Incident struct {
-	At       time.Time        `json:"at"`
-	Breaches []monitor.Breach `json:"breaches"`
-	Actions  []monitor.Action `json:"actions"`
-}
-
-// RollbackRecord is one rollback the monitor made.
-type RollbackRecord struct {
-	At   time.Time `json:"at"`
-	From int       `json:"from"`
-	To   int       `json:"to"`
-}
-
-// MonitorCheckInput asks for one pass.
-type MonitorCheckInput struct {
-	Name      string         `json:"name"`
-	Config    monitor.Config `json:"config"`
-	Reference string         `json:"reference,omitempty"`
-	Labels    string         `json:"labels,omitempty"`
-	Since     time.Time      `json:"since,omitzero"`
-}
-
-// MonitorCheckResult is one pass and the champion it looked at.
-type MonitorCheckResult struct {
-	Champion int            `json:"champion"`
-	Report   monitor.Report `json:"report"`
-}
-
-// MonitorRollbackInput rolls back from the champion the pass looked at.
-type MonitorRollbackInput struct {
-	Name     string `json:"name"`
-	Champion int    `json:"champion"`
-	Reason   string `json:"reason"`
-	Actor    string `json:"actor"`
-}
-
-// MonitorRollbackResult is the champion after the rollback.
-type MonitorRollbackResult struct {
-	Champion int `json:"champion"`
-}
+// monitorPassesPerRun bounds the history of one run: the workflow continues
+// as new with its state after this many passes.
+const monitorPassesPerRun = 200
 
 // Monitor watches a model in production: every interval it checks drift,
 // health and, with delayed labels, accuracy; a breach rolls back to the
 // previous champion and/or starts one retraining run, each at most once per
 // cooldown, so one incident starts one run.
-func Monitor(ctx workflow.Context, in MonitorInput) (MonitorState, error) {
+func Monitor(ctx workflow.Context, in contract.MonitorInput) (contract.MonitorState, error) {
 	st := &in.State
-	if err := workflow.SetQueryHandler(ctx, MonitorQuery, func() (MonitorState, error) { return *st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.MonitorQuery, func() (contract.MonitorState, error) { return *st, nil }); err != nil {
 		return *st, err
 	}
 	if in.Interval <= 0 {
@@ -137,8 +51,8 @@ func Monitor(ctx workflow.Context, in MonitorInput) (MonitorState, error) {
 				since = from
 			}
 		}
-		var res MonitorCheckResult
-		err := workflow.ExecuteActivity(actx, MonitorCheckName, MonitorCheckInput{Name: in.Name, Config: in.Config, Reference: in.Reference, Labels: in.Labels, Since: since}).Get(ctx, &res)
+		var res contract.MonitorCheckResult
+		err := workflow.ExecuteActivity(actx, contract.MonitorCheckName, contract.MonitorCheckInput{Name: in.Name, Config: in.Config, Reference: in.Reference, Labels: in.Labels, Since: since}).Get(ctx, &res)
 		if err != nil {
 			// A pass that cannot run (a server restarting, a store
 			// unreachable) is not an incident; the next pass tries again.
@@ -151,7 +65,7 @@ func Monitor(ctx workflow.Context, in MonitorInput) (MonitorState, error) {
 		actions, ledger := in.Policy.Decide(st.Ledger, res.Report, now)
 		st.Ledger = ledger
 		if len(actions) > 0 {
-			st.Incidents = append(st.Incidents, Incident{At: now, Breaches: res.Report.Breaches, Actions: actions})
+			st.Incidents = append(st.Incidents, contract.Incident{At: now, Breaches: res.Report.Breaches, Actions: actions})
 			for _, a := range actions {
 				if err := takeAction(ctx, actx, &in, res, a, now); err != nil {
 					workflow.GetLogger(ctx).Error("monitor action failed", "model", in.Name, "action", a, "error", err)
@@ -159,24 +73,24 @@ func Monitor(ctx workflow.Context, in MonitorInput) (MonitorState, error) {
 			}
 		}
 		if passes+1 >= monitorPassesPerRun {
-			return *st, workflow.NewContinueAsNewError(ctx, MonitorName, in)
+			return *st, workflow.NewContinueAsNewError(ctx, contract.MonitorName, in)
 		}
 	}
 }
 
-func takeAction(ctx, actx workflow.Context, in *MonitorInput, res MonitorCheckResult, a monitor.Action, now time.Time) error {
+func takeAction(ctx, actx workflow.Context, in *contract.MonitorInput, res contract.MonitorCheckResult, a monitor.Action, now time.Time) error {
 	st := &in.State
 	reason := breachSummary(res.Report.Breaches)
 	switch a {
 	case monitor.Rollback:
-		var out MonitorRollbackResult
-		err := workflow.ExecuteActivity(actx, MonitorRollbackName, MonitorRollbackInput{
+		var out contract.MonitorRollbackResult
+		err := workflow.ExecuteActivity(actx, contract.MonitorRollbackName, contract.MonitorRollbackInput{
 			Name: in.Name, Champion: res.Champion, Reason: reason, Actor: "gauntlet-monitor:" + workflow.GetInfo(ctx).WorkflowExecution.ID,
 		}).Get(ctx, &out)
 		if err != nil {
 			return err
 		}
-		st.Rollbacks = append(st.Rollbacks, RollbackRecord{At: now, From: res.Champion, To: out.Champion})
+		st.Rollbacks = append(st.Rollbacks, contract.RollbackRecord{At: now, From: res.Champion, To: out.Champion})
 		// What the rolled-back model served is not evidence against the
 		// one now serving.
 		st.Since = now
@@ -191,7 +105,7 @@ func takeAction(ctx, actx workflow.Context, in *MonitorInput, res MonitorCheckRe
 			ParentClosePolicy:     enums.PARENT_CLOSE_POLICY_ABANDON,
 			WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		})
-		child := workflow.ExecuteChildWorkflow(cctx, PipelineName, PipelineInput{Pipeline: in.RetrainPipeline, Params: in.RetrainParams, StartedBy: "monitor: " + reason})
+		child := workflow.ExecuteChildWorkflow(cctx, contract.PipelineName, contract.PipelineInput{Pipeline: in.RetrainPipeline, Params: in.RetrainParams, StartedBy: "monitor: " + reason})
 		if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/monitor"
 )
 
@@ -41,7 +42,7 @@ func runMonitor(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, erro
 		opts.ParentClosePolicy = enums.PARENT_CLOSE_POLICY_TERMINATE
 		opts.WorkflowID = fmt.Sprintf("%s-%s", id, r.status.RunID)
 	}
-	child := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), MonitorName, in)
+	child := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), contract.MonitorName, in)
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) || temporal.IsWorkflowExecutionAlreadyStartedError(err) {
@@ -53,14 +54,14 @@ func runMonitor(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, erro
 	if duration == 0 {
 		return map[string]any{"monitor_id": opts.WorkflowID, "already_running": false}, nil
 	}
-	var st MonitorState
+	var st contract.MonitorState
 	if err := child.Get(ctx, &st); err != nil {
 		return nil, err
 	}
 	return monitorOutputs(opts.WorkflowID, st), nil
 }
 
-func monitorOutputs(id string, st MonitorState) map[string]any {
+func monitorOutputs(id string, st contract.MonitorState) map[string]any {
 	incidents := make([]any, 0, len(st.Incidents))
 	for _, inc := range st.Incidents {
 		actions := make([]any, 0, len(inc.Actions))
@@ -88,12 +89,12 @@ func monitorOutputs(id string, st MonitorState) map[string]any {
 }
 
 // newMonitorInput reads the monitor step's inputs.
-func newMonitorInput(sr *stepRun, pipeline string, params map[string]any) (MonitorInput, time.Duration, error) {
+func newMonitorInput(sr *stepRun, pipeline string, params map[string]any) (contract.MonitorInput, time.Duration, error) {
 	w := sr.with
-	fail := func(err error) (MonitorInput, time.Duration, error) {
-		return MonitorInput{}, 0, fmt.Errorf("monitor %s: %w", sr.spec.ID, err)
+	fail := func(err error) (contract.MonitorInput, time.Duration, error) {
+		return contract.MonitorInput{}, 0, fmt.Errorf("monitor %s: %w", sr.spec.ID, err)
 	}
-	in := MonitorInput{Name: pipeline, RetrainPipeline: pipeline, RetrainParams: params}
+	in := contract.MonitorInput{Name: pipeline, RetrainPipeline: pipeline, RetrainParams: params}
 	if v, ok := w["name"].(string); ok && v != "" {
 		in.Name = v
 	}

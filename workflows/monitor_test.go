@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/monitor"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // TestMonitorRollsBackAndRetrainsOncePerIncident runs the monitor for
@@ -23,7 +23,7 @@ func TestMonitorRollsBackAndRetrainsOncePerIncident(t *testing.T) {
 	var mu sync.Mutex
 	var sinces []time.Time
 	champion := 2
-	h.env.OnActivity(workflows.MonitorCheckName, mock.Anything, mock.Anything).Return(func(_ context.Context, in workflows.MonitorCheckInput) (workflows.MonitorCheckResult, error) {
+	h.env.OnActivity(contract.MonitorCheckName, mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.MonitorCheckInput) (contract.MonitorCheckResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		sinces = append(sinces, in.Since)
@@ -34,24 +34,24 @@ func TestMonitorRollsBackAndRetrainsOncePerIncident(t *testing.T) {
 			rep.DataDrifted = true
 			rep.Breaches = []monitor.Breach{{Kind: monitor.BreachDrift, Feature: "income", Detail: "income drifted: PSI 0.41 ≥ 0.2", Value: 0.41, Threshold: 0.2}}
 		}
-		return workflows.MonitorCheckResult{Champion: champion, Report: rep}, nil
+		return contract.MonitorCheckResult{Champion: champion, Report: rep}, nil
 	})
-	var rollbacks []workflows.MonitorRollbackInput
-	h.env.OnActivity(workflows.MonitorRollbackName, mock.Anything, mock.Anything).Return(func(_ context.Context, in workflows.MonitorRollbackInput) (workflows.MonitorRollbackResult, error) {
+	var rollbacks []contract.MonitorRollbackInput
+	h.env.OnActivity(contract.MonitorRollbackName, mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.MonitorRollbackInput) (contract.MonitorRollbackResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		rollbacks = append(rollbacks, in)
-		return workflows.MonitorRollbackResult{Champion: 1}, nil
+		return contract.MonitorRollbackResult{Champion: 1}, nil
 	})
-	var retrains []workflows.PipelineInput
-	h.env.OnWorkflow(workflows.PipelineName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in workflows.PipelineInput) (*workflows.Result, error) {
+	var retrains []contract.PipelineInput
+	h.env.OnWorkflow(contract.PipelineName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in contract.PipelineInput) (*contract.Result, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		retrains = append(retrains, in)
-		return &workflows.Result{}, nil
+		return &contract.Result{}, nil
 	})
 	start := h.env.Now()
-	h.env.ExecuteWorkflow(workflows.MonitorName, workflows.MonitorInput{
+	h.env.ExecuteWorkflow(contract.MonitorName, contract.MonitorInput{
 		Name: "credit", Interval: time.Hour, Window: 2 * time.Hour, Until: start.Add(12 * time.Hour),
 		Policy:          monitor.Policy{OnBreach: []monitor.Action{monitor.Rollback, monitor.Retrain}, Cooldown: 6 * time.Hour},
 		RetrainPipeline: "credit", RetrainParams: map[string]any{"rows": 5000},
@@ -59,7 +59,7 @@ func TestMonitorRollsBackAndRetrainsOncePerIncident(t *testing.T) {
 	if err := h.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var st workflows.MonitorState
+	var st contract.MonitorState
 	if err := h.env.GetWorkflowResult(&st); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestMonitorRollsBackAndRetrainsOncePerIncident(t *testing.T) {
 
 func TestMonitorStepWatchesForItsDuration(t *testing.T) {
 	h := newHarness(t)
-	h.env.OnActivity(workflows.MonitorCheckName, mock.Anything, mock.Anything).Return(workflows.MonitorCheckResult{Champion: 1, Report: monitor.Report{Samples: 10}}, nil)
+	h.env.OnActivity(contract.MonitorCheckName, mock.Anything, mock.Anything).Return(contract.MonitorCheckResult{Champion: 1, Report: monitor.Report{Samples: 10}}, nil)
 	res, err := h.run(`
 name: credit
 steps:

@@ -10,7 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/gauntlet-ml/gauntlet/internal/steps"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 )
 
 // maxNodeReplacements bounds how often one step's node is replaced: spot
@@ -65,24 +65,24 @@ func (r *run) replaceNode(ctx workflow.Context, provID, stepID string, lost erro
 	// destroy it first, whatever is left of it, so it cannot bill or
 	// compete for the step's work.
 	workdir, _ := old["workdir"].(string)
-	destroy := StepInput{RunID: r.status.RunID, Pipeline: r.resolved.Spec.Name, SpecHash: r.resolved.Hash, StepID: provID, Uses: "destroy",
+	destroy := contract.StepInput{RunID: r.status.RunID, Pipeline: r.resolved.Spec.Name, SpecHash: r.resolved.Hash, StepID: provID, Uses: "destroy",
 		With: map[string]any{"node": workdir}, StartedBy: r.input.StartedBy}
 	dctx, cancel := workflow.NewDisconnectedContext(opts)
 	defer cancel()
-	var destroyed StepResult
-	if err := workflow.ExecuteActivity(dctx, StepActivityName("destroy"), destroy).Get(dctx, &destroyed); err != nil {
+	var destroyed contract.StepResult
+	if err := workflow.ExecuteActivity(dctx, contract.StepActivityName("destroy"), destroy).Get(dctx, &destroyed); err != nil {
 		return fmt.Errorf("destroy lost node %v: %w", old["node_id"], err)
 	}
 	// The whole life of a lost node is counted as waste: what it computed
 	// after its step's last checkpoint is redone, and telling that part
 	// apart would need the checkpoint's time, which only the step knows.
 	waste, _ := destroyed.Outputs["cost_usd"].(float64)
-	r.record(ctx, "record-preemption-metric", RecordPreemptionName, PreemptionRecord{Pipeline: r.resolved.Spec.Name, WasteUSD: waste})
+	r.record(ctx, "record-preemption-metric", contract.RecordPreemptionName, contract.PreemptionRecord{Pipeline: r.resolved.Spec.Name, WasteUSD: waste})
 	with := maps.Clone(r.provisionWith[provID])
-	prov := StepInput{RunID: r.status.RunID, Pipeline: r.resolved.Spec.Name, SpecHash: r.resolved.Hash, StepID: steps.NodeGeneration(provID, gen),
+	prov := contract.StepInput{RunID: r.status.RunID, Pipeline: r.resolved.Spec.Name, SpecHash: r.resolved.Hash, StepID: contract.NodeGeneration(provID, gen),
 		Uses: "provision", With: with, StartedBy: r.input.StartedBy}
-	var res StepResult
-	if err := workflow.ExecuteActivity(opts, StepActivityName("provision"), prov).Get(ctx, &res); err != nil {
+	var res contract.StepResult
+	if err := workflow.ExecuteActivity(opts, contract.StepActivityName("provision"), prov).Get(ctx, &res); err != nil {
 		return fmt.Errorf("provision generation %d: %w", gen, err)
 	}
 	lostNodes, _ := old["lost_nodes"].([]any)

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/dag"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/tmpl"
@@ -39,7 +40,8 @@ const (
 //	   coroutine of its own, and one coroutine receives both approval
 //	   signals;
 //	3: the siblings of a failed step (fail_fast) and the steps of a
-//	   canceled run are cancelled in definition order, not in map order.
+//	   canceled run are cancelled in definition order, not in map order,
+//	   and a cancelled step that heartbeats is waited for until it stops.
 //
 // The change id is historical: bump runVersionLatest for the next change
 // rather than adding a GetVersion call, since each one costs every run a
@@ -65,21 +67,21 @@ type workflowStep func(ctx workflow.Context, r *run, st *stepRun) (map[string]an
 var workflowSteps = map[string]workflowStep{}
 
 // Pipeline interprets a pipeline definition as a DAG of activities.
-func Pipeline(ctx workflow.Context, in PipelineInput) (*Result, error) {
-	r := &run{input: in, status: Status{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, State: RunRunning, StartedAt: workflow.Now(ctx)},
+func Pipeline(ctx workflow.Context, in contract.PipelineInput) (*contract.Result, error) {
+	r := &run{input: in, status: contract.Status{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, State: contract.RunRunning, StartedAt: workflow.Now(ctx)},
 		provisionWith: map[string]map[string]any{}}
 	r.status.Pipeline = in.Pipeline
 	// The version comes first: handlers depend on it, and its marker was
 	// always the run's first command.
 	r.version = workflow.GetVersion(ctx, runVersionChange, workflow.DefaultVersion, runVersionLatest)
-	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (Status, error) { return r.snapshot(), nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.StatusQuery, func() (contract.Status, error) { return r.snapshot(), nil }); err != nil {
 		return nil, err
 	}
 	if err := r.registerHandlers(ctx); err != nil {
 		return nil, err
 	}
 	if err := r.resolve(ctx); err != nil {
-		r.finish(ctx, RunFailed, err)
+		r.finish(ctx, contract.RunFailed, err)
 		return nil, err
 	}
 	err := r.execute(ctx)
@@ -88,9 +90,9 @@ func Pipeline(ctx workflow.Context, in PipelineInput) (*Result, error) {
 
 // run is the interpreter's state for one execution.
 type run struct {
-	input    PipelineInput
-	resolved Resolved
-	status   Status
+	input    contract.PipelineInput
+	resolved contract.Resolved
+	status   contract.Status
 	main     *phase
 	fin      *phase
 	// gates are the approval steps of this run, sorted by step id.
@@ -137,16 +139,16 @@ func (r *run) resolve(ctx workflow.Context) error {
 		StartToCloseTimeout: resolveTimeout,
 		RetryPolicy:         resolveRetry,
 	})
-	in := ResolveInput{Pipeline: r.input.Pipeline, Spec: r.input.Spec, YAML: r.input.YAML, Params: r.input.Params}
+	in := contract.ResolveInput{Pipeline: r.input.Pipeline, Spec: r.input.Spec, YAML: r.input.YAML, Params: r.input.Params}
 	var fut workflow.Future
 	if r.version == workflow.DefaultVersion {
-		fut = workflow.ExecuteActivity(actx, ResolveName, in)
+		fut = workflow.ExecuteActivity(actx, contract.ResolveName, in)
 	} else {
 		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 			StartToCloseTimeout: resolveTimeout,
 			RetryPolicy:         resolveRetry,
 		})
-		fut = workflow.ExecuteLocalActivity(lctx, ResolveName, in)
+		fut = workflow.ExecuteLocalActivity(lctx, contract.ResolveName, in)
 	}
 	if err := fut.Get(ctx, &r.resolved); err != nil {
 		return fmt.Errorf("resolve pipeline %q: %w", r.input.Pipeline, err)
@@ -164,14 +166,14 @@ func (r *run) resolve(ctx workflow.Context) error {
 	}
 	for _, list := range [][]spec.Step{sp.Steps, sp.Finally} {
 		for _, s := range list {
-			r.status.Steps = append(r.status.Steps, StepStatus{ID: s.ID, Uses: usesOf(s), Finally: r.fin.specs[s.ID].ID != "", State: StatePending})
+			r.status.Steps = append(r.status.Steps, contract.StepStatus{ID: s.ID, Uses: usesOf(s), Finally: r.fin.specs[s.ID].ID != "", State: contract.StatePending})
 		}
 	}
 	_ = workflow.UpsertMemo(ctx, map[string]any{"spec_hash": r.resolved.Hash, "pipeline": sp.Name})
 	return workflow.UpsertTypedSearchAttributes(ctx,
 		searchattr.Pipeline.ValueSet(sp.Name),
 		searchattr.SpecHash.ValueSet(r.resolved.Hash),
-		searchattr.RunStatus.ValueSet(RunRunning),
+		searchattr.RunStatus.ValueSet(contract.RunRunning),
 	)
 }
 
@@ -255,7 +257,7 @@ func (r *run) runPhase(ctx workflow.Context, p *phase) error {
 			next := p.graph.Ready(states)
 			for _, id := range next.Skip {
 				states[id] = dag.Skipped
-				r.setState(id, StateSkipped, "an upstream step failed or was skipped")
+				r.setState(id, contract.StateSkipped, "an upstream step failed or was skipped")
 			}
 			for _, id := range next.Run {
 				if len(running) >= maxParallel {
@@ -272,7 +274,7 @@ func (r *run) runPhase(ctx workflow.Context, p *phase) error {
 				}
 				if !ok {
 					states[id] = dag.Skipped
-					r.setState(id, StateSkipped, "condition is false: "+st.If)
+					r.setState(id, contract.StateSkipped, "condition is false: "+st.If)
 					continue
 				}
 				sr, err := r.prepare(ctx, st, p.finally)
@@ -318,7 +320,7 @@ func (r *run) runPhase(ctx workflow.Context, p *phase) error {
 			default:
 				states[d.id] = dag.Failed
 				if isCanceled(d.err) {
-					r.setState(d.id, StateCanceled, "")
+					r.setState(d.id, contract.StateCanceled, "")
 				} else {
 					r.failStep(ctx, d.id, d.err)
 				}
@@ -341,7 +343,7 @@ func (r *run) runPhase(ctx workflow.Context, p *phase) error {
 			if ctx.Err() != nil {
 				reason = "not started: the run was canceled"
 			}
-			r.setState(id, StateSkipped, reason)
+			r.setState(id, contract.StateSkipped, reason)
 		}
 	}
 	if firstErr == nil && ctx.Err() != nil {
@@ -389,7 +391,7 @@ func isCanceled(err error) bool {
 func (r *run) tmplContext(stepID string, finally bool) tmpl.Context {
 	steps := make(map[string]tmpl.StepState, len(r.status.Steps))
 	for _, s := range r.status.Steps {
-		if s.State == StatePending {
+		if s.State == contract.StatePending {
 			continue
 		}
 		steps[s.ID] = tmpl.StepState{Status: s.State, Outputs: s.Outputs}

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 )
@@ -24,7 +25,7 @@ func (r *run) start(ctx workflow.Context, sr *stepRun, sel workflow.Selector, do
 	id := sr.spec.ID
 	now := workflow.Now(ctx)
 	st := r.index(id)
-	st.State = StateRunning
+	st.State = contract.StateRunning
 	st.StartedAt = &now
 	st.Attempt = 1
 	// Before version 2 every step had a coroutine, which orders its
@@ -68,16 +69,16 @@ func (r *run) startActivity(ctx workflow.Context, sr *stepRun, sel workflow.Sele
 		sel.AddFuture(fut, func(workflow.Future) { done(nil, err) })
 		return
 	}
-	fut := workflow.ExecuteActivity(actx, StepActivityName(uses), r.stepInput(sr))
+	fut := workflow.ExecuteActivity(actx, contract.StepActivityName(uses), r.stepInput(sr))
 	sel.AddFuture(fut, func(f workflow.Future) {
-		var res StepResult
+		var res contract.StepResult
 		err := f.Get(ctx, &res)
 		done(r.stepOutcome(id, res, err))
 	})
 }
 
 // stepOutcome keeps the attempt an activity step ended on in its record.
-func (r *run) stepOutcome(id string, res StepResult, err error) (map[string]any, error) {
+func (r *run) stepOutcome(id string, res contract.StepResult, err error) (map[string]any, error) {
 	st := r.index(id)
 	if err != nil {
 		st.Attempt = attemptOf(err, st.Attempt)
@@ -101,8 +102,8 @@ func (r *run) perform(ctx workflow.Context, sr *stepRun) (map[string]any, error)
 			return nil, err
 		}
 		r.index(sr.spec.ID).CacheKey = key
-		var hit CacheEntry
-		if err := workflow.ExecuteActivity(r.quickOptions(ctx), CacheGetName, key).Get(ctx, &hit); err != nil {
+		var hit contract.CacheEntry
+		if err := workflow.ExecuteActivity(r.quickOptions(ctx), contract.CacheGetName, key).Get(ctx, &hit); err != nil {
 			return nil, fmt.Errorf("cache lookup: %w", err)
 		}
 		if hit.Found {
@@ -114,13 +115,13 @@ func (r *run) perform(ctx workflow.Context, sr *stepRun) (map[string]any, error)
 		r.provisionWith[sr.spec.ID] = sr.with
 	}
 	input := r.stepInput(sr)
-	var res StepResult
+	var res contract.StepResult
 	for replaced := 0; ; replaced++ {
 		actx, err := r.activityOptions(ctx, sr.spec)
 		if err != nil {
 			return nil, err
 		}
-		err = workflow.ExecuteActivity(actx, StepActivityName(uses), input).Get(ctx, &res)
+		err = workflow.ExecuteActivity(actx, contract.StepActivityName(uses), input).Get(ctx, &res)
 		if err == nil {
 			break
 		}
@@ -137,7 +138,7 @@ func (r *run) perform(ctx workflow.Context, sr *stepRun) (map[string]any, error)
 	}
 	r.index(sr.spec.ID).Attempt = res.Attempt
 	if key != "" {
-		if err := workflow.ExecuteActivity(r.quickOptions(ctx), CachePutName, CacheEntry{Key: key, Found: true, Outputs: res.Outputs}).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(r.quickOptions(ctx), contract.CachePutName, contract.CacheEntry{Key: key, Found: true, Outputs: res.Outputs}).Get(ctx, nil); err != nil {
 			// A result that could not be cached is still a result.
 			workflow.GetLogger(ctx).Warn("cache store failed", "step", sr.spec.ID, "error", err)
 		}
@@ -145,20 +146,8 @@ func (r *run) perform(ctx workflow.Context, sr *stepRun) (map[string]any, error)
 	return res.Outputs, nil
 }
 
-// StepInput is what a step activity receives.
-type StepInput struct {
-	RunID     string         `json:"run_id"`
-	Pipeline  string         `json:"pipeline"`
-	SpecHash  string         `json:"spec_hash,omitempty"`
-	StepID    string         `json:"step_id"`
-	Uses      string         `json:"uses"`
-	With      map[string]any `json:"with,omitempty"`
-	Command   *spec.Command  `json:"command,omitempty"`
-	StartedBy string         `json:"started_by,omitempty"`
-}
-
-func (r *run) stepInput(sr *stepRun) StepInput {
-	return StepInput{
+func (r *run) stepInput(sr *stepRun) contract.StepInput {
+	return contract.StepInput{
 		RunID:     r.status.RunID,
 		Pipeline:  r.resolved.Spec.Name,
 		SpecHash:  r.resolved.Hash,
@@ -168,13 +157,6 @@ func (r *run) stepInput(sr *stepRun) StepInput {
 		Command:   sr.spec.Run,
 		StartedBy: r.input.StartedBy,
 	}
-}
-
-// CacheEntry is a cached step result; Found is false on a miss.
-type CacheEntry struct {
-	Key     string         `json:"key"`
-	Found   bool           `json:"found"`
-	Outputs map[string]any `json:"outputs,omitempty"`
 }
 
 // cacheKey identifies a step's work: its type, its resolved inputs and the
@@ -240,6 +222,12 @@ func (r *run) activityOptions(ctx workflow.Context, st spec.Step) (workflow.Cont
 		HeartbeatTimeout:    time.Duration(st.Heartbeat),
 		RetryPolicy:         policy,
 		Summary:             st.ID,
+		// From version 3 a cancelled step that heartbeats is waited for
+		// until it has stopped, so that a failed run's finally steps (a
+		// node's teardown) never race the processes still running on it.
+		// One that does not heartbeat cannot hear the cancellation, and
+		// waiting for it could take its whole timeout.
+		WaitForCancellation: r.version >= 3 && st.Heartbeat > 0,
 	}
 	if st.RunsOn != "" {
 		q, _ := r.index(st.RunsOn).Outputs["task_queue"].(string)
@@ -279,7 +267,7 @@ func (r *run) indexOf(id string) int {
 
 // index returns the live record of a step; ids come from the validated
 // spec, so the lookup cannot miss.
-func (r *run) index(id string) *StepStatus { return &r.status.Steps[r.indexOf(id)] }
+func (r *run) index(id string) *contract.StepStatus { return &r.status.Steps[r.indexOf(id)] }
 
 func (r *run) setState(id, state, reason string) {
 	st := r.index(id)
@@ -292,7 +280,7 @@ func (r *run) setState(id, state, reason string) {
 func (r *run) succeed(ctx workflow.Context, id string, outputs map[string]any) {
 	st := r.index(id)
 	now := workflow.Now(ctx)
-	st.State = StateSucceeded
+	st.State = contract.StateSucceeded
 	st.EndedAt = &now
 	st.Outputs = outputs
 	if v, ok := outputs["model_version"]; ok {
@@ -303,7 +291,7 @@ func (r *run) succeed(ctx workflow.Context, id string, outputs map[string]any) {
 func (r *run) failStep(ctx workflow.Context, id string, err error) {
 	st := r.index(id)
 	now := workflow.Now(ctx)
-	st.State = StateFailed
+	st.State = contract.StateFailed
 	st.EndedAt = &now
 	st.Error = rootMessage(err)
 }
@@ -323,9 +311,9 @@ func rootMessage(err error) string {
 }
 
 // snapshot copies the status so a query never sees a half-updated record.
-func (r *run) snapshot() Status {
+func (r *run) snapshot() contract.Status {
 	s := r.status
-	s.Steps = append([]StepStatus(nil), r.status.Steps...)
+	s.Steps = append([]contract.StepStatus(nil), r.status.Steps...)
 	return s
 }
 
@@ -341,7 +329,7 @@ func (r *run) finish(ctx workflow.Context, state string, err error) {
 	if name == "" {
 		name = r.input.Pipeline
 	}
-	r.record(ctx, "record-run-metric", RecordRunName, RunRecord{Pipeline: name, Status: state})
+	r.record(ctx, "record-run-metric", contract.RecordRunName, contract.RunRecord{Pipeline: name, Status: state})
 }
 
 // record reports an outcome to the worker's metrics: from version 2 on
@@ -373,22 +361,22 @@ type rejectedError struct{ msg string }
 
 func (e *rejectedError) Error() string { return e.msg }
 
-func (r *run) conclude(ctx workflow.Context, err error) (*Result, error) {
+func (r *run) conclude(ctx workflow.Context, err error) (*contract.Result, error) {
 	if err == nil {
-		r.finish(ctx, RunSucceeded, nil)
+		r.finish(ctx, contract.RunSucceeded, nil)
 		res := r.snapshot()
 		return &res, nil
 	}
 	var rej *rejectedError
 	switch {
 	case errors.As(err, &rej):
-		r.finish(ctx, RunRejected, err)
+		r.finish(ctx, contract.RunRejected, err)
 		return nil, temporal.NewNonRetryableApplicationError(rej.msg, "ApprovalRejected", nil, r.snapshot())
 	case isCanceled(err) || temporal.IsCanceledError(ctx.Err()):
-		r.finish(ctx, RunCanceled, err)
+		r.finish(ctx, contract.RunCanceled, err)
 		return nil, temporal.NewCanceledError(r.snapshot())
 	default:
-		r.finish(ctx, RunFailed, err)
+		r.finish(ctx, contract.RunFailed, err)
 		return nil, temporal.NewNonRetryableApplicationError(rootMessage(err), "PipelineFailed", nil, r.snapshot())
 	}
 }

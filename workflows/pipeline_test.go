@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/gauntlet-ml/gauntlet/activities"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
@@ -86,7 +87,7 @@ func init() {
 type harness struct {
 	t     *testing.T
 	env   *testsuite.TestWorkflowEnvironment
-	input workflows.PipelineInput
+	input contract.PipelineInput
 }
 
 func newHarness(t *testing.T) *harness {
@@ -98,15 +99,15 @@ func newHarness(t *testing.T) *harness {
 	return &harness{t: t, env: env}
 }
 
-func (h *harness) run(yaml string, params map[string]any) (*workflows.Result, error) {
+func (h *harness) run(yaml string, params map[string]any) (*contract.Result, error) {
 	h.t.Helper()
-	h.input = workflows.PipelineInput{YAML: yaml, Params: params}
+	h.input = contract.PipelineInput{YAML: yaml, Params: params}
 	return h.start()
 }
 
-func (h *harness) start() (*workflows.Result, error) {
+func (h *harness) start() (*contract.Result, error) {
 	h.t.Helper()
-	h.env.ExecuteWorkflow(workflows.PipelineName, h.input)
+	h.env.ExecuteWorkflow(contract.PipelineName, h.input)
 	if !h.env.IsWorkflowCompleted() {
 		h.t.Fatal("workflow did not complete")
 	}
@@ -114,7 +115,7 @@ func (h *harness) start() (*workflows.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var res workflows.Result
+	var res contract.Result
 	if err := h.env.GetWorkflowResult(&res); err != nil {
 		h.t.Fatal(err)
 	}
@@ -122,20 +123,20 @@ func (h *harness) start() (*workflows.Result, error) {
 }
 
 // failedStatus extracts the run record carried by a failed run's error.
-func failedStatus(t *testing.T, err error) workflows.Status {
+func failedStatus(t *testing.T, err error) contract.Status {
 	t.Helper()
 	var app *temporal.ApplicationError
 	if !errors.As(err, &app) {
 		t.Fatalf("want an application error, got %v", err)
 	}
-	var st workflows.Status
+	var st contract.Status
 	if err := app.Details(&st); err != nil {
 		t.Fatalf("failure carries no status: %v", err)
 	}
 	return st
 }
 
-func stepOf(t *testing.T, st workflows.Status, id string) workflows.StepStatus {
+func stepOf(t *testing.T, st contract.Status, id string) contract.StepStatus {
 	t.Helper()
 	for _, s := range st.Steps {
 		if s.ID == id {
@@ -143,7 +144,7 @@ func stepOf(t *testing.T, st workflows.Status, id string) workflows.StepStatus {
 		}
 	}
 	t.Fatalf("no step %s in %+v", id, st.Steps)
-	return workflows.StepStatus{}
+	return contract.StepStatus{}
 }
 
 func TestChainPassesOutputsDownstream(t *testing.T) {
@@ -169,7 +170,7 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.State != workflows.RunSucceeded {
+	if res.State != contract.RunSucceeded {
 		t.Fatalf("state %s", res.State)
 	}
 	c := stepOf(t, *res, "c")
@@ -223,7 +224,7 @@ func TestFanOutFiftyWide(t *testing.T) {
 		t.Fatalf("%d steps", len(res.Steps))
 	}
 	for _, s := range res.Steps {
-		if s.State != workflows.StateSucceeded {
+		if s.State != contract.StateSucceeded {
 			t.Fatalf("step %s %s", s.ID, s.State)
 		}
 	}
@@ -247,13 +248,13 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := stepOf(t, *res, "deploy"); s.State != workflows.StateSkipped || !strings.Contains(s.Reason, "condition is false") {
+	if s := stepOf(t, *res, "deploy"); s.State != contract.StateSkipped || !strings.Contains(s.Reason, "condition is false") {
 		t.Fatalf("deploy: %+v", s)
 	}
-	if s := stepOf(t, *res, "announce"); s.State != workflows.StateSkipped {
+	if s := stepOf(t, *res, "announce"); s.State != contract.StateSkipped {
 		t.Fatalf("announce: %+v", s)
 	}
-	if s := stepOf(t, *res, "always"); s.State != workflows.StateSucceeded {
+	if s := stepOf(t, *res, "always"); s.State != contract.StateSucceeded {
 		t.Fatalf("always: %+v", s)
 	}
 }
@@ -292,7 +293,7 @@ steps:
 `, nil)
 	st := failedStatus(t, err)
 	s := stepOf(t, st, "flaky")
-	if s.State != workflows.StateFailed || s.Attempt != 2 || !strings.Contains(s.Error, "transient failure 2") {
+	if s.State != contract.StateFailed || s.Attempt != 2 || !strings.Contains(s.Error, "transient failure 2") {
 		t.Fatalf("flaky: %+v", s)
 	}
 }
@@ -308,17 +309,17 @@ finally:
   - {id: cleanup, uses: echo, with: {load: "${{ steps.load.status }}"}}
 `, nil)
 	st := failedStatus(t, err)
-	if st.State != workflows.RunFailed || !strings.Contains(st.Error, "text in a numeric column") {
+	if st.State != contract.RunFailed || !strings.Contains(st.Error, "text in a numeric column") {
 		t.Fatalf("run: %s %q", st.State, st.Error)
 	}
 	load := stepOf(t, st, "load")
 	if load.Attempt != 1 {
 		t.Fatalf("a non-retryable failure was retried: attempt %d", load.Attempt)
 	}
-	if s := stepOf(t, st, "after"); s.State != workflows.StateSkipped {
+	if s := stepOf(t, st, "after"); s.State != contract.StateSkipped {
 		t.Fatalf("after: %+v", s)
 	}
-	if s := stepOf(t, st, "cleanup"); s.State != workflows.StateSucceeded || s.Outputs["load"] != "failed" {
+	if s := stepOf(t, st, "cleanup"); s.State != contract.StateSucceeded || s.Outputs["load"] != "failed" {
 		t.Fatalf("finally step: %+v", s)
 	}
 }
@@ -350,7 +351,7 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := stepOf(t, *res, "optional"); s.State != workflows.StateFailed || s.Error == "" {
+	if s := stepOf(t, *res, "optional"); s.State != contract.StateFailed || s.Error == "" {
 		t.Fatalf("optional: %+v", s)
 	}
 	if s := stepOf(t, *res, "next"); s.Outputs["saw"] != "failed" {
@@ -369,10 +370,10 @@ finally:
 `, nil)
 	st := failedStatus(t, err)
 	s := stepOf(t, st, "slow")
-	if s.State != workflows.StateFailed || !strings.Contains(s.Error, "timed out") {
+	if s.State != contract.StateFailed || !strings.Contains(s.Error, "timed out") {
 		t.Fatalf("slow: %+v", s)
 	}
-	if stepOf(t, st, "cleanup").State != workflows.StateSucceeded {
+	if stepOf(t, st, "cleanup").State != contract.StateSucceeded {
 		t.Fatal("finally did not run after a timeout")
 	}
 }
@@ -388,10 +389,10 @@ steps:
   - {id: later, uses: echo, needs: [long]}
 `, nil)
 	st := failedStatus(t, err)
-	if s := stepOf(t, st, "long"); s.State != workflows.StateCanceled {
+	if s := stepOf(t, st, "long"); s.State != contract.StateCanceled {
 		t.Fatalf("long: %+v", s)
 	}
-	if s := stepOf(t, st, "later"); s.State != workflows.StateSkipped {
+	if s := stepOf(t, st, "later"); s.State != contract.StateSkipped {
 		t.Fatalf("later: %+v", s)
 	}
 }
@@ -408,10 +409,10 @@ steps:
   - {id: c, uses: echo, needs: [boom]}
 `, nil)
 	st := failedStatus(t, err)
-	if stepOf(t, st, "b").State != workflows.StateSucceeded {
+	if stepOf(t, st, "b").State != contract.StateSucceeded {
 		t.Fatal("independent branch was not allowed to finish")
 	}
-	if stepOf(t, st, "c").State != workflows.StateSkipped {
+	if stepOf(t, st, "c").State != contract.StateSkipped {
 		t.Fatal("dependent of the failure ran")
 	}
 }
@@ -437,15 +438,15 @@ finally:
 	if !errors.As(err, &canceled) {
 		t.Fatalf("want canceled, got %v", err)
 	}
-	var st workflows.Status
+	var st contract.Status
 	if err := canceled.Details(&st); err != nil {
 		t.Fatal(err)
 	}
-	if st.State != workflows.RunCanceled {
+	if st.State != contract.RunCanceled {
 		t.Fatalf("state %s", st.State)
 	}
 	td := stepOf(t, st, "teardown")
-	if td.State != workflows.StateSucceeded || td.Outputs["value"] != "canceled" {
+	if td.State != contract.StateSucceeded || td.Outputs["value"] != "canceled" {
 		t.Fatalf("teardown: %+v", td)
 	}
 }
@@ -460,15 +461,15 @@ params:
 steps:
   - {id: work, uses: test-count, cache: true, with: {value: "${{ params.v }}"}}
 `
-	runOnce := func(params map[string]any, noCache bool) workflows.StepStatus {
+	runOnce := func(params map[string]any, noCache bool) contract.StepStatus {
 		env := suite.NewTestWorkflowEnvironment()
 		workflows.Register(env)
 		activities.Register(env, activities.Config{PipelinesDir: t.TempDir(), StateDir: state})
-		env.ExecuteWorkflow(workflows.PipelineName, workflows.PipelineInput{YAML: pipeline, Params: params, NoCache: noCache})
+		env.ExecuteWorkflow(contract.PipelineName, contract.PipelineInput{YAML: pipeline, Params: params, NoCache: noCache})
 		if err := env.GetWorkflowError(); err != nil {
 			t.Fatal(err)
 		}
-		var res workflows.Result
+		var res contract.Result
 		if err := env.GetWorkflowResult(&res); err != nil {
 			t.Fatal(err)
 		}
@@ -525,22 +526,22 @@ steps:
   - {id: first, uses: echo, with: {x: 1}}
   - {id: bad, uses: test-fail, needs: [first], with: {message: broken}}
 `, nil)
-	v, err := h.env.QueryWorkflow(workflows.StatusQuery)
+	v, err := h.env.QueryWorkflow(contract.StatusQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st workflows.Status
+	var st contract.Status
 	if err := v.Get(&st); err != nil {
 		t.Fatal(err)
 	}
-	if st.State != workflows.RunFailed || st.Pipeline != "q" {
+	if st.State != contract.RunFailed || st.Pipeline != "q" {
 		t.Fatalf("status: %+v", st)
 	}
 	first := stepOf(t, st, "first")
-	if first.State != workflows.StateSucceeded || first.Outputs["x"] != float64(1) || first.StartedAt == nil || first.EndedAt == nil {
+	if first.State != contract.StateSucceeded || first.Outputs["x"] != float64(1) || first.StartedAt == nil || first.EndedAt == nil {
 		t.Fatalf("first: %+v", first)
 	}
-	if bad := stepOf(t, st, "bad"); bad.State != workflows.StateFailed || bad.Error != "broken" {
+	if bad := stepOf(t, st, "bad"); bad.State != contract.StateFailed || bad.Error != "broken" {
 		t.Fatalf("bad: %+v", bad)
 	}
 }

@@ -9,31 +9,32 @@ import (
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // countingRecorder keeps what workflow code reported.
 type countingRecorder struct {
 	mu        sync.Mutex
-	runs      []workflows.RunRecord
-	approvals []workflows.ApprovalRecord
+	runs      []contract.RunRecord
+	approvals []contract.ApprovalRecord
 }
 
-func (c *countingRecorder) Run(_ context.Context, in workflows.RunRecord) error {
+func (c *countingRecorder) Run(_ context.Context, in contract.RunRecord) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.runs = append(c.runs, in)
 	return nil
 }
 
-func (c *countingRecorder) Approval(_ context.Context, in workflows.ApprovalRecord) error {
+func (c *countingRecorder) Approval(_ context.Context, in contract.ApprovalRecord) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.approvals = append(c.approvals, in)
 	return nil
 }
 
-func (c *countingRecorder) Preemption(context.Context, workflows.PreemptionRecord) error { return nil }
+func (c *countingRecorder) Preemption(context.Context, contract.PreemptionRecord) error { return nil }
 
 func (c *countingRecorder) total() int {
 	c.mu.Lock()
@@ -51,8 +52,8 @@ func TestRunEndsReachTheWorkersRecorderOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, status string
 	}{
-		{"succeeded", "name: ok\nsteps:\n  - {id: a, uses: echo}\n", workflows.RunSucceeded},
-		{"failed", "name: bad\nsteps:\n  - {id: a, uses: test-fail, with: {message: broken}}\n", workflows.RunFailed},
+		{"succeeded", "name: ok\nsteps:\n  - {id: a, uses: echo}\n", contract.RunSucceeded},
+		{"failed", "name: bad\nsteps:\n  - {id: a, uses: test-fail, with: {message: broken}}\n", contract.RunFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -69,7 +70,7 @@ func TestApprovalDecisionReachesTheRecorder(t *testing.T) {
 	h := startApproval(t, map[string]any{"required": 1}, "erin")
 	rec := withRecorder(h)
 	h.env.RegisterDelayedCallback(func() {
-		sendUpdate(h.env, workflows.ApproveName, workflows.Decision{Reviewer: "alice"})
+		sendUpdate(h.env, contract.ApproveName, contract.Decision{Reviewer: "alice"})
 	}, time.Hour)
 	if _, err := h.start(); err != nil {
 		t.Fatal(err)
@@ -77,7 +78,7 @@ func TestApprovalDecisionReachesTheRecorder(t *testing.T) {
 	if len(rec.approvals) != 1 || rec.approvals[0].Outcome != "approved" || rec.approvals[0].Waited != time.Hour {
 		t.Fatalf("recorded approvals %+v, want one approved after 1h", rec.approvals)
 	}
-	if len(rec.runs) != 1 || rec.runs[0].Status != workflows.RunSucceeded {
+	if len(rec.runs) != 1 || rec.runs[0].Status != contract.RunSucceeded {
 		t.Fatalf("recorded runs %+v", rec.runs)
 	}
 }

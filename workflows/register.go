@@ -3,10 +3,12 @@ package workflows
 import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 )
 
 // Register registers every Gauntlet workflow on w.
 func Register(w worker.WorkflowRegistry) {
-	w.RegisterWorkflowWithOptions(Pipeline, workflow.RegisterOptions{Name: PipelineName})
-	w.RegisterWorkflowWithOptions(Monitor, workflow.RegisterOptions{Name: MonitorName})
+	w.RegisterWorkflowWithOptions(Pipeline, workflow.RegisterOptions{Name: contract.PipelineName})
+	w.RegisterWorkflowWithOptions(Monitor, workflow.RegisterOptions{Name: contract.MonitorName})
 }

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
@@ -115,7 +116,7 @@ func TestFailFastHistoryIsReplayedOften(t *testing.T) {
 	}
 }
 
-func replayFile(path string, rec workflows.Recorder) error {
+func replayFile(path string, rec contract.Recorder) error {
 	hist, err := loadHistory(path)
 	if err != nil {
 		return err

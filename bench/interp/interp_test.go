@@ -17,11 +17,11 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/devstack"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
 	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 const queue = "bench"
@@ -31,9 +31,9 @@ const queue = "bench"
 func handChain(ctx workflow.Context, n int) error {
 	ctx = workflow.WithActivityOptions(ctx, handOptions())
 	for i := 0; i < n; i++ {
-		var out workflows.StepResult
+		var out contract.StepResult
 		in := handInput(ctx, "chain", i)
-		if err := workflow.ExecuteActivity(ctx, workflows.StepActivityName("echo"), in).Get(ctx, &out); err != nil {
+		if err := workflow.ExecuteActivity(ctx, contract.StepActivityName("echo"), in).Get(ctx, &out); err != nil {
 			return err
 		}
 	}
@@ -45,7 +45,7 @@ func handFan(ctx workflow.Context, n int) error {
 	futs := make([]workflow.Future, n)
 	for i := range futs {
 		in := handInput(ctx, "fan", i)
-		futs[i] = workflow.ExecuteActivity(ctx, workflows.StepActivityName("echo"), in)
+		futs[i] = workflow.ExecuteActivity(ctx, contract.StepActivityName("echo"), in)
 	}
 	for _, f := range futs {
 		if err := f.Get(ctx, nil); err != nil {
@@ -59,8 +59,8 @@ func handFan(ctx workflow.Context, n int) error {
 // the run id too, since the activity keeps each run's files apart by it
 // (without it every run would reuse one directory and skip the work of
 // creating its own).
-func handInput(ctx workflow.Context, name string, i int) workflows.StepInput {
-	return workflows.StepInput{
+func handInput(ctx workflow.Context, name string, i int) contract.StepInput {
+	return contract.StepInput{
 		RunID:    workflow.GetInfo(ctx).WorkflowExecution.ID,
 		Pipeline: name,
 		StepID:   fmt.Sprintf("s%d", i),
@@ -149,7 +149,7 @@ func BenchmarkOverhead(b *testing.B) {
 	} {
 		// Warm both paths once.
 		runOnce(b, c, shape.hand, 20)
-		runOnce(b, c, workflows.PipelineName, workflows.PipelineInput{YAML: shape.yaml})
+		runOnce(b, c, contract.PipelineName, contract.PipelineInput{YAML: shape.yaml})
 		b.Run(shape.name, func(b *testing.B) {
 			hand := make([]time.Duration, 0, b.N)
 			interp := make([]time.Duration, 0, b.N)
@@ -157,7 +157,7 @@ func BenchmarkOverhead(b *testing.B) {
 				t0 := time.Now()
 				runOnce(b, c, shape.hand, 20)
 				t1 := time.Now()
-				runOnce(b, c, workflows.PipelineName, workflows.PipelineInput{YAML: shape.yaml})
+				runOnce(b, c, contract.PipelineName, contract.PipelineInput{YAML: shape.yaml})
 				hand = append(hand, t1.Sub(t0))
 				interp = append(interp, time.Since(t1))
 			}
@@ -191,7 +191,7 @@ func BenchmarkThroughput10Step(b *testing.B) {
 			}
 		}
 	}
-	runOnce(b, c, workflows.PipelineName, workflows.PipelineInput{YAML: y})
+	runOnce(b, c, contract.PipelineName, contract.PipelineInput{YAML: y})
 	b.ResetTimer()
 	start := time.Now()
 	sem := make(chan struct{}, 8)
@@ -200,7 +200,7 @@ func BenchmarkThroughput10Step(b *testing.B) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{TaskQueue: queue}, workflows.PipelineName, workflows.PipelineInput{YAML: y})
+			run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{TaskQueue: queue}, contract.PipelineName, contract.PipelineInput{YAML: y})
 			if err == nil {
 				err = run.Get(context.Background(), nil)
 			}

@@ -27,11 +27,11 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/devstack"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
 	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 const queue = "gauntlet"
@@ -108,7 +108,7 @@ func run(out io.Writer, n int, pipeline, pipelines string, bound time.Duration) 
 	for i := range handles {
 		id := fmt.Sprintf("load-%s-%04d", pipeline, i+1)
 		handles[i], err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue},
-			workflows.PipelineName, workflows.PipelineInput{Pipeline: pipeline, StartedBy: "bench/load"})
+			contract.PipelineName, contract.PipelineInput{Pipeline: pipeline, StartedBy: "bench/load"})
 		if err != nil {
 			return 0, fmt.Errorf("start run %d of %d: %w", i+1, n, err)
 		}
@@ -152,12 +152,12 @@ func run(out io.Writer, n int, pipeline, pipelines string, bound time.Duration) 
 // close, so that the order this loop collects runs in does not count.
 func wait(ctx context.Context, c client.Client, h client.WorkflowRun) outcome {
 	o := outcome{id: h.GetID()}
-	var st workflows.Status
+	var st contract.Status
 	if err := h.Get(ctx, &st); err != nil {
 		o.err = err
 		return o
 	}
-	if st.State != workflows.RunSucceeded {
+	if st.State != contract.RunSucceeded {
 		o.err = fmt.Errorf("ended %s: %s", st.State, st.Error)
 		return o
 	}

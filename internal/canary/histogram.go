@@ -133,13 +133,13 @@ func (h Histogram) rebucket(bounds []float64) []float64 {
 	return out
 }
 
-// fromCumulative builds a Histogram from cumulative counts by upper bound,
+// FromCumulative builds a Histogram from cumulative counts by upper bound,
 // the shape of Prometheus's le buckets; +Inf, when present, is the total,
 // and without it nothing is above the last bound.
 // Counts that fall with a rising bound (PromQL's increase extrapolates each
 // bucket on its own) are raised to the count before, as histogram_quantile
 // does, so no bucket is negative.
-func fromCumulative(cum map[float64]float64) Histogram {
+func FromCumulative(cum map[float64]float64) Histogram {
 	var h Histogram
 	if len(cum) == 0 {
 		return h

@@ -104,7 +104,7 @@ func TestFromCumulative(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := fromCumulative(tt.cum)
+			got := FromCumulative(tt.cum)
 			if !slices.Equal(got.Bounds, tt.want.Bounds) || !slices.Equal(got.Counts, tt.want.Counts) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}

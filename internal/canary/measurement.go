@@ -26,7 +26,8 @@ type Window struct {
 	End time.Time `json:"end,omitzero"`
 }
 
-func (w Window) validate() error {
+// Validate checks that the window names two variants and a duration.
+func (w Window) Validate() error {
 	if w.Champion == "" || w.Candidate == "" {
 		return errors.New("canary: window: champion and candidate must be named")
 	}
@@ -64,12 +65,4 @@ func (s Sample) ErrorRate() float64 {
 		return math.NaN()
 	}
 	return s.Errors / s.Requests
-}
-
-// isError reads a status code label; anything but 2xx is an error (see the
-// package doc for why 4xx count), and so is a code that is not a number,
-// so that a failure is never hidden by its spelling.
-func isError(code string) bool {
-	c, err := strconv.Atoi(code)
-	return err != nil || c < 200 || c > 299
 }

@@ -10,13 +10,13 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/signing"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 func (a *app) decisionCommand(name string) *cobra.Command {
 	var as, comment, step, keyFile string
-	verb := map[string]string{workflows.ApproveName: "Approve", workflows.RejectName: "Reject"}[name]
+	verb := map[string]string{contract.ApproveName: "Approve", contract.RejectName: "Reject"}[name]
 	cmd := &cobra.Command{
 		Use:   name + " RUN [--as NAME] [--comment TEXT] [--step ID]",
 		Short: verb + " the model waiting at a run's approval step",
@@ -35,7 +35,7 @@ private key; make one with 'gauntlet keys generate'.`,
 			}
 			defer c.Close()
 			who := a.user(as)
-			d := workflows.Decision{Reviewer: who, Comment: comment, Step: step}
+			d := contract.Decision{Reviewer: who, Comment: comment, Step: step}
 			if keyFile != "" {
 				if d.Signature, err = a.signDecision(cmd.Context(), c, args[0], name, keyFile, d); err != nil {
 					return err
@@ -50,7 +50,7 @@ private key; make one with 'gauntlet keys generate'.`,
 			if err != nil {
 				return notFound(args[0], fmt.Errorf("%s refused: %w", name, err))
 			}
-			var req workflows.ApprovalRequest
+			var req contract.ApprovalRequest
 			if err := h.Get(cmd.Context(), &req); err != nil {
 				return fmt.Errorf("%s refused: %w", name, err)
 			}
@@ -59,7 +59,7 @@ private key; make one with 'gauntlet keys generate'.`,
 			}
 			approvals := 0
 			for _, v := range req.Votes {
-				if v.Decision == workflows.ApproveName {
+				if v.Decision == contract.ApproveName {
 					approvals++
 				}
 			}
@@ -78,7 +78,7 @@ private key; make one with 'gauntlet keys generate'.`,
 // signDecision signs what the gate will verify. The step is part of what
 // is signed, so when --step is not given it is found the way the workflow
 // finds it: the one approval step waiting in the run.
-func (a *app) signDecision(ctx context.Context, c client.Client, runID, decision, keyFile string, d workflows.Decision) (*signing.Signature, error) {
+func (a *app) signDecision(ctx context.Context, c client.Client, runID, decision, keyFile string, d contract.Decision) (*signing.Signature, error) {
 	data, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, usagef("--key: %v", err)
@@ -88,17 +88,17 @@ func (a *app) signDecision(ctx context.Context, c client.Client, runID, decision
 		return nil, usagef("--key: %v", err)
 	}
 	if d.Step == "" {
-		v, err := c.QueryWorkflow(ctx, runID, "", workflows.StatusQuery)
+		v, err := c.QueryWorkflow(ctx, runID, "", contract.StatusQuery)
 		if err != nil {
 			return nil, notFound(runID, fmt.Errorf("%s: read the run's status: %w", decision, err))
 		}
-		var st workflows.Status
+		var st contract.Status
 		if err := v.Get(&st); err != nil {
 			return nil, fmt.Errorf("%s: decode the run's status: %w", decision, err)
 		}
 		var waiting []string
 		for _, s := range st.Steps {
-			if s.Uses == "approval" && s.State == workflows.StateWaiting {
+			if s.Uses == "approval" && s.State == contract.StateWaiting {
 				waiting = append(waiting, s.ID)
 			}
 		}

@@ -13,10 +13,10 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/traffic"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // Data the demo's clients send: the population the model was trained on,
@@ -115,14 +115,14 @@ func (a *app) demoReviewer(ctx context.Context, id string) {
 	defer c.Close()
 	for ctx.Err() == nil {
 		st, err := queryStatus(ctx, c, id)
-		if err == nil && st.State == workflows.RunWaiting {
+		if err == nil && st.State == contract.RunWaiting {
 			fmt.Fprintf(a.stdout, "  → waiting for %s. A person would approve with\n"+
 				"      bin/gauntlet approve %s --as %s --address %s --comment \"...\"\n"+
 				"    or, in the Temporal UI, send the signal approve with {\"reviewer\": %q} to %s.\n"+
 				"    The demo approves as %s now.\n", demoReviewer, id, demoReviewer, a.conn.Address, demoReviewer, a.runURL(id), demoReviewer)
 			_, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-				WorkflowID: id, UpdateName: workflows.ApproveName, WaitForStage: client.WorkflowUpdateStageCompleted,
-				Args: []any{workflows.Decision{Reviewer: demoReviewer, Comment: "evidence reviewed by the demo"}},
+				WorkflowID: id, UpdateName: contract.ApproveName, WaitForStage: client.WorkflowUpdateStageCompleted,
+				Args: []any{contract.Decision{Reviewer: demoReviewer, Comment: "evidence reviewed by the demo"}},
 			})
 			if err != nil {
 				fmt.Fprintf(a.stderr, "demo: approve %s: %v\n", id, err)
@@ -148,7 +148,7 @@ func (a *app) demoClients(ctx context.Context, id, model string, local *deploy.L
 		data := ""
 		if err == nil {
 			for _, s := range st.Steps {
-				if s.State != workflows.StateRunning {
+				if s.State != contract.StateRunning {
 					continue
 				}
 				switch s.Uses {

@@ -11,8 +11,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // failFastPipeline runs four heartbeating siblings and a fifth step that
@@ -62,9 +62,12 @@ func TestFailFastCancelsSiblingsReplayably(t *testing.T) {
 	}
 	defer c.Close()
 
-	st := queryStatus(t, c, id)
-	want := map[string]string{"a": workflows.StateCanceled, "b": workflows.StateCanceled, "c": workflows.StateCanceled,
-		"d": workflows.StateCanceled, "boom": workflows.StateFailed, "report": workflows.StateSucceeded}
+	st, err := queryStatus(context.Background(), c, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"a": contract.StateCanceled, "b": contract.StateCanceled, "c": contract.StateCanceled,
+		"d": contract.StateCanceled, "boom": contract.StateFailed, "report": contract.StateSucceeded}
 	for _, s := range st.Steps {
 		if s.State != want[s.ID] {
 			t.Errorf("step %s is %s, want %s (%s %s)", s.ID, s.State, want[s.ID], s.Error, s.Reason)
@@ -76,19 +79,6 @@ func TestFailFastCancelsSiblingsReplayably(t *testing.T) {
 		t.Fatalf("history has %d cancel requests (%v) and %d cancelled activities, want 4 and 4", len(requested), requested, canceled)
 	}
 	recordHistory(t, c, id, "pipeline_failfast.json")
-}
-
-func queryStatus(t *testing.T, c client.Client, id string) workflows.Status {
-	t.Helper()
-	v, err := c.QueryWorkflow(context.Background(), id, "", workflows.StatusQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st workflows.Status
-	if err := v.Get(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 // cancellations reads from a run's history which activities a workflow

@@ -18,8 +18,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // faultData is thirty times smoke's default data: six runs then take about
@@ -70,17 +70,17 @@ func faultPipelines(t *testing.T) string {
 // awaitRuns waits, within one bound for them all, for every run to close,
 // and returns each one's final status; a run that did not succeed fails the
 // test.
-func awaitRuns(t *testing.T, c client.Client, ids []string, bound time.Duration) map[string]workflows.Status {
+func awaitRuns(t *testing.T, c client.Client, ids []string, bound time.Duration) map[string]contract.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	out := make(map[string]workflows.Status, len(ids))
+	out := make(map[string]contract.Status, len(ids))
 	for _, id := range ids {
-		var st workflows.Status
+		var st contract.Status
 		if err := c.GetWorkflow(ctx, id, "").Get(ctx, &st); err != nil {
 			t.Fatalf("run %s: %v", id, err)
 		}
-		if st.State != workflows.RunSucceeded {
+		if st.State != contract.RunSucceeded {
 			t.Fatalf("run %s ended %s: %s", id, st.State, st.Error)
 		}
 		out[id] = st
@@ -93,7 +93,7 @@ func awaitRuns(t *testing.T, c client.Client, ids []string, bound time.Duration)
 // its output names, and nothing else is there. It returns how many model
 // directories there are, and how many half-written staging directories
 // killed attempts left behind.
-func checkOneModelPerRun(t *testing.T, state string, runs map[string]workflows.Status) (models, staging int) {
+func checkOneModelPerRun(t *testing.T, state string, runs map[string]contract.Status) (models, staging int) {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(state, "models"))
 	if err != nil {
@@ -131,7 +131,7 @@ func checkOneModelPerRun(t *testing.T, state string, runs map[string]workflows.S
 	return models, staging
 }
 
-func stepOf(t *testing.T, st workflows.Status, id string) workflows.StepStatus {
+func stepOf(t *testing.T, st contract.Status, id string) contract.StepStatus {
 	t.Helper()
 	for _, s := range st.Steps {
 		if s.ID == id {
@@ -139,12 +139,12 @@ func stepOf(t *testing.T, st workflows.Status, id string) workflows.StepStatus {
 		}
 	}
 	t.Fatalf("run %s has no step %s", st.RunID, id)
-	return workflows.StepStatus{}
+	return contract.StepStatus{}
 }
 
 // retryCounts counts steps that needed more than one attempt, and train
 // steps whose retry found the model an earlier attempt had saved.
-func retryCounts(runs map[string]workflows.Status) (retried, reused int) {
+func retryCounts(runs map[string]contract.Status) (retried, reused int) {
 	for _, st := range runs {
 		for _, s := range st.Steps {
 			if s.Attempt > 1 {
@@ -350,27 +350,27 @@ func TestDevStackKilledMidRunResumesSmokeRuns(t *testing.T) {
 	// Kill once some step has finished and another is part way through an
 	// attempt: then the file holds finished work that must not be redone
 	// and an attempt that must be retried.
-	var before map[string]workflows.Status
+	var before map[string]contract.Status
 	inFlight, attempts := 0, 0
 	waitFor(t, func() bool {
-		snap := map[string]workflows.Status{}
+		snap := map[string]contract.Status{}
 		finished, open, started := false, 0, 0
 		for _, id := range ids {
 			qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			v, err := c.QueryWorkflow(qctx, id, "", workflows.StatusQuery)
+			v, err := c.QueryWorkflow(qctx, id, "", contract.StatusQuery)
 			if err != nil {
 				return false
 			}
-			var st workflows.Status
+			var st contract.Status
 			if err := v.Get(&st); err != nil {
 				t.Fatal(err)
 			}
 			for _, s := range st.Steps {
-				finished = finished || s.State == workflows.StateSucceeded
+				finished = finished || s.State == contract.StateSucceeded
 			}
 			snap[id] = st
-			if st.State != workflows.RunRunning {
+			if st.State != contract.RunRunning {
 				continue
 			}
 			open++
@@ -400,9 +400,9 @@ func TestDevStackKilledMidRunResumesSmokeRuns(t *testing.T) {
 	for _, st := range before {
 		for _, s := range st.Steps {
 			switch s.State {
-			case workflows.StateSucceeded:
+			case contract.StateSucceeded:
 				done++
-			case workflows.StateRunning:
+			case contract.StateRunning:
 				running++
 			}
 		}
@@ -412,7 +412,7 @@ func TestDevStackKilledMidRunResumesSmokeRuns(t *testing.T) {
 	after := awaitRuns(t, c, ids, 3*time.Minute)
 	for id, st := range before {
 		for _, s := range st.Steps {
-			if s.State != workflows.StateSucceeded {
+			if s.State != contract.StateSucceeded {
 				continue
 			}
 			now := stepOf(t, after[id], s.ID)

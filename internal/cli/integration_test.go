@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"io"
 	"net"
@@ -178,7 +179,7 @@ func TestDevStackSurvivesKillAndRunsPipelines(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("run --output json is not one JSON document: %v\n%s", err, out)
 	}
-	if rep.State != workflows.RunSucceeded || rep.URL == "" || len(rep.Steps) != 3 {
+	if rep.State != contract.RunSucceeded || rep.URL == "" || len(rep.Steps) != 3 {
 		t.Fatalf("report: %+v", rep)
 	}
 	if got := rep.Steps[1].Outputs["text"]; got != "HELLO GAUNTLET" {
@@ -518,7 +519,7 @@ func TestTemporalUIInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	votes, _ := json.Marshal(rep.Steps[1].Outputs["votes"])
-	if rep.State != workflows.RunSucceeded || !strings.Contains(string(votes), `"via":"signal"`) || !strings.Contains(string(votes), `"reviewer":"bob"`) {
+	if rep.State != contract.RunSucceeded || !strings.Contains(string(votes), `"via":"signal"`) || !strings.Contains(string(votes), `"reviewer":"bob"`) {
 		t.Fatalf("run after the browser: %s %s", rep.State, votes)
 	}
 }

@@ -9,8 +9,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/tf"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 const preemptPipeline = `name: preempt
@@ -72,7 +72,7 @@ func TestPreemptedNodeIsReplacedAndTrainingResumes(t *testing.T) {
 	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	var st workflows.Status
+	var st contract.Status
 	waitFor(t, func() bool {
 		code, out, _ := runCLI(t, env, "status", "preempt-1", "--output", "json")
 		if code != ExitOK {
@@ -83,9 +83,9 @@ func TestPreemptedNodeIsReplacedAndTrainingResumes(t *testing.T) {
 			t.Fatalf("status JSON: %v", err)
 		}
 		st = rep.Status
-		return st.State == workflows.RunSucceeded || st.State == workflows.RunFailed
+		return st.State == contract.RunSucceeded || st.State == contract.RunFailed
 	})
-	if st.State != workflows.RunSucceeded {
+	if st.State != contract.RunSucceeded {
 		t.Fatalf("run %s: %s", st.State, st.Error)
 	}
 	step := func(id string) map[string]any {

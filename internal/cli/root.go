@@ -16,9 +16,9 @@ import (
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
 	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // Version is set at link time (-ldflags "-X ...cli.Version=...").
@@ -95,8 +95,8 @@ declared as YAML pipelines. Exit codes: 0 ok, 1 failed, 2 usage, 3 rejected,
 		a.historyCommand(),
 		a.listCommand(),
 		a.cancelCommand(),
-		a.decisionCommand(workflows.ApproveName),
-		a.decisionCommand(workflows.RejectName),
+		a.decisionCommand(contract.ApproveName),
+		a.decisionCommand(contract.RejectName),
 		a.keysCommand(),
 		a.stepCommand(),
 		a.scheduleCommand(),

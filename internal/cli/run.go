@@ -17,9 +17,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 type runFlags struct {
@@ -122,7 +122,7 @@ func (a *app) run(ctx context.Context, name string, f runFlags) error {
 	if id == "" {
 		id = RunID(name, time.Now())
 	}
-	in := workflows.PipelineInput{Pipeline: name, Params: params, NoCache: f.noCache, StartedBy: a.user(f.as)}
+	in := contract.PipelineInput{Pipeline: name, Params: params, NoCache: f.noCache, StartedBy: a.user(f.as)}
 	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                a.taskQueue,
@@ -131,7 +131,7 @@ func (a *app) run(ctx context.Context, name string, f runFlags) error {
 		// Without this the SDK quietly hands back the existing run.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            "pipeline " + name,
-	}, workflows.PipelineName, in)
+	}, contract.PipelineName, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
@@ -142,7 +142,7 @@ func (a *app) run(ctx context.Context, name string, f runFlags) error {
 	url := a.runURL(id)
 	if !f.wait {
 		if a.jsonOut() {
-			return a.printJSON(map[string]string{"run_id": id, "pipeline": name, "url": url, "state": workflows.RunRunning})
+			return a.printJSON(map[string]string{"run_id": id, "pipeline": name, "url": url, "state": contract.RunRunning})
 		}
 		fmt.Fprintf(a.stdout, "Started %s\n  %s\n", id, url)
 		return nil
@@ -167,7 +167,7 @@ func (a *app) runURL(id string) string {
 // RunReport is the stable JSON document of `run --wait`, `status` and
 // `watch` with --output json.
 type RunReport struct {
-	workflows.Status
+	contract.Status
 	URL string `json:"url"`
 }
 
@@ -205,18 +205,18 @@ func (a *app) follow(ctx context.Context, c client.Client, id string, timeout ti
 	}
 }
 
-func (a *app) timedOut(id string, last *workflows.Status) error {
+func (a *app) timedOut(id string, last *contract.Status) error {
 	if a.jsonOut() && last != nil {
 		_ = a.printJSON(RunReport{Status: *last, URL: a.runURL(id)})
 	}
 	return withCode(ExitTimedOut, fmt.Errorf("stopped waiting for %s: --timeout passed (the run goes on)", id))
 }
 
-func queryStatus(ctx context.Context, c client.Client, id string) (workflows.Status, error) {
-	var st workflows.Status
+func queryStatus(ctx context.Context, c client.Client, id string) (contract.Status, error) {
+	var st contract.Status
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	v, err := c.QueryWorkflow(qctx, id, "", workflows.StatusQuery)
+	v, err := c.QueryWorkflow(qctx, id, "", contract.StatusQuery)
 	if err != nil {
 		return st, err
 	}
@@ -225,8 +225,8 @@ func queryStatus(ctx context.Context, c client.Client, id string) (workflows.Sta
 
 // finalStatus reads the finished run's record from its result or failure,
 // which needs no worker, unlike a query.
-func (a *app) finalStatus(ctx context.Context, c client.Client, id string, runErr error) (workflows.Status, error) {
-	var st workflows.Status
+func (a *app) finalStatus(ctx context.Context, c client.Client, id string, runErr error) (contract.Status, error) {
+	var st contract.Status
 	if runErr == nil {
 		if err := c.GetWorkflow(ctx, id, "").Get(ctx, &st); err != nil {
 			return st, fmt.Errorf("read result of %s: %w", id, err)
@@ -243,10 +243,10 @@ func (a *app) finalStatus(ctx context.Context, c client.Client, id string, runEr
 	}
 	// A failure before the interpreter had a record (an invalid pipeline,
 	// a terminated run): report what Temporal knows.
-	st = workflows.Status{RunID: id, State: workflows.RunFailed, Error: rootError(runErr)}
+	st = contract.Status{RunID: id, State: contract.RunFailed, Error: rootError(runErr)}
 	var term *temporal.TerminatedError
 	if errors.As(runErr, &term) {
-		st.State = workflows.RunCanceled
+		st.State = contract.RunCanceled
 	}
 	var to *temporal.TimeoutError
 	if errors.As(runErr, &to) {
@@ -264,7 +264,7 @@ func rootError(err error) string {
 }
 
 // report prints the outcome and maps it to the exit code.
-func (a *app) report(st workflows.Status, runErr error) error {
+func (a *app) report(st contract.Status, runErr error) error {
 	if a.jsonOut() {
 		if err := a.printJSON(RunReport{Status: st, URL: a.runURL(st.RunID)}); err != nil {
 			return err
@@ -273,11 +273,11 @@ func (a *app) report(st workflows.Status, runErr error) error {
 		printSummary(a.stdout, st)
 	}
 	switch st.State {
-	case workflows.RunSucceeded:
+	case contract.RunSucceeded:
 		return nil
-	case workflows.RunRejected:
+	case contract.RunRejected:
 		return withCode(ExitRejected, fmt.Errorf("run %s: rejected: %s", st.RunID, st.Error))
-	case workflows.RunCanceled:
+	case contract.RunCanceled:
 		return withCode(ExitCanceled, fmt.Errorf("run %s was canceled", st.RunID))
 	default:
 		var to *temporal.TimeoutError
@@ -294,10 +294,10 @@ type progressPrinter struct {
 	w     io.Writer
 	quiet bool
 	seen  map[string]string
-	last  *workflows.Status
+	last  *contract.Status
 }
 
-func (p *progressPrinter) update(st workflows.Status) {
+func (p *progressPrinter) update(st contract.Status) {
 	p.last = &st
 	if p.quiet {
 		return
@@ -305,7 +305,7 @@ func (p *progressPrinter) update(st workflows.Status) {
 	for _, s := range st.Steps {
 		// The reason is part of the key: a canary reports each weight there.
 		key := s.State + "/" + fmt.Sprint(s.Attempt) + "/" + s.Reason
-		if p.seen[s.ID] == key || s.State == workflows.StatePending {
+		if p.seen[s.ID] == key || s.State == contract.StatePending {
 			continue
 		}
 		p.seen[s.ID] = key
@@ -328,7 +328,7 @@ func (p *progressPrinter) update(st workflows.Status) {
 	}
 }
 
-func printSummary(w io.Writer, st workflows.Status) {
+func printSummary(w io.Writer, st contract.Status) {
 	dur := ""
 	if st.EndedAt != nil {
 		dur = " in " + st.EndedAt.Sub(st.StartedAt).Round(time.Millisecond).String()

@@ -14,8 +14,8 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 func notFound(id string, err error) error {
@@ -28,10 +28,10 @@ func notFound(id string, err error) error {
 
 // runStatus reads a run's record: from the live query while it runs, from
 // its result once closed.
-func (a *app) runStatus(ctx context.Context, c client.Client, id string) (workflows.Status, error) {
+func (a *app) runStatus(ctx context.Context, c client.Client, id string) (contract.Status, error) {
 	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
-		return workflows.Status{}, notFound(id, err)
+		return contract.Status{}, notFound(id, err)
 	}
 	if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		st, err := queryStatus(ctx, c, id)
@@ -118,7 +118,7 @@ func (a *app) listCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			q := fmt.Sprintf("WorkflowType = '%s'", workflows.PipelineName)
+			q := fmt.Sprintf("WorkflowType = '%s'", contract.PipelineName)
 			if pipeline != "" {
 				q += fmt.Sprintf(" AND %s = '%s'", searchattr.Pipeline.GetName(), quote(pipeline))
 			}

@@ -19,9 +19,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // Schedules Gauntlet owns are named schedulePrefix + pipeline name, so sync
@@ -70,8 +70,8 @@ func (d desiredSchedule) action() *client.ScheduleWorkflowAction {
 		// says when it was due and a repeated trigger for the same time
 		// cannot start a second run.
 		ID:        d.Pipeline,
-		Workflow:  workflows.PipelineName,
-		Args:      []any{workflows.PipelineInput{Pipeline: d.Pipeline, Params: d.Params, StartedBy: "schedule"}},
+		Workflow:  contract.PipelineName,
+		Args:      []any{contract.PipelineInput{Pipeline: d.Pipeline, Params: d.Params, StartedBy: "schedule"}},
 		TaskQueue: d.TaskQueue,
 		Memo:      map[string]any{scheduleHash: d.hash()},
 	}

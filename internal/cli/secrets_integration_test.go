@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"io"
 	"net/http"
@@ -30,7 +31,6 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/secrets"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
 	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 // leakPipeline's commands try every way a secret reaches a run: the
@@ -109,13 +109,13 @@ func TestSecretsStayOutOfHistoryAndLogs(t *testing.T) {
 		t.Fatalf("leak run report: %v\n%s", err, out)
 	}
 	peek, leak, crash := reportStep(t, rep.Status, "peek"), reportStep(t, rep.Status, "leak"), reportStep(t, rep.Status, "crash")
-	if peek.State != workflows.StateSucceeded || peek.Outputs["seen"] != "[]" {
+	if peek.State != contract.StateSucceeded || peek.Outputs["seen"] != "[]" {
 		t.Errorf("the run: command saw the worker's secret variables: %+v", peek)
 	}
-	if leak.State != workflows.StateFailed || !strings.Contains(leak.Error, `output "leaked"`) || strings.Contains(leak.Error, "kept") {
+	if leak.State != contract.StateFailed || !strings.Contains(leak.Error, `output "leaked"`) || strings.Contains(leak.Error, "kept") {
 		t.Errorf("leak step: %+v", leak)
 	}
-	if crash.State != workflows.StateFailed || !strings.Contains(crash.Error, "access denied for secret key "+secrets.Mask) {
+	if crash.State != contract.StateFailed || !strings.Contains(crash.Error, "access denied for secret key "+secrets.Mask) {
 		t.Errorf("crash step: %+v", crash)
 	}
 	// Neither is retried: another attempt would print the same secret.
@@ -439,7 +439,7 @@ func collectPayloads(m protoreflect.Message, out *[]*commonpb.Payload) {
 	})
 }
 
-func reportStep(t *testing.T, st workflows.Status, id string) workflows.StepStatus {
+func reportStep(t *testing.T, st contract.Status, id string) contract.StepStatus {
 	t.Helper()
 	for _, s := range st.Steps {
 		if s.ID == id {
@@ -447,7 +447,7 @@ func reportStep(t *testing.T, st workflows.Status, id string) workflows.StepStat
 		}
 	}
 	t.Fatalf("run %s has no step %s: %+v", st.RunID, id, st)
-	return workflows.StepStatus{}
+	return contract.StepStatus{}
 }
 
 // randomValue is unique to the test run, so that finding it anywhere means

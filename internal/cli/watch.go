@@ -14,7 +14,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"golang.org/x/term"
 
-	"github.com/gauntlet-ml/gauntlet/workflows"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 )
 
 func (a *app) watchCommand() *cobra.Command {
@@ -59,7 +59,7 @@ func (a *app) watchTable(ctx context.Context, c client.Client, id string, every 
 		}
 		lines = drawTable(a.stdout, st, progress)
 		switch st.State {
-		case workflows.RunRunning, workflows.RunWaiting:
+		case contract.RunRunning, contract.RunWaiting:
 		default:
 			return a.report(st, nil)
 		}
@@ -94,7 +94,7 @@ func pendingProgress(ctx context.Context, c client.Client, id string) map[string
 	return out
 }
 
-func drawTable(w io.Writer, st workflows.Status, progress map[string]map[string]any) int {
+func drawTable(w io.Writer, st contract.Status, progress map[string]map[string]any) int {
 	n := 0
 	p := func(format string, args ...any) {
 		fmt.Fprintf(w, format, args...)
@@ -103,10 +103,10 @@ func drawTable(w io.Writer, st workflows.Status, progress map[string]map[string]
 	p("%s (%s): %s\n", st.RunID, st.Pipeline, st.State)
 	for _, s := range st.Steps {
 		extra := ""
-		if s.State == workflows.StateRunning {
+		if s.State == contract.StateRunning {
 			extra = progressBar(findProgress(progress, s.Uses))
 		}
-		if s.State == workflows.StateWaiting {
+		if s.State == contract.StateWaiting {
 			extra = "waiting for a reviewer: gauntlet approve " + st.RunID + " --as NAME"
 		}
 		if s.Error != "" {
@@ -124,7 +124,7 @@ func findProgress(progress map[string]map[string]any, uses string) map[string]an
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if strings.HasSuffix(k, "|"+workflows.StepActivityName(uses)) {
+		if strings.HasSuffix(k, "|"+contract.StepActivityName(uses)) {
 			return progress[k]
 		}
 	}

@@ -89,7 +89,7 @@
 // # Health
 //
 // Error rate and p99 latency come from a canary.Sample the caller measured
-// (a canary.ScrapeProvider or PrometheusProvider over the same window).
+// (a canarysource.ScrapeProvider or PrometheusProvider over the same window).
 // Check does not scrape itself: a scrape measures by the change between two
 // scrapes, which needs state that outlives one pass.
 package monitor

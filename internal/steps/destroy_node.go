@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/cloud"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/tf"
 )
 
@@ -169,7 +170,7 @@ func findNodes(state, runID, node string) ([]string, error) {
 	if first := nodeWorkdir(state, runID, node); isDir(first) {
 		dirs := []string{first}
 		for g := 2; ; g++ {
-			next := nodeWorkdir(state, runID, NodeGeneration(node, g))
+			next := nodeWorkdir(state, runID, contract.NodeGeneration(node, g))
 			if !isDir(next) {
 				return dirs, nil
 			}
@@ -186,16 +187,6 @@ func findNodes(state, runID, node string) ([]string, error) {
 		}
 	}
 	return nil, nil
-}
-
-// NodeGeneration is the step id under which the interpreter provisions
-// the g-th node of a provision step, after g-1 were lost: its own node id,
-// task queue and working directory, found again by destroying the step.
-func NodeGeneration(stepID string, g int) string {
-	if g <= 1 {
-		return stepID
-	}
-	return fmt.Sprintf("%s-g%d", stepID, g)
 }
 
 func isDir(path string) bool {

@@ -26,6 +26,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/gauntlet-ml/gauntlet/activities"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
@@ -197,7 +198,7 @@ func WatchApprovals(ctx context.Context, c client.Client, m *metrics.Metrics, ev
 // out and logged, so that one broken run does not hide the others.
 func CountApprovals(ctx context.Context, c client.Client, now time.Time, logger *slog.Logger) ([]metrics.WaitingApproval, error) {
 	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND %s = '%s'",
-		workflows.PipelineName, searchattr.RunStatus.GetName(), workflows.RunWaiting)
+		contract.PipelineName, searchattr.RunStatus.GetName(), contract.RunWaiting)
 	type key struct{ pipeline, step string }
 	counts := map[key]*metrics.WaitingApproval{}
 	var token []byte
@@ -217,7 +218,7 @@ func CountApprovals(ctx context.Context, c client.Client, now time.Time, logger 
 				continue
 			}
 			for _, s := range st.Steps {
-				if s.State != workflows.StateWaiting || s.StartedAt == nil {
+				if s.State != contract.StateWaiting || s.StartedAt == nil {
 					continue
 				}
 				k := key{st.Pipeline, s.ID}
@@ -248,16 +249,16 @@ func CountApprovals(ctx context.Context, c client.Client, now time.Time, logger 
 // task cannot be processed would otherwise hold up the whole count.
 const statusQueryTimeout = 10 * time.Second
 
-func runStatus(ctx context.Context, c client.Client, id, runID string) (workflows.Status, error) {
+func runStatus(ctx context.Context, c client.Client, id, runID string) (contract.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, statusQueryTimeout)
 	defer cancel()
-	v, err := c.QueryWorkflow(ctx, id, runID, workflows.StatusQuery)
+	v, err := c.QueryWorkflow(ctx, id, runID, contract.StatusQuery)
 	if err != nil {
-		return workflows.Status{}, fmt.Errorf("status query of %s: %w", id, err)
+		return contract.Status{}, fmt.Errorf("status query of %s: %w", id, err)
 	}
-	var st workflows.Status
+	var st contract.Status
 	if err := v.Get(&st); err != nil {
-		return workflows.Status{}, fmt.Errorf("status query of %s: decode: %w", id, err)
+		return contract.Status{}, fmt.Errorf("status query of %s: decode: %w", id, err)
 	}
 	return st, nil
 }

@@ -1,4 +1,6 @@
-package canary
+package source
+
+import "github.com/gauntlet-ml/gauntlet/internal/canary"
 
 // since is what s gained after prev. A count that fell means the process
 // restarted and its counters began again at zero, so all of s is new; a
@@ -30,7 +32,7 @@ func (s series) since(prev series, seen bool) series {
 }
 
 // delta measures w from two scrapes.
-func (src Source) delta(w Window, prev, cur map[string]series) Measurement {
+func (src Source) delta(w canary.Window, prev, cur map[string]series) canary.Measurement {
 	type acc struct {
 		requests, errors float64
 		latency, scores  map[float64]float64
@@ -58,17 +60,17 @@ func (src Source) delta(w Window, prev, cur map[string]series) Measurement {
 			addBuckets(a.scores, d.buckets)
 		}
 	}
-	sample := func(name string) Sample {
+	sample := func(name string) canary.Sample {
 		a := accs[name]
-		return Sample{
+		return canary.Sample{
 			Variant:    name,
 			Requests:   a.requests,
 			Errors:     a.errors,
-			P99Latency: fromCumulative(a.latency).Quantile(0.99),
-			Scores:     fromCumulative(a.scores),
+			P99Latency: canary.FromCumulative(a.latency).Quantile(0.99),
+			Scores:     canary.FromCumulative(a.scores),
 		}
 	}
-	return Measurement{Champion: sample(w.Champion), Candidate: sample(w.Candidate)}
+	return canary.Measurement{Champion: sample(w.Champion), Candidate: sample(w.Candidate)}
 }
 
 // addBuckets sums by upper bound, as PromQL's sum by (le) does.

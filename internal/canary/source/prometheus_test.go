@@ -1,4 +1,4 @@
-package canary
+package source
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/api"
+
+	"github.com/gauntlet-ml/gauntlet/internal/canary"
 )
 
 // fakePrometheus answers /api/v1/query as Prometheus does, from a table of
@@ -66,6 +68,27 @@ func at(labels, value string) string {
 
 func vector(samples ...string) string { return "[" + strings.Join(samples, ",") + "]" }
 
+// measured is the interval canary's Evaluate tests judge (its
+// analysis_test.go), which the fake server's answers add up to.
+var measured = canary.Measurement{
+	Champion: canary.Sample{Variant: "v1", Requests: 1000, Errors: 5, P99Latency: 0.120,
+		Scores: canary.Histogram{Bounds: []float64{0.3, 0.6}, Counts: []float64{50, 30, 20}}},
+	Candidate: canary.Sample{Variant: "v2", Requests: 200, Errors: 6, P99Latency: 0.180,
+		Scores: canary.Histogram{Bounds: []float64{0.3, 0.6}, Counts: []float64{30, 30, 40}}},
+}
+
+// scoreShift is PSI(candidate, champion) of measured, derived in canary's
+// analysis_test.go.
+const scoreShift = 0.2407945609
+
+// near compares within 1e-9, and NaN with NaN.
+func near(a, b float64) bool {
+	if math.IsNaN(a) || math.IsNaN(b) {
+		return math.IsNaN(a) && math.IsNaN(b)
+	}
+	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b))
+}
+
 func TestPrometheusProvider(t *testing.T) {
 	sel := func(v string) string { return `{version="` + v + `",job="serving"}` }
 	requests := func(v string) string {
@@ -77,7 +100,7 @@ func TestPrometheusProvider(t *testing.T) {
 	scores := func(v string) string {
 		return "sum by (le) (increase(gauntlet_serve_score_bucket" + sel(v) + "[5m]))"
 	}
-	// The answers add up to the measurement the Evaluate tests judge.
+	// The answers add up to the measurement canary's Evaluate tests judge.
 	f := &fakePrometheus{answers: map[string]string{
 		requests("v1"): vector(at(`"code":"200"`, "995"), at(`"code":"500"`, "5")),
 		p99("v1"):      vector(at("", "0.12")),
@@ -88,7 +111,7 @@ func TestPrometheusProvider(t *testing.T) {
 	}}
 	p := f.provider(t, ServingSource, `job="serving"`)
 	end := time.Unix(1700000000, 0)
-	m := measure(t, p, Window{Champion: "v1", Candidate: "v2", Duration: 5 * time.Minute, End: end})
+	m := measure(t, p, canary.Window{Champion: "v1", Candidate: "v2", Duration: 5 * time.Minute, End: end})
 
 	wantQueries := []string{requests("v1"), p99("v1"), scores("v1"), requests("v2"), p99("v2"), scores("v2")}
 	if !slices.Equal(f.queries, wantQueries) {
@@ -99,13 +122,13 @@ func TestPrometheusProvider(t *testing.T) {
 			t.Errorf("query time %q, want the window's end 1700000000", ts)
 		}
 	}
-	for _, s := range []struct{ got, want Sample }{{m.Champion, measured.Champion}, {m.Candidate, measured.Candidate}} {
+	for _, s := range []struct{ got, want canary.Sample }{{m.Champion, measured.Champion}, {m.Candidate, measured.Candidate}} {
 		if s.got.Requests != s.want.Requests || s.got.Errors != s.want.Errors || s.got.P99Latency != s.want.P99Latency ||
 			!slices.Equal(s.got.Scores.Bounds, s.want.Scores.Bounds) || !slices.Equal(s.got.Scores.Counts, s.want.Scores.Counts) {
 			t.Errorf("%s: got %+v, want %+v", s.got.Variant, s.got, s.want)
 		}
 	}
-	if r := Evaluate(Analysis{Checks: []Check{{Name: "shift", Metric: ScoreShift, Max: 0.25}}}, m); !near(r.Checks[0].Value, scoreShift) {
+	if r := canary.Evaluate(canary.Analysis{Checks: []canary.Check{{Name: "shift", Metric: canary.ScoreShift, Max: 0.25}}}, m); !near(r.Checks[0].Value, scoreShift) {
 		t.Errorf("score shift %v, want %v", r.Checks[0].Value, scoreShift)
 	}
 }
@@ -120,7 +143,7 @@ func TestPrometheusProviderRouterNoData(t *testing.T) {
 		`histogram_quantile(0.99, sum by (le) (rate(gauntlet_router_request_duration_seconds_bucket{variant="candidate"}[1m30s])))`: vector(),
 	}}
 	p := f.provider(t, RouterSource, "")
-	m := measure(t, p, Window{Champion: "champion", Candidate: "candidate", Duration: 90 * time.Second})
+	m := measure(t, p, canary.Window{Champion: "champion", Candidate: "candidate", Duration: 90 * time.Second})
 	if len(f.queries) != 4 {
 		t.Errorf("asked %d queries, want 4 and none for scores: %q", len(f.queries), f.queries)
 	}
@@ -132,13 +155,13 @@ func TestPrometheusProviderRouterNoData(t *testing.T) {
 	if m.Champion.Requests != 12.5 || !math.IsNaN(m.Champion.P99Latency) || m.Candidate.Requests != 0 || !math.IsNaN(m.Candidate.P99Latency) {
 		t.Errorf("got %+v", m)
 	}
-	r := Evaluate(Analysis{Checks: []Check{
-		{Name: "errors", Metric: ErrorRate, Max: 0.01},
-		{Name: "latency", Metric: P99Latency, Max: 0.5},
-		{Name: "shift", Metric: ScoreShift, Max: 0.1},
+	r := canary.Evaluate(canary.Analysis{Checks: []canary.Check{
+		{Name: "errors", Metric: canary.ErrorRate, Max: 0.01},
+		{Name: "latency", Metric: canary.P99Latency, Max: 0.5},
+		{Name: "shift", Metric: canary.ScoreShift, Max: 0.1},
 	}}, m)
 	for _, c := range r.Checks {
-		if c.Outcome != Inconclusive {
+		if c.Outcome != canary.Inconclusive {
 			t.Errorf("%s: %s, want inconclusive", c.Name, c.Outcome)
 		}
 	}
@@ -149,15 +172,15 @@ func TestPrometheusProviderErrors(t *testing.T) {
 	tests := []struct {
 		name   string
 		answer string
-		window Window
+		window canary.Window
 		want   string
 	}{
 		{"error answer", `{"status":"error","errorType":"bad_data","error":"1:2: parse error: unexpected"}`,
-			Window{Champion: "a", Candidate: "b", Duration: time.Minute}, "canary: query " + fmt.Sprintf("%q", q) + ": bad_data: 1:2: parse error"},
-		{"not a vector", `matrix:[]`, Window{Champion: "a", Candidate: "b", Duration: time.Minute}, "want a vector"},
-		{"not a count", vector(at(`"code":"200"`, "-3")), Window{Champion: "a", Candidate: "b", Duration: time.Minute}, "not a count"},
-		{"no duration", "", Window{Champion: "a", Candidate: "b"}, "positive duration"},
-		{"unnamed candidate", "", Window{Champion: "a", Duration: time.Minute}, "must be named"},
+			canary.Window{Champion: "a", Candidate: "b", Duration: time.Minute}, "canary: query " + fmt.Sprintf("%q", q) + ": bad_data: 1:2: parse error"},
+		{"not a vector", `matrix:[]`, canary.Window{Champion: "a", Candidate: "b", Duration: time.Minute}, "want a vector"},
+		{"not a count", vector(at(`"code":"200"`, "-3")), canary.Window{Champion: "a", Candidate: "b", Duration: time.Minute}, "not a count"},
+		{"no duration", "", canary.Window{Champion: "a", Candidate: "b"}, "positive duration"},
+		{"unnamed candidate", "", canary.Window{Champion: "a", Duration: time.Minute}, "must be named"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

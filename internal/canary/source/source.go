@@ -1,7 +1,8 @@
-package canary
+package source
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/gauntlet-ml/gauntlet/internal/router"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
@@ -34,3 +35,11 @@ var RouterSource = Source{Requests: router.MetricRequests, Latency: router.Metri
 
 // ServingSource reads the model servers' metrics, by model version.
 var ServingSource = Source{Requests: serving.MetricRequests, Latency: serving.MetricLatency, Scores: serving.MetricScore, Label: "version"}
+
+// isError reads a status code label; anything but 2xx is an error (see the
+// package doc for why 4xx count), and so is a code that is not a number,
+// so that a failure is never hidden by its spelling.
+func isError(code string) bool {
+	c, err := strconv.Atoi(code)
+	return err != nil || c < 200 || c > 299
+}

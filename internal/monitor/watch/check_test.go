@@ -1,4 +1,4 @@
-package monitor
+package watch
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/monitor"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
 )
 
@@ -199,7 +200,7 @@ func records(d *dataset.Dataset) []map[string]any {
 	return out
 }
 
-func check(t *testing.T, cfg Config, in Input) Report {
+func check(t *testing.T, cfg monitor.Config, in Input) monitor.Report {
 	t.Helper()
 	rep, err := Check(context.Background(), cfg, in)
 	if err != nil {
@@ -212,7 +213,7 @@ func check(t *testing.T, cfg Config, in Input) Report {
 	return rep
 }
 
-func kinds(bs []Breach) []string {
+func kinds(bs []monitor.Breach) []string {
 	var out []string
 	for _, b := range bs {
 		s := string(b.Kind)
@@ -239,7 +240,7 @@ func TestNoDriftNoBreach(t *testing.T) {
 		t.Fatal("no rotated sample log; the test should read some")
 	}
 
-	rep := check(t, Config{}, Input{Model: m, SampleDirs: []string{a.logDir, b.logDir}})
+	rep := check(t, monitor.Config{}, Input{Model: m, SampleDirs: []string{a.logDir, b.logDir}})
 	if rep.Samples != 1200 || rep.PartialLines != 0 {
 		t.Fatalf("%d samples, %d partial lines; want 1200 and 0", rep.Samples, rep.PartialLines)
 	}
@@ -258,7 +259,7 @@ func TestNoDriftNoBreach(t *testing.T) {
 	if rep.Window.From.IsZero() || rep.Window.To.Before(rep.Window.From) {
 		t.Fatalf("window %+v", rep.Window)
 	}
-	if rep.Config.MinSamples != DefaultMinSamples || rep.Config.PSIThreshold != 0.2 || rep.Config.Alpha != 0.05 {
+	if rep.Config.MinSamples != monitor.DefaultMinSamples || rep.Config.PSIThreshold != 0.2 || rep.Config.Alpha != 0.05 {
 		t.Fatalf("config %+v; want the defaults filled in", rep.Config)
 	}
 }
@@ -269,13 +270,13 @@ func TestDriftBreachNamesTheFeature(t *testing.T) {
 		r := startReplica(t, dir, 0)
 		r.post(t, records(load(t, "builtin:credit-risk?rows=1000&seed=3&drift=1.5")))
 		r.close()
-		rep := check(t, Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
+		rep := check(t, monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
 		if !rep.DataDrifted {
 			t.Fatalf("data set not drifted: %v", rep.Features)
 		}
 		found := false
 		for _, b := range rep.Breaches {
-			if b.Kind != BreachDrift || !strings.Contains(b.Detail, strconv.Quote(b.Feature)) || !(b.Value >= b.Threshold) {
+			if b.Kind != monitor.BreachDrift || !strings.Contains(b.Detail, strconv.Quote(b.Feature)) || !(b.Value >= b.Threshold) {
 				t.Fatalf("breach %+v", b)
 			}
 			found = found || b.Feature == "age"
@@ -292,7 +293,7 @@ func TestDriftBreachNamesTheFeature(t *testing.T) {
 		}
 		r.post(t, recs)
 		r.close()
-		rep := check(t, Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
+		rep := check(t, monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
 		if got := kinds(rep.Breaches); len(got) != 1 || got[0] != "drift:debt_ratio" {
 			t.Fatalf("breaches %v; want only drift:debt_ratio", got)
 		}
@@ -308,7 +309,7 @@ func TestDriftBreachNamesTheFeature(t *testing.T) {
 		}
 		r.post(t, recs)
 		r.close()
-		rep := check(t, Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
+		rep := check(t, monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
 		if got := kinds(rep.Breaches); len(got) != 1 || got[0] != "drift:loan_amount" {
 			t.Fatalf("breaches %v; want only drift:loan_amount", got)
 		}
@@ -330,11 +331,11 @@ func TestSinceLeavesOutOlderSamples(t *testing.T) {
 	r.post(t, records(load(t, "builtin:credit-risk?rows=1000&seed=6")))
 	r.close()
 
-	all := check(t, Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
+	all := check(t, monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
 	if all.Samples != 2000 || len(all.Breaches) == 0 {
 		t.Fatalf("without Since: %d samples, breaches %v; want 2000 and drift", all.Samples, kinds(all.Breaches))
 	}
-	after := check(t, Config{}, Input{Model: m, SampleDirs: []string{r.logDir}, Since: cut})
+	after := check(t, monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}, Since: cut})
 	if after.Samples != 1000 || len(after.Breaches) != 0 {
 		t.Fatalf("since the cut: %d samples, breaches %v; want 1000 and none", after.Samples, kinds(after.Breaches))
 	}
@@ -348,14 +349,14 @@ func TestTooFewSamplesIsInconclusive(t *testing.T) {
 	r := startReplica(t, dir, 0)
 	r.post(t, records(load(t, "builtin:credit-risk?rows=100&seed=7&drift=3")))
 	r.close()
-	rep := check(t, Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
+	rep := check(t, monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
 	if len(rep.Breaches) != 0 || rep.Features != nil {
 		t.Fatalf("breaches %v, features %v; want no verdict", rep.Breaches, rep.Features)
 	}
 	if want := "drift: 100 samples in the window, 500 needed"; rep.Inconclusive != want {
 		t.Fatalf("inconclusive %q, want %q", rep.Inconclusive, want)
 	}
-	if acts, _ := (Policy{OnBreach: []Action{Rollback}}).Decide(Ledger{}, rep, time.Unix(0, 0)); acts != nil {
+	if acts, _ := (monitor.Policy{OnBreach: []monitor.Action{monitor.Rollback}}).Decide(monitor.Ledger{}, rep, time.Unix(0, 0)); acts != nil {
 		t.Fatalf("an inconclusive pass called for %v", acts)
 	}
 }
@@ -363,7 +364,7 @@ func TestTooFewSamplesIsInconclusive(t *testing.T) {
 func TestHealthBreaches(t *testing.T) {
 	_, m := trainedModel(t)
 	empty := t.TempDir()
-	cfg := Config{MaxErrorRate: 0.05, MaxP99Latency: 250 * time.Millisecond}
+	cfg := monitor.Config{MaxErrorRate: 0.05, MaxP99Latency: 250 * time.Millisecond}
 	rep := check(t, cfg, Input{Model: m, SampleDirs: []string{empty},
 		Health: &canary.Sample{Variant: "v3", Requests: 2000, Errors: 160, P99Latency: 0.3}})
 	if got := kinds(rep.Breaches); len(got) != 2 || got[0] != "error_rate" || got[1] != "latency" {
@@ -472,7 +473,7 @@ func TestAccuracyFromDelayedLabels(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(labels, name)
 			writeLabels(t, path, p, 800, false)
-			rep := check(t, Config{MinAccuracy: 0.99}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
+			rep := check(t, monitor.Config{MinAccuracy: 0.99}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
 			if rep.Labelled != 800 || rep.AmbiguousLabels != 0 || rep.Accuracy == nil || *rep.Accuracy != want {
 				t.Fatalf("labelled %d, ambiguous %d, accuracy %v; want 800, 0, %v", rep.Labelled, rep.AmbiguousLabels, rep.Accuracy, want)
 			}
@@ -485,9 +486,9 @@ func TestAccuracyFromDelayedLabels(t *testing.T) {
 	t.Run("drop", func(t *testing.T) {
 		path := filepath.Join(labels, "inverted.csv")
 		writeLabels(t, path, p, 800, true)
-		rep := check(t, Config{MaxAccuracyDrop: 0.1}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
+		rep := check(t, monitor.Config{MaxAccuracyDrop: 0.1}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
 		baseline := m.Metrics["accuracy"]
-		if len(rep.Breaches) != 1 || rep.Breaches[0].Kind != BreachAccuracy || math.Abs(rep.Breaches[0].Value-(baseline-(1-want))) > 1e-12 {
+		if len(rep.Breaches) != 1 || rep.Breaches[0].Kind != monitor.BreachAccuracy || math.Abs(rep.Breaches[0].Value-(baseline-(1-want))) > 1e-12 {
 			t.Fatalf("breaches %+v; want a drop of %v", rep.Breaches, baseline-(1-want))
 		}
 	})
@@ -495,7 +496,7 @@ func TestAccuracyFromDelayedLabels(t *testing.T) {
 	t.Run("few labels", func(t *testing.T) {
 		path := filepath.Join(labels, "first.csv")
 		writeLabels(t, path, p, 300, false)
-		rep := check(t, Config{MinAccuracy: 0.99}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
+		rep := check(t, monitor.Config{MinAccuracy: 0.99}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
 		if rep.Labelled != 300 || rep.Accuracy == nil || len(rep.Breaches) != 0 ||
 			rep.Inconclusive != "accuracy: 300 labelled samples in the window, 500 needed" {
 			t.Fatalf("labelled %d, accuracy %v, breaches %v, inconclusive %q", rep.Labelled, rep.Accuracy, rep.Breaches, rep.Inconclusive)
@@ -520,7 +521,7 @@ func TestAccuracyFromDelayedLabels(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		rep := check(t, Config{}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
+		rep := check(t, monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
 		if rep.Labelled != 790 || rep.AmbiguousLabels != 10 || rep.Accuracy == nil {
 			t.Fatalf("labelled %d, ambiguous %d; want 790 and the 10 labelled both ways", rep.Labelled, rep.AmbiguousLabels)
 		}
@@ -540,7 +541,7 @@ func TestAccuracyFromDelayedLabels(t *testing.T) {
 		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err = Check(context.Background(), Config{}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
+		_, err = Check(context.Background(), monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
 		if err == nil || !strings.Contains(err.Error(), path+" line 3: column \"age\": \"forty\" is not a number") {
 			t.Fatalf("error %v; want the text in age on line 3", err)
 		}
@@ -551,7 +552,7 @@ func TestAccuracyFromDelayedLabels(t *testing.T) {
 		if err := os.WriteFile(path, []byte("age,defaulted\n30,yes\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Check(context.Background(), Config{}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
+		_, err := Check(context.Background(), monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
 		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "no column") {
 			t.Fatalf("error %v; want one naming %s and the missing column", err, path)
 		}
@@ -578,14 +579,14 @@ func TestPartialLastLineIsTolerated(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	rep := check(t, Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
+	rep := check(t, monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}})
 	if rep.Samples != 600 || rep.PartialLines != 1 || len(rep.Breaches) != 0 {
 		t.Fatalf("%d samples, %d partial, breaches %v; want 600, 1, none", rep.Samples, rep.PartialLines, rep.Breaches)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Check(ctx, Config{}, Input{Model: m, SampleDirs: []string{r.logDir}}); !errors.Is(err, context.Canceled) {
+	if _, err := Check(ctx, monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled pass: %v", err)
 	}
 }
@@ -652,7 +653,7 @@ func TestBadSampleLinesNameFileAndLine(t *testing.T) {
 			if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Check(context.Background(), Config{}, Input{Model: m, SampleDirs: []string{logDir}})
+			_, err := Check(context.Background(), monitor.Config{}, Input{Model: m, SampleDirs: []string{logDir}})
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -668,17 +669,17 @@ func TestReference(t *testing.T) {
 	empty := t.TempDir()
 	changed := *m
 	changed.Lineage.DataDigest = strings.Repeat("0", 64)
-	_, err := Check(context.Background(), Config{}, Input{Model: &changed, SampleDirs: []string{empty}})
+	_, err := Check(context.Background(), monitor.Config{}, Input{Model: &changed, SampleDirs: []string{empty}})
 	if err == nil || !strings.Contains(err.Error(), "changed since training") {
 		t.Fatalf("error %v; want the digest mismatch", err)
 	}
 	// Another reference is the caller's deliberate choice.
-	if _, err := Check(context.Background(), Config{}, Input{Model: &changed, Reference: "builtin:credit-risk?rows=2000&seed=11", SampleDirs: []string{empty}}); err != nil {
+	if _, err := Check(context.Background(), monitor.Config{}, Input{Model: &changed, Reference: "builtin:credit-risk?rows=2000&seed=11", SampleDirs: []string{empty}}); err != nil {
 		t.Fatal(err)
 	}
 	nosource := *m
 	nosource.Lineage.DataSource = ""
-	if _, err := Check(context.Background(), Config{}, Input{Model: &nosource, SampleDirs: []string{empty}}); err == nil || !strings.Contains(err.Error(), "data source") {
+	if _, err := Check(context.Background(), monitor.Config{}, Input{Model: &nosource, SampleDirs: []string{empty}}); err == nil || !strings.Contains(err.Error(), "data source") {
 		t.Fatalf("error %v; want the missing data source", err)
 	}
 }
@@ -694,16 +695,16 @@ func TestInputErrors(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		cfg  Config
+		cfg  monitor.Config
 		in   Input
 		want string
 	}{
-		{"no model", Config{}, Input{SampleDirs: []string{empty}}, "no model manifest"},
-		{"no dirs", Config{}, Input{Model: m}, "no sample log directories"},
-		{"missing dir", Config{}, Input{Model: m, SampleDirs: []string{filepath.Join(empty, "nope")}}, "nope"},
-		{"bad config", Config{Alpha: 2, MinSamples: -1, MaxErrorRate: -0.1}, Input{Model: m, SampleDirs: []string{empty}}, "alpha 2"},
-		{"no baseline", Config{MaxAccuracyDrop: 0.05}, Input{Model: &nometric, SampleDirs: []string{empty}}, `no "accuracy" metric`},
-		{"labels format", Config{}, Input{Model: m, SampleDirs: []string{empty}, Labels: parquet}, "want a .csv or .jsonl file"},
+		{"no model", monitor.Config{}, Input{SampleDirs: []string{empty}}, "no model manifest"},
+		{"no dirs", monitor.Config{}, Input{Model: m}, "no sample log directories"},
+		{"missing dir", monitor.Config{}, Input{Model: m, SampleDirs: []string{filepath.Join(empty, "nope")}}, "nope"},
+		{"bad config", monitor.Config{Alpha: 2, MinSamples: -1, MaxErrorRate: -0.1}, Input{Model: m, SampleDirs: []string{empty}}, "alpha 2"},
+		{"no baseline", monitor.Config{MaxAccuracyDrop: 0.05}, Input{Model: &nometric, SampleDirs: []string{empty}}, `no "accuracy" metric`},
+		{"labels format", monitor.Config{}, Input{Model: m, SampleDirs: []string{empty}, Labels: parquet}, "want a .csv or .jsonl file"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package canary
+package source
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/gauntlet-ml/gauntlet/internal/canary"
 )
 
 // PrometheusProvider measures with PromQL, asking a Prometheus server that
@@ -39,25 +41,25 @@ func NewPrometheusProvider(cfg api.Config, src Source, matchers string) (*Promet
 }
 
 // Measure measures the Duration before w.End.
-func (p *PrometheusProvider) Measure(ctx context.Context, w Window) (Measurement, error) {
-	if err := w.validate(); err != nil {
-		return Measurement{}, err
+func (p *PrometheusProvider) Measure(ctx context.Context, w canary.Window) (canary.Measurement, error) {
+	if err := w.Validate(); err != nil {
+		return canary.Measurement{}, err
 	}
 	if w.Duration <= 0 {
-		return Measurement{}, errors.New("canary: window: a Prometheus range needs a positive duration")
+		return canary.Measurement{}, errors.New("canary: window: a Prometheus range needs a positive duration")
 	}
 	champion, err := p.sample(ctx, w, w.Champion)
 	if err != nil {
-		return Measurement{}, err
+		return canary.Measurement{}, err
 	}
 	candidate, err := p.sample(ctx, w, w.Candidate)
 	if err != nil {
-		return Measurement{}, err
+		return canary.Measurement{}, err
 	}
-	return Measurement{Champion: champion, Candidate: candidate}, nil
+	return canary.Measurement{Champion: champion, Candidate: candidate}, nil
 }
 
-func (p *PrometheusProvider) sample(ctx context.Context, w Window, variant string) (Sample, error) {
+func (p *PrometheusProvider) sample(ctx context.Context, w canary.Window, variant string) (canary.Sample, error) {
 	src := p.source
 	sel := "{" + src.Label + "=" + strconv.Quote(variant)
 	if p.matchers != "" {
@@ -65,12 +67,12 @@ func (p *PrometheusProvider) sample(ctx context.Context, w Window, variant strin
 	}
 	sel += "}"
 	rng := model.Duration(w.Duration).String()
-	s := Sample{Variant: variant, P99Latency: math.NaN()}
+	s := canary.Sample{Variant: variant, P99Latency: math.NaN()}
 
 	q := fmt.Sprintf("sum by (code) (increase(%s%s[%s]))", src.Requests, sel, rng)
 	byCode, err := p.counts(ctx, q, w.End)
 	if err != nil {
-		return Sample{}, err
+		return canary.Sample{}, err
 	}
 	for _, v := range byCode {
 		n := float64(v.Value)
@@ -83,7 +85,7 @@ func (p *PrometheusProvider) sample(ctx context.Context, w Window, variant strin
 	q = fmt.Sprintf("histogram_quantile(0.99, sum by (le) (rate(%s_bucket%s[%s])))", src.Latency, sel, rng)
 	p99, err := p.query(ctx, q, w.End)
 	if err != nil {
-		return Sample{}, err
+		return canary.Sample{}, err
 	}
 	// No series means no observations; a NaN from histogram_quantile
 	// means the same and is kept.
@@ -97,17 +99,17 @@ func (p *PrometheusProvider) sample(ctx context.Context, w Window, variant strin
 	q = fmt.Sprintf("sum by (le) (increase(%s_bucket%s[%s]))", src.Scores, sel, rng)
 	byLe, err := p.counts(ctx, q, w.End)
 	if err != nil {
-		return Sample{}, err
+		return canary.Sample{}, err
 	}
 	cum := map[float64]float64{}
 	for _, v := range byLe {
 		le, err := strconv.ParseFloat(string(v.Metric["le"]), 64)
 		if err != nil {
-			return Sample{}, fmt.Errorf("canary: query %q: le %q: %w", q, v.Metric["le"], err)
+			return canary.Sample{}, fmt.Errorf("canary: query %q: le %q: %w", q, v.Metric["le"], err)
 		}
 		cum[le] = float64(v.Value)
 	}
-	s.Scores = fromCumulative(cum)
+	s.Scores = canary.FromCumulative(cum)
 	return s, nil
 }
 

@@ -1,8 +1,4 @@
-// Package workflows holds Gauntlet's Temporal workflow code and nothing else:
-// the Pipeline DAG interpreter and the steps carried out in workflow code.
-// Everything here obeys Temporal's determinism rules; maths, I/O and infra
-// logic live in plain packages called through activities.
-package workflows
+package contract
 
 import (
 	"time"
@@ -10,16 +6,25 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 )
 
-// Names as registered with Temporal and typed into the UI's Start Workflow
-// form.
+// Step states as shown by the status query and the CLI.
 const (
-	PipelineName  = "Pipeline"
-	StatusQuery   = "status"
-	ResolveName   = "ResolvePipeline"
-	CacheGetName  = "CacheGet"
-	CachePutName  = "CachePut"
-	DefaultQueue  = "gauntlet"
-	stepRunPrefix = "step."
+	StatePending   = "pending"
+	StateRunning   = "running"
+	StateWaiting   = "waiting"
+	StateSucceeded = "succeeded"
+	StateFailed    = "failed"
+	StateSkipped   = "skipped"
+	StateCanceled  = "canceled"
+)
+
+// Run states.
+const (
+	RunRunning   = "running"
+	RunWaiting   = "waiting"
+	RunSucceeded = "succeeded"
+	RunFailed    = "failed"
+	RunCanceled  = "canceled"
+	RunRejected  = "rejected"
 )
 
 // PipelineInput starts a run. A person starting from the Temporal UI types
@@ -52,27 +57,6 @@ type Resolved struct {
 	Hash   string         `json:"hash"`
 	Params map[string]any `json:"params"`
 }
-
-// Step states as shown by the status query and the CLI.
-const (
-	StatePending   = "pending"
-	StateRunning   = "running"
-	StateWaiting   = "waiting"
-	StateSucceeded = "succeeded"
-	StateFailed    = "failed"
-	StateSkipped   = "skipped"
-	StateCanceled  = "canceled"
-)
-
-// Run states.
-const (
-	RunRunning   = "running"
-	RunWaiting   = "waiting"
-	RunSucceeded = "succeeded"
-	RunFailed    = "failed"
-	RunCanceled  = "canceled"
-	RunRejected  = "rejected"
-)
 
 // StepStatus is one step's record in the status query and the result.
 type StepStatus struct {
@@ -118,3 +102,22 @@ type Result = Status
 
 // StepActivityName is the activity type that runs a step type.
 func StepActivityName(uses string) string { return stepRunPrefix + uses }
+
+// StepInput is what a step activity receives.
+type StepInput struct {
+	RunID     string         `json:"run_id"`
+	Pipeline  string         `json:"pipeline"`
+	SpecHash  string         `json:"spec_hash,omitempty"`
+	StepID    string         `json:"step_id"`
+	Uses      string         `json:"uses"`
+	With      map[string]any `json:"with,omitempty"`
+	Command   *spec.Command  `json:"command,omitempty"`
+	StartedBy string         `json:"started_by,omitempty"`
+}
+
+// CacheEntry is a cached step result; Found is false on a miss.
+type CacheEntry struct {
+	Key     string         `json:"key"`
+	Found   bool           `json:"found"`
+	Outputs map[string]any `json:"outputs,omitempty"`
+}

@@ -1,4 +1,4 @@
-package canary
+package source
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gauntlet-ml/gauntlet/internal/canary"
 	"github.com/gauntlet-ml/gauntlet/internal/router"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
 )
@@ -36,7 +37,7 @@ func serve(t *testing.T, h http.Handler) (*swappable, *httptest.Server) {
 	return s, srv
 }
 
-func measure(t *testing.T, p Provider, w Window) Measurement {
+func measure(t *testing.T, p canary.Provider, w canary.Window) canary.Measurement {
 	t.Helper()
 	m, err := p.Measure(context.Background(), w)
 	if err != nil {
@@ -94,7 +95,7 @@ func TestScrapeRouter(t *testing.T) {
 	}
 
 	p := &ScrapeProvider{URLs: []string{srv.URL + "/metrics"}, Source: RouterSource, HTTP: srv.Client()}
-	w := Window{Champion: "champion", Candidate: "candidate"}
+	w := canary.Window{Champion: "champion", Candidate: "candidate"}
 	steps := []struct {
 		name    string
 		restart bool
@@ -125,7 +126,7 @@ func TestScrapeRouter(t *testing.T) {
 			t.Errorf("%s: got requests, errors %v, want %v", st.name, got, st.want)
 		}
 		// Latency is real time here: only its presence is checked.
-		for _, s := range []Sample{m.Champion, m.Candidate} {
+		for _, s := range []canary.Sample{m.Champion, m.Candidate} {
 			if hasLatency := s.Requests > 0; hasLatency == math.IsNaN(s.P99Latency) || s.P99Latency <= 0 {
 				t.Errorf("%s: %s served %v requests with p99 %v", st.name, s.Variant, s.Requests, s.P99Latency)
 			}
@@ -207,11 +208,11 @@ func TestScrapeModelServers(t *testing.T) {
 	_, srv1 := serve(t, h1)
 	page2, srv2 := serve(t, h2)
 	p := &ScrapeProvider{URLs: []string{srv1.URL, srv2.URL}, Source: ServingSource}
-	w := Window{Champion: "v1", Candidate: "v2"}
-	analysis := Analysis{Checks: []Check{
-		{Name: "errors", Metric: ErrorRate, Max: 0.02},
-		{Name: "latency", Metric: P99Latency, Max: 0.5},
-		{Name: "shift", Metric: ScoreShift, Max: 0.1},
+	w := canary.Window{Champion: "v1", Candidate: "v2"}
+	analysis := canary.Analysis{Checks: []canary.Check{
+		{Name: "errors", Metric: canary.ErrorRate, Max: 0.02},
+		{Name: "latency", Metric: canary.P99Latency, Max: 0.5},
+		{Name: "shift", Metric: canary.ScoreShift, Max: 0.1},
 	}}
 
 	// The champion's traffic before the canary is not the interval's.
@@ -250,17 +251,17 @@ func TestScrapeModelServers(t *testing.T) {
 	if !slices.Equal(m.Candidate.Scores.Counts, candidateScores) {
 		t.Errorf("candidate scores %v, want %v", m.Candidate.Scores.Counts, candidateScores)
 	}
-	r := Evaluate(analysis, m)
+	r := canary.Evaluate(analysis, m)
 	wantChecks := []struct {
 		value   float64
-		outcome Outcome
-	}{{0.05, Fail}, {0.375, Pass}, {0.0549306, Pass}}
+		outcome canary.Outcome
+	}{{0.05, canary.Fail}, {0.375, canary.Pass}, {0.0549306, canary.Pass}}
 	for i, want := range wantChecks {
 		if got := r.Checks[i]; math.Abs(got.Value-want.value) > 1e-7 || got.Outcome != want.outcome {
 			t.Errorf("check %s: got %v %s, want %v %s", got.Name, got.Value, got.Outcome, want.value, want.outcome)
 		}
 	}
-	if r.Outcome != Fail {
+	if r.Outcome != canary.Fail {
 		t.Errorf("interval %s, want fail", r.Outcome)
 	}
 
@@ -282,7 +283,7 @@ func TestScrapeModelServers(t *testing.T) {
 		t.Errorf("after restart: candidate scores %v, want all 10 in (0.5, 0.6]", m.Candidate.Scores.Counts)
 	}
 	// No champion scores this interval: the shift cannot be judged.
-	if got := Evaluate(analysis, m).Checks[2].Outcome; got != Inconclusive {
+	if got := canary.Evaluate(analysis, m).Checks[2].Outcome; got != canary.Inconclusive {
 		t.Errorf("score shift without champion scores: %s, want inconclusive", got)
 	}
 }
@@ -310,7 +311,7 @@ func TestScrapeErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, srv := serve(t, tt.handler)
 			p := &ScrapeProvider{URLs: []string{srv.URL + "/metrics"}, Source: RouterSource}
-			_, err := p.Measure(context.Background(), Window{Champion: "a", Candidate: "b"})
+			_, err := p.Measure(context.Background(), canary.Window{Champion: "a", Candidate: "b"})
 			if err == nil || !strings.Contains(err.Error(), "canary: scrape "+srv.URL+"/metrics: ") || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want a scrape error naming the URL and saying %q", err, tt.want)
 			}
@@ -320,13 +321,13 @@ func TestScrapeErrors(t *testing.T) {
 	invalid := []struct {
 		name string
 		p    *ScrapeProvider
-		w    Window
+		w    canary.Window
 	}{
-		{"no URLs", &ScrapeProvider{Source: RouterSource}, Window{Champion: "a", Candidate: "b"}},
-		{"no source", &ScrapeProvider{URLs: []string{"http://127.0.0.1:1"}}, Window{Champion: "a", Candidate: "b"}},
-		{"unnamed variant", &ScrapeProvider{URLs: []string{"http://127.0.0.1:1"}, Source: RouterSource}, Window{Champion: "a"}},
-		{"same variant twice", &ScrapeProvider{URLs: []string{"http://127.0.0.1:1"}, Source: RouterSource}, Window{Champion: "a", Candidate: "a"}},
-		{"unreachable", &ScrapeProvider{URLs: []string{"http://127.0.0.1:1/metrics"}, Source: RouterSource}, Window{Champion: "a", Candidate: "b"}},
+		{"no URLs", &ScrapeProvider{Source: RouterSource}, canary.Window{Champion: "a", Candidate: "b"}},
+		{"no source", &ScrapeProvider{URLs: []string{"http://127.0.0.1:1"}}, canary.Window{Champion: "a", Candidate: "b"}},
+		{"unnamed variant", &ScrapeProvider{URLs: []string{"http://127.0.0.1:1"}, Source: RouterSource}, canary.Window{Champion: "a"}},
+		{"same variant twice", &ScrapeProvider{URLs: []string{"http://127.0.0.1:1"}, Source: RouterSource}, canary.Window{Champion: "a", Candidate: "a"}},
+		{"unreachable", &ScrapeProvider{URLs: []string{"http://127.0.0.1:1/metrics"}, Source: RouterSource}, canary.Window{Champion: "a", Candidate: "b"}},
 	}
 	for _, tt := range invalid {
 		t.Run(tt.name, func(t *testing.T) {
@@ -343,7 +344,7 @@ func TestScrapeFailureKeepsBaseline(t *testing.T) {
 	v1, h1 := newModelServer(t, "v1")
 	page, srv := serve(t, h1)
 	p := &ScrapeProvider{URLs: []string{srv.URL}, Source: ServingSource}
-	w := Window{Champion: "v1", Candidate: "v2"}
+	w := canary.Window{Champion: "v1", Candidate: "v2"}
 	measure(t, p, w)
 
 	v1.serve(200, 4, 0.004)

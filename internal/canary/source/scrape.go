@@ -1,4 +1,4 @@
-package canary
+package source
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/gauntlet-ml/gauntlet/internal/canary"
 )
 
 // ScrapeProvider measures by reading Prometheus /metrics pages itself, with
@@ -22,7 +24,7 @@ import (
 // counters and histograms gained since the previous scrape. It keeps that
 // scrape in memory, so it must outlive the intervals it measures (one per
 // canary, held by the worker); after a restart its first Measure takes a new
-// baseline and waits Window.Duration before measuring. Use it through a
+// baseline and waits canary.Window.Duration before measuring. Use it through a
 // pointer; Measure calls are serialised.
 type ScrapeProvider struct {
 	// URLs are the pages to read: the router's, or each model server's.
@@ -48,31 +50,31 @@ type series struct {
 }
 
 // Measure measures w since the previous scrape.
-func (p *ScrapeProvider) Measure(ctx context.Context, w Window) (Measurement, error) {
-	if err := w.validate(); err != nil {
-		return Measurement{}, err
+func (p *ScrapeProvider) Measure(ctx context.Context, w canary.Window) (canary.Measurement, error) {
+	if err := w.Validate(); err != nil {
+		return canary.Measurement{}, err
 	}
 	if err := p.Source.validate(); err != nil {
-		return Measurement{}, err
+		return canary.Measurement{}, err
 	}
 	if len(p.URLs) == 0 {
-		return Measurement{}, errors.New("canary: scrape: no URLs")
+		return canary.Measurement{}, errors.New("canary: scrape: no URLs")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.prev == nil {
 		first, err := p.scrape(ctx)
 		if err != nil {
-			return Measurement{}, err
+			return canary.Measurement{}, err
 		}
 		p.prev = first
 		if err := sleep(ctx, w.Duration); err != nil {
-			return Measurement{}, fmt.Errorf("canary: scrape: waiting for the first interval: %w", err)
+			return canary.Measurement{}, fmt.Errorf("canary: scrape: waiting for the first interval: %w", err)
 		}
 	}
 	cur, err := p.scrape(ctx)
 	if err != nil {
-		return Measurement{}, err
+		return canary.Measurement{}, err
 	}
 	m := p.Source.delta(w, p.prev, cur)
 	p.prev = cur
