@@ -25,8 +25,8 @@ type Postgres struct {
 	Proc *Proc
 	User string
 	// Startup is how long the server took from start until the
-	// application role could log in over the network (initdb excluded).
-	Startup time.Duration
+	// application role could log in over the network; Init is initdb's.
+	Startup, Init time.Duration
 
 	password string
 	sockDir  string
@@ -47,10 +47,12 @@ func StartPostgres(t testing.TB, h *Host) *Postgres {
 	if _, err := h.Output(Spec{Args: []string{"install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0700", base, p.sockDir}}); err != nil {
 		t.Fatalf("fleettest: %v", err)
 	}
+	initStart := time.Now()
 	if _, err := h.Output(Spec{User: "postgres", Args: []string{initdb, "-D", data, "-U", "postgres",
 		"--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"}}); err != nil {
 		t.Fatalf("fleettest: initdb: %v", err)
 	}
+	p.Init = time.Since(initStart)
 	hba := filepath.Join(h.f.ConfDir(h.Name+"-postgres"), "pg_hba.conf")
 	rules := "local all postgres peer\n" +
 		fmt.Sprintf("host all %s %s scram-sha-256\n", p.User, subnet)
