@@ -269,6 +269,12 @@ func tail(s string, n int) string {
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
+	// Server logs carry stack traces on one line; the start says enough.
+	for i, l := range lines {
+		if len(l) > 400 {
+			lines[i] = l[:400] + "…"
+		}
+	}
 	return strings.Join(lines, "\n")
 }
 
