@@ -120,8 +120,16 @@ func (h *Host) Start(name string, spec Spec, stop os.Signal) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
 	logPath := filepath.Join(h.f.root, "logs", h.Name+"-"+name+".log")
-	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	for i := 2; ; i++ { // one log per process, even for a name used before
+		if _, err := os.Lstat(logPath); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		logPath = filepath.Join(h.f.root, "logs", fmt.Sprintf("%s-%s-%d.log", h.Name, name, i))
+	}
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -131,8 +139,6 @@ func (h *Host) Start(name string, spec Spec, stop os.Signal) (*Proc, error) {
 		stop = syscall.SIGTERM
 	}
 	p := &Proc{Name: name, Host: h, LogPath: logPath, cmd: cmd, stop: stop, done: make(chan struct{})}
-	h.f.mu.Lock()
-	defer h.f.mu.Unlock()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s on %s: %w", name, h.Name, err)
 	}
@@ -173,36 +179,53 @@ func (h *Host) Pids() ([]int, error) { return h.pids() }
 // to clients in the test process (gRPC's WithContextDialer, an
 // http.Transport) to talk to the fleet as a process on this host would.
 func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
+	var c net.Conn
+	err := h.inNetwork(func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// Listen opens a listener on this host's network, for a server in the
+// test process that the fleet's processes reach as one on this host.
+func (h *Host) Listen(network, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := h.inNetwork(func() (err error) {
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	return l, err
+}
+
+// inNetwork runs fn on an OS thread that has joined the host's network
+// namespace; sockets fn makes belong to that namespace for good.
+func (h *Host) inNetwork(fn func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		orig, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: err}
+			ch <- err
 			return
 		}
 		defer orig.Close()
 		if err := unix.Setns(int(h.netns.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("enter network of %s: %w", h.Name, err)}
+			ch <- fmt.Errorf("enter network of %s: %w", h.Name, err)
 			return
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
+		err = fn()
 		// A thread that cannot go back stays locked: the runtime then
 		// ends it with this goroutine instead of reusing it elsewhere.
 		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		ch <- result{c, err}
+		ch <- err
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-ch
 }
 
 // errStopped is what Stop returns for a process that was already stopped.
