@@ -218,15 +218,28 @@ func waitPids(t *testing.T, h *Host, n int) {
 
 func TestCleanupRemovesEverything(t *testing.T) {
 	var f *Fleet
-	var pid int
+	var pids []int
 	t.Run("fleet", func(t *testing.T) {
 		f = New(t)
-		a := f.AddHost("a")
-		p := startServe(t, a, a.Addr(9000), "x")
-		pid = p.Pid()
+		a, db := f.AddHost("a"), f.AddHost("db")
+		startServe(t, a, a.Addr(9000), "x")
+		// PostgreSQL runs as another user and forks its own children.
+		StartPostgres(t, db)
+		for _, h := range []*Host{a, db} {
+			p, err := h.Pids()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pids = append(pids, p...)
+		}
+		if len(pids) < 3 {
+			t.Fatalf("processes on the hosts: %v; want the helper, the postmaster and its children", pids)
+		}
 	})
-	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("process %d of the ended fleet: kill 0 = %v; want ESRCH", pid, err)
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process %d of the ended fleet: kill 0 = %v; want ESRCH", pid, err)
+		}
 	}
 	out, err := exec.Command(f.ip, "netns", "list").Output()
 	if err != nil {
