@@ -48,8 +48,8 @@ func (h *Host) Addr(port uint16) string { return netip.AddrPortFrom(h.IP, port).
 type Spec struct {
 	Args []string // program and arguments; never put a secret here, use Env
 	// Env is added to a minimal environment: PATH, LANG, HOME and TMPDIR
-	// (both in the host's private directory). The test's own environment
-	// is not passed on.
+	// (both in the host's private directory), which an entry here for the
+	// same name replaces. The test's own environment is not passed on.
 	Env   []string
 	User  string    // run as this user instead of root
 	Dir   string    // working directory; the host's private directory when empty
