@@ -58,6 +58,9 @@ type Store interface {
 
 	// URI names a blob in this store, e.g. s3://bucket/prefix/blobs/sha256/<hex>.
 	URI(d Digest) string
+	// Location is the store's canonical location, file:///abs/path or
+	// s3://bucket/prefix without any query: what Pointers name it by.
+	Location() string
 }
 
 // BlobInfo describes a stored blob.

@@ -56,6 +56,10 @@ func (s *fileStore) refPath(name string) string {
 	return filepath.Join(s.root, "refs", filepath.FromSlash(name)+refSuffix)
 }
 
+func (s *fileStore) Location() string {
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(s.root)}).String()
+}
+
 func (s *fileStore) URI(d Digest) string {
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(s.blobPath(d))}).String()
 }

@@ -43,6 +43,10 @@ func (s *s3Store) refKey(name string) string { return s.prefix + "refs/" + name 
 
 func (s *s3Store) URI(d Digest) string { return "s3://" + s.bucket + "/" + s.blobKey(d) }
 
+func (s *s3Store) Location() string {
+	return "s3://" + s.bucket + strings.TrimSuffix("/"+s.prefix, "/")
+}
+
 // Put spools the content to a local temporary file first: the key is the
 // content's hash, which is only known at the end, and a seekable body lets the
 // SDK sign and retry the upload. The SHA-256 is sent as the object checksum
