@@ -16,9 +16,9 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/fleettest"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
-	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
 type binaries struct{ worker, gauntlet string }
@@ -336,7 +336,7 @@ func stepCompleted(ctx context.Context, t *testing.T, c client.Client, run, step
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
 			scheduled[ev.GetEventId()] = a.GetActivityType().GetName()
 		}
-		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == workflows.StepActivityName(step) {
+		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == contract.StepActivityName(step) {
 			return true
 		}
 	}
