@@ -187,8 +187,13 @@ func decodeStruct(path string, m map[string]any, v reflect.Value, what string) e
 		if !ok {
 			continue
 		}
-		if err := decodeValue(join(path, f.name), raw, v.FieldByIndex(f.index), true); err != nil {
+		fv := v.FieldByIndex(f.index)
+		if err := decodeValue(join(path, f.name), raw, fv, true); err != nil {
 			return err
+		}
+		// "," is not blank, but a required list it leaves empty is.
+		if f.required && (fv.Kind() == reflect.Slice || fv.Kind() == reflect.Map) && fv.Len() == 0 {
+			return errorf(join(path, f.name), "required")
 		}
 	}
 	return nil

@@ -33,6 +33,7 @@ type sample struct {
 	Wait     Duration           `json:"wait"`
 	Score    Float              `json:"score"`
 	Ref      ref                `json:"ref"`
+	Must     []string           `json:"must" required:"true"`
 	internal int
 	common
 }
@@ -60,7 +61,7 @@ func TestFieldsFollowTags(t *testing.T) {
 	for _, f := range fs {
 		names = append(names, f.Name)
 	}
-	want := "name ratio seed strict cols widths extra bounds checks drop wait score ref data"
+	want := "name ratio seed strict cols widths extra bounds checks drop wait score ref must data"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("names %q, want %q", got, want)
 	}
@@ -75,9 +76,9 @@ func TestFieldsFollowTags(t *testing.T) {
 func TestDecodeAcceptsTextAndTyped(t *testing.T) {
 	for _, with := range []map[string]any{
 		{"name": " a ", "ratio": "0.1", "seed": "3", "strict": "true", "cols": "x, y,,", "widths": "32,16",
-			"extra": `{"k": 1}`, "bounds": `{"dp": "0.5"}`, "drop": "0.25", "wait": "2d", "score": "0.5", "ref": "m@sha", "data": "d.csv"},
+			"extra": `{"k": 1}`, "bounds": `{"dp": "0.5"}`, "drop": "0.25", "wait": "2d", "score": "0.5", "ref": "m@sha", "data": "d.csv", "must": "m"},
 		{"name": "a", "ratio": 0.1, "seed": 3, "strict": true, "cols": []any{"x", "y"}, "widths": []any{32.0, 16},
-			"extra": map[string]any{"k": 1.0}, "bounds": map[string]any{"dp": 0.5}, "drop": 0.25, "wait": "48h", "score": 0.5, "ref": "m@sha", "data": "d.csv"},
+			"extra": map[string]any{"k": 1.0}, "bounds": map[string]any{"dp": 0.5}, "drop": 0.25, "wait": "48h", "score": 0.5, "ref": "m@sha", "data": "d.csv", "must": []any{"m"}},
 	} {
 		var s sample
 		if err := Decode(with, &s); err != nil {
@@ -96,18 +97,18 @@ func TestDecodeAcceptsTextAndTyped(t *testing.T) {
 
 func TestDecodeKeepsDefaults(t *testing.T) {
 	s := sample{Ratio: 0.2, Seed: 1, Cols: []string{"d"}}
-	if err := Decode(map[string]any{"name": "n", "ratio": nil, "seed": "  ", "cols": ""}, &s); err != nil {
+	if err := Decode(map[string]any{"name": "n", "must": "m", "ratio": nil, "seed": "  ", "cols": ""}, &s); err != nil {
 		t.Fatal(err)
 	}
 	if s.Ratio != 0.2 || s.Seed != 1 || len(s.Cols) != 1 || s.Drop != nil || s.Wait != 0 {
 		t.Errorf("defaults lost: %+v", s)
 	}
 	// A number stands for text, as YAML's `positive_label: 1` needs.
-	if err := Decode(map[string]any{"name": 1.0}, &s); err != nil || s.Name != "1" {
+	if err := Decode(map[string]any{"name": 1.0, "must": "m"}, &s); err != nil || s.Name != "1" {
 		t.Errorf("name %q, %v", s.Name, err)
 	}
 	// null is undefined for a Float, not zero.
-	if err := Decode(map[string]any{"name": "n", "score": nil}, &s); err != nil || s.Score.Defined() {
+	if err := Decode(map[string]any{"name": "n", "must": "m", "score": nil}, &s); err != nil || s.Score.Defined() {
 		t.Errorf("score %v, %v", s.Score, err)
 	}
 }
@@ -119,6 +120,7 @@ func TestDecodeErrorsNameTheKey(t *testing.T) {
 	}{
 		{map[string]any{"seed": "x"}, `with.name: required`},
 		{map[string]any{"name": "  "}, `with.name: required`},
+		{map[string]any{"name": "n", "must": ", ,"}, `with.must: required`},
 		{map[string]any{"name": "n", "seed": "x"}, `with.seed: want an integer, got "x"`},
 		{map[string]any{"name": "n", "seed": 2.5}, `with.seed: want an integer, got 2.5`},
 		{map[string]any{"name": "n", "ratio": "NaN"}, `with.ratio: want a number, got "NaN"`},
