@@ -37,14 +37,16 @@ const (
 //	   nodes) to the worker's Recorder rather than to local activities
 //	   behind a marker each; a step that is one activity call has no
 //	   coroutine of its own, and one coroutine receives both approval
-//	   signals.
+//	   signals;
+//	3: the inputs of approval, canary-deploy and monitor steps are decoded
+//	   by package stepio, as activity steps' are (typedInputsVersion).
 //
 // The change id is historical: bump runVersionLatest for the next change
 // rather than adding a GetVersion call, since each one costs every run a
 // marker and a visibility update.
 const (
 	runVersionChange = "resolve-local"
-	runVersionLatest = 2
+	runVersionLatest = 3
 )
 
 // resolveRetry retries a worker that could not read its files, never a

@@ -61,13 +61,17 @@ type Env interface {
 	Logger() *slog.Logger
 }
 
+// InputSpec describes one `with:` key: Define lists them from a type's
+// input struct; a type written by hand (a test's) lists its own.
+type InputSpec = stepio.Field
+
 // Type is one step type.
 type Type struct {
 	Name string
 	Doc  string
 	Kind Kind
 	// Inputs are the `with:` keys the type takes; nil: any key.
-	Inputs []stepio.Field
+	Inputs []InputSpec
 	// Outputs are the keys the type produces; nil: any key (e.g. external
 	// commands).
 	Outputs []string
