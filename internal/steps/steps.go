@@ -76,6 +76,8 @@ type Type struct {
 	// commands).
 	Outputs []string
 	Run     func(ctx context.Context, env Env, in Input) (map[string]any, error)
+	// outputs describe Outputs, when a struct declares them (Define).
+	outputs []InputSpec
 }
 
 // Define completes t from the struct types of its inputs and outputs:
@@ -86,6 +88,7 @@ type Type struct {
 // gate's numbers) are kept for the step's metrics.
 func Define[I, O any](t Type, defaults I, run func(ctx context.Context, env Env, in Input, args I) (*O, error)) Type {
 	t.Inputs = stepio.Fields[I]()
+	t.outputs = stepio.Fields[O]()
 	t.Outputs = stepio.Names[O]()
 	t.Run = func(ctx context.Context, env Env, in Input) (map[string]any, error) {
 		args := defaults
