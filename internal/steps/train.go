@@ -32,7 +32,7 @@ func init() {
 type trainInputs struct {
 	Data          string    `json:"data" required:"true" doc:"CSV path or builtin: URI"`
 	Label         string    `json:"label" required:"true" doc:"label column"`
-	PositiveLabel string    `json:"positive_label" required:"true" doc:"label values of the positive class, comma-separated"`
+	PositiveLabel []string  `json:"positive_label" required:"true" doc:"label values of the positive class (list or comma-separated)"`
 	Model         string    `json:"model" doc:"logistic (default) or mlp"`
 	Sensitive     []string  `json:"sensitive" doc:"sensitive columns (list or comma-separated): kept for fairness, not used as features"`
 	Ignore        []string  `json:"ignore" doc:"columns to drop from the features (list or comma-separated)"`
@@ -74,12 +74,12 @@ type TrainOutputs struct {
 }
 
 type trainArgs struct {
-	data, label, positive string
-	sensitive, ignore     []string
-	cfg                   model.Config
-	testFraction          float64
-	balanced, reweigh     bool
-	dp                    *dp.Options
+	data, label                 string
+	positive, sensitive, ignore []string
+	cfg                         model.Config
+	testFraction                float64
+	balanced, reweigh           bool
+	dp                          *dp.Options
 }
 
 func parseTrain(in trainInputs) (*trainArgs, error) {
@@ -186,7 +186,7 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 		return trainOutputs(dir, true)
 	}
 
-	opts := []dataset.Option{dataset.WithLabel(a.label, a.positive)}
+	opts := []dataset.Option{dataset.WithLabel(a.label, a.positive...)}
 	if len(a.sensitive) > 0 {
 		opts = append(opts, dataset.WithSensitive(a.sensitive...))
 	}

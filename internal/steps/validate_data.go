@@ -31,7 +31,7 @@ func init() {
 type validateInputs struct {
 	Data             string            `json:"data" required:"true" doc:"CSV path or builtin: URI"`
 	Label            string            `json:"label" required:"true" doc:"label column"`
-	PositiveLabel    string            `json:"positive_label" required:"true" doc:"label values of the positive class, comma-separated"`
+	PositiveLabel    []string          `json:"positive_label" required:"true" doc:"label values of the positive class (list or comma-separated)"`
 	Sensitive        []string          `json:"sensitive" doc:"sensitive columns (list or comma-separated)"`
 	Ignore           []string          `json:"ignore" doc:"columns to leave out (list or comma-separated)"`
 	Schema           map[string]string `json:"schema" doc:"declared kinds, {column: numeric|categorical|sensitive|label|ignored}"`
@@ -111,7 +111,7 @@ func runValidateData(ctx context.Context, env Env, _ Input, a validateInputs) (*
 		}
 	}
 	src := a.Data
-	opts := []dataset.Option{dataset.WithLabel(a.Label, a.PositiveLabel)}
+	opts := []dataset.Option{dataset.WithLabel(a.Label, a.PositiveLabel...)}
 	if len(a.Sensitive) > 0 {
 		opts = append(opts, dataset.WithSensitive(a.Sensitive...))
 	}
