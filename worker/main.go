@@ -17,7 +17,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"go.temporal.io/sdk/client"
 
 	"github.com/gauntlet-ml/gauntlet/internal/gpu"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
@@ -154,59 +153,39 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 	if err != nil {
 		return err
 	}
-	logger, err := workerhost.NewLogger(stderr, workerhost.NewSecrets(os.Environ(), payloadCodec),
-		cmp.Or(f.logFormat, getenv("GAUNTLET_LOG_FORMAT")), cmp.Or(f.logLevel, getenv("GAUNTLET_LOG_LEVEL")))
-	if err != nil {
-		return fmt.Errorf("--log-format/--log-level: %w", err)
-	}
-	cfg := workerhost.Config{
+	proc, err := workerhost.NewProcess(workerhost.Config{
 		Pollers:      f.pollers,
 		TaskQueue:    f.taskQueue,
 		PipelinesDir: f.pipelines,
 		StateDir:     f.stateDir,
 		NodeID:       f.nodeID,
 		ReviewerKeys: f.reviewerKey,
-		Logger:       logger,
+	}, workerhost.ProcessOptions{
+		Codec:       payloadCodec,
+		Stderr:      stderr,
+		LogFormat:   cmp.Or(f.logFormat, getenv("GAUNTLET_LOG_FORMAT")),
+		LogLevel:    cmp.Or(f.logLevel, getenv("GAUNTLET_LOG_LEVEL")),
+		MetricsAddr: f.metricsAddr,
+	})
+	if err != nil {
+		return err
 	}
-	var dialOpts []func(*client.Options)
-	if payloadCodec != nil {
-		dialOpts = append(dialOpts, payloadCodec.DialOption)
-	}
-	if f.metricsAddr != "" {
-		tel, err := workerhost.NewTelemetry(f.pipelines)
-		if err != nil {
-			return err
-		}
-		addr, stopMetrics, err := tel.Serve(f.metricsAddr)
-		if err != nil {
-			return fmt.Errorf("--metrics-addr: %w", err)
-		}
-		defer stopMetrics()
-		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", addr)
-		cfg.Metrics = tel.Metrics
-		dialOpts = append(dialOpts, tel.DialOption)
+	defer proc.Close()
+	logger := proc.Logger
+	if proc.MetricsAddr != nil {
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", proc.MetricsAddr)
 		if f.gpuInterval > 0 {
-			stopGPU := watchGPU(ctx, tel.Metrics, f.nodeID, f.gpuInterval, logger)
+			stopGPU := watchGPU(ctx, proc.Config.Metrics, f.nodeID, f.gpuInterval, logger)
 			defer stopGPU()
 		}
 	}
-	c, err := tclient.Dial(ctx, f.conn, 15*time.Second, dialOpts...)
+	c, err := proc.Dial(ctx, f.conn, 15*time.Second)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	w, err := workerhost.New(c, cfg)
+	w, err := proc.Start(ctx, c)
 	if err != nil {
 		return err
-	}
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker on task queue %s: %w", f.taskQueue, err)
-	}
-	// A node worker lives for one run's steps on a GPU node; counting the
-	// cluster's approvals is the long-lived workers' job.
-	if cfg.Metrics != nil && f.nodeID == "" {
-		stopWatch := workerhost.WatchApprovals(ctx, c, cfg.Metrics, workerhost.ApprovalsInterval, logger)
-		defer stopWatch()
 	}
 	fmt.Fprintf(stdout, "worker polling task queue %s on %s (namespace %s)\n", f.taskQueue, f.conn.Address, f.conn.Namespace)
 	if payloadCodec != nil {

@@ -223,7 +223,7 @@ func (r *run) refreshWaiting(g *gate) {
 // runApproval waits for a quorum of approvals, a rejection, or the
 // deadline.
 func runApproval(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, error) {
-	g, err := newGate(sr, r.input.StartedBy, workflow.Now(ctx))
+	g, err := newGate(sr, r.input.StartedBy, workflow.Now(ctx), r.version)
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidPipeline", err)
 	}

@@ -2,140 +2,59 @@ package workflows
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
+	"go.temporal.io/sdk/workflow"
+
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
-	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
+	"github.com/gauntlet-ml/gauntlet/internal/wfsteps"
 )
 
+// typedInputsVersion is the run version from which the inputs of approval,
+// canary-deploy and monitor steps are decoded by package stepio into the
+// types of package wfsteps, as leniently as activity steps' inputs ("2" for
+// 2, "a,b" for a list) and refusing what was silently ignored before (a
+// number as on_timeout). Older runs keep the parsers of inputs_v2.go.
+const typedInputsVersion workflow.Version = 3
+
 // newGate reads an approval step's resolved inputs.
-func newGate(sr *stepRun, startedBy string, now time.Time) (*gate, error) {
-	w := sr.with
-	reviewers, err := stringList(w["reviewers"])
-	if err != nil || len(reviewers) == 0 {
-		return nil, fmt.Errorf("approval %s: with.reviewers must list at least one reviewer", sr.spec.ID)
+func newGate(sr *stepRun, startedBy string, now time.Time, version workflow.Version) (*gate, error) {
+	if version < typedInputsVersion {
+		return newGateV2(sr, startedBy, now)
 	}
-	escalate, err := stringList(w["escalate_to"])
-	if err != nil {
-		return nil, fmt.Errorf("approval %s: with.escalate_to: %w", sr.spec.ID, err)
-	}
-	required := 1
-	if v, ok := w["required"]; ok && v != nil {
-		f, ok := v.(float64)
-		if !ok || f != float64(int(f)) || f < 1 {
-			return nil, fmt.Errorf("approval %s: with.required must be a whole number ≥ 1, not %v", sr.spec.ID, v)
-		}
-		required = int(f)
-	}
-	if required > len(reviewers) {
-		return nil, fmt.Errorf("approval %s: with.required is %d but only %d reviewers are listed", sr.spec.ID, required, len(reviewers))
-	}
-	timeout, err := durationIn(w, "timeout", defaultApprovalT)
-	if err != nil {
+	a := wfsteps.Approval()
+	if err := stepio.Decode(sr.with, &a); err != nil {
 		return nil, fmt.Errorf("approval %s: %w", sr.spec.ID, err)
 	}
-	reminder, err := durationIn(w, "reminder", 0)
-	if err != nil {
-		return nil, fmt.Errorf("approval %s: %w", sr.spec.ID, err)
+	if a.Required < 1 {
+		return nil, fmt.Errorf("approval %s: with.required: want at least 1, got %d", sr.spec.ID, a.Required)
 	}
-	onTimeout, _ := w["on_timeout"].(string)
-	switch onTimeout {
-	case "":
-		onTimeout = "reject"
+	if a.Required > len(a.Reviewers) {
+		return nil, fmt.Errorf("approval %s: with.required is %d but only %d reviewers are listed", sr.spec.ID, a.Required, len(a.Reviewers))
+	}
+	switch a.OnTimeout {
 	case "reject", "approve":
 	case "escalate":
-		if len(escalate) == 0 {
+		if len(a.EscalateTo) == 0 {
 			return nil, fmt.Errorf("approval %s: on_timeout: escalate needs with.escalate_to", sr.spec.ID)
 		}
 	default:
-		return nil, fmt.Errorf("approval %s: with.on_timeout must be reject, approve or escalate, not %q", sr.spec.ID, onTimeout)
+		return nil, fmt.Errorf("approval %s: with.on_timeout: want reject, approve or escalate, got %q", sr.spec.ID, a.OnTimeout)
 	}
-	self, _ := w["forbid_self_approval"].(bool)
-	requireSig, err := boolIn(w, "require_signatures")
-	if err != nil {
-		return nil, fmt.Errorf("approval %s: %w", sr.spec.ID, err)
-	}
-	maxSkew, err := durationIn(w, "signature_max_skew", defaultSignatureSkew)
-	if err != nil {
-		return nil, fmt.Errorf("approval %s: %w", sr.spec.ID, err)
-	}
-	url, _ := w["notify_url"].(string)
-	evidence, _ := w["evidence"].(map[string]any)
+	timeout := time.Duration(a.Timeout)
 	return &gate{
 		req: contract.ApprovalRequest{
-			Step: sr.spec.ID, Reviewers: reviewers, Required: required, Deadline: now.Add(timeout),
-			OnTimeout: onTimeout, StartedBy: startedBy, Votes: []contract.Vote{}, Evidence: evidence, SelfForbid: self,
-			RequireSignatures: requireSig,
+			Step: sr.spec.ID, Reviewers: a.Reviewers, Required: a.Required, Deadline: now.Add(timeout),
+			OnTimeout: a.OnTimeout, StartedBy: startedBy, Votes: []contract.Vote{}, Evidence: a.Evidence, SelfForbid: a.ForbidSelfApproval,
+			RequireSignatures: a.RequireSignatures,
 		},
-		requireSig: requireSig,
-		maxSkew:    maxSkew,
-		escalateTo: escalate,
+		requireSig: a.RequireSignatures,
+		maxSkew:    time.Duration(a.SignatureMaxSkew),
+		escalateTo: a.EscalateTo,
 		timeout:    timeout,
-		notifyURL:  url,
-		reminder:   reminder,
+		notifyURL:  a.NotifyURL,
+		reminder:   time.Duration(a.Reminder),
 		open:       true,
 	}, nil
-}
-
-func stringList(v any) ([]string, error) {
-	switch v := v.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		var out []string
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-		return out, nil
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
-			s, ok := e.(string)
-			if !ok || strings.TrimSpace(s) == "" {
-				return nil, fmt.Errorf("want names, got %v", e)
-			}
-			out = append(out, strings.TrimSpace(s))
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("want a list of names, got %v", v)
-	}
-}
-
-// boolIn reads a flag given literally or through a template, which renders
-// it as a string.
-func boolIn(w map[string]any, key string) (bool, error) {
-	switch v := w[key].(type) {
-	case nil:
-		return false, nil
-	case bool:
-		return v, nil
-	case string:
-		switch v {
-		case "true":
-			return true, nil
-		case "false", "":
-			return false, nil
-		}
-	}
-	return false, fmt.Errorf("with.%s must be true or false, not %v", key, w[key])
-}
-
-func durationIn(w map[string]any, key string, def time.Duration) (time.Duration, error) {
-	v, ok := w[key]
-	if !ok || v == nil {
-		return def, nil
-	}
-	s, ok := v.(string)
-	if !ok {
-		return 0, fmt.Errorf("with.%s must be a duration such as 48h, not %v", key, v)
-	}
-	d, err := spec.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("with.%s: %q is not a positive duration", key, s)
-	}
-	return time.Duration(d), nil
 }

@@ -45,7 +45,7 @@ type canaryRun struct {
 // name has no champion to compare with: it is promoted without analysis,
 // as Flagger initialises a new canary.
 func runCanary(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, error) {
-	cfg, err := newCanaryConfig(sr, r.resolved.Spec.Name)
+	cfg, err := newCanaryConfig(sr, r.resolved.Spec.Name, r.version)
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidPipeline", err)
 	}

@@ -19,6 +19,8 @@ var allowedGauntlet = []string{
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/tmpl", // templates and conditions over the run's state
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr",    // search attribute keys
 	"github.com/gauntlet-ml/gauntlet/internal/signing",       // signed-approval verification
+	"github.com/gauntlet-ml/gauntlet/internal/stepio",        // the one decoder of step inputs
+	"github.com/gauntlet-ml/gauntlet/internal/wfsteps",       // input types of the steps workflow code carries out
 }
 
 // allowedModules are third-party modules workflow code may reach besides

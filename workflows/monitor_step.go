@@ -12,12 +12,8 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/monitor"
-)
-
-// Defaults of the monitor step, documented in its step type.
-const (
-	defaultMonitorInterval = 5 * time.Minute
-	defaultMonitorCooldown = 6 * time.Hour
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
+	"github.com/gauntlet-ml/gauntlet/internal/wfsteps"
 )
 
 func init() {
@@ -30,7 +26,7 @@ func init() {
 // is left running on its own when the run ends, and a later run finds it
 // already watching.
 func runMonitor(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, error) {
-	in, duration, err := newMonitorInput(sr, r.resolved.Spec.Name, r.input.Params)
+	in, duration, err := newMonitorInput(sr, r.resolved.Spec.Name, r.input.Params, r.version)
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidPipeline", err)
 	}
@@ -89,86 +85,52 @@ func monitorOutputs(id string, st contract.MonitorState) map[string]any {
 }
 
 // newMonitorInput reads the monitor step's inputs.
-func newMonitorInput(sr *stepRun, pipeline string, params map[string]any) (contract.MonitorInput, time.Duration, error) {
-	w := sr.with
+func newMonitorInput(sr *stepRun, pipeline string, params map[string]any, version workflow.Version) (contract.MonitorInput, time.Duration, error) {
+	if version < typedInputsVersion {
+		return newMonitorInputV2(sr, pipeline, params)
+	}
 	fail := func(err error) (contract.MonitorInput, time.Duration, error) {
 		return contract.MonitorInput{}, 0, fmt.Errorf("monitor %s: %w", sr.spec.ID, err)
 	}
-	in := contract.MonitorInput{Name: pipeline, RetrainPipeline: pipeline, RetrainParams: params}
-	if v, ok := w["name"].(string); ok && v != "" {
-		in.Name = v
-	}
-	var err error
-	if in.Interval, err = durationIn(w, "interval", defaultMonitorInterval); err != nil {
+	a := wfsteps.Monitor()
+	a.Name = pipeline
+	if err := stepio.Decode(sr.with, &a); err != nil {
 		return fail(err)
 	}
-	if in.Window, err = durationIn(w, "window", time.Hour); err != nil {
-		return fail(err)
+	in := contract.MonitorInput{Name: a.Name, Interval: time.Duration(a.Interval), Window: time.Duration(a.Window),
+		RetrainPipeline: pipeline, RetrainParams: params, Reference: a.Reference, Labels: a.Labels}
+	if a.RetrainPipeline != "" {
+		// A pipeline named here starts from its own defaults.
+		in.RetrainPipeline, in.RetrainParams = a.RetrainPipeline, nil
 	}
-	duration, err := durationIn(w, "duration", 0)
-	if err != nil {
-		return fail(err)
+	if a.RetrainParams != nil {
+		in.RetrainParams = a.RetrainParams
 	}
-	cooldown, err := durationIn(w, "cooldown", defaultMonitorCooldown)
-	if err != nil {
-		return fail(err)
-	}
-	in.Policy = monitor.Policy{Cooldown: cooldown, OnBreach: []monitor.Action{monitor.Rollback, monitor.Retrain}}
-	if v, ok := w["on_breach"]; ok && v != nil {
-		list, err := stringList(v)
-		if err != nil {
-			return fail(fmt.Errorf("with.on_breach: %w", err))
+	in.Policy = monitor.Policy{Cooldown: time.Duration(a.Cooldown)}
+	for i, act := range a.OnBreach {
+		switch monitor.Action(act) {
+		case monitor.Rollback, monitor.Retrain:
+			in.Policy.OnBreach = append(in.Policy.OnBreach, monitor.Action(act))
+		default:
+			return fail(&stepio.Error{Path: fmt.Sprintf("on_breach[%d]", i), Msg: fmt.Sprintf("%q is not an action (rollback, retrain)", act)})
 		}
-		in.Policy.OnBreach = nil
-		for _, a := range list {
-			switch monitor.Action(a) {
-			case monitor.Rollback, monitor.Retrain:
-				in.Policy.OnBreach = append(in.Policy.OnBreach, monitor.Action(a))
-			default:
-				return fail(fmt.Errorf("with.on_breach: %q is not an action (rollback, retrain)", a))
-			}
-		}
-	}
-	if v, ok := w["retrain_pipeline"].(string); ok && v != "" {
-		in.RetrainPipeline, in.RetrainParams = v, nil
-	}
-	if v, ok := w["retrain_params"]; ok && v != nil {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return fail(fmt.Errorf("with.retrain_params must be a mapping, not %v", v))
-		}
-		in.RetrainParams = m
-	}
-	in.Reference, _ = w["reference"].(string)
-	in.Labels, _ = w["labels"].(string)
-	num := func(key string) (float64, error) {
-		v, ok := w[key]
-		if !ok || v == nil {
-			return 0, nil
-		}
-		f, ok := v.(float64)
-		if !ok || f < 0 {
-			return 0, fmt.Errorf("with.%s must be a non-negative number, not %v", key, v)
-		}
-		return f, nil
 	}
 	// A list, not a map: workflow code must not depend on map order.
 	for _, f := range []struct {
 		key string
+		v   float64
 		dst *float64
-	}{{"psi_threshold", &in.Config.PSIThreshold}, {"alpha", &in.Config.Alpha}, {"max_error_rate", &in.Config.MaxErrorRate},
-		{"min_accuracy", &in.Config.MinAccuracy}, {"max_accuracy_drop", &in.Config.MaxAccuracyDrop}} {
-		if *f.dst, err = num(f.key); err != nil {
-			return fail(err)
+	}{{"psi_threshold", a.PSIThreshold, &in.Config.PSIThreshold}, {"alpha", a.Alpha, &in.Config.Alpha}, {"max_error_rate", a.MaxErrorRate, &in.Config.MaxErrorRate},
+		{"min_accuracy", a.MinAccuracy, &in.Config.MinAccuracy}, {"max_accuracy_drop", a.MaxAccuracyDrop, &in.Config.MaxAccuracyDrop},
+		{"min_samples", float64(a.MinSamples), nil}} {
+		if f.v < 0 {
+			return fail(&stepio.Error{Path: f.key, Msg: fmt.Sprintf("want a number of at least 0, got %v", f.v)})
+		}
+		if f.dst != nil {
+			*f.dst = f.v
 		}
 	}
-	ms, err := num("min_samples")
-	if err != nil || ms != float64(int(ms)) {
-		return fail(fmt.Errorf("with.min_samples must be a whole number, not %v", w["min_samples"]))
-	}
-	in.Config.MinSamples = int(ms)
-	if in.Config.MaxP99Latency, err = durationIn(w, "max_p99_latency", 0); err != nil {
-		return fail(err)
-	}
-	return in, duration, nil
+	in.Config.MinSamples = a.MinSamples
+	in.Config.MaxP99Latency = time.Duration(a.MaxP99Latency)
+	return in, time.Duration(a.Duration), nil
 }

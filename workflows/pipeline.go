@@ -41,7 +41,9 @@ const (
 //	   signals;
 //	3: the siblings of a failed step (fail_fast) and the steps of a
 //	   canceled run are cancelled in definition order, not in map order,
-//	   and a cancelled step that heartbeats is waited for until it stops.
+//	   and a cancelled step that heartbeats is waited for until it stops;
+//	   the inputs of approval, canary-deploy and monitor steps are decoded
+//	   by package stepio, as activity steps' are (typedInputsVersion).
 //
 // The change id is historical: bump runVersionLatest for the next change
 // rather than adding a GetVersion call, since each one costs every run a

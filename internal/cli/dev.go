@@ -3,6 +3,7 @@ package cli
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
 	"github.com/gauntlet-ml/gauntlet/internal/codec"
 	"github.com/gauntlet-ml/gauntlet/internal/devstack"
@@ -109,78 +109,59 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 		return err
 	}
 	began := time.Now()
-	logger, err := workerhost.NewLogger(a.stderr, workerhost.NewSecrets(os.Environ(), payloadCodec),
-		cmp.Or(f.logFormat, a.getenv("GAUNTLET_LOG_FORMAT")), a.getenv("GAUNTLET_LOG_LEVEL"))
-	if err != nil {
-		return usagef("--log-format: %v", err)
-	}
-	cfg := workerhost.Config{
+	pipelines := a.pipelinesDir(f.pipelines)
+	// Metrics are served before the stack starts: a taken port then fails
+	// in milliseconds, not after Temporal has come up.
+	proc, err := workerhost.NewProcess(workerhost.Config{
 		TaskQueue:    a.taskQueue,
-		PipelinesDir: a.pipelinesDir(f.pipelines),
+		PipelinesDir: pipelines,
 		StateDir:     f.state,
 		ReviewerKeys: cmp.Or(f.keys, a.getenv("GAUNTLET_REVIEWER_KEYS")),
-		Logger:       logger,
+	}, workerhost.ProcessOptions{
+		Codec:       payloadCodec,
+		Stderr:      a.stderr,
+		LogFormat:   cmp.Or(f.logFormat, a.getenv("GAUNTLET_LOG_FORMAT")),
+		LogLevel:    a.getenv("GAUNTLET_LOG_LEVEL"),
+		MetricsAddr: f.metrics,
+	})
+	var settings *workerhost.SettingsError
+	if errors.As(err, &settings) {
+		return usagef("%v", err)
 	}
-	// Metrics and the codec are served before the stack starts: a taken
-	// port then fails in milliseconds, not after Temporal has come up.
-	var dialOpts []func(*client.Options)
+	if err != nil {
+		return err
+	}
+	defer proc.Close()
 	var codecURL string
-	if payloadCodec != nil {
-		dialOpts = append(dialOpts, payloadCodec.DialOption)
-		// The UI shows payloads as stored; it decrypts them through a codec
-		// endpoint that the browser calls.
-		if opts.UIAddr != "" {
-			addr, stopCodec, _, err := serveCodec(net.JoinHostPort(f.ip, "0"), payloadCodec, codec.ServerOptions{Origins: devCodecOrigins(opts.UIAddr)})
-			if err != nil {
-				return fmt.Errorf("codec endpoint for the UI: %w", err)
-			}
-			defer func() {
-				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = stopCodec(sctx)
-			}()
-			codecURL = "http://" + addr.String()
-			opts.CodecEndpoint = codecURL
-		}
-	}
-	var metricsURL string
-	if f.metrics != "" {
-		tel, err := workerhost.NewTelemetry(cfg.PipelinesDir)
+	// The UI shows payloads as stored; it decrypts them through a codec
+	// endpoint that the browser calls.
+	if payloadCodec != nil && opts.UIAddr != "" {
+		addr, stopCodec, _, err := serveCodec(net.JoinHostPort(f.ip, "0"), payloadCodec, codec.ServerOptions{Origins: devCodecOrigins(opts.UIAddr)})
 		if err != nil {
-			return err
+			return fmt.Errorf("codec endpoint for the UI: %w", err)
 		}
-		addr, stopMetrics, err := tel.Serve(f.metrics)
-		if err != nil {
-			return fmt.Errorf("--metrics-addr: %w", err)
-		}
-		defer stopMetrics()
-		metricsURL = fmt.Sprintf("http://%s/metrics", addr)
-		cfg.Metrics = tel.Metrics
-		dialOpts = append(dialOpts, tel.DialOption)
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = stopCodec(sctx)
+		}()
+		codecURL = "http://" + addr.String()
+		opts.CodecEndpoint = codecURL
 	}
 	stack, err := devstack.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer stack.Stop()
-	conn := tclient.Options{Address: stack.FrontendAddr(), Namespace: stack.Namespace()}
-	c, err := tclient.Dial(ctx, conn, 30*time.Second, dialOpts...)
+	c, err := proc.Dial(ctx, tclient.Options{Address: stack.FrontendAddr(), Namespace: stack.Namespace()}, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	w, err := workerhost.New(c, cfg)
+	w, err := proc.Start(ctx, c)
 	if err != nil {
 		return err
-	}
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker on task queue %s: %w", a.taskQueue, err)
 	}
 	defer w.Stop()
-	if cfg.Metrics != nil {
-		stopWatch := workerhost.WatchApprovals(ctx, c, cfg.Metrics, workerhost.ApprovalsInterval, logger)
-		defer stopWatch()
-	}
 
 	where := "in memory (--ephemeral)"
 	if opts.DBPath != "" {
@@ -190,9 +171,9 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 	if u := stack.UIURL(); u != "" {
 		fmt.Fprintf(a.stdout, "Temporal UI      %s/namespaces/%s/workflows\n", u, stack.Namespace())
 	}
-	fmt.Fprintf(a.stdout, "Worker           task queue %s, pipelines from %s\n", a.taskQueue, a.pipelinesDir(f.pipelines))
-	if metricsURL != "" {
-		fmt.Fprintf(a.stdout, "Metrics          %s\n", metricsURL)
+	fmt.Fprintf(a.stdout, "Worker           task queue %s, pipelines from %s\n", a.taskQueue, pipelines)
+	if proc.MetricsAddr != nil {
+		fmt.Fprintf(a.stdout, "Metrics          http://%s/metrics\n", proc.MetricsAddr)
 	}
 	if payloadCodec != nil {
 		fmt.Fprintf(a.stdout, "Payloads         encrypted (%s)\n", payloadCodec)

@@ -19,7 +19,8 @@ func (a *app) stepCommand() *cobra.Command {
 		Long: `step runs the same code a pipeline's activity runs, here and now: useful to
 try a step on your data, or to use Gauntlet's training and gates from a script.
 Progress is printed; outputs go to DIR/outputs.json. Values that look like JSON
-({...} or [...]) are decoded as JSON.`,
+({...} or [...]) are decoded as JSON. ` + "`gauntlet step TYPE --help`" + ` lists what
+TYPE takes and gives.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -46,6 +47,20 @@ Progress is printed; outputs go to DIR/outputs.json. Values that look like JSON
 			return nil
 		},
 	}
+	// With a type named, help is the type's: its inputs and outputs as it
+	// declares them to the validator.
+	defaultHelp := cmd.HelpFunc()
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		for _, a := range args {
+			if t, ok := steps.Lookup(a); ok && c == cmd {
+				if err := steps.Describe(c.OutOrStdout(), t); err != nil {
+					fmt.Fprintln(c.ErrOrStderr(), err)
+				}
+				return
+			}
+		}
+		defaultHelp(c, args)
+	})
 	cmd.Flags().StringArrayVar(&with, "with", nil, "step input as key=value (repeatable)")
 	cmd.Flags().StringVar(&out, "out", "", "directory for outputs.json and artifacts")
 	cmd.Flags().StringVar(&state, "state-dir", "", "local state (models, registry); default DIR/.state")

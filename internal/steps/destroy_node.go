@@ -17,28 +17,40 @@ import (
 )
 
 func init() {
-	Register(Type{
+	Register(Define(Type{
 		Name: "destroy",
 		Doc: "Destroys a node a provision step created, running terraform destroy in the node's working directory with the " +
 			"module copy and variables kept there, and prices its life from node.json. Idempotent: a node already destroyed, " +
 			"or never created, succeeds with destroyed: false and the reason.",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "node", Required: true, Doc: "which node: the provision step's id (e.g. gpu), its workdir output " +
-				"(${{ steps.gpu.outputs.workdir }}) or its node_id output. The step id is the robust choice in finally: " +
-				"it finds the node even when provision failed halfway and produced no outputs"},
-		},
-		Outputs: []string{"node_id", "workdir", "destroyed", "reason", "duration_seconds", "cost_usd", "seconds", "nodes"},
-		Run:     runDestroy,
-	})
+	}, destroyInputs{}, runDestroy))
 }
 
-func runDestroy(ctx context.Context, env Env, in Input) (map[string]any, error) {
+type destroyInputs struct {
+	Node string `json:"node" required:"true" doc:"which node: the provision step's id (e.g. gpu), its workdir output (${{ steps.gpu.outputs.workdir }}) or its node_id output. The step id is the robust choice in finally: it finds the node even when provision failed halfway and produced no outputs"`
+}
+
+// DestroyedNode is what destroy did to one node.
+type DestroyedNode struct {
+	NodeID    string  `json:"node_id" doc:"the node's id"`
+	Workdir   string  `json:"workdir" doc:"its Terraform working directory"`
+	Destroyed bool    `json:"destroyed" doc:"this call destroyed it"`
+	Reason    string  `json:"reason" doc:"why nothing was destroyed"`
+	CostUSD   float64 `json:"cost_usd" doc:"its price over its life"`
+	Seconds   float64 `json:"seconds" doc:"its life, from the first apply to its destruction"`
+}
+
+// DestroyOutputs are the outputs of a destroy step: the last node's fields,
+// the totals over every generation of the node, and each of them.
+type DestroyOutputs struct {
+	DestroyedNode
+	DurationSeconds float64         `json:"duration_seconds" doc:"how long this step took"`
+	Nodes           []DestroyedNode `json:"nodes" doc:"each generation of the node"`
+}
+
+func runDestroy(ctx context.Context, env Env, in Input, a destroyInputs) (*DestroyOutputs, error) {
 	began := time.Now()
-	node, err := requireString(in, "node")
-	if err != nil {
-		return nil, err
-	}
+	node := a.Node
 	state, err := filepath.Abs(env.StateDir())
 	if err != nil {
 		return nil, fmt.Errorf("destroy: state directory: %w", err)
@@ -47,48 +59,43 @@ func runDestroy(ctx context.Context, env Env, in Input) (map[string]any, error) 
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]any{"node_id": "", "workdir": "", "destroyed": false, "reason": "", "cost_usd": 0.0, "seconds": 0.0, "nodes": []any{}}
+	out := &DestroyOutputs{Nodes: []DestroyedNode{}}
 	if len(dirs) == 0 {
-		out["reason"] = fmt.Sprintf("no node %q on this host: never provisioned", node)
-		out["duration_seconds"] = time.Since(began).Seconds()
+		out.Reason = fmt.Sprintf("no node %q on this host: never provisioned", node)
+		out.DurationSeconds = time.Since(began).Seconds()
 		return out, nil
 	}
 	// A step id names every node the step had: the interpreter replaces a
 	// lost node with another generation, and the run pays for all of them.
-	var nodes []any
-	total, seconds := 0.0, 0.0
+	total, seconds, destroyed := 0.0, 0.0, false
 	for _, dir := range dirs {
 		one, err := destroyOne(ctx, env, dir)
 		if err != nil {
 			return nil, err
 		}
-		nodes = append(nodes, one)
-		total += one["cost_usd"].(float64)
-		seconds += one["seconds"].(float64)
-		for _, k := range []string{"node_id", "workdir", "reason"} {
-			out[k] = one[k]
-		}
-		if one["destroyed"] == true {
-			out["destroyed"] = true
-		}
+		out.Nodes = append(out.Nodes, *one)
+		total += one.CostUSD
+		seconds += one.Seconds
+		destroyed = destroyed || one.Destroyed
+		out.DestroyedNode = *one
 	}
-	out["cost_usd"], out["seconds"], out["nodes"] = total, seconds, nodes
-	out["duration_seconds"] = time.Since(began).Seconds()
+	out.Destroyed, out.CostUSD, out.Seconds = destroyed, total, seconds
+	out.DurationSeconds = time.Since(began).Seconds()
 	return out, nil
 }
 
 // destroyOne destroys the node of one working directory and prices it.
-func destroyOne(ctx context.Context, env Env, dir string) (map[string]any, error) {
-	out := map[string]any{"node_id": "", "workdir": dir, "destroyed": false, "reason": "", "cost_usd": 0.0, "seconds": 0.0}
+func destroyOne(ctx context.Context, env Env, dir string) (*DestroyedNode, error) {
+	out := &DestroyedNode{Workdir: dir}
 	rec, err := readNodeRecord(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		out["reason"] = "no " + nodeRecordFile + " in " + dir + ": provision stopped before Terraform ran"
+		out.Reason = "no " + nodeRecordFile + " in " + dir + ": provision stopped before Terraform ran"
 		return out, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("destroy: %w", err)
 	}
-	out["node_id"] = rec.NodeID
+	out.NodeID = rec.NodeID
 	live, err := managedResources(dir)
 	if err != nil {
 		return nil, fmt.Errorf("destroy %s: %w", dir, err)
@@ -106,12 +113,12 @@ func destroyOne(ctx context.Context, env Env, dir string) (map[string]any, error
 		if err := writeJSON(filepath.Join(dir, nodeRecordFile), rec); err != nil {
 			return nil, fmt.Errorf("destroy: %w", err)
 		}
-		out["destroyed"] = true
+		out.Destroyed = true
 		env.Logger().Info("node destroyed", "node_id", rec.NodeID, "workdir", dir)
 	case rec.DestroyedAt != nil:
-		out["reason"] = "already destroyed at " + rec.DestroyedAt.Format(time.RFC3339)
+		out.Reason = "already destroyed at " + rec.DestroyedAt.Format(time.RFC3339)
 	default:
-		out["reason"] = "nothing to destroy: the Terraform state in " + dir + " holds no resources (the apply created none)"
+		out.Reason = "nothing to destroy: the Terraform state in " + dir + " holds no resources (the apply created none)"
 	}
 	if rec.DestroyedAt != nil {
 		// Priced from the record, so destroying again reports the same bill.
@@ -123,8 +130,8 @@ func destroyOne(ctx context.Context, env Env, dir string) (map[string]any, error
 		if err != nil {
 			return nil, fmt.Errorf("destroy: pricing node %s: %w", rec.NodeID, err)
 		}
-		out["cost_usd"] = sum.Total
-		out["seconds"] = rec.DestroyedAt.Sub(rec.StartedAt).Seconds()
+		out.CostUSD = sum.Total
+		out.Seconds = rec.DestroyedAt.Sub(rec.StartedAt).Seconds()
 	}
 	return out, nil
 }

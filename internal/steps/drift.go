@@ -15,6 +15,7 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/drift"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 // DriftFile is the report drift writes into its step directory.
@@ -25,70 +26,58 @@ const DriftFile = "drift.json"
 const missingCategory = "<missing>"
 
 func init() {
-	Register(Type{
+	th := drift.DefaultThresholds()
+	Register(Define(Type{
 		Name: "drift",
 		Doc: "Compares current data with a reference sample column by column (PSI, Kolmogorov–Smirnov, chi-square) and " +
 			"decides per feature and for the data set whether it drifted. Writes " + DriftFile + " into the step directory.",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "reference", Required: true, Doc: "CSV path or builtin: URI"},
-			{Name: "current", Required: true, Doc: "CSV path or builtin: URI"},
-			{Name: "columns", Doc: "columns to compare (list or comma-separated; default: all but the label and exclude)"},
-			{Name: "exclude", Doc: "columns not to compare, e.g. an id or the label of a CSV"},
-			{Name: "psi", Doc: "PSI at or above which a feature drifted (default 0.2)"},
-			{Name: "alpha", Doc: "significance level of the KS and chi-square tests (default 0.05)"},
-			{Name: "ks_min_effect", Doc: "smallest KS statistic that counts as drift (default 0.1)"},
-			{Name: "cramers_v_min_effect", Doc: "smallest Cramér's V that counts as drift (default 0.1)"},
-			{Name: "dataset_share", Doc: "share of drifted features at which the data set drifted (default 0.5)"},
-			{Name: "bins", Doc: "PSI quantile bins (default 10)"},
-		},
-		Outputs: []string{"features", "drifted", "drifted_features", "drifted_count", "share", "report"},
-		Run:     runDrift,
-	})
+	}, driftInputs{PSI: th.PSI, Alpha: th.Alpha, KSMinEffect: th.KSMinEffect, CramersVMinEffect: th.CramersVMinEffect,
+		DatasetShare: th.DatasetShare, Bins: th.Bins}, runDrift))
 }
 
-func driftThresholds(in Input) (drift.Thresholds, error) {
+type driftInputs struct {
+	Reference         string   `json:"reference" required:"true" doc:"CSV path or builtin: URI"`
+	Current           string   `json:"current" required:"true" doc:"CSV path or builtin: URI"`
+	Columns           []string `json:"columns" doc:"columns to compare (list or comma-separated; default: all but the label and exclude)"`
+	Exclude           []string `json:"exclude" doc:"columns not to compare, e.g. an id or the label of a CSV"`
+	PSI               float64  `json:"psi" doc:"PSI at or above which a feature drifted (default 0.2)"`
+	Alpha             float64  `json:"alpha" doc:"significance level of the KS and chi-square tests (default 0.05)"`
+	KSMinEffect       float64  `json:"ks_min_effect" doc:"smallest KS statistic that counts as drift (default 0.1)"`
+	CramersVMinEffect float64  `json:"cramers_v_min_effect" doc:"smallest Cramér's V that counts as drift (default 0.1)"`
+	DatasetShare      float64  `json:"dataset_share" doc:"share of drifted features at which the data set drifted (default 0.5)"`
+	Bins              int      `json:"bins" doc:"PSI quantile bins (default 10)"`
+}
+
+// DriftOutputs are the outputs of a drift step.
+type DriftOutputs struct {
+	Features        map[string]FeatureDrift `json:"features" doc:"by column: its statistics, whether it drifted and why"`
+	Drifted         bool                    `json:"drifted" doc:"the data set drifted: at least dataset_share of its features did"`
+	DriftedFeatures []string                `json:"drifted_features" doc:"the columns that drifted"`
+	DriftedCount    int                     `json:"drifted_count" doc:"how many columns drifted"`
+	Share           float64                 `json:"share" doc:"share of the columns that drifted"`
+	Report          string                  `json:"report" doc:"path of drift.json"`
+}
+
+// FeatureDrift is one column's comparison; the KS numbers are there for
+// numeric columns, the chi-square ones for categorical columns.
+type FeatureDrift struct {
+	Kind            string        `json:"kind"`
+	PSI             stepio.Float  `json:"psi"`
+	JSDistance      stepio.Float  `json:"js_distance"`
+	Drifted         bool          `json:"drifted"`
+	Reason          string        `json:"reason"`
+	KSStatistic     *stepio.Float `json:"ks_statistic,omitempty"`
+	KSPValue        *stepio.Float `json:"ks_pvalue,omitempty"`
+	ChiSquare       *stepio.Float `json:"chi_square,omitempty"`
+	ChiSquarePValue *stepio.Float `json:"chi_square_pvalue,omitempty"`
+	CramersV        *stepio.Float `json:"cramers_v,omitempty"`
+}
+
+func runDrift(_ context.Context, env Env, _ Input, a driftInputs) (*DriftOutputs, error) {
 	th := drift.DefaultThresholds()
-	for _, f := range []struct {
-		key string
-		dst *float64
-	}{{"psi", &th.PSI}, {"alpha", &th.Alpha}, {"ks_min_effect", &th.KSMinEffect},
-		{"cramers_v_min_effect", &th.CramersVMinEffect}, {"dataset_share", &th.DatasetShare}} {
-		v, err := floatOr(in, f.key, *f.dst)
-		if err != nil {
-			return th, err
-		}
-		*f.dst = v
-	}
-	bins, err := intOr(in, "bins", th.Bins)
-	if err != nil {
-		return th, err
-	}
-	th.Bins = bins
-	return th, nil
-}
-
-func runDrift(_ context.Context, env Env, in Input) (map[string]any, error) {
-	refSrc, err := requireString(in, "reference")
-	if err != nil {
-		return nil, err
-	}
-	curSrc, err := requireString(in, "current")
-	if err != nil {
-		return nil, err
-	}
-	columns, err := argList(in, "columns")
-	if err != nil {
-		return nil, err
-	}
-	exclude, err := argList(in, "exclude")
-	if err != nil {
-		return nil, err
-	}
-	th, err := driftThresholds(in)
-	if err != nil {
-		return nil, err
-	}
+	th.PSI, th.Alpha, th.KSMinEffect, th.CramersVMinEffect, th.DatasetShare, th.Bins = a.PSI, a.Alpha, a.KSMinEffect, a.CramersVMinEffect, a.DatasetShare, a.Bins
+	refSrc, curSrc, columns, exclude := a.Reference, a.Current, a.Columns, a.Exclude
 	ref, err := readTable("reference", refSrc, nil)
 	if err != nil {
 		return nil, err
@@ -126,29 +115,23 @@ func runDrift(_ context.Context, env Env, in Input) (map[string]any, error) {
 	if err := writeJSON(path, map[string]any{"reference": refSrc, "current": curSrc, "report": rep}); err != nil {
 		return nil, err
 	}
-	features := map[string]any{}
-	drifted := []string{}
+	out := &DriftOutputs{Features: map[string]FeatureDrift{}, DriftedFeatures: []string{}, Drifted: rep.Drifted,
+		DriftedCount: rep.DriftedFeatures, Share: rep.Share, Report: path}
+	float := func(f float64) *stepio.Float { v := stepio.Float(f); return &v }
 	for _, f := range rep.Features {
-		fo := map[string]any{"kind": f.Kind, "psi": num(f.PSI), "js_distance": num(f.JSDistance), "drifted": f.Drifted, "reason": f.Reason}
+		fo := FeatureDrift{Kind: string(f.Kind), PSI: stepio.Float(f.PSI), JSDistance: stepio.Float(f.JSDistance), Drifted: f.Drifted, Reason: f.Reason}
 		if f.KS != nil {
-			fo["ks_statistic"], fo["ks_pvalue"] = num(f.KS.Statistic), num(f.KS.PValue)
+			fo.KSStatistic, fo.KSPValue = float(f.KS.Statistic), float(f.KS.PValue)
 		}
 		if f.ChiSquare != nil {
-			fo["chi_square"], fo["chi_square_pvalue"], fo["cramers_v"] = num(f.ChiSquare.Statistic), num(f.ChiSquare.PValue), num(f.ChiSquare.CramersV)
+			fo.ChiSquare, fo.ChiSquarePValue, fo.CramersV = float(f.ChiSquare.Statistic), float(f.ChiSquare.PValue), float(f.ChiSquare.CramersV)
 		}
-		features[f.Name] = fo
+		out.Features[f.Name] = fo
 		if f.Drifted {
-			drifted = append(drifted, f.Name)
+			out.DriftedFeatures = append(out.DriftedFeatures, f.Name)
 		}
 	}
-	return map[string]any{
-		"features":         features,
-		"drifted":          rep.Drifted,
-		"drifted_features": drifted,
-		"drifted_count":    float64(rep.DriftedFeatures),
-		"share":            rep.Share,
-		"report":           path,
-	}, nil
+	return out, nil
 }
 
 // readTable reads the columns of src: a builtin source through its schema

@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,31 +16,55 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 // EvaluationFile is the evidence evaluate writes into its step directory.
 const EvaluationFile = "evaluation.json"
 
 func init() {
-	Register(Type{
+	Register(Define(Type{
 		Name: "evaluate",
 		Doc: "Scores a model on labelled data (default: its held-out split), optionally against a baseline model or the " +
 			"registry's champion, and checks metric thresholds. Writes " + EvaluationFile + " (metrics, ROC curve, " +
 			"calibration, confusion matrix of candidate and baseline) into the step directory. A failed verdict fails the " +
 			"step, permanently, unless fail_on_regression is false.",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "model", Required: true, Doc: "model directory"},
-			{Name: "data", Doc: "CSV path or builtin: URI (default: the model's held-out split)"},
-			{Name: "baseline", Doc: "model directory, or champion for the registry's champion"},
-			{Name: "thresholds", Doc: "metric → {min, max, min_absolute_change, min_relative_change, max_drop}"},
-			{Name: "fail_on_regression", Doc: "fail the step when the verdict fails (default true)"},
-			{Name: "registry", Doc: "artifact store location of the registry (default <state>/artifacts)"},
-			{Name: "registry_model", Doc: "registered model name whose champion is the baseline (default: the pipeline name)"},
-		},
-		Outputs: []string{"metrics", "baseline_metrics", "passed", "verdict", "evaluation"},
-		Run:     runEvaluate,
-	})
+	}, evaluateInputs{FailOnRegression: true}, runEvaluate))
+}
+
+// championInputs say where the registry's champion is, for a baseline
+// given as "champion".
+type championInputs struct {
+	Registry      string `json:"registry" doc:"artifact store location of the registry (default <state>/artifacts)"`
+	RegistryModel string `json:"registry_model" doc:"registered model name whose champion is the baseline (default: the pipeline name)"`
+}
+
+type evaluateInputs struct {
+	Model            string                     `json:"model" required:"true" doc:"model directory"`
+	Data             string                     `json:"data" doc:"CSV path or builtin: URI (default: the model's held-out split)"`
+	Baseline         string                     `json:"baseline" doc:"model directory, or champion for the registry's champion"`
+	Thresholds       map[string]thresholdInputs `json:"thresholds" doc:"metric → {min, max, min_absolute_change, min_relative_change, max_drop}"`
+	FailOnRegression bool                       `json:"fail_on_regression" doc:"fail the step when the verdict fails (default true)"`
+	championInputs
+}
+
+// thresholdInputs are the bounds of one metric.
+type thresholdInputs struct {
+	Min               *float64 `json:"min"`
+	Max               *float64 `json:"max"`
+	MinAbsoluteChange *float64 `json:"min_absolute_change"`
+	MinRelativeChange *float64 `json:"min_relative_change"`
+	MaxDrop           *float64 `json:"max_drop"`
+}
+
+// EvaluateOutputs are the outputs of an evaluate step; report reads them.
+type EvaluateOutputs struct {
+	Metrics         map[string]stepio.Float `json:"metrics" doc:"the candidate's metrics on the data"`
+	BaselineMetrics map[string]stepio.Float `json:"baseline_metrics,omitempty" doc:"the baseline's metrics on the same rows, when there is a baseline"`
+	Passed          bool                    `json:"passed" doc:"every threshold held"`
+	Verdict         evaluate.Verdict        `json:"verdict" required:"true" doc:"every check with its value, limit and message"`
+	Evaluation      string                  `json:"evaluation" doc:"path of evaluation.json"`
 }
 
 var knownMetrics = []string{evaluate.Accuracy, evaluate.Precision, evaluate.Recall, evaluate.F1,
@@ -51,53 +76,31 @@ var knownMetrics = []string{evaluate.Accuracy, evaluate.Precision, evaluate.Reca
 // checked as three sets: `min` and `max` fix their own direction while the
 // changes keep the metric's natural one. `max_drop: d` is a change of at most
 // d for the worse, i.e. min_absolute_change: -d.
-func thresholdSets(raw map[string]any) ([]map[string]evaluate.Threshold, error) {
+func thresholdSets(raw map[string]thresholdInputs) ([]map[string]evaluate.Threshold, error) {
 	floors, ceilings, changes := map[string]evaluate.Threshold{}, map[string]evaluate.Threshold{}, map[string]evaluate.Threshold{}
 	yes, no := true, false
-	names := make([]string, 0, len(raw))
-	for n := range raw {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, metric := range names {
+	for _, metric := range stepio.SortedKeys(raw) {
 		key := "thresholds." + metric
 		if !slices.Contains(knownMetrics, metric) {
 			return nil, badInput(key, "unknown metric (known: %s)", strings.Join(knownMetrics, ", "))
 		}
-		spec, err := asMap(key, raw[metric])
-		if err != nil {
-			return nil, err
+		t := raw[metric]
+		if t.Min != nil {
+			floors[metric] = evaluate.Threshold{Threshold: t.Min, GreaterIsBetter: &yes}
 		}
-		vals, err := floatMap(key, spec)
-		if err != nil {
-			return nil, err
+		if t.Max != nil {
+			ceilings[metric] = evaluate.Threshold{Threshold: t.Max, GreaterIsBetter: &no}
 		}
-		var ch evaluate.Threshold
-		for k, v := range vals {
-			v := v
-			switch k {
-			case "min":
-				floors[metric] = evaluate.Threshold{Threshold: &v, GreaterIsBetter: &yes}
-			case "max":
-				ceilings[metric] = evaluate.Threshold{Threshold: &v, GreaterIsBetter: &no}
-			case "min_absolute_change":
-				ch.MinAbsoluteChange = &v
-			case "min_relative_change":
-				ch.MinRelativeChange = &v
-			case "max_drop":
-				if v < 0 {
-					return nil, badInput(key+".max_drop", "must not be negative, got %v", v)
-				}
-				d := -v
-				ch.MinAbsoluteChange = &d
-			default:
-				return nil, badInput(key, "unknown key %q (known: min, max, min_absolute_change, min_relative_change, max_drop)", k)
+		ch := evaluate.Threshold{MinAbsoluteChange: t.MinAbsoluteChange, MinRelativeChange: t.MinRelativeChange}
+		if t.MaxDrop != nil {
+			if *t.MaxDrop < 0 {
+				return nil, badInput(key+".max_drop", "must not be negative, got %v", *t.MaxDrop)
 			}
-		}
-		if _, a := vals["max_drop"]; a {
-			if _, b := vals["min_absolute_change"]; b {
+			if t.MinAbsoluteChange != nil {
 				return nil, badInput(key, "max_drop and min_absolute_change both bound the absolute change: give one")
 			}
+			d := -*t.MaxDrop
+			ch.MinAbsoluteChange = &d
 		}
 		if ch.MinAbsoluteChange != nil || ch.MinRelativeChange != nil {
 			changes[metric] = ch
@@ -129,16 +132,16 @@ func verdict(candidate, baseline map[string]float64, sets []map[string]evaluate.
 
 // scored is one model's evidence on one data set.
 type scored struct {
-	Model       string         `json:"model"`
-	Digest      string         `json:"model_digest"`
-	Data        string         `json:"data"`
-	Rows        int            `json:"rows"`
-	Threshold   float64        `json:"threshold"`
-	Policy      any            `json:"fairness_policy,omitempty"`
-	Metrics     map[string]any `json:"metrics"`
-	Confusion   map[string]any `json:"confusion"`
-	ROC         []rocPoint     `json:"roc"`
-	Calibration []any          `json:"calibration"`
+	Model       string                  `json:"model"`
+	Digest      string                  `json:"model_digest"`
+	Data        string                  `json:"data"`
+	Rows        int                     `json:"rows"`
+	Threshold   float64                 `json:"threshold"`
+	Policy      any                     `json:"fairness_policy,omitempty"`
+	Metrics     map[string]stepio.Float `json:"metrics"`
+	Confusion   map[string]any          `json:"confusion"`
+	ROC         []rocPoint              `json:"roc"`
+	Calibration []any                   `json:"calibration"`
 	metrics     map[string]float64
 }
 
@@ -210,7 +213,7 @@ func score(m *loadedModel, d *dataset.Dataset) (*scored, error) {
 	}
 	out := &scored{
 		Model: m.Dir, Digest: m.Digest, Data: d.Source, Rows: d.Len(), Threshold: m.Manifest.Threshold,
-		Metrics:   numMap(rep.Metrics),
+		Metrics:   stepio.Floats(rep.Metrics),
 		Confusion: map[string]any{"tp": conf.TP, "fp": conf.FP, "tn": conf.TN, "fn": conf.FN},
 		ROC:       rocCurve(d.Y, s, 200),
 		metrics:   rep.Metrics,
@@ -267,42 +270,21 @@ func rocCurve(y, scores []float64, maxPoints int) []rocPoint {
 	return append(thin, pts[len(pts)-1])
 }
 
-func runEvaluate(ctx context.Context, env Env, in Input) (map[string]any, error) {
-	path, err := requireString(in, "model")
+func runEvaluate(ctx context.Context, env Env, in Input, a evaluateInputs) (*EvaluateOutputs, error) {
+	sets, err := thresholdSets(a.Thresholds)
 	if err != nil {
 		return nil, err
 	}
-	src, _, err := argString(in, "data")
-	if err != nil {
-		return nil, err
-	}
-	baselineRef, _, err := argString(in, "baseline")
-	if err != nil {
-		return nil, err
-	}
-	rawThresholds, err := argMap(in, "thresholds")
-	if err != nil {
-		return nil, err
-	}
-	sets, err := thresholdSets(rawThresholds)
-	if err != nil {
-		return nil, err
-	}
-	failOnRegression, err := boolOr(in, "fail_on_regression", true)
-	if err != nil {
-		return nil, err
-	}
-
-	cand, _, cs, src, err := scoreCandidate(path, src)
+	cand, _, cs, src, err := scoreCandidate(a.Model, a.Data)
 	if err != nil {
 		return nil, err
 	}
 
 	var bs *scored
 	note := ""
-	baselineDir := baselineRef
-	if baselineRef == registry.Champion {
-		baselineDir, note, err = resolveChampion(ctx, env, in)
+	baselineDir := a.Baseline
+	if a.Baseline == registry.Champion {
+		baselineDir, note, err = resolveChampion(ctx, env, in, a.championInputs)
 		if err != nil {
 			return nil, err
 		}
@@ -337,20 +319,11 @@ func runEvaluate(ctx context.Context, env Env, in Input) (map[string]any, error)
 	if err := writeJSON(evalPath, report); err != nil {
 		return nil, err
 	}
-	var vOut map[string]any
-	if err := remarshal(v, &vOut); err != nil {
-		return nil, fmt.Errorf("evaluate: encode verdict: %w", err)
-	}
-	out := map[string]any{
-		"metrics":    cs.Metrics,
-		"passed":     v.Passed,
-		"verdict":    vOut,
-		"evaluation": evalPath,
-	}
+	out := &EvaluateOutputs{Metrics: cs.Metrics, Passed: v.Passed, Verdict: *v, Evaluation: evalPath}
 	if bs != nil {
-		out["baseline_metrics"] = bs.Metrics
+		out.BaselineMetrics = bs.Metrics
 	}
-	if !v.Passed && failOnRegression {
+	if !v.Passed && a.FailOnRegression {
 		msgs := make([]string, len(v.Failures))
 		for i, f := range v.Failures {
 			msgs[i] = f.Message
@@ -363,15 +336,9 @@ func runEvaluate(ctx context.Context, env Env, in Input) (map[string]any, error)
 // resolveChampion fetches the registry's champion of the named model into
 // the step directory. A registry with no such model or no champion yet is
 // the first model's case: no baseline, and the note says why.
-func resolveChampion(ctx context.Context, env Env, in Input) (dir, note string, err error) {
-	loc, err := stringOr(in, "registry", "file://"+filepath.Join(env.StateDir(), "artifacts"))
-	if err != nil {
-		return "", "", err
-	}
-	name, err := stringOr(in, "registry_model", in.Pipeline)
-	if err != nil {
-		return "", "", err
-	}
+func resolveChampion(ctx context.Context, env Env, in Input, c championInputs) (dir, note string, err error) {
+	loc := cmp.Or(c.Registry, "file://"+filepath.Join(env.StateDir(), "artifacts"))
+	name := cmp.Or(c.RegistryModel, in.Pipeline)
 	if name == "" {
 		return "", "baseline champion: no registry_model (nor pipeline name) to look up; only absolute thresholds were applied", nil
 	}

@@ -7,54 +7,52 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/explain"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 func init() {
-	Register(Type{
+	Register(Define(Type{
 		Name: "explain",
 		Doc: "Explains a float model on held-out data (default: its holdout split): permutation importance of each column " +
 			"(ROC AUC drop, mean ± std over repeats), coefficients of a logistic regression, and attributions of the first " +
 			"records (exact for logistic regression, sampled Shapley values otherwise). Writes explanation.json.",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "model", Required: true, Doc: "float model directory"},
-			{Name: "data", Doc: "held-out data: CSV path or builtin: URI (default: the model's held-out split)"},
-			{Name: "repeats", Doc: "shuffles per column (default 5)"},
-			{Name: "records", Doc: "rows of data to attribute (default 3)"},
-			{Name: "samples", Doc: "sampled permutations per record for Shapley values (default 500)"},
-			{Name: "top", Doc: "how many columns top_features lists (default 5)"},
-			{Name: "seed", Doc: "seed of the shuffles and samples (default 1)"},
-		},
-		Outputs: []string{"explanation", "top_features", "importance", "base_auc"},
-		Run:     runExplain,
-	})
+	}, explainInputs{Repeats: 5, Records: 3, Samples: 500, Top: 5, Seed: 1}, runExplain))
 }
 
-func runExplain(_ context.Context, env Env, in Input) (map[string]any, error) {
-	path, err := requireString(in, "model")
-	if err != nil {
-		return nil, err
-	}
-	src, _, err := argString(in, "data")
-	if err != nil {
-		return nil, err
-	}
-	ints := map[string]int{"repeats": 5, "records": 3, "samples": 500, "top": 5, "seed": 1}
-	for k, def := range ints {
-		v, err := intOr(in, k, def)
-		if err != nil {
-			return nil, err
+type explainInputs struct {
+	Model   string `json:"model" required:"true" doc:"float model directory"`
+	Data    string `json:"data" doc:"held-out data: CSV path or builtin: URI (default: the model's held-out split)"`
+	Repeats int    `json:"repeats" doc:"shuffles per column (default 5)"`
+	Records int    `json:"records" doc:"rows of data to attribute (default 3)"`
+	Samples int    `json:"samples" doc:"sampled permutations per record for Shapley values (default 500)"`
+	Top     int    `json:"top" doc:"how many columns top_features lists (default 5)"`
+	Seed    int    `json:"seed" doc:"seed of the shuffles and samples (default 1)"`
+}
+
+// ExplainOutputs are the outputs of an explain step; report reads them.
+type ExplainOutputs struct {
+	Explanation string                  `json:"explanation" doc:"path of explanation.json: importance with its spread, coefficients, the records' attributions"`
+	TopFeatures []string                `json:"top_features" doc:"the most important columns, most important first"`
+	Importance  map[string]stepio.Float `json:"importance" doc:"mean ROC AUC drop when each column is shuffled"`
+	BaseAUC     stepio.Float            `json:"base_auc" doc:"ROC AUC of the model on the data, unshuffled"`
+}
+
+func runExplain(_ context.Context, env Env, _ Input, a explainInputs) (*ExplainOutputs, error) {
+	for _, c := range []struct {
+		key       string
+		v         int
+		zeroValid bool
+	}{{"repeats", a.Repeats, false}, {"records", a.Records, true}, {"samples", a.Samples, false}, {"top", a.Top, false}, {"seed", a.Seed, true}} {
+		if c.v < 0 || c.v == 0 && !c.zeroValid {
+			return nil, badInput(c.key, "must be positive, got %d", c.v)
 		}
-		if v < 0 || v == 0 && k != "records" && k != "seed" {
-			return nil, badInput(k, "must be positive, got %d", v)
-		}
-		ints[k] = v
 	}
-	lm, err := loadModel("model", path)
+	lm, err := loadModel("model", a.Model)
 	if err != nil {
 		return nil, err
 	}
-	d, err := lm.loadData("data", src)
+	d, err := lm.loadData("data", a.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -62,11 +60,11 @@ func runExplain(_ context.Context, env Env, in Input) (map[string]any, error) {
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", d.Source, err))
 	}
-	base, imp, err := explain.PermutationImportance(lm.scorer, lm.Manifest.Preprocessing, d, ints["repeats"], uint64(ints["seed"]))
+	base, imp, err := explain.PermutationImportance(lm.scorer, lm.Manifest.Preprocessing, d, a.Repeats, uint64(a.Seed))
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("explain %s on %s: %w", lm.Dir, d.Source, err))
 	}
-	m := &explain.Model{Scorer: lm.scorer, Encoder: lm.Manifest.Preprocessing, Background: x, Samples: ints["samples"], Seed: uint64(ints["seed"])}
+	m := &explain.Model{Scorer: lm.scorer, Encoder: lm.Manifest.Preprocessing, Background: x, Samples: a.Samples, Seed: uint64(a.Seed)}
 	report := map[string]any{"model": lm.Dir, "data": d.Source, "base_auc": base, "permutation_importance": imp}
 	if net, ok := lm.scorer.(*model.Network); ok {
 		m.Net = net
@@ -79,25 +77,24 @@ func runExplain(_ context.Context, env Env, in Input) (map[string]any, error) {
 		}
 	}
 	var records [][]explain.Attribution
-	for r := range min(ints["records"], d.Len()) {
-		a, err := m.AttributeRow(x.RawRowView(r))
+	for r := range min(a.Records, d.Len()) {
+		attr, err := m.AttributeRow(x.RawRowView(r))
 		if err != nil {
 			return nil, fmt.Errorf("explain %s: record %d: %w", lm.Dir, r, err)
 		}
-		records = append(records, a)
+		records = append(records, attr)
 	}
 	report["records"] = records
 	out := filepath.Join(env.Dir(), "explanation.json")
 	if err := writeJSON(out, report); err != nil {
 		return nil, err
 	}
-	var top []any
-	importance := map[string]any{}
+	o := &ExplainOutputs{Explanation: out, Importance: map[string]stepio.Float{}, BaseAUC: stepio.Float(base)}
 	for i, im := range imp {
-		if i < ints["top"] {
-			top = append(top, im.Feature)
+		if i < a.Top {
+			o.TopFeatures = append(o.TopFeatures, im.Feature)
 		}
-		importance[im.Feature] = num(im.Mean)
+		o.Importance[im.Feature] = stepio.Float(im.Mean)
 	}
-	return map[string]any{"explanation": out, "top_features": top, "importance": importance, "base_auc": num(base)}, nil
+	return o, nil
 }

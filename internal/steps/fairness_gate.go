@@ -15,6 +15,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 // FairnessFile is the report fairness-gate writes into its step directory.
@@ -24,29 +25,63 @@ const FairnessFile = "fairness.json"
 const MitigateThresholdOptimizer = "threshold-optimizer"
 
 func init() {
-	Register(Type{
+	Register(Define(Type{
 		Name: "fairness-gate",
 		Doc: "Measures group fairness of a model's decisions (or of a predictions CSV) per sensitive feature and gates " +
 			"them on limits. With mitigate: threshold-optimizer, a failed gate fits per-group decision thresholds and " +
 			"writes a new model directory that applies them, then gates again. Writes " + FairnessFile + " into the step directory.",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "model", Doc: "model directory (or give predictions)"},
-			{Name: "data", Doc: "CSV path or builtin: URI (default: the model's held-out split)"},
-			{Name: "predictions", Doc: "CSV with y_true, y_pred, optional y_score and the sensitive columns, instead of model"},
-			{Name: "sensitive", Required: true, Doc: "sensitive columns (list or comma-separated)"},
-			{Name: "max", Doc: "upper limits, e.g. {demographic_parity_difference: 0.1}"},
-			{Name: "min", Doc: "lower limits, e.g. {demographic_parity_ratio: 0.8}"},
-			{Name: "min_group_size", Doc: "groups with fewer rows are flagged and left out of the aggregates (default 30)"},
-			{Name: "mitigate", Doc: "threshold-optimizer to fit per-group thresholds when the gate fails"},
-			{Name: "constraint", Doc: "demographic_parity (default) or equalized_odds"},
-			{Name: "tolerance", Doc: "largest between-groups gap the thresholds aim for (default 0.02)"},
-			{Name: "seed", Doc: "seed of the fit/report split of the mitigation data (default 1)"},
-		},
-		Outputs: []string{"passed", "mitigated", "model", "before", "after", "accuracy_before", "accuracy_after",
-			"report", "by_feature", "violations"},
-		Run: runFairnessGate,
-	})
+	}, gateInputs{MinGroupSize: fairness.DefaultOptions().MinGroupSize, Mitigate: "none", Constraint: string(fairness.DemographicParity), Seed: 1}, runFairnessGate))
+}
+
+type gateInputs struct {
+	Model        string             `json:"model" doc:"model directory (or give predictions)"`
+	Data         string             `json:"data" doc:"CSV path or builtin: URI (default: the model's held-out split)"`
+	Predictions  string             `json:"predictions" doc:"CSV with y_true, y_pred, optional y_score and the sensitive columns, instead of model"`
+	Sensitive    []string           `json:"sensitive" required:"true" doc:"sensitive columns (list or comma-separated)"`
+	Max          map[string]float64 `json:"max" doc:"upper limits, e.g. {demographic_parity_difference: 0.1}"`
+	Min          map[string]float64 `json:"min" doc:"lower limits, e.g. {demographic_parity_ratio: 0.8}"`
+	MinGroupSize int                `json:"min_group_size" doc:"groups with fewer rows are flagged and left out of the aggregates (default 30)"`
+	Mitigate     string             `json:"mitigate" doc:"threshold-optimizer to fit per-group thresholds when the gate fails"`
+	Constraint   string             `json:"constraint" doc:"demographic_parity (default) or equalized_odds"`
+	Tolerance    float64            `json:"tolerance" doc:"largest between-groups gap the thresholds aim for (default 0.02)"`
+	Seed         int                `json:"seed" doc:"seed of the fit/report split of the mitigation data (default 1)"`
+}
+
+// FairnessGateOutputs are the outputs of a fairness-gate step; report reads
+// them through this type. Rates a group cannot have (the TPR of a group
+// without positives) are undefined, null in JSON.
+type FairnessGateOutputs struct {
+	Passed         bool                       `json:"passed" required:"true" doc:"every limit held (after mitigation, when it mitigated)"`
+	Mitigated      bool                       `json:"mitigated" doc:"the gate failed and a model with per-group thresholds was written"`
+	Model          string                     `json:"model" doc:"the model to use from here: the mitigated one when it mitigated"`
+	Before         map[string]FeatureFairness `json:"before" doc:"by sensitive feature, before mitigation"`
+	After          map[string]FeatureFairness `json:"after" doc:"by sensitive feature, after mitigation (as before when none)"`
+	AccuracyBefore stepio.Float               `json:"accuracy_before" doc:"accuracy of the decisions before mitigation"`
+	AccuracyAfter  stepio.Float               `json:"accuracy_after" doc:"accuracy of the decisions after mitigation"`
+	Report         string                     `json:"report" doc:"path of fairness.json"`
+	ByFeature      map[string]FeatureFairness `json:"by_feature" doc:"the final numbers by feature, e.g. by_feature.sex.groups.female.selection_rate"`
+	Violations     []string                   `json:"violations" doc:"the limits still violated"`
+}
+
+// FeatureFairness are the gaps between the groups of one sensitive feature
+// (or an intersection of them) and each group's rates.
+type FeatureFairness struct {
+	DemographicParityDifference stepio.Float          `json:"demographic_parity_difference"`
+	DemographicParityRatio      stepio.Float          `json:"demographic_parity_ratio"`
+	EqualizedOddsDifference     stepio.Float          `json:"equalized_odds_difference"`
+	EqualOpportunityDifference  stepio.Float          `json:"equal_opportunity_difference"`
+	Groups                      map[string]GroupRates `json:"groups"`
+}
+
+// GroupRates are one group's rates.
+type GroupRates struct {
+	Count         int          `json:"count"`
+	SelectionRate stepio.Float `json:"selection_rate"`
+	TPR           stepio.Float `json:"tpr"`
+	FPR           stepio.Float `json:"fpr"`
+	Accuracy      stepio.Float `json:"accuracy"`
+	Small         bool         `json:"small"`
 }
 
 type gateArgs struct {
@@ -59,18 +94,9 @@ type gateArgs struct {
 	seed                     uint64
 }
 
-func parseGate(in Input) (*gateArgs, error) {
-	a := &gateArgs{opts: fairness.DefaultOptions()}
-	var err error
-	if a.model, _, err = argString(in, "model"); err != nil {
-		return nil, err
-	}
-	if a.data, _, err = argString(in, "data"); err != nil {
-		return nil, err
-	}
-	if a.predictions, _, err = argString(in, "predictions"); err != nil {
-		return nil, err
-	}
+func parseGate(in gateInputs) (*gateArgs, error) {
+	a := &gateArgs{opts: fairness.DefaultOptions(), model: in.Model, data: in.Data, predictions: in.Predictions,
+		sensitive: slices.Sorted(slices.Values(in.Sensitive)), limits: fairness.Limits{Max: in.Max, Min: in.Min}}
 	switch {
 	case a.model == "" && a.predictions == "":
 		return nil, badInput("model", "give model (with optional data) or predictions")
@@ -79,73 +105,37 @@ func parseGate(in Input) (*gateArgs, error) {
 	case a.predictions != "" && a.data != "":
 		return nil, badInput("data", "applies to model; predictions already hold the rows")
 	}
-	if a.sensitive, err = argList(in, "sensitive"); err != nil {
-		return nil, err
-	}
-	if len(a.sensitive) == 0 {
-		return nil, badInput("sensitive", "required")
-	}
-	slices.Sort(a.sensitive)
-	for _, bound := range []struct {
-		key string
-		dst *map[string]float64
-	}{{"max", &a.limits.Max}, {"min", &a.limits.Min}} {
-		m, err := argMap(in, bound.key)
-		if err != nil {
-			return nil, err
-		}
-		if *bound.dst, err = floatMap(bound.key, m); err != nil {
-			return nil, err
-		}
-	}
 	if len(a.limits.Max) == 0 && len(a.limits.Min) == 0 {
 		return nil, badInput("max", "no limits: give max and/or min, e.g. max: {demographic_parity_difference: 0.1}")
 	}
-	if n, err := intOr(in, "min_group_size", a.opts.MinGroupSize); err != nil {
-		return nil, err
-	} else if n < 0 {
+	if in.MinGroupSize < 0 {
 		return nil, badInput("min_group_size", "must not be negative")
-	} else {
-		a.opts.MinGroupSize = n
 	}
-	mit, err := stringOr(in, "mitigate", "none")
-	if err != nil {
-		return nil, err
-	}
-	switch mit {
+	a.opts.MinGroupSize = in.MinGroupSize
+	switch in.Mitigate {
 	case MitigateThresholdOptimizer:
 		a.mitigate = true
 	case "none", "false":
 	default:
-		return nil, badInput("mitigate", "unknown mitigation %q (known: %s)", mit, MitigateThresholdOptimizer)
+		return nil, badInput("mitigate", "unknown mitigation %q (known: %s)", in.Mitigate, MitigateThresholdOptimizer)
 	}
 	if a.mitigate && a.model == "" {
 		return nil, badInput("mitigate", "needs with.model: a mitigated model cannot be written from predictions")
 	}
-	con, err := stringOr(in, "constraint", string(fairness.DemographicParity))
-	if err != nil {
-		return nil, err
-	}
-	switch c := fairness.Constraint(con); c {
+	switch c := fairness.Constraint(in.Constraint); c {
 	case fairness.DemographicParity, fairness.EqualizedOdds:
 		a.thresholds.Constraint = c
 	default:
-		return nil, badInput("constraint", "unknown constraint %q (known: %s, %s)", con, fairness.DemographicParity, fairness.EqualizedOdds)
+		return nil, badInput("constraint", "unknown constraint %q (known: %s, %s)", in.Constraint, fairness.DemographicParity, fairness.EqualizedOdds)
 	}
-	if a.thresholds.Tolerance, err = floatOr(in, "tolerance", 0); err != nil {
-		return nil, err
-	}
-	if a.thresholds.Tolerance < 0 {
+	if in.Tolerance < 0 {
 		return nil, badInput("tolerance", "must not be negative")
 	}
-	seed, err := intOr(in, "seed", 1)
-	if err != nil {
-		return nil, err
-	}
-	if seed < 0 {
+	a.thresholds.Tolerance = in.Tolerance
+	if in.Seed < 0 {
 		return nil, badInput("seed", "must not be negative")
 	}
-	a.seed = uint64(seed)
+	a.seed = uint64(in.Seed)
 	return a, nil
 }
 
@@ -167,8 +157,8 @@ func gate(a *gateArgs, yTrue, yPred []int, cols map[string][]string) (*gated, er
 	return &gated{Report: rep, Verdict: v}, nil
 }
 
-func runFairnessGate(_ context.Context, env Env, in Input) (map[string]any, error) {
-	a, err := parseGate(in)
+func runFairnessGate(_ context.Context, env Env, in Input, args gateInputs) (*FairnessGateOutputs, error) {
+	a, err := parseGate(args)
 	if err != nil {
 		return nil, err
 	}
@@ -214,16 +204,15 @@ func runFairnessGate(_ context.Context, env Env, in Input) (map[string]any, erro
 		return nil, err
 	}
 	report := map[string]any{"data": dataSrc, "limits": a.limits, "initial": initial}
-	out := map[string]any{
-		"passed":          initial.Verdict.Passed,
-		"mitigated":       false,
-		"model":           a.model,
-		"before":          featureOutputs(initial.Report),
-		"after":           featureOutputs(initial.Report),
-		"by_feature":      featureOutputs(initial.Report),
-		"accuracy_before": num(float64(initial.Report.Accuracy)),
-		"accuracy_after":  num(float64(initial.Report.Accuracy)),
-		"violations":      violations(initial.Verdict),
+	out := &FairnessGateOutputs{
+		Passed:         initial.Verdict.Passed,
+		Model:          a.model,
+		Before:         featureOutputs(initial.Report),
+		After:          featureOutputs(initial.Report),
+		ByFeature:      featureOutputs(initial.Report),
+		AccuracyBefore: stepio.Float(initial.Report.Accuracy),
+		AccuracyAfter:  stepio.Float(initial.Report.Accuracy),
+		Violations:     violations(initial.Verdict),
 	}
 	final := initial
 	if !initial.Verdict.Passed && a.mitigate {
@@ -233,21 +222,21 @@ func runFairnessGate(_ context.Context, env Env, in Input) (map[string]any, erro
 		}
 		report["mitigation"] = mit
 		final = mit.After
-		out["mitigated"] = true
-		out["model"] = mit.Model
-		out["before"] = featureOutputs(mit.Before.Report)
-		out["after"] = featureOutputs(mit.After.Report)
-		out["by_feature"] = featureOutputs(mit.After.Report)
-		out["accuracy_before"] = num(float64(mit.Before.Report.Accuracy))
-		out["accuracy_after"] = num(float64(mit.After.Report.Accuracy))
-		out["passed"] = mit.After.Verdict.Passed
-		out["violations"] = violations(mit.After.Verdict)
+		out.Mitigated = true
+		out.Model = mit.Model
+		out.Before = featureOutputs(mit.Before.Report)
+		out.After = featureOutputs(mit.After.Report)
+		out.ByFeature = featureOutputs(mit.After.Report)
+		out.AccuracyBefore = stepio.Float(mit.Before.Report.Accuracy)
+		out.AccuracyAfter = stepio.Float(mit.After.Report.Accuracy)
+		out.Passed = mit.After.Verdict.Passed
+		out.Violations = violations(mit.After.Verdict)
 	}
 	path := filepath.Join(env.Dir(), FairnessFile)
 	if err := writeJSON(path, report); err != nil {
 		return nil, err
 	}
-	out["report"] = path
+	out.Report = path
 	if !final.Verdict.Passed {
 		what := "fairness gate failed"
 		if final != initial {
@@ -388,27 +377,27 @@ func violations(v fairness.Verdict) []string {
 
 // featureOutputs is the per-feature shape pipelines template on, e.g.
 // steps.fair.outputs.by_feature.sex.groups.female.selection_rate.
-func featureOutputs(r *fairness.Report) map[string]any {
-	out := make(map[string]any, len(r.Features))
+func featureOutputs(r *fairness.Report) map[string]FeatureFairness {
+	out := make(map[string]FeatureFairness, len(r.Features))
 	for _, f := range r.Features {
-		groups := make(map[string]any, len(f.Groups))
+		groups := make(map[string]GroupRates, len(f.Groups))
 		for _, g := range f.Groups {
-			groups[g.Group] = map[string]any{
-				"count":          float64(g.Count),
-				"selection_rate": num(float64(g.SelectionRate)),
-				"tpr":            num(float64(g.TPR)),
-				"fpr":            num(float64(g.FPR)),
-				"accuracy":       num(float64(g.Accuracy)),
-				"small":          g.Small,
+			groups[g.Group] = GroupRates{
+				Count:         g.Count,
+				SelectionRate: stepio.Float(g.SelectionRate),
+				TPR:           stepio.Float(g.TPR),
+				FPR:           stepio.Float(g.FPR),
+				Accuracy:      stepio.Float(g.Accuracy),
+				Small:         g.Small,
 			}
 		}
 		ag := f.Aggregates
-		out[f.Feature] = map[string]any{
-			fairness.DemographicParityDifference: num(float64(ag.DemographicParityDifference)),
-			fairness.DemographicParityRatio:      num(float64(ag.DemographicParityRatio)),
-			fairness.EqualizedOddsDifference:     num(float64(ag.EqualizedOddsDifference)),
-			fairness.EqualOpportunityDifference:  num(float64(ag.EqualOpportunityDifference)),
-			"groups":                             groups,
+		out[f.Feature] = FeatureFairness{
+			DemographicParityDifference: stepio.Float(ag.DemographicParityDifference),
+			DemographicParityRatio:      stepio.Float(ag.DemographicParityRatio),
+			EqualizedOddsDifference:     stepio.Float(ag.EqualizedOddsDifference),
+			EqualOpportunityDifference:  stepio.Float(ag.EqualOpportunityDifference),
+			Groups:                      groups,
 		}
 	}
 	return out

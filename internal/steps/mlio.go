@@ -23,11 +23,12 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/predict"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
-// Shared plumbing of the ML step types: reading `with:` values that may
-// arrive as strings (CLI, templates) or typed (YAML), loading models and
-// data, predicting with a model's manifest, and writing files atomically.
+// Shared plumbing of the ML step types: loading models and data, predicting
+// with a model's manifest, and writing files atomically. Their `with:`
+// values are decoded by package stepio (see Define).
 
 // Error kinds of the ML steps, as `retry.non_retryable` names them.
 const (
@@ -48,205 +49,10 @@ const (
 	paramPolicy  = predict.PolicyParam
 )
 
+// badInput is a with: value the step refuses after decoding it, named as
+// stepio names the values it cannot decode.
 func badInput(key string, format string, args ...any) error {
-	return Permanent(kindBadInput, fmt.Errorf("with.%s: %s", key, fmt.Sprintf(format, args...)))
-}
-
-// argString returns with[key] as a string; numbers and booleans are
-// formatted, so `positive_label: 1` in YAML works as "1".
-func argString(in Input, key string) (string, bool, error) {
-	v, ok := in.With[key]
-	if !ok || v == nil {
-		return "", false, nil
-	}
-	switch x := v.(type) {
-	case string:
-		x = strings.TrimSpace(x)
-		return x, x != "", nil
-	case float64:
-		return strconv.FormatFloat(x, 'g', -1, 64), true, nil
-	case int:
-		return strconv.Itoa(x), true, nil
-	case int64:
-		return strconv.FormatInt(x, 10), true, nil
-	case bool:
-		return strconv.FormatBool(x), true, nil
-	}
-	return "", false, badInput(key, "want a string, got %T", v)
-}
-
-func requireString(in Input, key string) (string, error) {
-	s, ok, err := argString(in, key)
-	if err != nil {
-		return "", err
-	}
-	if !ok {
-		return "", badInput(key, "required")
-	}
-	return s, nil
-}
-
-func stringOr(in Input, key, def string) (string, error) {
-	s, ok, err := argString(in, key)
-	if err != nil || !ok {
-		return def, err
-	}
-	return s, nil
-}
-
-func toFloat(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, true
-	case float32:
-		return float64(x), true
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case json.Number:
-		f, err := x.Float64()
-		return f, err == nil
-	case string:
-		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
-		return f, err == nil
-	}
-	return 0, false
-}
-
-// argFloat reads a finite number, "0.1" or 0.1.
-func argFloat(in Input, key string) (float64, bool, error) {
-	v, ok := in.With[key]
-	if !ok || v == nil || v == "" {
-		return 0, false, nil
-	}
-	f, ok := toFloat(v)
-	if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, false, badInput(key, "want a number, got %v", v)
-	}
-	return f, true, nil
-}
-
-func floatOr(in Input, key string, def float64) (float64, error) {
-	f, ok, err := argFloat(in, key)
-	if err != nil || !ok {
-		return def, err
-	}
-	return f, nil
-}
-
-func intOr(in Input, key string, def int) (int, error) {
-	f, ok, err := argFloat(in, key)
-	if err != nil || !ok {
-		return def, err
-	}
-	if f != math.Trunc(f) || math.Abs(f) > 1<<53 {
-		return 0, badInput(key, "want an integer, got %v", in.With[key])
-	}
-	return int(f), nil
-}
-
-func boolOr(in Input, key string, def bool) (bool, error) {
-	v, ok := in.With[key]
-	if !ok || v == nil || v == "" {
-		return def, nil
-	}
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case string:
-		b, err := strconv.ParseBool(strings.TrimSpace(x))
-		if err != nil {
-			return false, badInput(key, "want true or false, got %q", x)
-		}
-		return b, nil
-	}
-	return false, badInput(key, "want true or false, got %v", v)
-}
-
-// argList reads "a,b" or ["a", "b"].
-func argList(in Input, key string) ([]string, error) {
-	v, ok := in.With[key]
-	if !ok || v == nil {
-		return nil, nil
-	}
-	var raw []string
-	switch x := v.(type) {
-	case string:
-		raw = strings.Split(x, ",")
-	case []string:
-		raw = x
-	case []any:
-		for _, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				f, isNum := toFloat(e)
-				if !isNum {
-					return nil, badInput(key, "want a list of strings, got element %v", e)
-				}
-				s = strconv.FormatFloat(f, 'g', -1, 64)
-			}
-			raw = append(raw, s)
-		}
-	default:
-		// A lone number (YAML `hidden: 32`) is a list of one.
-		f, ok := toFloat(v)
-		if !ok {
-			return nil, badInput(key, "want a list or a comma-separated string, got %T", v)
-		}
-		raw = []string{strconv.FormatFloat(f, 'g', -1, 64)}
-	}
-	var out []string
-	for _, s := range raw {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out, nil
-}
-
-// argMap reads a mapping, or a JSON object given as a string.
-func argMap(in Input, key string) (map[string]any, error) {
-	v, ok := in.With[key]
-	if !ok || v == nil || v == "" {
-		return nil, nil
-	}
-	return asMap(key, v)
-}
-
-func asMap(key string, v any) (map[string]any, error) {
-	switch x := v.(type) {
-	case map[string]any:
-		return x, nil
-	case string:
-		var m map[string]any
-		if err := json.Unmarshal([]byte(x), &m); err != nil {
-			return nil, badInput(key, "want a mapping (or a JSON object): %v", err)
-		}
-		return m, nil
-	}
-	// Typed maps (map[string]float64 from Go callers) go through JSON.
-	b, err := json.Marshal(v)
-	if err == nil {
-		var m map[string]any
-		if json.Unmarshal(b, &m) == nil {
-			return m, nil
-		}
-	}
-	return nil, badInput(key, "want a mapping, got %T", v)
-}
-
-// floatMap reads {metric: number} with numbers possibly given as strings.
-func floatMap(key string, m map[string]any) (map[string]float64, error) {
-	out := make(map[string]float64, len(m))
-	for k, v := range m {
-		f, ok := toFloat(v)
-		if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, badInput(key+"."+k, "want a number, got %v", v)
-		}
-		out[k] = f
-	}
-	return out, nil
+	return Permanent(kindBadInput, &stepio.Error{Path: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 // num makes a float JSON-safe: NaN and ±Inf have no JSON form and would fail
@@ -256,14 +62,6 @@ func num(f float64) any {
 		return nil
 	}
 	return f
-}
-
-func numMap(m map[string]float64) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = num(v)
-	}
-	return out
 }
 
 // dataError makes load failures of bad data permanent and names the input.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -101,37 +102,24 @@ func wantPermanent(t *testing.T, err error, substr ...string) {
 
 const biased = "builtin:credit-risk?rows=3000&seed=7&bias=0.3"
 
-func TestArgsAcceptStringsAndTyped(t *testing.T) {
-	for _, with := range []map[string]any{
-		{"f": "0.1", "l": "a, b", "b": "true", "m": `{"x": "0.5"}`, "i": "3"},
-		{"f": 0.1, "l": []any{"a", "b"}, "b": true, "m": map[string]any{"x": 0.5}, "i": 3},
-	} {
-		in := Input{With: with}
-		f, _, err := argFloat(in, "f")
-		if err != nil || f != 0.1 {
-			t.Errorf("%v: float %v %v", with, f, err)
+// Every typed step decodes `with:` before it starts: a value of the wrong
+// kind or a key it does not take fails permanently as BadInput, naming the
+// key, whatever the type.
+func TestTypedStepsRefuseBadInputsFirst(t *testing.T) {
+	for _, ty := range All() {
+		if ty.Kind != Activity || ty.Inputs == nil {
+			continue
 		}
-		l, err := argList(in, "l")
-		if err != nil || strings.Join(l, "|") != "a|b" {
-			t.Errorf("%v: list %q %v", with, l, err)
+		env := newEnv(t, t.TempDir())
+		_, err := run(t, env, ty.Name, "s", map[string]any{"no_such_input": 1})
+		wantPermanent(t, err, "with.no_such_input", "unknown input")
+		if kind, _ := Classify(err); kind != kindBadInput {
+			t.Errorf("%s: kind %q", ty.Name, kind)
 		}
-		b, err := boolOr(in, "b", false)
-		if err != nil || !b {
-			t.Errorf("%v: bool %v %v", with, b, err)
-		}
-		m, err := argMap(in, "m")
-		if err != nil {
-			t.Fatal(err)
-		}
-		fm, err := floatMap("m", m)
-		if err != nil || fm["x"] != 0.5 {
-			t.Errorf("%v: map %v %v", with, fm, err)
-		}
-		i, err := intOr(in, "i", 0)
-		if err != nil || i != 3 {
-			t.Errorf("%v: int %v %v", with, i, err)
+		if entries, _ := os.ReadDir(env.Dir()); len(entries) != 0 {
+			t.Errorf("%s: a refused step wrote %v", ty.Name, entries)
 		}
 	}
-	_, err := intOr(Input{With: map[string]any{"epochs": "2.5"}}, "epochs", 0)
-	wantPermanent(t, err, "with.epochs")
+	_, err := run(t, newEnv(t, t.TempDir()), "train", "train", map[string]any{"data": biased, "label": "defaulted", "positive_label": "yes", "epochs": "2.5"})
+	wantPermanent(t, err, `with.epochs: want an integer, got "2.5"`)
 }

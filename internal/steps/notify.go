@@ -1,29 +1,34 @@
 package steps
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
+
+	"github.com/gauntlet-ml/gauntlet/internal/webhook"
 )
 
 func init() {
-	Register(Type{
+	Register(Define(Type{
 		Name: "notify",
 		Doc: "Sends a message: POSTs JSON {run_id, pipeline, step_id, message, fields} to a webhook, or only logs it when " +
-			"no url is given. A 4xx answer fails permanently (except 408 and 429); 5xx and network errors are retried.",
+			"no url is given. A 4xx answer fails permanently (" + webhook.KindRejected + ", except 408 and 429); 5xx and " +
+			"network errors are retried (" + webhook.KindUnavailable + "). Errors name the webhook's scheme and host only.",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "message", Required: true, Doc: "the text"},
-			{Name: "url", Doc: "webhook URL (http or https)"},
-			{Name: "fields", Doc: "extra key/value pairs sent with the message"},
-		},
-		Outputs: []string{"delivered", "message", "status"},
-		Run:     runNotify,
-	})
+	}, notifyInputs{}, runNotify))
+}
+
+type notifyInputs struct {
+	Message string         `json:"message" required:"true" doc:"the text"`
+	URL     string         `json:"url" doc:"webhook URL (http or https)"`
+	Fields  map[string]any `json:"fields" doc:"extra key/value pairs sent with the message"`
+}
+
+// NotifyOutputs are the outputs of a notify step.
+type NotifyOutputs struct {
+	Delivered bool   `json:"delivered" doc:"the webhook accepted the message (false when there is no url)"`
+	Message   string `json:"message" doc:"the text sent"`
+	Status    int    `json:"status" doc:"the webhook's HTTP status, 0 without a url"`
 }
 
 // webhookPayload is what a webhook receives.
@@ -35,59 +40,24 @@ type webhookPayload struct {
 	Fields   map[string]any `json:"fields,omitempty"`
 }
 
-func runNotify(ctx context.Context, env Env, in Input) (map[string]any, error) {
-	msg, err := requireString(in, "message")
-	if err != nil {
-		return nil, err
+func runNotify(ctx context.Context, env Env, in Input, a notifyInputs) (*NotifyOutputs, error) {
+	if a.URL == "" {
+		env.Logger().Info("notify", "message", a.Message, "fields", a.Fields, "run_id", in.RunID, "step_id", in.StepID)
+		return &NotifyOutputs{Message: a.Message}, nil
 	}
-	target, _, err := argString(in, "url")
-	if err != nil {
-		return nil, err
-	}
-	fields, err := argMap(in, "fields")
-	if err != nil {
-		return nil, err
-	}
-	if target == "" {
-		env.Logger().Info("notify", "message", msg, "fields", fields, "run_id", in.RunID, "step_id", in.StepID)
-		return map[string]any{"delivered": false, "message": msg, "status": float64(0)}, nil
-	}
-	u, err := url.Parse(target)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, badInput("url", "want an http(s) URL, got %q", target)
-	}
-	body, err := json.Marshal(webhookPayload{RunID: in.RunID, Pipeline: in.Pipeline, StepID: in.StepID, Message: msg, Fields: fields})
-	if err != nil {
-		return nil, badInput("fields", "not JSON-encodable: %v", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-	if err != nil {
+	if _, err := webhook.Parse(a.URL); err != nil {
 		return nil, badInput("url", "%v", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
 	// Every attempt of this step of this run posts under one key, so a
 	// receiver can drop the repeat of a post whose answer was lost.
-	req.Header.Set("Idempotency-Key", in.RunID+"/"+in.StepID)
-	// The URL may carry a token; errors name only its host.
-	resp, err := http.DefaultClient.Do(req)
+	status, err := webhook.Post(ctx, nil, a.URL, in.RunID+"/"+in.StepID,
+		webhookPayload{RunID: in.RunID, Pipeline: in.Pipeline, StepID: in.StepID, Message: a.Message, Fields: a.Fields})
+	var we *webhook.Error
+	if errors.As(err, &we) {
+		return nil, &Error{Kind: we.Kind, Retryable: we.Retryable(), Err: fmt.Errorf("notify: %w", err)}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("notify: POST to %s: %w", u.Host, unwrapURLError(err))
+		return nil, err
 	}
-	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return map[string]any{"delivered": true, "message": msg, "status": float64(resp.StatusCode)}, nil
-	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
-		return nil, Permanent("WebhookRejected", fmt.Errorf("notify: webhook at %s answered %s: %s", u.Host, resp.Status, bytes.TrimSpace(snippet)))
-	}
-	return nil, fmt.Errorf("notify: webhook at %s answered %s: %s", u.Host, resp.Status, bytes.TrimSpace(snippet))
-}
-
-// unwrapURLError drops *url.Error's wrapping, which quotes the full URL.
-func unwrapURLError(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return ue.Err
-	}
-	return err
+	return &NotifyOutputs{Delivered: true, Message: a.Message, Status: status}, nil
 }

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 	"github.com/gauntlet-ml/gauntlet/internal/tf"
 )
 
@@ -73,7 +74,7 @@ const (
 var reservedVars = []string{"node_id", "task_queue"}
 
 func init() {
-	Register(Type{
+	Register(Define(Type{
 		Name: "provision",
 		Doc: "Applies a Terraform module that starts a worker node polling a task queue unique to the run; steps with " +
 			"runs_on: <this step> are dispatched there. The Terraform working directory (module copy, state, log, node.json " +
@@ -84,26 +85,38 @@ func init() {
 			"(aws-spot-gpu) get the cheapest spot offer meeting the GPU inputs, falling back to the next instance type " +
 			"of the region on InsufficientInstanceCapacity; for other modules (local-node) the GPU inputs are recorded only.",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "module", Doc: "module name under the modules directory (default " + defaultModule + ", or aws-spot-gpu), or a path to a module directory"},
-			{Name: "gpu_memory_gb", Doc: "least memory per GPU in GB"},
-			{Name: "gpu_count", Doc: "least number of GPUs (default 1)"},
-			{Name: "max_price_per_hour", Doc: "USD per hour cap, also the spot max price; required by cloud modules"},
-			{Name: "regions", Doc: "regions to compare spot prices in (list or comma-separated); required by cloud modules"},
-			{Name: "allow_on_demand", Doc: "let on-demand prices stand in where spot is missing or dearer (default false)"},
-			{Name: "instance_types", Doc: "acceptable instance types (list or comma-separated; default: every catalogue type that fits)"},
-			{Name: "backend", Doc: "keep the node's Terraform state in S3 rather than its working directory: a mapping of " +
-				"Terraform's s3 backend settings (bucket, region, endpoint, dynamodb_table, force_path_style, ...) with key_prefix " +
-				"in place of key; the key is <key_prefix>/<node_id>.tfstate, so runs and steps never share state. Credentials " +
-				"come from the AWS_* environment, never from here: node.json records the mapping for destroy"},
-			{Name: "vars", Doc: "more module variables, a mapping; they win over derived ones (worker_binary, temporal_address, " +
-				"namespace, state_dir, log_file, gpu_description) but may not set node_id, task_queue or, for cloud modules, " +
-				"region, instance_types, availability_zone, max_price_per_hour"},
-		},
-		Outputs: []string{"node_id", "task_queue", "gpu", "workdir", "terraform_log", "price_per_hour", "started_at",
-			"module", "offer", "request", "module_outputs", "generation", "lost_nodes", "preemption_waste_usd"},
-		Run: runProvision,
-	})
+	}, provisionInputs{Module: defaultModule}, runProvision))
+}
+
+type provisionInputs struct {
+	Module          string          `json:"module" doc:"module name under the modules directory (default local-node, or aws-spot-gpu), or a path to a module directory"`
+	GPUMemoryGB     float64         `json:"gpu_memory_gb" doc:"least memory per GPU in GB"`
+	GPUCount        int             `json:"gpu_count" doc:"least number of GPUs (default 1)"`
+	MaxPricePerHour float64         `json:"max_price_per_hour" doc:"USD per hour cap, also the spot max price; required by cloud modules"`
+	Regions         []string        `json:"regions" doc:"regions to compare spot prices in (list or comma-separated); required by cloud modules"`
+	AllowOnDemand   bool            `json:"allow_on_demand" doc:"let on-demand prices stand in where spot is missing or dearer (default false)"`
+	InstanceTypes   []string        `json:"instance_types" doc:"acceptable instance types (list or comma-separated; default: every catalogue type that fits)"`
+	Backend         backendSettings `json:"backend" doc:"keep the node's Terraform state in S3 rather than its working directory: a mapping of Terraform's s3 backend settings (bucket, region, endpoint, dynamodb_table, force_path_style, ...) with key_prefix in place of key; the key is <key_prefix>/<node_id>.tfstate, so runs and steps never share state. Credentials come from the AWS_* environment, never from here: node.json records the mapping for destroy"`
+	Vars            map[string]any  `json:"vars" doc:"more module variables, a mapping; they win over derived ones (worker_binary, temporal_address, namespace, state_dir, log_file, gpu_description) but may not set node_id, task_queue or, for cloud modules, region, instance_types, availability_zone, max_price_per_hour"`
+}
+
+// ProvisionOutputs are the outputs of a provision step. The interpreter
+// adds the last three when it replaces a lost node.
+type ProvisionOutputs struct {
+	NodeID             string         `json:"node_id" doc:"the node's id, derived from the run and step ids"`
+	TaskQueue          string         `json:"task_queue" doc:"the task queue the node's worker polls; runs_on steps go there"`
+	GPU                string         `json:"gpu" doc:"the node's GPUs, as the module or the chosen offer describes them"`
+	Workdir            string         `json:"workdir" doc:"the node's Terraform working directory"`
+	TerraformLog       string         `json:"terraform_log" doc:"Terraform's log of the apply"`
+	PricePerHour       float64        `json:"price_per_hour" doc:"USD per hour of the chosen offer, 0 for a local node"`
+	StartedAt          string         `json:"started_at" doc:"when the first apply began (RFC 3339)"`
+	Module             string         `json:"module" doc:"the module directory applied"`
+	Offer              *offerRecord   `json:"offer" doc:"the chosen spot or on-demand offer; null for modules without instance types"`
+	Request            nodeRequest    `json:"request" doc:"what the step asked for"`
+	ModuleOutputs      map[string]any `json:"module_outputs" doc:"the module's Terraform outputs"`
+	Generation         int            `json:"generation,omitempty" doc:"which node of the step this is, from 2 once a lost node was replaced"`
+	LostNodes          []any          `json:"lost_nodes,omitempty" doc:"the nodes lost before this one, with why and what each wasted"`
+	PreemptionWasteUSD float64        `json:"preemption_waste_usd,omitempty" doc:"what the lost nodes cost"`
 }
 
 // nodeRequest is what the step asked for, recorded whether or not the
@@ -158,34 +171,39 @@ var (
 
 const backendKeyPrefix = "key_prefix"
 
-// parseBackend reads the backend mapping into -backend-config values;
-// numbers and booleans are formatted, as Terraform reads them back from text.
-func parseBackend(in Input) (map[string]string, error) {
-	m, err := argMap(in, "backend")
-	if err != nil || m == nil {
-		return nil, err
+// backendSettings are with.backend as -backend-config values; numbers and
+// booleans are formatted, as Terraform reads them back from text.
+type backendSettings map[string]string
+
+// DecodeInput implements stepio.InputDecoder.
+func (b *backendSettings) DecodeInput(v any) error {
+	if v == nil || v == "" {
+		return nil
 	}
-	out := make(map[string]string, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
+	m, err := stepio.Mapping(v)
+	if err != nil {
+		return err
+	}
+	out := make(backendSettings, len(m))
+	for _, k := range stepio.SortedKeys(m) {
 		switch {
 		case slices.Contains(derivedBackendKeys, k):
-			return nil, badInput("backend."+k, "is derived from the run and step so runs never share state; give %s instead", backendKeyPrefix)
+			return &stepio.Error{Path: k, Msg: "is derived from the run and step so runs never share state; give " + backendKeyPrefix + " instead"}
 		case slices.Contains(secretBackendKeys, k):
-			return nil, badInput("backend."+k, "would be recorded in %s; pass credentials in the AWS_* environment of the worker", nodeRecordFile)
+			return &stepio.Error{Path: k, Msg: "would be recorded in " + nodeRecordFile + "; pass credentials in the AWS_* environment of the worker"}
 		}
-		switch v := m[k].(type) {
-		case string:
-			out[k] = v
-		case bool, float64, int, int64:
-			out[k] = fmt.Sprint(v)
+		switch m[k].(type) {
+		case string, bool, float64, int, int64:
+			out[k], _ = stepio.String(m[k])
 		default:
-			return nil, badInput("backend."+k, "want a string, number or boolean, got %T", v)
+			return &stepio.Error{Path: k, Msg: fmt.Sprintf("want a string, number or boolean, got %T", m[k])}
 		}
 	}
 	if out["bucket"] == "" {
-		return nil, badInput("backend.bucket", "required: the S3 bucket the node's state is kept in")
+		return &stepio.Error{Path: "bucket", Msg: "required: the S3 bucket the node's state is kept in"}
 	}
-	return out, nil
+	*b = out
+	return nil
 }
 
 // backendConfig is the backend for one node: the step's settings with the
@@ -201,46 +219,21 @@ func backendConfig(settings map[string]string, nodeID string) map[string]string 
 	return cfg
 }
 
-func parseProvision(in Input) (*provisionArgs, error) {
-	a := &provisionArgs{}
-	var err error
-	if a.module, err = stringOr(in, "module", defaultModule); err != nil {
-		return nil, err
-	}
-	if a.req.GPUMemoryGB, err = floatOr(in, "gpu_memory_gb", 0); err != nil {
-		return nil, err
-	}
+func parseProvision(in provisionInputs) (*provisionArgs, error) {
+	a := &provisionArgs{module: in.Module, vars: in.Vars, backend: in.Backend, req: nodeRequest{
+		GPUMemoryGB: in.GPUMemoryGB, GPUCount: in.GPUCount, MaxPricePerHour: in.MaxPricePerHour,
+		Regions: in.Regions, AllowOnDemand: in.AllowOnDemand, InstanceTypes: in.InstanceTypes,
+	}}
 	if a.req.GPUMemoryGB < 0 {
 		return nil, badInput("gpu_memory_gb", "must not be negative, got %v", a.req.GPUMemoryGB)
-	}
-	if a.req.GPUCount, err = intOr(in, "gpu_count", 0); err != nil {
-		return nil, err
 	}
 	if a.req.GPUCount < 0 {
 		return nil, badInput("gpu_count", "must not be negative, got %d", a.req.GPUCount)
 	}
-	if a.req.MaxPricePerHour, err = floatOr(in, "max_price_per_hour", 0); err != nil {
-		return nil, err
-	}
 	if a.req.MaxPricePerHour < 0 {
 		return nil, badInput("max_price_per_hour", "must not be negative, got %v", a.req.MaxPricePerHour)
 	}
-	if a.req.Regions, err = argList(in, "regions"); err != nil {
-		return nil, err
-	}
-	if a.req.AllowOnDemand, err = boolOr(in, "allow_on_demand", false); err != nil {
-		return nil, err
-	}
-	if a.req.InstanceTypes, err = argList(in, "instance_types"); err != nil {
-		return nil, err
-	}
 	if err := checkInstanceTypes(a.req.InstanceTypes); err != nil {
-		return nil, err
-	}
-	if a.vars, err = argMap(in, "vars"); err != nil {
-		return nil, err
-	}
-	if a.backend, err = parseBackend(in); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -262,8 +255,8 @@ type provisioner struct {
 	worker    string
 }
 
-func runProvision(ctx context.Context, env Env, in Input) (map[string]any, error) {
-	p, err := newProvisioner(env, in)
+func runProvision(ctx context.Context, env Env, in Input, args provisionInputs) (*ProvisionOutputs, error) {
+	p, err := newProvisioner(env, in, args)
 	if err != nil {
 		return nil, err
 	}
@@ -288,8 +281,8 @@ func runProvision(ctx context.Context, env Env, in Input) (map[string]any, error
 	return p.outputs(ws, rec, out), nil
 }
 
-func newProvisioner(env Env, in Input) (*provisioner, error) {
-	args, err := parseProvision(in)
+func newProvisioner(env Env, in Input, inputs provisionInputs) (*provisioner, error) {
+	args, err := parseProvision(inputs)
 	if err != nil {
 		return nil, err
 	}
@@ -437,11 +430,11 @@ func (p *provisioner) apply(ctx context.Context, ws *tf.Workspace, rec *nodeReco
 	}
 }
 
-func (p *provisioner) outputs(ws *tf.Workspace, rec *nodeRecord, out map[string]any) map[string]any {
+func (p *provisioner) outputs(ws *tf.Workspace, rec *nodeRecord, out map[string]any) *ProvisionOutputs {
 	gpu, _ := out["gpu_description"].(string)
-	var offer any
+	var offer *offerRecord
 	if len(rec.Offers) > 0 {
-		offer = rec.Offers[0]
+		offer = &rec.Offers[0]
 		if gpu == "" {
 			gpu = rec.Offers[0].describe()
 		}
@@ -449,18 +442,18 @@ func (p *provisioner) outputs(ws *tf.Workspace, rec *nodeRecord, out map[string]
 	if gpu == "" {
 		gpu = "unknown (module " + filepath.Base(p.module) + " reports no gpu_description)"
 	}
-	return map[string]any{
-		"node_id":        p.nodeID,
-		"task_queue":     p.taskQueue,
-		"gpu":            gpu,
-		"workdir":        p.workdir,
-		"terraform_log":  ws.LogPath(),
-		"price_per_hour": rec.PricePerHour,
-		"started_at":     rec.StartedAt.Format(time.RFC3339),
-		"module":         p.module,
-		"offer":          offer,
-		"request":        rec.Request,
-		"module_outputs": out,
+	return &ProvisionOutputs{
+		NodeID:        p.nodeID,
+		TaskQueue:     p.taskQueue,
+		GPU:           gpu,
+		Workdir:       p.workdir,
+		TerraformLog:  ws.LogPath(),
+		PricePerHour:  rec.PricePerHour,
+		StartedAt:     rec.StartedAt.Format(time.RFC3339),
+		Module:        p.module,
+		Offer:         offer,
+		Request:       rec.Request,
+		ModuleOutputs: out,
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 	"github.com/gauntlet-ml/gauntlet/internal/tf"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
@@ -286,9 +287,15 @@ func TestProvisionNodeIDFitsBothModules(t *testing.T) {
 }
 
 func TestProvisionBackendSettings(t *testing.T) {
-	in := func(b any) Input { return Input{With: map[string]any{"backend": b}} }
-	got, err := parseBackend(in(map[string]any{"bucket": "tf", "key_prefix": "/gauntlet/nodes/", "region": "eu-west-1",
-		"force_path_style": true, "max_retries": 5.0}))
+	parseBackend := func(b any) (backendSettings, error) {
+		var a provisionInputs
+		if err := stepio.Decode(map[string]any{"backend": b}, &a); err != nil {
+			return nil, Permanent(kindBadInput, err)
+		}
+		return a.Backend, nil
+	}
+	got, err := parseBackend(map[string]any{"bucket": "tf", "key_prefix": "/gauntlet/nodes/", "region": "eu-west-1",
+		"force_path_style": true, "max_retries": 5.0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +314,7 @@ func TestProvisionBackendSettings(t *testing.T) {
 	if cfg := backendConfig(map[string]string{"bucket": "tf"}, "n"); cfg["key"] != "n.tfstate" {
 		t.Errorf("key without a prefix = %q", cfg["key"])
 	}
-	if cfg, err := parseBackend(Input{}); cfg != nil || err != nil || backendConfig(cfg, "n") != nil {
+	if cfg, err := parseBackend(nil); cfg != nil || err != nil || backendConfig(cfg, "n") != nil {
 		t.Errorf("no backend input gave %v, %v", cfg, err)
 	}
 	for _, c := range []struct {
@@ -320,7 +327,7 @@ func TestProvisionBackendSettings(t *testing.T) {
 		{map[string]any{"bucket": "tf", "endpoints": map[string]any{"s3": "x"}}, "with.backend.endpoints"},
 		{"not json", "with.backend"},
 	} {
-		_, err := parseBackend(in(c.with))
+		_, err := parseBackend(c.with)
 		wantPermanent(t, err, c.want)
 	}
 }

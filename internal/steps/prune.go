@@ -15,68 +15,57 @@ import (
 )
 
 func init() {
-	Register(Type{
+	Register(Define(Type{
 		Name: "prune",
 		Doc: "Magnitude-prunes a float MLP's hidden layers to a target sparsity, in one shot or gradually (cubic schedule) " +
 			"over fine-tuning epochs on train_data, pruned weights held at zero. Reports sparsity, size and the accuracy " +
 			"change on data (default: the held-out split); fails permanently when accuracy drops by more than max_accuracy_drop.",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "model", Required: true, Doc: "float MLP model directory"},
-			{Name: "sparsity", Required: true, Doc: "share of hidden-layer weights to remove, e.g. 0.8"},
-			{Name: "schedule", Doc: "oneshot (default) or gradual"},
-			{Name: "epochs", Doc: "fine-tuning epochs (default 0 for oneshot, 3 for gradual)"},
-			{Name: "train_data", Doc: "fine-tuning data: CSV path or builtin: URI (required with epochs)"},
-			{Name: "data", Doc: "check data (default: the model's held-out split)"},
-			{Name: "max_accuracy_drop", Doc: "largest accepted accuracy loss, e.g. 0.01"},
-			{Name: "seed", Doc: "seed of fine-tuning (default 1)"},
-		},
-		Outputs: []string{"model", "model_digest", "sparsity", "nonzero", "weights", "size_dense_bytes", "size_sparse_bytes",
-			"accuracy_before", "accuracy_after", "accuracy_change"},
-		Run: runPrune,
-	})
+	}, pruneInputs{Schedule: prune.OneShot, Seed: 1}, runPrune))
 }
 
-func runPrune(ctx context.Context, env Env, in Input) (map[string]any, error) {
-	path, err := requireString(in, "model")
-	if err != nil {
-		return nil, err
-	}
-	var o prune.Options
-	if o.Sparsity, err = floatOr(in, "sparsity", -1); err != nil {
-		return nil, err
-	}
+type pruneInputs struct {
+	Model           string   `json:"model" required:"true" doc:"float MLP model directory"`
+	Sparsity        *float64 `json:"sparsity" required:"true" doc:"share of hidden-layer weights to remove, e.g. 0.8"`
+	Schedule        string   `json:"schedule" doc:"oneshot (default) or gradual"`
+	Epochs          *int     `json:"epochs" doc:"fine-tuning epochs (default 0 for oneshot, 3 for gradual)"`
+	TrainData       string   `json:"train_data" doc:"fine-tuning data: CSV path or builtin: URI (required with epochs)"`
+	Data            string   `json:"data" doc:"check data (default: the model's held-out split)"`
+	MaxAccuracyDrop *float64 `json:"max_accuracy_drop" doc:"largest accepted accuracy loss, e.g. 0.01"`
+	Seed            int      `json:"seed" doc:"seed of fine-tuning (default 1)"`
+}
+
+// PruneOutputs are the outputs of a prune step.
+type PruneOutputs struct {
+	Model           string  `json:"model" doc:"the pruned model directory"`
+	ModelDigest     string  `json:"model_digest" doc:"content digest of the pruned model"`
+	Sparsity        float64 `json:"sparsity" doc:"share of zero hidden-layer weights"`
+	NonZero         int     `json:"nonzero" doc:"hidden-layer weights left"`
+	Weights         int     `json:"weights" doc:"hidden-layer weights in all"`
+	SizeDenseBytes  int64   `json:"size_dense_bytes" doc:"bytes of the weights stored dense"`
+	SizeSparseBytes int64   `json:"size_sparse_bytes" doc:"bytes of the weights stored sparse"`
+	AccuracyBefore  float64 `json:"accuracy_before" doc:"accuracy of the float model on the data"`
+	AccuracyAfter   float64 `json:"accuracy_after" doc:"accuracy of the pruned model on the same rows"`
+	AccuracyChange  float64 `json:"accuracy_change" doc:"after minus before"`
+}
+
+func runPrune(ctx context.Context, env Env, in Input, a pruneInputs) (*PruneOutputs, error) {
+	o := prune.Options{Sparsity: *a.Sparsity, Schedule: a.Schedule, Seed: uint64(max(a.Seed, 0))}
 	if !(o.Sparsity >= 0 && o.Sparsity < 1) {
 		return nil, badInput("sparsity", "required, in [0, 1)")
 	}
-	if o.Schedule, err = stringOr(in, "schedule", prune.OneShot); err != nil {
-		return nil, err
+	if a.Epochs != nil {
+		o.Epochs = *a.Epochs
+	} else if o.Schedule == prune.Gradual {
+		o.Epochs = 3
 	}
-	defEpochs := 0
-	if o.Schedule == prune.Gradual {
-		defEpochs = 3
+	hasMax := a.MaxAccuracyDrop != nil
+	var maxDrop float64
+	if hasMax {
+		maxDrop = *a.MaxAccuracyDrop
 	}
-	if o.Epochs, err = intOr(in, "epochs", defEpochs); err != nil {
-		return nil, err
-	}
-	seed, err := intOr(in, "seed", 1)
-	if err != nil {
-		return nil, err
-	}
-	o.Seed = uint64(max(seed, 0))
-	maxDrop, hasMax, err := argFloat(in, "max_accuracy_drop")
-	if err != nil {
-		return nil, err
-	}
-	trainSrc, _, err := argString(in, "train_data")
-	if err != nil {
-		return nil, err
-	}
-	src, _, err := argString(in, "data")
-	if err != nil {
-		return nil, err
-	}
-	lm, err := loadModel("model", path)
+	trainSrc, src := a.TrainData, a.Data
+	lm, err := loadModel("model", a.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -174,16 +163,16 @@ func runPrune(ctx context.Context, env Env, in Input) (map[string]any, error) {
 			return nil, fmt.Errorf("prune: save %s: %w", dir, err)
 		}
 	}
-	return map[string]any{
-		"model":             dir,
-		"model_digest":      digest,
-		"sparsity":          stats.Sparsity,
-		"nonzero":           float64(stats.NonZero),
-		"weights":           float64(stats.Weights),
-		"size_dense_bytes":  float64(stats.DenseBytes),
-		"size_sparse_bytes": float64(stats.SparseBytes),
-		"accuracy_before":   accBefore,
-		"accuracy_after":    accAfter,
-		"accuracy_change":   accAfter - accBefore,
+	return &PruneOutputs{
+		Model:           dir,
+		ModelDigest:     digest,
+		Sparsity:        stats.Sparsity,
+		NonZero:         stats.NonZero,
+		Weights:         stats.Weights,
+		SizeDenseBytes:  int64(stats.DenseBytes),
+		SizeSparseBytes: int64(stats.SparseBytes),
+		AccuracyBefore:  accBefore,
+		AccuracyAfter:   accAfter,
+		AccuracyChange:  accAfter - accBefore,
 	}, nil
 }

@@ -16,60 +16,59 @@ import (
 )
 
 func init() {
-	Register(Type{
+	Register(Define(Type{
 		Name: "quantize",
 		Doc: "Converts a float model into an INT8 model directory, calibrating activation scales on data (default: the " +
 			"model's held-out split) and comparing the two models' decisions on the same rows. Fails, permanently, when " +
 			"accuracy drops by more than max_accuracy_drop.",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "model", Required: true, Doc: "float model directory"},
-			{Name: "data", Doc: "calibration and check data: CSV path or builtin: URI (default: the model's held-out split)"},
-			{Name: "scheme", Doc: "int8 (the only scheme)"},
-			{Name: "max_accuracy_drop", Doc: "largest accepted accuracy loss, e.g. 0.005 (with prune: of pruning and quantization together)"},
-			{Name: "prune", Doc: "magnitude-prune an MLP's hidden layers to this sparsity (e.g. 0.5) before quantizing"},
-		},
-		Outputs: []string{"model", "model_digest", "size_before", "size_after", "accuracy_before", "accuracy_after",
-			"agreement", "max_abs_diff", "sparsity"},
-		Run: runQuantize,
-	})
+	}, quantizeInputs{Scheme: modelfile.Int8}, runQuantize))
 }
 
-func runQuantize(ctx context.Context, env Env, in Input) (map[string]any, error) {
-	path, err := requireString(in, "model")
-	if err != nil {
-		return nil, err
+type quantizeInputs struct {
+	Model           string   `json:"model" required:"true" doc:"float model directory"`
+	Data            string   `json:"data" doc:"calibration and check data: CSV path or builtin: URI (default: the model's held-out split)"`
+	Scheme          string   `json:"scheme" doc:"int8 (the only scheme)"`
+	MaxAccuracyDrop *float64 `json:"max_accuracy_drop" doc:"largest accepted accuracy loss, e.g. 0.005 (with prune: of pruning and quantization together)"`
+	Prune           *float64 `json:"prune" doc:"magnitude-prune an MLP's hidden layers to this sparsity (e.g. 0.5) before quantizing"`
+}
+
+// QuantizeOutputs are the outputs of a quantize step.
+type QuantizeOutputs struct {
+	Model          string  `json:"model" doc:"the int8 model directory"`
+	ModelDigest    string  `json:"model_digest" doc:"content digest of the int8 model"`
+	SizeBefore     int64   `json:"size_before" doc:"bytes of the float weights"`
+	SizeAfter      int64   `json:"size_after" doc:"bytes of the int8 weights"`
+	AccuracyBefore float64 `json:"accuracy_before" doc:"accuracy of the float model's decisions on the data"`
+	AccuracyAfter  float64 `json:"accuracy_after" doc:"accuracy of the int8 model's decisions on the same rows"`
+	Agreement      float64 `json:"agreement" doc:"share of rows on which both models decide alike"`
+	MaxAbsDiff     float64 `json:"max_abs_diff" doc:"largest difference of the two models' scores"`
+	Sparsity       float64 `json:"sparsity" doc:"share of zero hidden-layer weights"`
+}
+
+func runQuantize(ctx context.Context, env Env, in Input, a quantizeInputs) (*QuantizeOutputs, error) {
+	if a.Scheme != modelfile.Int8 {
+		return nil, badInput("scheme", "unsupported scheme %q (supported: %s)", a.Scheme, modelfile.Int8)
 	}
-	src, _, err := argString(in, "data")
-	if err != nil {
-		return nil, err
+	hasMax, hasPrune := a.MaxAccuracyDrop != nil, a.Prune != nil
+	var maxDrop, sparsity float64
+	if hasMax {
+		maxDrop = *a.MaxAccuracyDrop
 	}
-	scheme, err := stringOr(in, "scheme", modelfile.Int8)
-	if err != nil {
-		return nil, err
-	}
-	if scheme != modelfile.Int8 {
-		return nil, badInput("scheme", "unsupported scheme %q (supported: %s)", scheme, modelfile.Int8)
-	}
-	maxDrop, hasMax, err := argFloat(in, "max_accuracy_drop")
-	if err != nil {
-		return nil, err
-	}
-	sparsity, hasPrune, err := argFloat(in, "prune")
-	if err != nil {
-		return nil, err
+	if hasPrune {
+		sparsity = *a.Prune
 	}
 	if hasPrune && !(sparsity >= 0 && sparsity < 1) {
 		return nil, badInput("prune", "sparsity must be in [0, 1), got %v", sparsity)
 	}
-	lm, err := loadModel("model", path)
+	lm, err := loadModel("model", a.Model)
 	if err != nil {
 		return nil, err
 	}
 	if lm.Manifest.Quantization != modelfile.Float {
 		return nil, badInput("model", "%s is already quantized (%s)", lm.Dir, lm.Manifest.Quantization)
 	}
-	d, err := lm.loadData("data", src)
+	d, err := lm.loadData("data", a.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -176,16 +175,16 @@ func runQuantize(ctx context.Context, env Env, in Input) (map[string]any, error)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{
-		"model":           dir,
-		"model_digest":    digest,
-		"size_before":     float64(before),
-		"size_after":      float64(after),
-		"accuracy_before": accBefore,
-		"accuracy_after":  accAfter,
-		"agreement":       float64(agree) / float64(len(df)),
-		"max_abs_diff":    maxDiff,
-		"sparsity":        prune.Measure(qnet).Sparsity,
+	return &QuantizeOutputs{
+		Model:          dir,
+		ModelDigest:    digest,
+		SizeBefore:     before,
+		SizeAfter:      after,
+		AccuracyBefore: accBefore,
+		AccuracyAfter:  accAfter,
+		Agreement:      float64(agree) / float64(len(df)),
+		MaxAbsDiff:     maxDiff,
+		Sparsity:       prune.Measure(qnet).Sparsity,
 	}, nil
 }
 

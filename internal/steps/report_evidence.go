@@ -15,6 +15,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/validate"
 	"github.com/gauntlet-ml/gauntlet/internal/report"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 // maxAttributions bounds the attributions kept per record: a reviewer asks
@@ -26,118 +27,123 @@ const maxAttributions = 10
 const importanceMeasure = "ROC AUC drop when shuffled"
 
 // explanationFile is the part of explain's explanation.json the page shows.
-// Importance numbers are pointers so that a null is not read as zero.
+// Importance numbers are Floats so that a null is read as undefined, not 0.
 type explanationFile struct {
 	Model      string `json:"model"`
 	Importance []struct {
-		Feature string   `json:"feature"`
-		Mean    *float64 `json:"mean"`
-		Std     *float64 `json:"std"`
+		Feature string       `json:"feature"`
+		Mean    stepio.Float `json:"mean"`
+		Std     stepio.Float `json:"std"`
 	} `json:"permutation_importance"`
 	Coefficients []explain.Coefficient   `json:"coefficients"`
 	Records      [][]explain.Attribution `json:"records"`
 }
 
-// parseExplanation reads with.explanation: an explain step's outputs, the
+// explanationInput is with.explanation: an explain step's outputs, the
 // content of its explanation.json, or that file's path. The outputs carry
 // only the mean importances, so the file is read for the spread, the
 // coefficients and the records whenever the outputs name it.
-func parseExplanation(in Input, a *reportArgs) error {
-	raw, ok := in.With["explanation"]
-	if !ok || raw == nil || raw == "" {
+type explanationInput struct {
+	// raw is the input as a mapping, as the report's summary keeps it.
+	raw     map[string]any
+	section *report.Explanation
+	// model is the model explain explained, when the file says.
+	model string
+	// note says when the page shows less than explain computed.
+	note string
+}
+
+// DecodeInput implements stepio.InputDecoder. Its errors name keys below
+// with.explanation.
+func (e *explanationInput) DecodeInput(v any) error {
+	if v == nil {
 		return nil
 	}
 	var err error
-	if s, isString := raw.(string); isString && !strings.HasPrefix(strings.TrimSpace(s), "{") {
-		a.explainOutputs = map[string]any{"explanation": strings.TrimSpace(s)}
-	} else if a.explainOutputs, err = asMap("explanation", raw); err != nil {
+	if s, isString := v.(string); isString && !strings.HasPrefix(strings.TrimSpace(s), "{") {
+		if strings.TrimSpace(s) == "" {
+			return nil
+		}
+		e.raw = map[string]any{"explanation": strings.TrimSpace(s)}
+	} else if e.raw, err = stepio.Mapping(v); err != nil {
 		return err
 	}
-	out := a.explainOutputs
-	if _, ok := out["permutation_importance"]; ok {
+	if _, ok := e.raw["permutation_importance"]; ok {
 		var f explanationFile
-		if err := remarshal(out, &f); err != nil {
-			return badInput("explanation", "not the content of an explanation.json: %v", err)
+		if err := remarshal(e.raw, &f); err != nil {
+			return &stepio.Error{Msg: fmt.Sprintf("not the content of an explanation.json: %v", err)}
 		}
-		a.explanation, a.explainedModel, err = explanationFromFile("explanation", "the given explanation", &f)
+		e.section, e.model, err = explanationFromFile("", "the given explanation", &f)
 		return err
 	}
-	path, _ := out["explanation"].(string)
+	var out ExplainOutputs
+	if err := stepio.DecodeValue("", e.raw, &out); err != nil {
+		return err
+	}
+	path := out.Explanation
 	if path == "" {
-		if out["importance"] == nil {
-			return badInput("explanation", "has neither importance nor explanation: pass the outputs of an explain step, e.g. ${{ steps.explain.outputs }}")
+		if out.Importance == nil {
+			return &stepio.Error{Msg: "has neither importance nor explanation: pass the outputs of an explain step, e.g. ${{ steps.explain.outputs }}"}
 		}
-		a.explanation, err = explanationFromOutputs(out["importance"])
+		e.section, err = explanationFromOutputs(out.Importance)
 		return err
 	}
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && out["importance"] != nil {
+	if errors.Is(err, os.ErrNotExist) && out.Importance != nil {
 		// The explain step may have run on another worker; its outputs
 		// still carry the means, which are worth showing with a caveat.
-		a.explanation, err = explanationFromOutputs(out["importance"])
-		a.explanationNote = "The explanation shows mean importances only: " + path +
+		e.section, err = explanationFromOutputs(out.Importance)
+		e.note = "The explanation shows mean importances only: " + path +
 			", with their spread and the records' attributions, could not be read here."
 		return err
 	}
 	if err != nil {
-		return badInput("explanation.explanation", "read %v", err)
+		return &stepio.Error{Path: "explanation", Msg: fmt.Sprintf("read %v", err)}
 	}
 	var f explanationFile
 	if err := json.Unmarshal(b, &f); err != nil {
-		return badInput("explanation.explanation", "%s is not an explain step's explanation.json: %v", path, err)
+		return &stepio.Error{Path: "explanation", Msg: fmt.Sprintf("%s is not an explain step's explanation.json: %v", path, err)}
 	}
-	a.explanation, a.explainedModel, err = explanationFromFile("explanation.explanation", path, &f)
+	e.section, e.model, err = explanationFromFile("explanation", path, &f)
 	return err
 }
 
 // explanationFromOutputs builds the page's explanation from the explain
 // step's importance output, {column: mean}; it has no spread.
-func explanationFromOutputs(raw any) (*report.Explanation, error) {
-	m, err := asMap("explanation.importance", raw)
-	if err != nil {
-		return nil, err
-	}
-	if len(m) == 0 {
-		return nil, badInput("explanation.importance", "is empty")
+func explanationFromOutputs(importance map[string]stepio.Float) (*report.Explanation, error) {
+	if len(importance) == 0 {
+		return nil, &stepio.Error{Path: "importance", Msg: "is empty"}
 	}
 	e := &report.Explanation{Measure: importanceMeasure}
-	for feature, v := range m {
-		mean := fairness.Undefined()
-		if v != nil {
-			f, ok := toFloat(v)
-			if !ok || math.IsInf(f, 0) {
-				return nil, badInput("explanation.importance."+feature, "want a finite number or null, got %v", v)
-			}
-			mean = fairness.Value(f)
-		}
-		e.Importance = append(e.Importance, report.Importance{Feature: feature, Mean: mean, Std: fairness.Undefined()})
+	for _, feature := range stepio.SortedKeys(importance) {
+		e.Importance = append(e.Importance, report.Importance{Feature: feature, Mean: fairness.Value(importance[feature]), Std: fairness.Undefined()})
 	}
-	// The page ranks by importance; sorting by name first makes report.json
-	// independent of map order.
-	slices.SortFunc(e.Importance, func(x, y report.Importance) int { return strings.Compare(x.Feature, y.Feature) })
 	return e, nil
 }
 
 func explanationFromFile(key, source string, f *explanationFile) (*report.Explanation, string, error) {
+	bad := func(format string, args ...any) error {
+		return &stepio.Error{Path: key, Msg: fmt.Sprintf(format, args...)}
+	}
 	if len(f.Importance) == 0 {
-		return nil, "", badInput(key, "%s holds no permutation_importance", source)
+		return nil, "", bad("%s holds no permutation_importance", source)
 	}
 	e := &report.Explanation{Measure: importanceMeasure}
 	for _, im := range f.Importance {
 		if im.Feature == "" {
-			return nil, "", badInput(key, "%s names no feature for an importance", source)
+			return nil, "", bad("%s names no feature for an importance", source)
 		}
-		if im.Std != nil && *im.Std < 0 {
-			return nil, "", badInput(key, "%s gives %s a negative spread %v", source, im.Feature, *im.Std)
+		if im.Std < 0 {
+			return nil, "", bad("%s gives %s a negative spread %v", source, im.Feature, float64(im.Std))
 		}
-		e.Importance = append(e.Importance, report.Importance{Feature: im.Feature, Mean: orUndefined(im.Mean), Std: orUndefined(im.Std)})
+		e.Importance = append(e.Importance, report.Importance{Feature: im.Feature, Mean: fairness.Value(im.Mean), Std: fairness.Value(im.Std)})
 	}
 	for _, c := range f.Coefficients {
 		e.Coefficients = append(e.Coefficients, report.Contribution{Feature: c.Feature, Value: c.Weight})
 	}
 	for row, attrs := range f.Records {
 		if len(attrs) == 0 {
-			return nil, "", badInput(key, "%s: record %d has no attributions", source, row)
+			return nil, "", bad("%s: record %d has no attributions", source, row)
 		}
 		// explain attributes the first records of its data in order, so the
 		// position is the row.
@@ -163,30 +169,14 @@ func explanationMismatch(explained, candidate string) string {
 	return "The explanation is of model " + explained + ", not of the candidate " + candidate + "."
 }
 
-// validationOutputs are the outputs of a validate-data step that the page
-// shows; the warning sentences are only in its report.
-type validationOutputs struct {
-	Passed   *bool    `json:"passed"`
-	Warnings *float64 `json:"warnings"`
-	Report   string   `json:"report"`
-}
-
-func validationEvidence(m map[string]any) (*report.Validation, error) {
-	var o validationOutputs
-	if err := remarshal(m, &o); err != nil {
-		return nil, badInput("validation", "not the outputs of a validate-data step: %v", err)
+// validationEvidence reads the warnings of a validate-data step from its
+// report, where its outputs count them.
+func validationEvidence(o *ValidateDataOutputs) (*report.Validation, error) {
+	if o.Warnings < 0 {
+		return nil, badInput("validation.warnings", "want a count, got %d", o.Warnings)
 	}
-	if o.Passed == nil {
-		return nil, badInput("validation", "has no passed: pass the outputs of a validate-data step, e.g. ${{ steps.validate.outputs }}")
-	}
-	count := 0
-	if o.Warnings != nil {
-		if *o.Warnings < 0 || *o.Warnings != math.Trunc(*o.Warnings) {
-			return nil, badInput("validation.warnings", "want a count, got %v", *o.Warnings)
-		}
-		count = int(*o.Warnings)
-	}
-	v := &report.Validation{Passed: *o.Passed, Report: o.Report}
+	count := o.Warnings
+	v := &report.Validation{Passed: o.Passed, Report: o.Report}
 	if o.Report == "" {
 		if count > 0 {
 			return nil, badInput("validation", "counts %d warnings but names no report to read them from", count)
@@ -214,7 +204,7 @@ func validationEvidence(m map[string]any) (*report.Validation, error) {
 			v.Warnings = append(v.Warnings, c.Message)
 		}
 	}
-	if o.Warnings != nil && len(v.Warnings) != count {
+	if len(v.Warnings) != count {
 		return nil, badInput("validation", "counts %d warnings but its report %s holds %d: the two are from different runs", count, o.Report, len(v.Warnings))
 	}
 	v.Passed = v.Passed && rep.Passed

@@ -19,6 +19,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/report"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 // ReportSummaryFile is the step's own record inside the report directory:
@@ -28,7 +29,7 @@ import (
 const ReportSummaryFile = "summary.json"
 
 func init() {
-	Register(Type{
+	Register(Define(Type{
 		Name: "report",
 		Doc: "Renders the evidence report of a model: an HTML page with PNG plots (ROC, calibration, confusion, rates by " +
 			"sensitive group), the metric table against a baseline model or the registry's champion, and the verdicts of " +
@@ -36,163 +37,59 @@ func init() {
 			"directory and is stored as a tree in the artifact store, so workers on other nodes can fetch it by digest. " +
 			"A retry of the same run, step and inputs reuses the report the earlier attempt rendered.",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "model", Required: true, Doc: "candidate model directory"},
-			{Name: "data", Doc: "CSV path or builtin: URI (default: the candidate's held-out split)"},
-			{Name: "baseline", Doc: "model directory, or champion for the registry's champion"},
-			{Name: "registry", Doc: "artifact store location of the registry (default <state>/artifacts)"},
-			{Name: "registry_model", Doc: "registered model name whose champion is the baseline (default: the pipeline name)"},
-			{Name: "sensitive", Doc: "columns to show selection rate, TPR and FPR by group for (list or comma-separated)"},
-			{Name: "evaluation", Doc: "outputs of an evaluate step, e.g. ${{ steps.eval.outputs }}: its verdict is shown"},
-			{Name: "fairness", Doc: "outputs of a fairness-gate step: its verdict and, when it mitigated, the groups before and after"},
-			{Name: "explanation", Doc: "outputs of an explain step, e.g. ${{ steps.explain.outputs }}, or the path of its explanation.json: " +
-				"importance per column (with its spread and the records' attributions when explanation.json can be read) as plots"},
-			{Name: "validation", Doc: "outputs of a validate-data step: its warnings, read from its report, are listed"},
-			{Name: "title", Doc: "the candidate's name on the page, whose heading reads \"Evidence: <title>\" (default: the model directory's name)"},
-		},
-		Outputs: []string{"report", "report_digest", "plots", "metrics", "baseline_metrics", "deltas"},
-		Run:     runReport,
-	})
+	}, reportInputs{}, runReport))
+}
+
+type reportInputs struct {
+	Model    string `json:"model" required:"true" doc:"candidate model directory"`
+	Data     string `json:"data" doc:"CSV path or builtin: URI (default: the candidate's held-out split)"`
+	Baseline string `json:"baseline" doc:"model directory, or champion for the registry's champion"`
+	championInputs
+	Sensitive   []string             `json:"sensitive" doc:"columns to show selection rate, TPR and FPR by group for (list or comma-separated)"`
+	Evaluation  *EvaluateOutputs     `json:"evaluation" doc:"outputs of an evaluate step, e.g. ${{ steps.eval.outputs }}: its verdict is shown"`
+	Fairness    *FairnessGateOutputs `json:"fairness" doc:"outputs of a fairness-gate step: its verdict and, when it mitigated, the groups before and after"`
+	Explanation explanationInput     `json:"explanation" doc:"outputs of an explain step, e.g. ${{ steps.explain.outputs }}, or the path of its explanation.json: importance per column (with its spread and the records' attributions when explanation.json can be read) as plots"`
+	Validation  *ValidateDataOutputs `json:"validation" doc:"outputs of a validate-data step: its warnings, read from its report, are listed"`
+	Title       string               `json:"title" doc:"the candidate's name on the page, whose heading reads \"Evidence: <title>\" (default: the model directory's name)"`
+}
+
+// ReportOutputs are the outputs of a report step.
+type ReportOutputs struct {
+	Report          string                  `json:"report" doc:"path of the page, index.html"`
+	ReportDigest    string                  `json:"report_digest" doc:"digest of the report directory in the artifact store"`
+	Plots           []string                `json:"plots" doc:"the PNG plots beside the page"`
+	Metrics         map[string]stepio.Float `json:"metrics" doc:"the candidate's metrics on the data"`
+	BaselineMetrics map[string]stepio.Float `json:"baseline_metrics" doc:"the baseline's metrics on the same rows; null without a baseline"`
+	Deltas          map[string]stepio.Float `json:"deltas" doc:"candidate minus baseline, by metric"`
 }
 
 type reportArgs struct {
-	model, data, baseline, title string
-	sensitive                    []string
-	evaluation, fairness         map[string]any
-	explainOutputs, validation   map[string]any
-	explanation                  *report.Explanation
-	explainedModel               string
-	validationSection            *report.Validation
-	// explanationNote says when the page shows less than explain computed.
-	explanationNote string
-	verdict         *evaluate.Verdict
-	gate            *gateOutputs
+	reportInputs
+	sensitive         []string
+	validationSection *report.Validation
 	// gateSection is the gate's evidence as the page shows it, built while
 	// parsing so malformed gate outputs fail before any model is scored.
 	gateSection *report.Fairness
 }
 
-func parseReport(in Input) (*reportArgs, error) {
-	a := &reportArgs{}
-	var err error
-	if a.model, err = requireString(in, "model"); err != nil {
-		return nil, err
-	}
-	if a.data, _, err = argString(in, "data"); err != nil {
-		return nil, err
-	}
-	if a.baseline, _, err = argString(in, "baseline"); err != nil {
-		return nil, err
-	}
-	if a.title, _, err = argString(in, "title"); err != nil {
-		return nil, err
-	}
-	if a.sensitive, err = argList(in, "sensitive"); err != nil {
-		return nil, err
-	}
-	slices.Sort(a.sensitive)
-	a.sensitive = slices.Compact(a.sensitive)
-	if a.evaluation, err = argMap(in, "evaluation"); err != nil {
-		return nil, err
-	}
-	if a.evaluation != nil {
-		if a.verdict, err = evaluationVerdict(a.evaluation); err != nil {
+func newReportArgs(in reportInputs) (*reportArgs, error) {
+	a := &reportArgs{reportInputs: in, sensitive: slices.Compact(slices.Sorted(slices.Values(in.Sensitive)))}
+	if g := in.Fairness; g != nil {
+		if g.Mitigated && (len(g.Before) == 0 || len(g.After) == 0) {
+			return nil, badInput("fairness", "says mitigated but lacks before or after")
+		}
+		var err error
+		if a.gateSection, err = gateEvidence(g); err != nil {
 			return nil, err
 		}
 	}
-	if a.fairness, err = argMap(in, "fairness"); err != nil {
-		return nil, err
-	}
-	if a.fairness != nil {
-		if a.gate, err = parseGateOutputs(a.fairness); err != nil {
-			return nil, err
-		}
-		if a.gateSection, err = gateEvidence(a.gate); err != nil {
-			return nil, err
-		}
-	}
-	if err := parseExplanation(in, a); err != nil {
-		return nil, err
-	}
-	if a.validation, err = argMap(in, "validation"); err != nil {
-		return nil, err
-	}
-	if a.validation != nil {
-		if a.validationSection, err = validationEvidence(a.validation); err != nil {
+	if in.Validation != nil {
+		var err error
+		if a.validationSection, err = validationEvidence(in.Validation); err != nil {
 			return nil, err
 		}
 	}
 	return a, nil
-}
-
-// evaluationVerdict reads the verdict out of an evaluate step's outputs.
-func evaluationVerdict(m map[string]any) (*evaluate.Verdict, error) {
-	raw, ok := m["verdict"]
-	if !ok || raw == nil {
-		return nil, badInput("evaluation", "has no verdict: pass the outputs of an evaluate step, e.g. ${{ steps.eval.outputs }}")
-	}
-	vm, err := asMap("evaluation.verdict", raw)
-	if err != nil {
-		return nil, err
-	}
-	var v evaluate.Verdict
-	if err := remarshal(vm, &v); err != nil {
-		return nil, badInput("evaluation.verdict", "not an evaluate verdict: %v", err)
-	}
-	return &v, nil
-}
-
-// gateOutputs are the outputs of a fairness-gate step that the page shows.
-// Numbers are pointers because fairness-gate writes undefined rates as null.
-type gateOutputs struct {
-	Passed         *bool                  `json:"passed"`
-	Mitigated      bool                   `json:"mitigated"`
-	Model          string                 `json:"model"`
-	Before         map[string]gateFeature `json:"before"`
-	After          map[string]gateFeature `json:"after"`
-	ByFeature      map[string]gateFeature `json:"by_feature"`
-	AccuracyBefore *float64               `json:"accuracy_before"`
-	AccuracyAfter  *float64               `json:"accuracy_after"`
-	Violations     []string               `json:"violations"`
-	Report         string                 `json:"report"`
-}
-
-type gateFeature struct {
-	DemographicParityDifference *float64             `json:"demographic_parity_difference"`
-	DemographicParityRatio      *float64             `json:"demographic_parity_ratio"`
-	EqualizedOddsDifference     *float64             `json:"equalized_odds_difference"`
-	EqualOpportunityDifference  *float64             `json:"equal_opportunity_difference"`
-	Groups                      map[string]gateGroup `json:"groups"`
-}
-
-type gateGroup struct {
-	Count         float64  `json:"count"`
-	SelectionRate *float64 `json:"selection_rate"`
-	TPR           *float64 `json:"tpr"`
-	FPR           *float64 `json:"fpr"`
-	Accuracy      *float64 `json:"accuracy"`
-	Small         bool     `json:"small"`
-}
-
-func parseGateOutputs(m map[string]any) (*gateOutputs, error) {
-	var g gateOutputs
-	if err := remarshal(m, &g); err != nil {
-		return nil, badInput("fairness", "not the outputs of a fairness-gate step: %v", err)
-	}
-	if g.Passed == nil {
-		return nil, badInput("fairness", "has no passed: pass the outputs of a fairness-gate step, e.g. ${{ steps.fairness.outputs }}")
-	}
-	if g.Mitigated && (len(g.Before) == 0 || len(g.After) == 0) {
-		return nil, badInput("fairness", "says mitigated but lacks before or after")
-	}
-	return &g, nil
-}
-
-func orUndefined(p *float64) fairness.Value {
-	if p == nil {
-		return fairness.Undefined()
-	}
-	return fairness.Value(*p)
 }
 
 // fairnessReport rebuilds a fairness.Report from fairness-gate's per-feature
@@ -200,7 +97,7 @@ func orUndefined(p *float64) fairness.Value {
 // selection rate follow from the group counts, since every row belongs to
 // exactly one group of a feature; features are ordered as fairness.Evaluate
 // orders them, single features first and their intersection last.
-func fairnessReport(features map[string]gateFeature, accuracy *float64) *fairness.Report {
+func fairnessReport(features map[string]FeatureFairness, accuracy stepio.Float) *fairness.Report {
 	names := make([]string, 0, len(features))
 	for n := range features {
 		names = append(names, n)
@@ -212,14 +109,14 @@ func fairnessReport(features map[string]gateFeature, accuracy *float64) *fairnes
 		}
 		return names[i] < names[j]
 	})
-	r := &fairness.Report{Accuracy: orUndefined(accuracy), SelectionRate: fairness.Undefined()}
+	r := &fairness.Report{Accuracy: fairness.Value(accuracy), SelectionRate: fairness.Undefined()}
 	for k, n := range names {
 		f := features[n]
 		fr := fairness.FeatureReport{Feature: n, Aggregates: fairness.Aggregates{
-			DemographicParityDifference: orUndefined(f.DemographicParityDifference),
-			DemographicParityRatio:      orUndefined(f.DemographicParityRatio),
-			EqualizedOddsDifference:     orUndefined(f.EqualizedOddsDifference),
-			EqualOpportunityDifference:  orUndefined(f.EqualOpportunityDifference),
+			DemographicParityDifference: fairness.Value(f.DemographicParityDifference),
+			DemographicParityRatio:      fairness.Value(f.DemographicParityRatio),
+			EqualizedOddsDifference:     fairness.Value(f.EqualizedOddsDifference),
+			EqualOpportunityDifference:  fairness.Value(f.EqualOpportunityDifference),
 			TPRDifference:               fairness.Undefined(),
 			FPRDifference:               fairness.Undefined(),
 		}}
@@ -232,15 +129,15 @@ func fairnessReport(features map[string]gateFeature, accuracy *float64) *fairnes
 		for _, name := range groups {
 			g := f.Groups[name]
 			fr.Groups = append(fr.Groups, fairness.GroupMetrics{
-				Group: name, Count: int(g.Count), Weight: g.Count, Small: g.Small,
-				SelectionRate: orUndefined(g.SelectionRate), TPR: orUndefined(g.TPR), FPR: orUndefined(g.FPR),
-				FNR: fairness.Undefined(), Precision: fairness.Undefined(), Accuracy: orUndefined(g.Accuracy),
+				Group: name, Count: g.Count, Weight: float64(g.Count), Small: g.Small,
+				SelectionRate: fairness.Value(g.SelectionRate), TPR: fairness.Value(g.TPR), FPR: fairness.Value(g.FPR),
+				FNR: fairness.Undefined(), Precision: fairness.Undefined(), Accuracy: fairness.Value(g.Accuracy),
 			})
 			if g.Small {
 				fr.Excluded = append(fr.Excluded, name)
 			}
-			rows += int(g.Count)
-			selected += g.Count * float64(orUndefined(g.SelectionRate))
+			rows += g.Count
+			selected += float64(g.Count) * float64(g.SelectionRate)
 		}
 		if k == 0 {
 			r.Rows = rows
@@ -265,9 +162,9 @@ func gateVerdict(passed bool, messages []string) *fairness.Verdict {
 // section: its before/after numbers when it mitigated (both measured on the
 // same rows, as the page's cost table requires), else its verdict on its
 // by-feature numbers.
-func gateEvidence(g *gateOutputs) (*report.Fairness, error) {
+func gateEvidence(g *FairnessGateOutputs) (*report.Fairness, error) {
 	if !g.Mitigated {
-		return &report.Fairness{Report: fairnessReport(g.ByFeature, g.AccuracyBefore), Verdict: gateVerdict(*g.Passed, g.Violations)}, nil
+		return &report.Fairness{Report: fairnessReport(g.ByFeature, g.AccuracyBefore), Verdict: gateVerdict(g.Passed, g.Violations)}, nil
 	}
 	before, after := fairnessReport(g.Before, g.AccuracyBefore), fairnessReport(g.After, g.AccuracyAfter)
 	cost, err := fairness.Cost(before, after)
@@ -286,7 +183,7 @@ func gateEvidence(g *gateOutputs) (*report.Fairness, error) {
 		Verdict:          gateVerdict(false, []string{initial + "."}),
 		Mitigation:       "per-group decision thresholds (fairness-gate " + MitigateThresholdOptimizer + "), saved as model " + g.Model,
 		Mitigated:        after,
-		MitigatedVerdict: gateVerdict(*g.Passed, g.Violations),
+		MitigatedVerdict: gateVerdict(g.Passed, g.Violations),
 		Cost:             &cost,
 	}, nil
 }
@@ -295,31 +192,31 @@ func gateEvidence(g *gateOutputs) (*report.Fairness, error) {
 // step's outputs, so a retry that reuses a rendered report returns the very
 // numbers the page shows.
 type reportSummary struct {
-	Title           string         `json:"title"`
-	Model           string         `json:"model"`
-	ModelDigest     string         `json:"model_digest"`
-	Data            string         `json:"data"`
-	Rows            int            `json:"rows"`
-	Baseline        string         `json:"baseline,omitempty"`
-	BaselineDigest  string         `json:"baseline_digest,omitempty"`
-	BaselineNote    string         `json:"baseline_note,omitempty"`
-	Sensitive       []string       `json:"sensitive,omitempty"`
-	Metrics         map[string]any `json:"metrics"`
-	BaselineMetrics map[string]any `json:"baseline_metrics"`
-	Deltas          map[string]any `json:"deltas"`
-	Plots           []string       `json:"plots"`
+	Title           string                  `json:"title"`
+	Model           string                  `json:"model"`
+	ModelDigest     string                  `json:"model_digest"`
+	Data            string                  `json:"data"`
+	Rows            int                     `json:"rows"`
+	Baseline        string                  `json:"baseline,omitempty"`
+	BaselineDigest  string                  `json:"baseline_digest,omitempty"`
+	BaselineNote    string                  `json:"baseline_note,omitempty"`
+	Sensitive       []string                `json:"sensitive,omitempty"`
+	Metrics         map[string]stepio.Float `json:"metrics"`
+	BaselineMetrics map[string]stepio.Float `json:"baseline_metrics"`
+	Deltas          map[string]stepio.Float `json:"deltas"`
+	Plots           []string                `json:"plots"`
 	// ByFeature is the candidate's rates by group on Data, in fairness-gate's
 	// output shape; the page shows the gate's numbers instead when it
 	// mitigated.
-	ByFeature   map[string]any `json:"by_feature,omitempty"`
-	Evaluation  map[string]any `json:"evaluation,omitempty"`
-	Fairness    map[string]any `json:"fairness,omitempty"`
-	Explanation map[string]any `json:"explanation,omitempty"`
-	Validation  map[string]any `json:"validation,omitempty"`
+	ByFeature   map[string]FeatureFairness `json:"by_feature,omitempty"`
+	Evaluation  *EvaluateOutputs           `json:"evaluation,omitempty"`
+	Fairness    *FairnessGateOutputs       `json:"fairness,omitempty"`
+	Explanation map[string]any             `json:"explanation,omitempty"`
+	Validation  *ValidateDataOutputs       `json:"validation,omitempty"`
 }
 
-func runReport(ctx context.Context, env Env, in Input) (map[string]any, error) {
-	a, err := parseReport(in)
+func runReport(ctx context.Context, env Env, in Input, args reportInputs) (*ReportOutputs, error) {
+	a, err := newReportArgs(args)
 	if err != nil {
 		return nil, err
 	}
@@ -343,18 +240,14 @@ func runReport(ctx context.Context, env Env, in Input) (map[string]any, error) {
 		return nil, fmt.Errorf("report: store %s: %w", dir, err)
 	}
 	env.Logger().Info("report: stored", "dir", dir, "digest", digest)
-	out := map[string]any{
-		"report":           filepath.Join(dir, report.IndexFile),
-		"report_digest":    string(digest),
-		"plots":            sum.Plots,
-		"metrics":          sum.Metrics,
-		"baseline_metrics": nil,
-		"deltas":           sum.Deltas,
-	}
-	if sum.BaselineMetrics != nil {
-		out["baseline_metrics"] = sum.BaselineMetrics
-	}
-	return out, nil
+	return &ReportOutputs{
+		Report:          filepath.Join(dir, report.IndexFile),
+		ReportDigest:    string(digest),
+		Plots:           sum.Plots,
+		Metrics:         sum.Metrics,
+		BaselineMetrics: sum.BaselineMetrics,
+		Deltas:          sum.Deltas,
+	}, nil
 }
 
 // readSummary reads the summary of a report an earlier attempt renamed into
@@ -375,16 +268,16 @@ func readSummary(dir string) (*reportSummary, error) {
 // staging directory and renames it to dir, so dir never holds a page
 // without its summary.
 func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir string) (*reportSummary, error) {
-	cand, d, cs, src, err := scoreCandidate(a.model, a.data)
+	cand, d, cs, src, err := scoreCandidate(a.Model, a.Data)
 	if err != nil {
 		return nil, err
 	}
 	sum := &reportSummary{
-		Title: a.title, Model: cand.Dir, ModelDigest: cand.Digest, Data: src, Rows: d.Len(), Sensitive: a.sensitive,
-		Metrics: cs.Metrics, Deltas: map[string]any{}, Evaluation: a.evaluation, Fairness: a.fairness,
-		Explanation: a.explainOutputs, Validation: a.validation,
+		Title: a.Title, Model: cand.Dir, ModelDigest: cand.Digest, Data: src, Rows: d.Len(), Sensitive: a.sensitive,
+		Metrics: cs.Metrics, Deltas: map[string]stepio.Float{}, Evaluation: a.Evaluation, Fairness: a.Fairness,
+		Explanation: a.Explanation.raw, Validation: a.Validation,
 	}
-	name := a.title
+	name := a.Title
 	if name == "" {
 		name = filepath.Base(cand.Dir)
 	}
@@ -394,18 +287,21 @@ func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir str
 	}
 	ev := report.Evidence{
 		RunID: in.RunID, Pipeline: in.Pipeline, Created: time.Now().UTC(),
-		Candidate: candidate, Verdict: a.verdict, Explanation: a.explanation, Validation: a.validationSection,
+		Candidate: candidate, Explanation: a.Explanation.section, Validation: a.validationSection,
 	}
-	if a.explanationNote != "" {
-		ev.Notes = append(ev.Notes, a.explanationNote)
+	if a.Evaluation != nil {
+		ev.Verdict = &a.Evaluation.Verdict
 	}
-	if note := explanationMismatch(a.explainedModel, cand.Dir); note != "" {
+	if a.Explanation.note != "" {
+		ev.Notes = append(ev.Notes, a.Explanation.note)
+	}
+	if note := explanationMismatch(a.Explanation.model, cand.Dir); note != "" {
 		ev.Notes = append(ev.Notes, note)
 	}
 
-	baselineDir := a.baseline
-	if a.baseline == registry.Champion {
-		if baselineDir, sum.BaselineNote, err = resolveChampion(ctx, env, in); err != nil {
+	baselineDir := a.Baseline
+	if a.Baseline == registry.Champion {
+		if baselineDir, sum.BaselineNote, err = resolveChampion(ctx, env, in, a.championInputs); err != nil {
 			return nil, err
 		}
 		if sum.BaselineNote != "" {
@@ -433,13 +329,13 @@ func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir str
 		sum.Baseline, sum.BaselineDigest, sum.BaselineMetrics = bm.Dir, bm.Digest, bs.Metrics
 		for k, c := range cs.metrics {
 			if b, ok := bs.metrics[k]; ok {
-				sum.Deltas[k] = num(c - b)
+				sum.Deltas[k] = stepio.Float(c - b)
 			}
 		}
 	}
 
-	if a.evaluation != nil {
-		if note := evaluationMismatch(a.evaluation, cs.metrics); note != "" {
+	if a.Evaluation != nil {
+		if note := evaluationMismatch(a.Evaluation.Metrics, cs.metrics); note != "" {
 			ev.Notes = append(ev.Notes, note)
 		}
 	}
@@ -451,16 +347,16 @@ func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir str
 		sum.ByFeature = featureOutputs(own)
 		ev.Fairness = &report.Fairness{Report: own}
 	}
-	if a.gate != nil {
+	if a.Fairness != nil {
 		switch {
-		case a.gate.Mitigated || ev.Fairness == nil:
+		case a.Fairness.Mitigated || ev.Fairness == nil:
 			if ev.Fairness != nil {
 				ev.Notes = append(ev.Notes, "The fairness section shows the fairness gate's groups before and after mitigation; "+
 					"the candidate's rates by group on "+src+" are in "+ReportSummaryFile+".")
 			}
 			ev.Fairness = a.gateSection
 		default:
-			ev.Fairness.Verdict = gateVerdict(*a.gate.Passed, a.gate.Violations)
+			ev.Fairness.Verdict = gateVerdict(a.Fairness.Passed, a.Fairness.Violations)
 			ev.Notes = append(ev.Notes, "The fairness verdict is the fairness gate's, on its own rows; the rates by group are the candidate's on "+src+".")
 		}
 	}
@@ -523,11 +419,11 @@ func reportModel(name string, s *scored) (report.Model, error) {
 		FN float64 `json:"fn"`
 	}
 	var bins []struct {
-		Lo            float64  `json:"lo"`
-		Hi            float64  `json:"hi"`
-		Count         float64  `json:"count"`
-		MeanPredicted *float64 `json:"mean_predicted"`
-		FractionTrue  *float64 `json:"fraction_true"`
+		Lo            float64      `json:"lo"`
+		Hi            float64      `json:"hi"`
+		Count         float64      `json:"count"`
+		MeanPredicted stepio.Float `json:"mean_predicted"`
+		FractionTrue  stepio.Float `json:"fraction_true"`
 	}
 	if err := remarshal(s.Confusion, &conf); err != nil {
 		return report.Model{}, fmt.Errorf("report: confusion of %s: %w", s.Model, err)
@@ -542,7 +438,7 @@ func reportModel(name string, s *scored) (report.Model, error) {
 	for _, b := range bins {
 		rep.Calibration = append(rep.Calibration, evaluate.Bin{
 			Lo: b.Lo, Hi: b.Hi, Count: b.Count,
-			MeanPredicted: float64(orUndefined(b.MeanPredicted)), FractionTrue: float64(orUndefined(b.FractionTrue)),
+			MeanPredicted: float64(b.MeanPredicted), FractionTrue: float64(b.FractionTrue),
 		})
 	}
 	curve := report.Curve{FPR: make([]float64, len(s.ROC)), TPR: make([]float64, len(s.ROC))}
@@ -577,24 +473,15 @@ func groupFairness(m *loadedModel, d *dataset.Dataset, sensitive []string) (*fai
 // evaluationMismatch says when the evaluate step's verdict was reached on
 // numbers other than the page's, which happens when it scored another model
 // or other rows; a reviewer would otherwise read the two as one measurement.
-func evaluationMismatch(outputs map[string]any, metrics map[string]float64) string {
-	theirs, ok := outputs["metrics"].(map[string]any)
-	if !ok {
-		return ""
-	}
-	names := make([]string, 0, len(theirs))
-	for k := range theirs {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	for _, k := range names {
-		t, ok := toFloat(theirs[k])
+func evaluationMismatch(theirs map[string]stepio.Float, metrics map[string]float64) string {
+	for _, k := range stepio.SortedKeys(theirs) {
+		t := theirs[k]
 		mine, have := metrics[k]
-		if !ok || !have || math.Abs(t-mine) <= 1e-9 {
+		if !t.Defined() || !have || math.Abs(float64(t)-mine) <= 1e-9 {
 			continue
 		}
 		return fmt.Sprintf("The evaluation verdict was reached on other numbers than this page's (%s %.4f there, %.4f here): "+
-			"the evaluate step scored another model or other rows.", k, t, mine)
+			"the evaluate step scored another model or other rows.", k, float64(t), mine)
 	}
 	return ""
 }

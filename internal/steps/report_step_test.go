@@ -18,6 +18,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/report"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 // Small data keeps the report tests fast; the baseline is an MLP that saw
@@ -471,4 +472,14 @@ func TestReportBadExplanationAndValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// parseReport decodes the report's inputs as Define does and checks them as
+// runReport does first, without scoring anything.
+func parseReport(in Input) (*reportArgs, error) {
+	var a reportInputs
+	if err := stepio.Decode(in.With, &a); err != nil {
+		return nil, Permanent(kindBadInput, err)
+	}
+	return newReportArgs(a)
 }

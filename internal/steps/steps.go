@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 // Kind says how the interpreter executes a step type.
@@ -60,21 +61,48 @@ type Env interface {
 	Logger() *slog.Logger
 }
 
-// InputSpec describes one `with:` key.
-type InputSpec struct {
-	Name     string
-	Required bool
-	Doc      string
-}
+// InputSpec describes one `with:` key: Define lists them from a type's
+// input struct; a type written by hand (a test's) lists its own.
+type InputSpec = stepio.Field
 
 // Type is one step type.
 type Type struct {
-	Name    string
-	Doc     string
-	Kind    Kind
-	Inputs  []InputSpec
-	Outputs []string // nil: any key (e.g. external commands)
+	Name string
+	Doc  string
+	Kind Kind
+	// Inputs are the `with:` keys the type takes; nil: any key.
+	Inputs []InputSpec
+	// Outputs are the keys the type produces; nil: any key (e.g. external
+	// commands).
+	Outputs []string
 	Run     func(ctx context.Context, env Env, in Input) (map[string]any, error)
+	// outputs describe Outputs, when a struct declares them (Define).
+	outputs []InputSpec
+}
+
+// Define completes t from the struct types of its inputs and outputs:
+// Inputs and Outputs are listed from their field tags (see package stepio),
+// and Run decodes `with:` into a copy of defaults, calls run, and returns
+// its outputs in the JSON shape later steps read. Bad inputs fail as
+// BadInput before run starts. Outputs returned with an error (a failed
+// gate's numbers) are kept for the step's metrics.
+func Define[I, O any](t Type, defaults I, run func(ctx context.Context, env Env, in Input, args I) (*O, error)) Type {
+	t.Inputs = stepio.Fields[I]()
+	t.outputs = stepio.Fields[O]()
+	t.Outputs = stepio.Names[O]()
+	t.Run = func(ctx context.Context, env Env, in Input) (map[string]any, error) {
+		args := defaults
+		if err := stepio.Decode(in.With, &args); err != nil {
+			return nil, Permanent(kindBadInput, err)
+		}
+		o, err := run(ctx, env, in, args)
+		out, encErr := stepio.Encode(o)
+		if err == nil {
+			err = encErr
+		}
+		return out, err
+	}
+	return t
 }
 
 var (

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,125 +16,105 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 func init() {
-	Register(Type{
+	Register(Define(Type{
 		Name: "train",
 		Doc: "Trains a binary classifier (logistic regression or MLP) on tabular data and saves it as a model directory " +
 			"under <state>/models, with the held-out split as " + HoldoutFile + " inside it. A retry of the same run and step " +
 			"reuses the saved model; an interrupted MLP resumes from its last epoch checkpoint.",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "data", Required: true, Doc: "CSV path or builtin: URI"},
-			{Name: "label", Required: true, Doc: "label column"},
-			{Name: "positive_label", Required: true, Doc: "label values of the positive class, comma-separated"},
-			{Name: "model", Doc: "logistic (default) or mlp"},
-			{Name: "sensitive", Doc: "sensitive columns (list or comma-separated): kept for fairness, not used as features"},
-			{Name: "ignore", Doc: "columns to drop from the features (list or comma-separated)"},
-			{Name: "seed", Doc: "seed of the split and of training (default 1)"},
-			{Name: "epochs", Doc: "MLP epochs (default 20)"},
-			{Name: "hidden", Doc: "MLP hidden layer widths, e.g. 32,16 (default 32)"},
-			{Name: "max_iter", Doc: "logistic regression iterations (default 1000)"},
-			{Name: "test_fraction", Doc: "share of rows held out for evaluation (default 0.2)"},
-			{Name: "class_weight", Doc: "balanced or none (default none)"},
-			{Name: "reweigh", Doc: "weight training rows by sensitive group × label (Kamiran–Calders) so the label is independent of the group"},
-			{Name: "dp", Doc: "train with DP-SGD: {epsilon, delta (1e-5), clip (1), noise_multiplier, batch_size (256), learning_rate}; " +
-				"epsilon alone finds the noise for it, noise_multiplier alone reports the ε spent, both refuse a run over budget"},
-			{Name: "dp_epsilon", Doc: "flat form of dp.epsilon"},
-			{Name: "dp_delta", Doc: "flat form of dp.delta"},
-			{Name: "dp_clip", Doc: "flat form of dp.clip"},
-			{Name: "dp_noise_multiplier", Doc: "flat form of dp.noise_multiplier"},
-		},
-		Outputs: []string{"model", "model_digest", "data_digest", "rows", "features", "holdout", "metrics", "reused", "privacy", "resumed_from_epoch"},
-		Run:     runTrain,
-	})
+	}, trainInputs{Model: "logistic", Seed: 1, TestFraction: 0.2, ClassWeight: "none"}, runTrain))
+}
+
+type trainInputs struct {
+	Data          string    `json:"data" required:"true" doc:"CSV path or builtin: URI"`
+	Label         string    `json:"label" required:"true" doc:"label column"`
+	PositiveLabel []string  `json:"positive_label" required:"true" doc:"label values of the positive class (list or comma-separated)"`
+	Model         string    `json:"model" doc:"logistic (default) or mlp"`
+	Sensitive     []string  `json:"sensitive" doc:"sensitive columns (list or comma-separated): kept for fairness, not used as features"`
+	Ignore        []string  `json:"ignore" doc:"columns to drop from the features (list or comma-separated)"`
+	Seed          int       `json:"seed" doc:"seed of the split and of training (default 1)"`
+	Epochs        int       `json:"epochs" doc:"MLP epochs (default 20)"`
+	Hidden        []int     `json:"hidden" doc:"MLP hidden layer widths, e.g. 32,16 (default 32)"`
+	MaxIter       int       `json:"max_iter" doc:"logistic regression iterations (default 1000)"`
+	TestFraction  float64   `json:"test_fraction" doc:"share of rows held out for evaluation (default 0.2)"`
+	ClassWeight   string    `json:"class_weight" doc:"balanced or none (default none)"`
+	Reweigh       bool      `json:"reweigh" doc:"weight training rows by sensitive group × label (Kamiran–Calders) so the label is independent of the group"`
+	DP            *dpInputs `json:"dp" doc:"train with DP-SGD: {epsilon, delta (1e-5), clip (1), noise_multiplier, batch_size (256), learning_rate}; epsilon alone finds the noise for it, noise_multiplier alone reports the ε spent, both refuse a run over budget"`
+	DPEpsilon     *float64  `json:"dp_epsilon" doc:"flat form of dp.epsilon"`
+	DPDelta       *float64  `json:"dp_delta" doc:"flat form of dp.delta"`
+	DPClip        *float64  `json:"dp_clip" doc:"flat form of dp.clip"`
+	DPNoise       *float64  `json:"dp_noise_multiplier" doc:"flat form of dp.noise_multiplier"`
+}
+
+type dpInputs struct {
+	Epsilon         *float64 `json:"epsilon"`
+	Delta           *float64 `json:"delta"`
+	Clip            *float64 `json:"clip"`
+	NoiseMultiplier *float64 `json:"noise_multiplier"`
+	BatchSize       *int     `json:"batch_size"`
+	LearningRate    *float64 `json:"learning_rate"`
+}
+
+// TrainOutputs are the outputs of a train step.
+type TrainOutputs struct {
+	Model            string                  `json:"model" doc:"the saved model directory"`
+	ModelDigest      string                  `json:"model_digest" doc:"content digest of the model directory"`
+	DataDigest       string                  `json:"data_digest" doc:"digest of the training data"`
+	Rows             int                     `json:"rows" doc:"rows of data, held-out ones included"`
+	Features         int                     `json:"features" doc:"encoded feature columns"`
+	Holdout          string                  `json:"holdout" doc:"the held-out split inside the model directory"`
+	Metrics          map[string]stepio.Float `json:"metrics" doc:"metrics on the held-out split"`
+	Reused           bool                    `json:"reused" doc:"an earlier attempt's saved model was returned"`
+	Privacy          any                     `json:"privacy,omitempty" doc:"the DP-SGD guarantee (ε, δ), with dp"`
+	ResumedFromEpoch *int                    `json:"resumed_from_epoch,omitempty" doc:"the checkpoint epoch an MLP resumed from"`
 }
 
 type trainArgs struct {
-	data, label, positive string
-	sensitive, ignore     []string
-	cfg                   model.Config
-	testFraction          float64
-	balanced, reweigh     bool
-	dp                    *dp.Options
+	data, label                 string
+	positive, sensitive, ignore []string
+	cfg                         model.Config
+	testFraction                float64
+	balanced, reweigh           bool
+	dp                          *dp.Options
 }
 
-func parseTrain(in Input) (*trainArgs, error) {
-	a := &trainArgs{}
-	var err error
-	if a.data, err = requireString(in, "data"); err != nil {
-		return nil, err
-	}
-	if a.label, err = requireString(in, "label"); err != nil {
-		return nil, err
-	}
-	if a.positive, err = requireString(in, "positive_label"); err != nil {
-		return nil, err
-	}
-	if a.sensitive, err = argList(in, "sensitive"); err != nil {
-		return nil, err
-	}
-	if a.ignore, err = argList(in, "ignore"); err != nil {
-		return nil, err
-	}
-	kind, err := stringOr(in, "model", "logistic")
-	if err != nil {
-		return nil, err
-	}
-	switch kind {
+func parseTrain(in trainInputs) (*trainArgs, error) {
+	a := &trainArgs{data: in.Data, label: in.Label, positive: in.PositiveLabel, sensitive: in.Sensitive, ignore: in.Ignore,
+		testFraction: in.TestFraction, reweigh: in.Reweigh}
+	switch in.Model {
 	case "logistic", "logreg":
 		a.cfg.Kind = model.LogReg
 	case "mlp":
 		a.cfg.Kind = model.MLP
 	default:
-		return nil, badInput("model", "unknown model %q (known: logistic, mlp)", kind)
+		return nil, badInput("model", "unknown model %q (known: logistic, mlp)", in.Model)
 	}
-	seed, err := intOr(in, "seed", 1)
-	if err != nil {
-		return nil, err
-	}
-	if seed < 0 {
+	if in.Seed < 0 {
 		return nil, badInput("seed", "must not be negative")
 	}
-	a.cfg.Seed = uint64(seed)
-	if a.cfg.Epochs, err = intOr(in, "epochs", 0); err != nil {
-		return nil, err
-	}
-	if a.cfg.MaxIter, err = intOr(in, "max_iter", 0); err != nil {
-		return nil, err
-	}
-	hidden, err := argList(in, "hidden")
-	if err != nil {
-		return nil, err
-	}
-	for _, h := range hidden {
-		n, err := strconv.Atoi(h)
-		if err != nil || n <= 0 {
-			return nil, badInput("hidden", "want positive integers such as 32,16, got %q", h)
+	a.cfg.Seed = uint64(in.Seed)
+	a.cfg.Epochs, a.cfg.MaxIter = in.Epochs, in.MaxIter
+	for _, h := range in.Hidden {
+		if h <= 0 {
+			return nil, badInput("hidden", "want positive integers such as 32,16, got %d", h)
 		}
-		a.cfg.Hidden = append(a.cfg.Hidden, n)
 	}
-	if a.testFraction, err = floatOr(in, "test_fraction", 0.2); err != nil {
-		return nil, err
-	}
+	a.cfg.Hidden = in.Hidden
 	if a.testFraction <= 0 || a.testFraction >= 1 {
 		return nil, badInput("test_fraction", "must be in (0, 1), got %v", a.testFraction)
 	}
-	cw, err := stringOr(in, "class_weight", "none")
-	if err != nil {
-		return nil, err
-	}
-	switch cw {
+	switch in.ClassWeight {
 	case "balanced":
 		a.balanced = true
-	case "none", "":
+	case "none":
 	default:
-		return nil, badInput("class_weight", "unknown value %q (known: balanced, none)", cw)
+		return nil, badInput("class_weight", "unknown value %q (known: balanced, none)", in.ClassWeight)
 	}
-	if a.reweigh, err = boolOr(in, "reweigh", false); err != nil {
-		return nil, err
-	}
+	var err error
 	if a.dp, err = parseDP(in); err != nil {
 		return nil, err
 	}
@@ -150,49 +128,50 @@ func parseTrain(in Input) (*trainArgs, error) {
 
 // parseDP reads the dp mapping or the flat dp_* inputs (not both); nil
 // means no differential privacy.
-func parseDP(in Input) (*dp.Options, error) {
-	m, err := argMap(in, "dp")
-	if err != nil {
-		return nil, err
-	}
-	flat := map[string]any{}
-	for _, k := range []string{"epsilon", "delta", "clip", "noise_multiplier"} {
-		if v, ok := in.With["dp_"+k]; ok && v != nil && v != "" {
-			flat[k] = v
-		}
-	}
+func parseDP(in trainInputs) (*dp.Options, error) {
+	flat := in.DPEpsilon != nil || in.DPDelta != nil || in.DPClip != nil || in.DPNoise != nil
+	d := in.DP
 	switch {
-	case m != nil && len(flat) > 0:
+	case d != nil && flat:
 		return nil, badInput("dp", "give either dp or the dp_* inputs, not both")
-	case m == nil && len(flat) == 0:
+	case d == nil && !flat:
 		return nil, nil
-	case m == nil:
-		m = flat
+	case d == nil:
+		d = &dpInputs{Epsilon: in.DPEpsilon, Delta: in.DPDelta, Clip: in.DPClip, NoiseMultiplier: in.DPNoise}
 	}
-	known := map[string]bool{"epsilon": true, "delta": true, "clip": true, "noise_multiplier": true, "batch_size": true, "learning_rate": true}
-	fs := map[string]float64{}
-	for k, v := range m {
-		if !known[k] {
-			return nil, badInput("dp."+k, "unknown key (known: epsilon, delta, clip, noise_multiplier, batch_size, learning_rate)")
-		}
-		f, ok := toFloat(v)
-		if !ok || !(f > 0) || math.IsInf(f, 0) {
-			return nil, badInput("dp."+k, "want a positive number, got %v", v)
-		}
-		fs[k] = f
+	var batch *float64
+	if d.BatchSize != nil {
+		b := float64(*d.BatchSize)
+		batch = &b
 	}
-	if fs["epsilon"] == 0 && fs["noise_multiplier"] == 0 {
+	var o dp.Options
+	for _, f := range []struct {
+		key string
+		v   *float64
+		dst *float64
+	}{{"epsilon", d.Epsilon, &o.Epsilon}, {"delta", d.Delta, &o.Delta}, {"clip", d.Clip, &o.Clip},
+		{"noise_multiplier", d.NoiseMultiplier, &o.NoiseMultiplier}, {"batch_size", batch, nil}, {"learning_rate", d.LearningRate, &o.LearningRate}} {
+		if f.v == nil {
+			continue
+		}
+		if !(*f.v > 0) {
+			return nil, badInput("dp."+f.key, "want a positive number, got %v", *f.v)
+		}
+		if f.dst != nil {
+			*f.dst = *f.v
+		}
+	}
+	if o.Epsilon == 0 && o.NoiseMultiplier == 0 {
 		return nil, badInput("dp", "needs epsilon or noise_multiplier")
 	}
-	if b := fs["batch_size"]; b != math.Trunc(b) {
-		return nil, badInput("dp.batch_size", "want an integer, got %v", b)
+	if d.BatchSize != nil {
+		o.BatchSize = *d.BatchSize
 	}
-	return &dp.Options{Epsilon: fs["epsilon"], Delta: fs["delta"], Clip: fs["clip"], NoiseMultiplier: fs["noise_multiplier"],
-		BatchSize: int(fs["batch_size"]), LearningRate: fs["learning_rate"]}, nil
+	return &o, nil
 }
 
-func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
-	a, err := parseTrain(in)
+func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainOutputs, error) {
+	a, err := parseTrain(args)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +186,7 @@ func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
 		return trainOutputs(dir, true)
 	}
 
-	opts := []dataset.Option{dataset.WithLabel(a.label, a.positive)}
+	opts := []dataset.Option{dataset.WithLabel(a.label, a.positive...)}
 	if len(a.sensitive) > 0 {
 		opts = append(opts, dataset.WithSensitive(a.sensitive...))
 	}
@@ -346,7 +325,8 @@ func runTrain(ctx context.Context, env Env, in Input) (map[string]any, error) {
 	}
 	out, err := trainOutputs(dir, false)
 	if err == nil && firstEpoch > 1 {
-		out["resumed_from_epoch"] = float64(firstEpoch - 1)
+		resumed := firstEpoch - 1
+		out.ResumedFromEpoch = &resumed
 	}
 	return out, err
 }
@@ -360,7 +340,7 @@ const paramPrivacy = "differential_privacy"
 
 // trainOutputs reads the outputs back from the saved model, so a fresh run
 // and a reused one report the same values.
-func trainOutputs(dir string, reused bool) (map[string]any, error) {
+func trainOutputs(dir string, reused bool) (*TrainOutputs, error) {
 	m, err := loadModel("model", dir)
 	if err != nil {
 		return nil, fmt.Errorf("train: saved model: %w", err)
@@ -369,21 +349,18 @@ func trainOutputs(dir string, reused bool) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: saved model: %w", err)
 	}
-	rows, _ := toFloat(m.Manifest.Lineage.Params["rows"])
-	out := map[string]any{
-		"model":        dir,
-		"model_digest": m.Digest,
-		"data_digest":  m.Manifest.Lineage.DataDigest,
-		"rows":         rows,
-		"features":     float64(len(m.Manifest.Features)),
-		"holdout":      holdout,
-		"metrics":      numMap(m.Manifest.Metrics),
-		"reused":       reused,
-	}
-	if g, ok := m.Manifest.Lineage.Params[paramPrivacy]; ok {
-		out["privacy"] = g
-	}
-	return out, nil
+	rows, _ := stepio.Int(m.Manifest.Lineage.Params["rows"])
+	return &TrainOutputs{
+		Model:       dir,
+		ModelDigest: m.Digest,
+		DataDigest:  m.Manifest.Lineage.DataDigest,
+		Rows:        rows,
+		Features:    len(m.Manifest.Features),
+		Holdout:     holdout,
+		Metrics:     stepio.Floats(m.Manifest.Metrics),
+		Reused:      reused,
+		Privacy:     m.Manifest.Lineage.Params[paramPrivacy],
+	}, nil
 }
 
 // finiteMetrics drops undefined metrics, which a manifest cannot hold as

@@ -12,136 +12,117 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/validate"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 const kindValidationFailed = "ValidationFailed"
 
 func init() {
-	Register(Type{
+	Register(Define(Type{
 		Name: "validate-data",
 		Doc: "Checks training data before training: declared schema, a previous run's statistics (missing columns, type " +
 			"changes, new categories, ranges, missing rates), duplicate rows, label leakage, near-duplicate features, training " +
 			"rows later than evaluation rows, and class imbalance, optionally applying a remedy. Writes report.json and " +
 			"stats.json; a failed check stops the run permanently (ValidationFailed).",
 		Kind: Activity,
-		Inputs: []InputSpec{
-			{Name: "data", Required: true, Doc: "CSV path or builtin: URI"},
-			{Name: "label", Required: true, Doc: "label column"},
-			{Name: "positive_label", Required: true, Doc: "label values of the positive class, comma-separated"},
-			{Name: "sensitive", Doc: "sensitive columns (list or comma-separated)"},
-			{Name: "ignore", Doc: "columns to leave out (list or comma-separated)"},
-			{Name: "schema", Doc: "declared kinds, {column: numeric|categorical|sensitive|label|ignored}"},
-			{Name: "reference_stats", Doc: "stats output (stats.json) of an earlier run to compare with"},
-			{Name: "eval_data", Doc: "evaluation data, for the time-order check and the remedy's effect"},
-			{Name: "timestamp_column", Doc: "column ordering rows in time (numbers or RFC 3339 dates)"},
-			{Name: "leakage_auc", Doc: "single-feature ROC AUC that fails as leakage (default 0.98)"},
-			{Name: "leakage_corr", Doc: "|correlation| with the label that fails as leakage (default 0.95)"},
-			{Name: "duplicate_corr", Doc: "|correlation| between features that warns (default 0.99)"},
-			{Name: "max_missing_rate", Doc: "share of missing values in a column that fails (default 0.5)"},
-			{Name: "max_duplicate_rate", Doc: "share of duplicate rows that fails (default 0.05)"},
-			{Name: "imbalance_remedy", Doc: "class_weight, oversample, undersample or smote (numeric features only)"},
-			{Name: "strict", Doc: "fail on warnings too"},
-			{Name: "seed", Doc: "seed of resampling and the leakage folds (default 1)"},
-		},
-		Outputs: []string{"report", "passed", "warnings", "stats", "imbalance_ratio", "imbalance_severity", "data", "class_weight", "remedy_effect"},
-		Run:     runValidateData,
-	})
+	}, validateInputs{Seed: 1}, runValidateData))
 }
 
-func runValidateData(ctx context.Context, env Env, in Input) (map[string]any, error) {
-	src, err := requireString(in, "data")
-	if err != nil {
-		return nil, err
-	}
-	label, err := requireString(in, "label")
-	if err != nil {
-		return nil, err
-	}
-	positive, err := requireString(in, "positive_label")
-	if err != nil {
-		return nil, err
-	}
-	sensitive, err := argList(in, "sensitive")
-	if err != nil {
-		return nil, err
-	}
-	ignore, err := argList(in, "ignore")
-	if err != nil {
-		return nil, err
-	}
-	var o validate.Options
-	declared, err := argMap(in, "schema")
-	if err != nil {
-		return nil, err
-	}
-	if declared != nil {
+type validateInputs struct {
+	Data             string            `json:"data" required:"true" doc:"CSV path or builtin: URI"`
+	Label            string            `json:"label" required:"true" doc:"label column"`
+	PositiveLabel    []string          `json:"positive_label" required:"true" doc:"label values of the positive class (list or comma-separated)"`
+	Sensitive        []string          `json:"sensitive" doc:"sensitive columns (list or comma-separated)"`
+	Ignore           []string          `json:"ignore" doc:"columns to leave out (list or comma-separated)"`
+	Schema           map[string]string `json:"schema" doc:"declared kinds, {column: numeric|categorical|sensitive|label|ignored}"`
+	ReferenceStats   string            `json:"reference_stats" doc:"stats output (stats.json) of an earlier run to compare with"`
+	EvalData         string            `json:"eval_data" doc:"evaluation data, for the time-order check and the remedy's effect"`
+	TimestampColumn  string            `json:"timestamp_column" doc:"column ordering rows in time (numbers or RFC 3339 dates)"`
+	LeakageAUC       float64           `json:"leakage_auc" doc:"single-feature ROC AUC that fails as leakage (default 0.98)"`
+	LeakageCorr      float64           `json:"leakage_corr" doc:"|correlation| with the label that fails as leakage (default 0.95)"`
+	DuplicateCorr    float64           `json:"duplicate_corr" doc:"|correlation| between features that warns (default 0.99)"`
+	MaxMissingRate   float64           `json:"max_missing_rate" doc:"share of missing values in a column that fails (default 0.5)"`
+	MaxDuplicateRate float64           `json:"max_duplicate_rate" doc:"share of duplicate rows that fails (default 0.05)"`
+	ImbalanceRemedy  string            `json:"imbalance_remedy" doc:"class_weight, oversample, undersample or smote (numeric features only)"`
+	Strict           bool              `json:"strict" doc:"fail on warnings too"`
+	Seed             int               `json:"seed" doc:"seed of resampling and the leakage folds (default 1)"`
+}
+
+// ValidateDataOutputs are the outputs of a validate-data step; report reads
+// them.
+type ValidateDataOutputs struct {
+	Report            string        `json:"report" doc:"path of report.json: every check with its status and message"`
+	Passed            bool          `json:"passed" required:"true" doc:"no check failed"`
+	Warnings          int           `json:"warnings" required:"true" doc:"how many checks warned"`
+	Stats             string        `json:"stats" doc:"path of stats.json, the reference_stats of a later run"`
+	ImbalanceRatio    stepio.Float  `json:"imbalance_ratio" doc:"majority over minority class rows (null when a class is absent)"`
+	ImbalanceSeverity string        `json:"imbalance_severity" doc:"none, mild, moderate or severe"`
+	Data              string        `json:"data,omitempty" doc:"the rebalanced data (CSV), with an oversample, undersample or smote remedy"`
+	ClassWeight       string        `json:"class_weight,omitempty" doc:"balanced, with the class_weight remedy: train's class_weight"`
+	RemedyEffect      *RemedyEffect `json:"remedy_effect,omitempty" doc:"metrics on eval_data before and after the remedy"`
+}
+
+// RemedyEffect is what an imbalance remedy changed on the evaluation data.
+type RemedyEffect struct {
+	Remedy string                  `json:"remedy"`
+	Before map[string]stepio.Float `json:"before"`
+	After  map[string]stepio.Float `json:"after"`
+	Delta  map[string]stepio.Float `json:"delta"`
+}
+
+func runValidateData(ctx context.Context, env Env, _ Input, a validateInputs) (*ValidateDataOutputs, error) {
+	o := validate.Options{Strict: a.Strict, TimestampColumn: a.TimestampColumn}
+	if a.Schema != nil {
 		o.Declared = map[string]dataset.Kind{}
-		for col, v := range declared {
-			k, _ := v.(string)
-			switch kind := dataset.Kind(k); kind {
+		for _, col := range stepio.SortedKeys(a.Schema) {
+			switch kind := dataset.Kind(a.Schema[col]); kind {
 			case dataset.Numeric, dataset.Categorical, dataset.Sensitive, dataset.Label, dataset.Ignored:
 				o.Declared[col] = kind
 			default:
-				return nil, badInput("schema."+col, "unknown kind %v (known: numeric, categorical, sensitive, label, ignored)", v)
+				return nil, badInput("schema."+col, "unknown kind %q (known: numeric, categorical, sensitive, label, ignored)", a.Schema[col])
 			}
 		}
 	}
-	for key, dst := range map[string]*float64{"leakage_auc": &o.LeakageAUC, "leakage_corr": &o.LeakageCorr, "duplicate_corr": &o.DuplicateCorr,
-		"max_missing_rate": &o.MaxMissingRate, "max_duplicate_rate": &o.MaxDuplicateRate} {
-		if *dst, err = floatOr(in, key, 0); err != nil {
-			return nil, err
+	for _, f := range []struct {
+		key string
+		v   float64
+		dst *float64
+	}{{"leakage_auc", a.LeakageAUC, &o.LeakageAUC}, {"leakage_corr", a.LeakageCorr, &o.LeakageCorr}, {"duplicate_corr", a.DuplicateCorr, &o.DuplicateCorr},
+		{"max_missing_rate", a.MaxMissingRate, &o.MaxMissingRate}, {"max_duplicate_rate", a.MaxDuplicateRate, &o.MaxDuplicateRate}} {
+		if f.v < 0 || f.v > 1 {
+			return nil, badInput(f.key, "must be in [0, 1], got %v", f.v)
 		}
-		if *dst < 0 || *dst > 1 {
-			return nil, badInput(key, "must be in [0, 1], got %v", *dst)
-		}
+		*f.dst = f.v
 	}
-	if o.Strict, err = boolOr(in, "strict", false); err != nil {
-		return nil, err
-	}
-	seed, err := intOr(in, "seed", 1)
-	if err != nil {
-		return nil, err
-	}
-	if seed < 0 {
+	if a.Seed < 0 {
 		return nil, badInput("seed", "must not be negative")
 	}
-	o.Seed = uint64(seed)
-	remedy, err := stringOr(in, "imbalance_remedy", "")
-	if err != nil {
-		return nil, err
-	}
+	o.Seed = uint64(a.Seed)
+	remedy := a.ImbalanceRemedy
 	switch remedy {
 	case "", validate.ClassWeight, validate.Oversample, validate.Undersample, validate.SMOTE:
 	default:
 		return nil, badInput("imbalance_remedy", "unknown remedy %q (known: class_weight, oversample, undersample, smote)", remedy)
 	}
-	if o.TimestampColumn, err = stringOr(in, "timestamp_column", ""); err != nil {
-		return nil, err
-	}
-	if ref, _, err := argString(in, "reference_stats"); err != nil {
-		return nil, err
-	} else if ref != "" {
-		if o.Reference, err = validate.ReadStats(ref); err != nil {
+	if a.ReferenceStats != "" {
+		var err error
+		if o.Reference, err = validate.ReadStats(a.ReferenceStats); err != nil {
 			return nil, Permanent(kindBadInput, fmt.Errorf("with.reference_stats: %w", err))
 		}
 	}
-
-	opts := []dataset.Option{dataset.WithLabel(label, positive)}
-	if len(sensitive) > 0 {
-		opts = append(opts, dataset.WithSensitive(sensitive...))
+	src := a.Data
+	opts := []dataset.Option{dataset.WithLabel(a.Label, a.PositiveLabel...)}
+	if len(a.Sensitive) > 0 {
+		opts = append(opts, dataset.WithSensitive(a.Sensitive...))
 	}
-	if len(ignore) > 0 {
-		opts = append(opts, dataset.WithIgnored(ignore...))
+	if len(a.Ignore) > 0 {
+		opts = append(opts, dataset.WithIgnored(a.Ignore...))
 	}
 	d, err := dataset.Load(src, opts...)
 	if err != nil {
 		return nil, dataError("data", src, err)
 	}
-	evalSrc, _, err := argString(in, "eval_data")
-	if err != nil {
-		return nil, err
-	}
-	if evalSrc != "" {
+	if evalSrc := a.EvalData; evalSrc != "" {
 		eo := []dataset.Option{dataset.WithSchema(d.Schema)}
 		if !strings.HasPrefix(evalSrc, "builtin:") {
 			eo = append(eo, dataset.WithHeader(true))
@@ -156,13 +137,13 @@ func runValidateData(ctx context.Context, env Env, in Input) (map[string]any, er
 		return nil, Permanent(kindBadInput, fmt.Errorf("validate %s: %w", src, err))
 	}
 	reportPath, statsPath := filepath.Join(env.Dir(), "report.json"), filepath.Join(env.Dir(), "stats.json")
-	out := map[string]any{
-		"report":             reportPath,
-		"stats":              statsPath,
-		"passed":             rep.Passed,
-		"warnings":           float64(rep.Warnings),
-		"imbalance_ratio":    num(rep.Imbalance.Ratio),
-		"imbalance_severity": rep.Imbalance.Severity,
+	out := &ValidateDataOutputs{
+		Report:            reportPath,
+		Stats:             statsPath,
+		Passed:            rep.Passed,
+		Warnings:          rep.Warnings,
+		ImbalanceRatio:    stepio.Float(rep.Imbalance.Ratio),
+		ImbalanceSeverity: rep.Imbalance.Severity,
 	}
 	type fullReport struct {
 		*validate.Report
@@ -190,13 +171,13 @@ func runValidateData(ctx context.Context, env Env, in Input) (map[string]any, er
 
 // applyRemedy rebalances d, writes it as CSV for the train step and, given
 // evaluation data, measures what the remedy changes.
-func applyRemedy(ctx context.Context, env Env, d, eval *dataset.Dataset, src, remedy string, seed uint64, out map[string]any, effect **validate.Effect) error {
+func applyRemedy(ctx context.Context, env Env, d, eval *dataset.Dataset, src, remedy string, seed uint64, out *ValidateDataOutputs, effect **validate.Effect) error {
 	b, err := validate.Rebalance(d, remedy, seed)
 	if err != nil {
 		return Permanent(kindBadInput, fmt.Errorf("with.imbalance_remedy %s: %w", remedy, err))
 	}
 	if remedy == validate.ClassWeight {
-		out["class_weight"] = "balanced"
+		out.ClassWeight = "balanced"
 	} else {
 		negative, err := negativeLabel(src, d.Schema)
 		if err != nil {
@@ -210,7 +191,7 @@ func applyRemedy(ctx context.Context, env Env, d, eval *dataset.Dataset, src, re
 		if err := writeFileAtomic(path, body); err != nil {
 			return err
 		}
-		out["data"] = path
+		out.Data = path
 	}
 	if eval != nil {
 		e, err := validate.RemedyEffect(ctx, d, b, eval, remedy)
@@ -221,7 +202,7 @@ func applyRemedy(ctx context.Context, env Env, d, eval *dataset.Dataset, src, re
 			return Permanent(kindBadInput, fmt.Errorf("with.eval_data: %w", err))
 		}
 		*effect = e
-		out["remedy_effect"] = map[string]any{"remedy": remedy, "before": numMap(e.Before), "after": numMap(e.After), "delta": numMap(e.Delta)}
+		out.RemedyEffect = &RemedyEffect{Remedy: remedy, Before: stepio.Floats(e.Before), After: stepio.Floats(e.After), Delta: stepio.Floats(e.Delta)}
 	}
 	return nil
 }
