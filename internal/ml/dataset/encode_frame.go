@@ -66,9 +66,19 @@ func (e *Encoder) TransformFrame(f *Frame, idx []int) (*matrix.Dense32, error) {
 		if !ok {
 			return nil, &Error{File: f.Source, Column: nf.Name, Msg: "numeric feature column is missing from the data"}
 		}
-		for i := range n {
-			if v := c.At(row(i)); !math.IsNaN(v) {
-				data[i*w+col] = float32((v - nf.Mean) / nf.Std)
+		mean, std := nf.Mean, nf.Std
+		switch {
+		case idx == nil && c.F32 != nil:
+			for i, v := range c.F32 {
+				if v == v { // not NaN
+					data[i*w+col] = float32((float64(v) - mean) / std)
+				}
+			}
+		default:
+			for i := range n {
+				if v := c.At(row(i)); !math.IsNaN(v) {
+					data[i*w+col] = float32((v - mean) / std)
+				}
 			}
 		}
 		col++
@@ -101,9 +111,17 @@ func (e *Encoder) TransformFrame(f *Frame, idx []int) (*matrix.Dense32, error) {
 			}
 			feature[k+1] = i
 		}
-		for i := range n {
-			if j := feature[c.Codes[row(i)]]; j >= 0 {
-				data[i*w+col+j] = 1
+		if idx == nil {
+			for i, k := range c.Codes {
+				if j := feature[k]; j >= 0 {
+					data[i*w+col+j] = 1
+				}
+			}
+		} else {
+			for i, r := range idx {
+				if j := feature[c.Codes[r]]; j >= 0 {
+					data[i*w+col+j] = 1
+				}
 			}
 		}
 		col += len(cf.Values)
