@@ -394,3 +394,19 @@ func (b *builder) finish() (*Frame, error) {
 }
 
 func newDigest() hash.Hash { return sha256.New() }
+
+// NegativeLabel is the most frequent label value outside the positive
+// class (the smaller one on a tie), which a holdout file writes for
+// negative rows; "" when every row is positive.
+func (f *Frame) NegativeLabel() string {
+	best, n := "", 0
+	for _, l := range f.Labels {
+		if slices.Contains(f.Schema.Positive, l.Value) {
+			continue
+		}
+		if l.Rows > n || l.Rows == n && l.Value < best {
+			best, n = l.Value, l.Rows
+		}
+	}
+	return best
+}

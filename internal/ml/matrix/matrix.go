@@ -4,7 +4,11 @@
 // Arithmetic on it (training, scoring) accumulates in float64.
 package matrix
 
-import "fmt"
+import (
+	"fmt"
+
+	"gonum.org/v1/gonum/mat"
+)
 
 // Dense32 is a row-major float32 matrix.
 type Dense32 struct {
@@ -42,4 +46,18 @@ func (m *Dense32) At(i, j int) float32 {
 		panic(fmt.Sprintf("matrix: column %d out of range [0, %d)", j, m.cols))
 	}
 	return m.data[i*m.cols+j]
+}
+
+// Float64 copies the matrix into a gonum float64 matrix, for code that
+// works on those (DP-SGD's per-example gradients, small data).
+func (m *Dense32) Float64() *mat.Dense {
+	out := mat.NewDense(m.rows, m.cols, nil)
+	raw := out.RawMatrix()
+	for i := range m.rows {
+		dst := raw.Data[i*raw.Stride : i*raw.Stride+m.cols]
+		for j, v := range m.Row(i) {
+			dst[j] = float64(v)
+		}
+	}
+	return out
 }
