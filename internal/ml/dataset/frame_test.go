@@ -271,3 +271,23 @@ func must[T any](v T, err error) T {
 }
 
 func strconvParse(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
+
+// onlyReader hides every method but Read.
+type onlyReader struct{ r *strings.Reader }
+
+func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+func TestReaderThatCannotSeekLoadsTheSame(t *testing.T) {
+	a, err := dataset.ReadFrame(strings.NewReader(small), "mem.csv", dataset.WithLabel("y", "yes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dataset.ReadFrame(onlyReader{strings.NewReader(small)}, "mem.csv", dataset.WithLabel("y", "yes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameData(t, "seekable vs not", a.Dataset(), b.Dataset())
+	if a.Digest != b.Digest || a.NegativeLabel() != "no" {
+		t.Errorf("digests %s %s, negative label %q", a.Digest, b.Digest, a.NegativeLabel())
+	}
+}
