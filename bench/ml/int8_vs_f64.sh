@@ -4,7 +4,7 @@
 # alternating the two run by run (bench/lib/pairs.py).
 #
 # Usage (from anywhere): bench/ml/int8_vs_f64.sh [PAIRS]   (default 7)
-# Needs Go, GNU time, and Adult under GAUNTLET_DATASETS (default ../shared/datasets).
+# Needs Go, GNU time (bench/lib/install-peers.sh), and Adult under GAUNTLET_DATASETS (default ../shared/datasets).
 set -eu
 cd "$(dirname "$0")/../.."
 pairs=${1:-7}

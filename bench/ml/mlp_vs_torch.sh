@@ -8,7 +8,7 @@
 # Usage (from anywhere): bench/ml/mlp_vs_torch.sh [DATA] [PAIRS] [EPOCHS] [HIDDEN] [BATCH]
 #   DATA default builtin:credit-risk?rows=1000000; PAIRS 7; EPOCHS 3;
 #   HIDDEN 32; BATCH 128.
-# Needs Go, Debian's python3-torch, GNU time. PyTorch reads the float32
+# Needs Go, Debian's python3-torch, GNU time (bench/lib/install-peers.sh). PyTorch reads the float32
 # matrix Gauntlet encoded; each Gauntlet run loads and encodes it itself.
 set -eu
 cd "$(dirname "$0")/../.."

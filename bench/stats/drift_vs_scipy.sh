@@ -8,7 +8,8 @@
 #
 # Usage (from anywhere): bench/stats/drift_vs_scipy.sh [ROWS] [PAIRS]
 #   ROWS default 10000000, PAIRS default 7.
-# Needs Go, Debian's python3-scipy and python3-threadpoolctl, GNU time.
+# Needs Go, Debian's python3-scipy and python3-threadpoolctl, GNU time
+# (bench/lib/install-peers.sh installs them).
 set -eu
 cd "$(dirname "$0")/../.."
 rows=${1:-10000000}
