@@ -3,7 +3,6 @@ package steps
 import (
 	"errors"
 	"fmt"
-	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"github.com/gauntlet-ml/gauntlet/internal/tf"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
@@ -26,11 +26,11 @@ import (
 func terraformForTest(t *testing.T) string {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		t.Skip("the local-node tests read /proc")
+		t.Skip("the local-node tests read /proc, which only Linux has")
 	}
 	bin, err := tf.Find("")
 	if errors.Is(err, tf.ErrNotFound) {
-		t.Skipf("no terraform: run `make tools` to install Terraform 1.5.7 into bin/terraform, or set %s: %v", tf.EnvTerraform, err)
+		testkit.Need(t, "needs terraform: run `make tools` (links a Terraform >= 1.5 or OpenTofu on PATH into bin/terraform, or builds 1.5.7 there), or set %s: %v", tf.EnvTerraform, err)
 	}
 	if err != nil {
 		t.Fatal(err)
