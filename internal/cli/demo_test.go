@@ -19,7 +19,7 @@ func TestDemoRunsTheWholeGauntlet(t *testing.T) {
 		t.Skip("runs two full pipelines (about two minutes); skipped with -short")
 	}
 	if _, err := tf.Find(""); err != nil {
-		testkit.Need(t, "the demo provisions nodes with terraform: %v (run `make tools` or set GAUNTLET_TERRAFORM)", err)
+		testkit.Need(t, "the demo provisions nodes with terraform: %v", err)
 	}
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {

@@ -37,7 +37,7 @@ func TestPreemptedNodeIsReplacedAndTrainingResumes(t *testing.T) {
 		t.Skip("trains on two real nodes; skipped with -short")
 	}
 	if _, err := tf.Find(""); err != nil {
-		testkit.Need(t, "nodes are provisioned with terraform: %v (run `make tools` or set GAUNTLET_TERRAFORM)", err)
+		testkit.Need(t, "nodes are provisioned with terraform: %v", err)
 	}
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {

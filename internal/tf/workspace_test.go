@@ -31,7 +31,7 @@ func terraformForTest(t *testing.T) string {
 	}
 	bin, err := Find("")
 	if errors.Is(err, ErrNotFound) {
-		testkit.Need(t, "needs terraform: run `make tools` (or scripts/install-terraform.sh), or set %s: %v", EnvTerraform, err)
+		testkit.Need(t, "needs terraform: %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)
