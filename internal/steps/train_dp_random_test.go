@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dp"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/report"
 )
 
 // Two DP runs with the same seed share nothing an attacker could replay
@@ -61,4 +63,25 @@ func TestTrainDPInsecureReproducibleWantsABoolean(t *testing.T) {
 		"data": biased, "label": "defaulted", "positive_label": "yes",
 		"dp": map[string]any{"epsilon": 3, "insecure_reproducible": "perhaps"}})
 	wantPermanent(t, err, "dp.insecure_reproducible")
+}
+
+// The evidence a reviewer reads carries the model's DP record: seeded
+// noise is a warning above the metrics.
+func TestReportWarnsOfInsecureReproducibleDP(t *testing.T) {
+	state := t.TempDir()
+	for _, insecure := range []bool{false, true} {
+		step := map[bool]string{false: "secure", true: "seeded"}[insecure]
+		m := mustRun(t, newEnv(t, state), "train", step, map[string]any{
+			"data": reportData, "label": "defaulted", "positive_label": "yes", "epochs": 2,
+			"dp": map[string]any{"epsilon": 3, "insecure_reproducible": insecure}})
+		out := mustRun(t, newEnv(t, state), "report", "report-"+step, map[string]any{"model": m["model"]})
+		page := readReportPage(t, out)
+		if !strings.Contains(page, "<h2>Differential privacy</h2>") {
+			t.Errorf("%s: the report has no privacy section", step)
+		}
+		warned := strings.Contains(page, report.InsecureDPWarning)
+		if warned != insecure {
+			t.Errorf("%s: report warns %v, want %v", step, warned, insecure)
+		}
+	}
 }
