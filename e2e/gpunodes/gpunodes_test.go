@@ -22,6 +22,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/gpu"
 	"github.com/gauntlet-ml/gauntlet/internal/promtest"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"github.com/gauntlet-ml/gauntlet/internal/tf"
 	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
 )
@@ -153,12 +154,14 @@ func TestProvisionedNodesAreScrapedUntilDestroyed(t *testing.T) {
 	e := env{dir: t.TempDir(), state: t.TempDir()}
 
 	type node struct {
-		step, gpuMode, id string
-		pid               int
+		step, id string
+		with     map[string]any
+		pid      int
 	}
-	nodes := []*node{{step: "gpu", gpuMode: "h200"}, {step: "cpu"}}
-	for _, n := range nodes {
-		out := runStep(t, e, "provision", n.step, map[string]any{"vars": map[string]any{"worker_binary": workerScript(t, n.gpuMode), "stop_timeout_seconds": 5}})
+	nodes := []*node{{step: "gpu"}, {step: "cpu"}}
+	for i, n := range nodes {
+		n.with = map[string]any{"vars": map[string]any{"worker_binary": workerScript(t, []string{"h200", ""}[i]), "stop_timeout_seconds": 5}}
+		out := runStep(t, e, "provision", n.step, n.with)
 		n.id = out["node_id"].(string)
 		pidFile := out["module_outputs"].(map[string]any)["pid_file"].(string)
 		b, err := os.ReadFile(pidFile)
@@ -220,6 +223,18 @@ func TestProvisionedNodesAreScrapedUntilDestroyed(t *testing.T) {
 		}
 	}
 	gpuNode, cpuNode := nodes[0].id, nodes[1].id
+	// A retried provision re-applies the same node: same port, same worker.
+	first, err := must(filesd.Open(targets)).Read(gpuNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := runStep(t, e, "provision", "gpu", nodes[0].with)
+	if endpoint := again["module_outputs"].(map[string]any)["metrics_endpoint"]; endpoint != first.Targets[0] {
+		t.Errorf("a retried provision moved the node's metrics from %s to %v", first.Targets[0], endpoint)
+	}
+	if !testkit.Alive(nodes[0].pid) {
+		t.Errorf("a retried provision replaced the node's worker %d", nodes[0].pid)
+	}
 	for _, n := range nodes {
 		promtest.Eventually(t, 30*time.Second, "node "+n.id+" scraped", up(n.id))
 		// The worker's own metrics, GPU or not.
@@ -246,6 +261,9 @@ func TestProvisionedNodesAreScrapedUntilDestroyed(t *testing.T) {
 	if d["destroyed"] != true {
 		t.Fatalf("destroy gpu: %v", d)
 	}
+	if testkit.Alive(nodes[0].pid) {
+		t.Errorf("worker %d of the destroyed node still runs", nodes[0].pid)
+	}
 	if _, err := os.Stat(filepath.Join(targets, filesd.Prefix+gpuNode+filesd.Suffix)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("target file of the destroyed node: %v", err)
 	}
@@ -265,9 +283,8 @@ func TestProvisionedNodesAreScrapedUntilDestroyed(t *testing.T) {
 	runStep(t, e, "destroy", "teardown-cpu", map[string]any{"node": "cpu"})
 	promtest.Eventually(t, 30*time.Second, cpuNode+" forgotten", count(fmt.Sprintf(`up{node=%q}`, cpuNode), 0))
 	// Destroying again finds nothing to remove and still succeeds.
-	again := runStep(t, e, "destroy", "teardown-cpu", map[string]any{"node": "cpu"})
-	if again["destroyed"] != false {
-		t.Errorf("second destroy: %v", again)
+	if twice := runStep(t, e, "destroy", "teardown-cpu", map[string]any{"node": "cpu"}); twice["destroyed"] != false {
+		t.Errorf("second destroy: %v", twice)
 	}
 	if entries, _ := os.ReadDir(targets); len(entries) != 0 {
 		t.Errorf("targets directory after teardown holds %d entries", len(entries))
