@@ -341,20 +341,6 @@ const kindPrivacyBudget = "PrivacyBudgetExceeded"
 // paramPrivacy is the manifest's record of a DP guarantee (dp.Guarantee).
 const paramPrivacy = "differential_privacy"
 
-// privacyRecord reads back the DP guarantee train recorded in m's manifest
-// (models derived from it keep the record); nil for a model without one.
-func privacyRecord(m *loadedModel) (*dp.Guarantee, error) {
-	rec, ok := m.Manifest.Lineage.Params[paramPrivacy]
-	if !ok {
-		return nil, nil
-	}
-	var g dp.Guarantee
-	if err := remarshal(rec, &g); err != nil {
-		return nil, fmt.Errorf("model %s: manifest's %s: %w", m.Dir, paramPrivacy, err)
-	}
-	return &g, nil
-}
-
 // trainOutputs reads the outputs back from the saved model, so a fresh run
 // and a reused one report the same values.
 func trainOutputs(dir string, reused bool) (*TrainOutputs, error) {
