@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gauntlet-ml/gauntlet/internal/filesd"
 	"github.com/gauntlet-ml/gauntlet/internal/gpu"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/spot"
@@ -40,6 +41,7 @@ type flags struct {
 	spotWatch   bool
 	spotIMDS    string
 	pollers     int
+	promTargets string
 }
 
 // exitSpotInterrupted tells a supervisor that the worker ended because
@@ -84,6 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fl.DurationVar(&f.gpuInterval, "gpu-interval", workerhost.GPUInterval, "sample the node's NVIDIA GPUs into the --metrics-addr gauges this often (0 = off)")
 	fl.BoolVar(&f.spotWatch, "spot-watch", false, "poll EC2 instance metadata for a spot interruption notice, and on one stop the worker and exit with status 7")
 	fl.StringVar(&f.spotIMDS, "spot-metadata-endpoint", spot.DefaultEndpoint, "instance metadata service --spot-watch polls")
+	fl.StringVar(&f.promTargets, "prometheus-targets-dir", "", "directory Prometheus reads file_sd target files from (deploy/prometheus's targets/): provision writes each node's metrics endpoint there as gpu-workers-<node>.json, destroy removes it (env "+filesd.EnvDir+")")
 	fl.IntVar(&f.pollers, "pollers", 0, "long polls kept open for each of workflow and activity tasks (0 = the SDK's 2); raise it for wide fan-outs on a partitioned task queue")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -137,6 +140,9 @@ func resolve(fs *pflag.FlagSet, f flags, getenv func(string) string) flags {
 	if !explicit("reviewer-keys") && getenv("GAUNTLET_REVIEWER_KEYS") != "" {
 		out.reviewerKey = getenv("GAUNTLET_REVIEWER_KEYS")
 	}
+	if !explicit("prometheus-targets-dir") {
+		out.promTargets = getenv(filesd.EnvDir)
+	}
 	if !explicit("pipelines") && getenv("GAUNTLET_PIPELINES") != "" {
 		out.pipelines = getenv("GAUNTLET_PIPELINES")
 	}
@@ -146,6 +152,18 @@ func resolve(fs *pflag.FlagSet, f flags, getenv func(string) string) flags {
 func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(string) string) error {
 	if f.pollers < 0 {
 		return fmt.Errorf("--pollers %d: want 0 (the SDK's default) or more", f.pollers)
+	}
+	if f.promTargets != "" {
+		d, err := filesd.Open(f.promTargets)
+		if err != nil {
+			return fmt.Errorf("--prometheus-targets-dir: %w", err)
+		}
+		// The steps read it from the environment, like provision's other
+		// host settings.
+		if err := os.Setenv(filesd.EnvDir, d.Path()); err != nil {
+			return fmt.Errorf("--prometheus-targets-dir: %w", err)
+		}
+		f.promTargets = d.Path()
 	}
 	// Keys are read before anything starts: a worker that cannot encrypt
 	// must not join the cluster and write plain payloads.
@@ -190,6 +208,9 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 	fmt.Fprintf(stdout, "worker polling task queue %s on %s (namespace %s)\n", f.taskQueue, f.conn.Address, f.conn.Namespace)
 	if payloadCodec != nil {
 		fmt.Fprintf(stdout, "payloads encrypted: %s\n", payloadCodec)
+	}
+	if f.promTargets != "" {
+		fmt.Fprintf(stdout, "nodes it provisions are published to Prometheus in %s\n", f.promTargets)
 	}
 	var notices <-chan spot.Notice
 	if f.spotWatch {

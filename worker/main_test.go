@@ -399,3 +399,21 @@ func TestNegativePollersStopTheStartBeforeDialing(t *testing.T) {
 		t.Errorf("exit %d, stderr %q: want 1 and a message naming --pollers", code, stderr.String())
 	}
 }
+
+func TestMissingPrometheusTargetsDirStopsTheStart(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "targets")
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{args: []string{"--prometheus-targets-dir", missing}},
+		{env: map[string]string{"GAUNTLET_PROMETHEUS_TARGETS": missing}},
+	} {
+		var stderr bytes.Buffer
+		args := append([]string{"--address", blackHole(t), "--state-dir", t.TempDir()}, c.args...)
+		code := run(context.Background(), args, io.Discard, &stderr, func(k string) string { return c.env[k] })
+		if code != 1 || !strings.Contains(stderr.String(), "--prometheus-targets-dir") || !strings.Contains(stderr.String(), missing) {
+			t.Errorf("%v %v: exit %d, stderr %q: want 1 and a message naming the flag and the directory", c.args, c.env, code, stderr.String())
+		}
+	}
+}

@@ -45,6 +45,7 @@ type Metrics struct {
 	gpuMemTotal      *prometheus.GaugeVec
 	gpuTemp          *prometheus.GaugeVec
 	gpuPower         *prometheus.GaugeVec
+	gpuDevices       *prometheus.GaugeVec
 	runCost          *prometheus.CounterVec
 	preemptions      *prometheus.CounterVec
 	preemptionWaste  *prometheus.CounterVec
@@ -84,19 +85,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Wall time of one step attempt, by pipeline, step type (uses) and outcome.",
 			Buckets: stepBuckets,
 		}, []string{"pipeline", "uses", "outcome"}),
-		gates:            counter("gate_outcomes_total", "Verdicts of gates (evaluate, fairness-gate, canary analysis, approval), by gate type and outcome.", "gate", "outcome"),
-		accuracy:         gauge("model_accuracy", "Accuracy of a model version, as last measured (0 to 1).", "model", "version"),
-		rocAUC:           gauge("model_roc_auc", "ROC AUC of a model version, as last measured (0 to 1).", "model", "version"),
-		fairnessGap:      gauge("fairness_gap", "Largest between-group difference of a fairness metric for a sensitive feature.", "model", "feature", "metric"),
-		psi:              gauge("feature_psi", "Population stability index of a feature: live traffic against the training reference.", "model", "feature"),
-		drift:            counter("drift_detected_total", "Monitor checks that found drift on a model.", "model"),
-		canaryWeight:     gauge("canary_weight_percent", "Share of traffic the router sends to a model's candidate (0 to 100).", "model"),
-		rollbacks:        counter("rollbacks_total", "Rollbacks of a model to its previous version, by reason.", "model", "reason"),
-		gpuUtil:          gpuGauge("gpu_utilization_percent", "GPU utilization over the last sample period (0 to 100)."),
-		gpuMemUsed:       gpuGauge("gpu_memory_used_bytes", "GPU memory in use."),
-		gpuMemTotal:      gpuGauge("gpu_memory_total_bytes", "GPU memory in total."),
-		gpuTemp:          gpuGauge("gpu_temperature_celsius", "GPU core temperature."),
-		gpuPower:         gpuGauge("gpu_power_watts", "GPU power draw."),
+		gates:        counter("gate_outcomes_total", "Verdicts of gates (evaluate, fairness-gate, canary analysis, approval), by gate type and outcome.", "gate", "outcome"),
+		accuracy:     gauge("model_accuracy", "Accuracy of a model version, as last measured (0 to 1).", "model", "version"),
+		rocAUC:       gauge("model_roc_auc", "ROC AUC of a model version, as last measured (0 to 1).", "model", "version"),
+		fairnessGap:  gauge("fairness_gap", "Largest between-group difference of a fairness metric for a sensitive feature.", "model", "feature", "metric"),
+		psi:          gauge("feature_psi", "Population stability index of a feature: live traffic against the training reference.", "model", "feature"),
+		drift:        counter("drift_detected_total", "Monitor checks that found drift on a model.", "model"),
+		canaryWeight: gauge("canary_weight_percent", "Share of traffic the router sends to a model's candidate (0 to 100).", "model"),
+		rollbacks:    counter("rollbacks_total", "Rollbacks of a model to its previous version, by reason.", "model", "reason"),
+		gpuUtil:      gpuGauge("gpu_utilization_percent", "GPU utilization over the last sample period (0 to 100)."),
+		gpuMemUsed:   gpuGauge("gpu_memory_used_bytes", "GPU memory in use."),
+		gpuMemTotal:  gpuGauge("gpu_memory_total_bytes", "GPU memory in total."),
+		gpuTemp:      gpuGauge("gpu_temperature_celsius", "GPU core temperature."),
+		gpuPower:     gpuGauge("gpu_power_watts", "GPU power draw."),
+		// A node without a GPU is still scraped for its worker's metrics;
+		// this says why it has no gpu_* series.
+		gpuDevices: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "gpu_devices",
+			Help: `NVIDIA GPUs the node's worker reads through NVML, by state: "available", or "no NVIDIA GPU" (0 devices).`}, []string{"node", "state"}),
 		runCost:          counter("run_cost_dollars_total", "Compute spent by runs, in US dollars.", "pipeline"),
 		preemptions:      counter("preemptions_total", "Spot preemptions of nodes that ran a pipeline's steps.", "pipeline"),
 		preemptionWaste:  counter("preemption_waste_dollars_total", "Compute paid for and lost to preemptions (work after the last checkpoint), in US dollars.", "pipeline"),
@@ -110,7 +115,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.runs, m.stepDuration, m.gates, m.accuracy, m.rocAUC, m.fairnessGap, m.psi, m.drift,
 		m.canaryWeight, m.rollbacks, m.gpuUtil, m.gpuMemUsed, m.gpuMemTotal, m.gpuTemp, m.gpuPower,
-		m.runCost, m.preemptions, m.preemptionWaste, m.approvalsWaiting, m.approvalOldest, m.approvalWait)
+		m.gpuDevices, m.runCost, m.preemptions, m.preemptionWaste, m.approvalsWaiting, m.approvalOldest, m.approvalWait)
 	return m
 }
 
@@ -216,6 +221,8 @@ func (m *Metrics) GPUSnapshot(node string, s gpu.Snapshot) {
 		}
 	}
 	m.gpuSeen[node] = now
+	m.gpuDevices.DeletePartialMatch(prometheus.Labels{"node": node})
+	m.gpuDevices.WithLabelValues(node, string(s.State)).Set(float64(len(now)))
 }
 
 // gone returns the label sets of before that are not in now.

@@ -150,6 +150,10 @@ gpu_temperature_celsius{gpu="0",name="NVIDIA H200",node="node-a"} 40
 # HELP gpu_power_watts GPU power draw.
 # TYPE gpu_power_watts gauge
 gpu_power_watts{gpu="0",name="NVIDIA H200",node="node-a"} 120.5
+# HELP gpu_devices NVIDIA GPUs the node's worker reads through NVML, by state: "available", or "no NVIDIA GPU" (0 devices).
+# TYPE gpu_devices gauge
+gpu_devices{node="node-a",state="available"} 1
+gpu_devices{node="node-b",state="no NVIDIA GPU"} 0
 `
 	if err := gatherAndCompare(reg, want); err != nil {
 		t.Fatal(err)
@@ -204,7 +208,7 @@ func TestNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gpuNames := map[string]bool{"gpu_utilization_percent": true, "gpu_memory_used_bytes": true, "gpu_memory_total_bytes": true, "gpu_temperature_celsius": true, "gpu_power_watts": true}
+	gpuNames := map[string]bool{"gpu_utilization_percent": true, "gpu_memory_used_bytes": true, "gpu_memory_total_bytes": true, "gpu_temperature_celsius": true, "gpu_power_watts": true, "gpu_devices": true}
 	seenGPU := 0
 	for _, mf := range fams {
 		name := mf.GetName()
@@ -221,7 +225,7 @@ func TestNames(t *testing.T) {
 	if seenGPU != len(gpuNames) {
 		t.Errorf("found %d of the %d GPU gauges", seenGPU, len(gpuNames))
 	}
-	if len(fams) != 21 {
-		t.Errorf("gathered %d families, want 21 (one per metric)", len(fams))
+	if len(fams) != 22 {
+		t.Errorf("gathered %d families, want 22 (one per metric)", len(fams))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/ml/dp"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 )
@@ -54,7 +55,15 @@ type pageData struct {
 	Fairness    *fairnessView
 	Explanation *explanationView
 	Validation  *validationView
+	Privacy     *privacyView
 	Notes       []string
+}
+
+type privacyView struct {
+	// Warning is set when the guarantee does not hold: the page shows it
+	// at the top, beside the verdicts, not only in the privacy section.
+	Warning string
+	Rows    [][2]string
 }
 
 type explanationView struct {
@@ -178,11 +187,40 @@ func page(ev *Evidence) ([]byte, error) {
 	if ev.Validation != nil {
 		d.Validation = validationSection(ev.Validation)
 	}
+	if ev.Privacy != nil {
+		d.Privacy = privacySection(ev.Privacy)
+	}
 	var buf bytes.Buffer
 	if err := indexTemplate.Execute(&buf, d); err != nil {
 		return nil, fmt.Errorf("render %s: %w", IndexFile, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// InsecureDPWarning opens the warning of a report whose candidate was
+// trained with seeded DP noise.
+const InsecureDPWarning = "NOT PRIVATE: trained with insecure_reproducible: true."
+
+func privacySection(g *dp.Guarantee) *privacyView {
+	v := &privacyView{Rows: [][2]string{
+		{"ε (epsilon)", formatNum(g.Epsilon, 4)},
+		{"δ (delta)", fmt.Sprintf("%g", g.Delta)},
+		{"Noise multiplier σ", formatNum(g.NoiseMultiplier, 4)},
+		{"Clip norm C", fmt.Sprintf("%g", g.Clip)},
+		{"Sampling", fmt.Sprintf("%s, rate %s, %d steps over %d epochs", g.Sampling, formatNum(g.SamplingRate, 4), g.Steps, g.Epochs)},
+		{"Accountant", g.Accountant},
+		{"Randomness", g.Randomness},
+		{"Covers", g.Scope},
+	}}
+	if g.TargetEpsilon > 0 {
+		v.Rows = slices.Insert(v.Rows, 1, [2]string{"Target ε", fmt.Sprintf("%g", g.TargetEpsilon)})
+	}
+	if g.InsecureReproducible {
+		v.Warning = fmt.Sprintf("%s Its DP-SGD noise and batches were drawn from the training seed, so anyone who knows the seed can "+
+			"regenerate the noise and remove it from the weights: the (ε = %s, δ = %g) below does NOT hold. Do not ship this "+
+			"model as private; retrain without insecure_reproducible.", InsecureDPWarning, formatNum(g.Epsilon, 4), g.Delta)
+	}
+	return v
 }
 
 func vsChampion(ev *Evidence) string {

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/ml/dp"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 )
@@ -52,6 +53,9 @@ type Evidence struct {
 	Explanation *Explanation `json:"explanation,omitempty"`
 	// Validation is nil when no data validation result was given.
 	Validation *Validation `json:"validation,omitempty"`
+	// Privacy is the candidate's differential-privacy guarantee as its
+	// manifest records it; nil for a model trained without DP.
+	Privacy *dp.Guarantee `json:"privacy,omitempty"`
 	// Notes carry anything else a reviewer should read, such as data
 	// validation warnings and drift findings, one sentence each.
 	Notes []string `json:"notes,omitempty"`

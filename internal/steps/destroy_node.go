@@ -120,6 +120,9 @@ func destroyOne(ctx context.Context, env Env, dir string) (*DestroyedNode, error
 	default:
 		out.Reason = "nothing to destroy: the Terraform state in " + dir + " holds no resources (the apply created none)"
 	}
+	if err := unpublishMetrics(rec); err != nil {
+		return nil, err
+	}
 	if rec.DestroyedAt != nil {
 		// Priced from the record, so destroying again reports the same bill.
 		usage := cloud.NodeUsage{NodeID: rec.NodeID, PricePerHour: rec.PricePerHour, Start: rec.StartedAt, End: *rec.DestroyedAt}

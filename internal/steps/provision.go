@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/filesd"
 	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 	"github.com/gauntlet-ml/gauntlet/internal/tf"
 )
@@ -83,7 +84,10 @@ func init() {
 			"$" + tf.EnvTerraform + " or bin/terraform (`make tools`). A local-node worker is $" + EnvWorkerBinary + " or the " +
 			"worker beside terraform (`make build`), dialling $TEMPORAL_ADDRESS in $TEMPORAL_NAMESPACE. Modules that declare instance_types " +
 			"(aws-spot-gpu) get the cheapest spot offer meeting the GPU inputs, falling back to the next instance type " +
-			"of the region on InsufficientInstanceCapacity; for other modules (local-node) the GPU inputs are recorded only.",
+			"of the region on InsufficientInstanceCapacity; for other modules (local-node) the GPU inputs are recorded only. " +
+			"A worker with a Prometheus targets directory ($" + filesd.EnvDir + ", --prometheus-targets-dir) writes the node's " +
+			"metrics endpoint (the module's metrics_endpoint output) to <dir>/gpu-workers-<node_id>.json for file-based discovery; " +
+			"destroy removes it.",
 		Kind: Activity,
 	}, provisionInputs{Module: defaultModule}, runProvision))
 }
@@ -153,6 +157,11 @@ type nodeRecord struct {
 	// local state: destroy reopens the workspace with it, since a
 	// workspace opened without it would look for the state locally.
 	Backend map[string]string `json:"backend,omitempty"`
+	// MetricsTarget is the Prometheus target file of the node, which
+	// destroy removes; MetricsAddr the port a local node's worker serves
+	// metrics on (provision_metrics.go).
+	MetricsTarget string `json:"metrics_target,omitempty"`
+	MetricsAddr   string `json:"metrics_addr,omitempty"`
 }
 
 type provisionArgs struct {
@@ -253,6 +262,7 @@ type provisioner struct {
 	nodeID    string
 	taskQueue string
 	worker    string
+	targets   *filesd.Dir
 }
 
 func runProvision(ctx context.Context, env Env, in Input, args provisionInputs) (*ProvisionOutputs, error) {
@@ -278,7 +288,11 @@ func runProvision(ctx context.Context, env Env, in Input, args provisionInputs) 
 	if err != nil {
 		return nil, err
 	}
-	return p.outputs(ws, rec, out), nil
+	outputs := p.outputs(ws, rec, out)
+	if err := p.publishMetrics(out, outputs.GPU); err != nil {
+		return nil, err
+	}
+	return outputs, nil
 }
 
 func newProvisioner(env Env, in Input, inputs provisionInputs) (*provisioner, error) {
@@ -324,6 +338,9 @@ func newProvisioner(env Env, in Input, inputs provisionInputs) (*provisioner, er
 	p.workdir = nodeWorkdir(p.state, in.RunID, in.StepID)
 	p.nodeID = nodeID(in.RunID, in.StepID)
 	p.taskQueue = "gauntlet-node-" + p.nodeID
+	if p.targets, err = metricsTargets(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -364,6 +381,9 @@ func (p *provisioner) record(ctx context.Context) (*nodeRecord, error) {
 	if len(rec.Offers) > 0 {
 		rec.PricePerHour = rec.Offers[0].PricePerHour
 	}
+	if err := p.recordMetrics(rec); err != nil {
+		return nil, err
+	}
 	return rec, nil
 }
 
@@ -382,6 +402,9 @@ func (p *provisioner) vars(rec *nodeRecord) map[string]any {
 	}
 	if p.worker != "" {
 		derived["worker_binary"] = p.worker
+	}
+	if rec.MetricsAddr != "" {
+		derived["metrics_addr"] = rec.MetricsAddr
 	}
 	if len(rec.Offers) > 0 {
 		maps.Copy(derived, offerModuleVars(rec))

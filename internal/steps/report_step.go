@@ -292,6 +292,9 @@ func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir str
 	if a.Evaluation != nil {
 		ev.Verdict = &a.Evaluation.Verdict
 	}
+	if ev.Privacy, err = privacyRecord(cand); err != nil {
+		return nil, err
+	}
 	if a.Explanation.note != "" {
 		ev.Notes = append(ev.Notes, a.Explanation.note)
 	}

@@ -43,7 +43,7 @@ type trainInputs struct {
 	TestFraction  float64   `json:"test_fraction" doc:"share of rows held out for evaluation (default 0.2)"`
 	ClassWeight   string    `json:"class_weight" doc:"balanced or none (default none)"`
 	Reweigh       bool      `json:"reweigh" doc:"weight training rows by sensitive group × label (Kamiran–Calders) so the label is independent of the group"`
-	DP            *dpInputs `json:"dp" doc:"train with DP-SGD: {epsilon, delta (1e-5), clip (1), noise_multiplier, batch_size (256), learning_rate}; epsilon alone finds the noise for it, noise_multiplier alone reports the ε spent, both refuse a run over budget"`
+	DP            *dpInputs `json:"dp" doc:"train with DP-SGD: {epsilon, delta (1e-5), clip (1), noise_multiplier, batch_size (256), learning_rate, insecure_reproducible (false)}; epsilon alone finds the noise for it, noise_multiplier alone reports the ε spent, both refuse a run over budget. The noise is fresh for every run; insecure_reproducible: true draws it from seed instead, which repeats a run exactly but voids the guarantee (the manifest and the report say so)"`
 	DPEpsilon     *float64  `json:"dp_epsilon" doc:"flat form of dp.epsilon"`
 	DPDelta       *float64  `json:"dp_delta" doc:"flat form of dp.delta"`
 	DPClip        *float64  `json:"dp_clip" doc:"flat form of dp.clip"`
@@ -57,6 +57,8 @@ type dpInputs struct {
 	NoiseMultiplier *float64 `json:"noise_multiplier"`
 	BatchSize       *int     `json:"batch_size"`
 	LearningRate    *float64 `json:"learning_rate"`
+	// InsecureReproducible is dp.Options.InsecureReproducible.
+	InsecureReproducible bool `json:"insecure_reproducible"`
 }
 
 // TrainOutputs are the outputs of a train step.
@@ -167,6 +169,7 @@ func parseDP(in trainInputs) (*dp.Options, error) {
 	if d.BatchSize != nil {
 		o.BatchSize = *d.BatchSize
 	}
+	o.InsecureReproducible = d.InsecureReproducible
 	return &o, nil
 }
 

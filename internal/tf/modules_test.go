@@ -147,13 +147,21 @@ func TestAWSSpotGPUModule(t *testing.T) {
 		}
 	}
 
+	// The only way in is the metrics port, from the monitoring network
+	// (TestAWSSpotGPUModulePlansMetricsForTheMonitoringNetworkOnly plans it).
 	sg := oneBlock(t, src, `resource "aws_security_group" "node"`)
 	if len(blockBodies(t, sg, `ingress`)) != 0 || len(blockBodies(t, sg, `egress`)) != 1 {
-		t.Errorf("security group must have egress and no ingress:\n%s", sg)
+		t.Errorf("security group must have egress and no fixed ingress:\n%s", sg)
+	}
+	in := oneBlock(t, oneBlock(t, sg, `dynamic "ingress"`), `content`)
+	if !hasAttr(in, "from_port", `ingress\.value`) || !hasAttr(in, "to_port", `ingress\.value`) || !hasAttr(in, "protocol", `"tcp"`) ||
+		!hasAttr(in, "cidr_blocks", `var\.monitoring_cidr_blocks`) || !hasAttr(in, "security_groups", `var\.monitoring_security_group_ids`) ||
+		strings.Contains(in, "ipv6") || strings.Contains(in, "self") {
+		t.Errorf("ingress must admit only the metrics port from the monitoring network:\n%s", in)
 	}
 	for _, r := range []string{"aws_security_group_rule", "aws_vpc_security_group_ingress_rule"} {
 		if strings.Contains(src, `resource "`+r+`"`) {
-			t.Errorf("module declares %s: the node takes no inbound traffic", r)
+			t.Errorf("module declares %s: inbound traffic is the security group's metrics rule alone", r)
 		}
 	}
 
@@ -180,7 +188,7 @@ func TestAWSSpotGPUModule(t *testing.T) {
 		t.Error("the role does not carry the artifact policy")
 	}
 
-	for _, o := range []string{"task_queue", "node_id", "gpu_description", "instance_id", "instance_type", "availability_zone"} {
+	for _, o := range []string{"task_queue", "node_id", "gpu_description", "instance_id", "instance_type", "availability_zone", "metrics_endpoint"} {
 		if len(blockBodies(t, src, `output "`+o+`"`)) != 1 {
 			t.Errorf("missing output %s", o)
 		}
@@ -190,7 +198,7 @@ func TestAWSSpotGPUModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"--task-queue '${task_queue}'", "--node-id '${node_id}'", "--address '${temporal_address}'", "--namespace '${namespace}'", "systemctl enable --now"} {
+	for _, want := range []string{"--task-queue '${task_queue}'", "--node-id '${node_id}'", "--address '${temporal_address}'", "--namespace '${namespace}'", "--metrics-addr '${metrics_addr}'", "systemctl enable --now"} {
 		if !strings.Contains(string(ud), want) {
 			t.Errorf("user data lacks %q", want)
 		}

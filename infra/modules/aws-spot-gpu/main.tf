@@ -18,14 +18,29 @@ locals {
   zone          = var.availability_zone != "" ? var.availability_zone : sort(keys(var.subnet_ids))[0]
   subnet_id     = var.subnet_ids[local.zone]
   prefix        = trimsuffix(var.artifact_prefix, "/")
+  # The worker serves metrics only when someone may scrape them.
+  metrics = length(var.monitoring_cidr_blocks) + length(var.monitoring_security_group_ids) > 0
 }
 
 resource "aws_security_group" "node" {
   name_prefix = "gauntlet-${var.node_id}-"
-  description = "Gauntlet GPU node ${var.node_id}: egress only; it dials Temporal and S3, nothing dials it."
+  description = "Gauntlet GPU node ${var.node_id}: it dials Temporal and S3; only the monitoring network dials it, for metrics."
   vpc_id      = var.vpc_id
 
-  # No ingress block: the worker only makes outbound connections.
+  # The one way in: Prometheus scraping the worker's metrics, from the
+  # monitoring network alone. Without one, no ingress at all.
+  dynamic "ingress" {
+    for_each = local.metrics ? [var.metrics_port] : []
+    content {
+      description     = "Prometheus scrapes the worker /metrics"
+      from_port       = ingress.value
+      to_port         = ingress.value
+      protocol        = "tcp"
+      cidr_blocks     = var.monitoring_cidr_blocks
+      security_groups = var.monitoring_security_group_ids
+    }
+  }
+
   egress {
     description = "Temporal, S3, package mirrors"
     from_port   = 0
@@ -127,6 +142,7 @@ resource "aws_launch_template" "node" {
     namespace        = var.namespace
     worker_url       = var.worker_url
     region           = var.region
+    metrics_addr     = local.metrics ? ":${var.metrics_port}" : ""
     extra_args       = var.extra_args
   }))
 

@@ -35,6 +35,11 @@ output "spot_instance_request_id" {
   value       = aws_instance.node.spot_instance_request_id
 }
 
+output "metrics_endpoint" {
+  description = "host:port Prometheus scrapes the node's worker at (its private address); empty when no monitoring network is given."
+  value       = local.metrics ? "${aws_instance.node.private_ip}:${var.metrics_port}" : ""
+}
+
 output "private_ip" {
   description = "Private address, for debugging from inside the VPC."
   value       = aws_instance.node.private_ip

@@ -102,6 +102,36 @@ variable "gpu_description" {
   default     = ""
 }
 
+variable "metrics_port" {
+  description = "Port the worker serves Prometheus /metrics on, open to the monitoring network only."
+  type        = number
+  default     = 9464
+  validation {
+    condition     = var.metrics_port >= 1 && var.metrics_port <= 65535 && floor(var.metrics_port) == var.metrics_port
+    error_message = "metrics_port must be a port number from 1 to 65535."
+  }
+}
+
+variable "monitoring_cidr_blocks" {
+  description = "IPv4 networks Prometheus scrapes from (e.g. the monitoring subnet); with monitoring_security_group_ids the only sources the metrics port admits. Both empty: the node serves no metrics and admits nothing."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for c in var.monitoring_cidr_blocks : can(cidrnetmask(c)) && !endswith(c, "/0")])
+    error_message = "monitoring_cidr_blocks must be IPv4 CIDR blocks of the monitoring network, never a /0 (the whole internet)."
+  }
+}
+
+variable "monitoring_security_group_ids" {
+  description = "Security groups of the Prometheus servers (e.g. sg-...), admitted to the metrics port."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for g in var.monitoring_security_group_ids : can(regex("^sg-[0-9a-f]+$", g))])
+    error_message = "monitoring_security_group_ids must be security group ids (sg-...)."
+  }
+}
+
 variable "extra_args" {
   description = "More worker arguments, one list element per argument."
   type        = list(string)

@@ -25,6 +25,7 @@ resource "terraform_data" "worker" {
     namespace        = var.namespace
     state_dir        = var.state_dir
     log_file         = var.log_file
+    metrics_addr     = var.metrics_addr
     extra_args       = var.extra_args
   }
 
@@ -41,6 +42,7 @@ resource "terraform_data" "worker" {
       STATE_DIR        = var.state_dir
       LOG_FILE         = var.log_file
       PID_FILE         = local.pid_file
+      METRICS_ADDR     = var.metrics_addr
       EXTRA_ARGS       = join("\n", var.extra_args)
     }
   }

@@ -18,3 +18,9 @@ output "pid_file" {
   description = "File holding the worker's process id."
   value       = terraform_data.worker.output.pid_file
 }
+
+output "metrics_endpoint" {
+  description = "host:port Prometheus scrapes the node's worker at; empty when it serves no metrics."
+  value       = var.metrics_addr
+  depends_on  = [terraform_data.worker]
+}

@@ -48,6 +48,18 @@ variable "gpu_description" {
   default     = "none (local CPU node)"
 }
 
+variable "metrics_addr" {
+  description = "host:port the worker serves Prometheus /metrics on (its --metrics-addr); empty serves none. Provision sets a free loopback port when the worker that applies the module has a Prometheus targets directory."
+  type        = string
+  default     = ""
+  validation {
+    # Prometheus is told to scrape exactly this address, so it must name
+    # a host as well as a port.
+    condition     = var.metrics_addr == "" || can(regex("^[^:/ ]+:[0-9]+$|^\\[[0-9a-fA-F:.]+\\]:[0-9]+$", var.metrics_addr))
+    error_message = "metrics_addr must be empty or host:port (e.g. 127.0.0.1:9470), with a host Prometheus can connect to."
+  }
+}
+
 variable "extra_args" {
   description = "More worker arguments, one list element per argument."
   type        = list(string)

@@ -8,6 +8,12 @@
 // amplification-by-subsampling bound assumes exactly this; shuffled
 // fixed-size batches are what most code does but are not covered by it, and
 // reporting the Poisson ε for them would overstate the guarantee.
+//
+// The accountant also assumes nobody can predict the noise or the batches:
+// noise that can be regenerated can be subtracted. Train therefore draws
+// both from a generator keyed from crypto/rand for each run; seeded,
+// repeatable noise exists only behind Options.InsecureReproducible, and the
+// Guarantee a run returns says which it had.
 package dp
 
 import (

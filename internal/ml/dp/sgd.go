@@ -2,6 +2,7 @@ package dp
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math"
@@ -24,6 +25,14 @@ type Options struct {
 	BatchSize    int     // expected batch size; the sampling rate is BatchSize/rows; default 256
 	LearningRate float64 // Adam step size, default 0.01 for logistic regression, 0.003 for an MLP
 	Progress     func(model.Progress)
+
+	// InsecureReproducible draws the noise and the Poisson batches from
+	// the model config's seed, so that a run can be repeated exactly. It
+	// voids the guarantee: whoever knows the seed (a pipeline parameter,
+	// default 1) regenerates the noise and subtracts it from the released
+	// weights. For tests and benchmarks that compare runs; the guarantee
+	// records it.
+	InsecureReproducible bool
 }
 
 // Guarantee is the (ε, δ)-DP a run satisfies, with what the accountant
@@ -44,7 +53,21 @@ type Guarantee struct {
 	// preprocessing, whose means, deviations and vocabularies are fitted on
 	// the same rows without noise.
 	Scope string `json:"scope"`
+	// Randomness says where the noise and the batches came from.
+	Randomness string `json:"randomness"`
+	// InsecureReproducible is set when they came from the run's seed: the
+	// ε above is then what the accountant computes for noise nobody can
+	// predict, which this noise is not, and it does not hold.
+	InsecureReproducible bool `json:"insecure_reproducible,omitempty"`
 }
+
+// Where the noise and the batches come from, as Guarantee.Randomness
+// records it.
+const (
+	SecureRandomness = "ChaCha8 keyed from crypto/rand for this run alone"
+	SeededRandomness = "PCG seeded from the model config's seed (insecure_reproducible): " +
+		"anyone who knows the seed can replay the noise, so the (ε, δ) guarantee does not hold"
+)
 
 func (o Options) withDefaults(kind model.Kind) Options {
 	if o.Delta == 0 {
@@ -96,7 +119,11 @@ func Plan(rows int, o Options) (*Guarantee, error) {
 	perEpoch := int(math.Ceil(float64(rows) / float64(o.BatchSize)))
 	g := &Guarantee{Delta: o.Delta, TargetEpsilon: o.Epsilon, Clip: o.Clip, SamplingRate: q,
 		Steps: perEpoch * o.Epochs, Epochs: o.Epochs, Accountant: "rdp (Mironov et al. 2019)", Sampling: "poisson",
-		Scope: "model weights; preprocessing statistics are fitted on the training rows without noise"}
+		Scope:      "model weights; preprocessing statistics are fitted on the training rows without noise",
+		Randomness: SecureRandomness, InsecureReproducible: o.InsecureReproducible}
+	if o.InsecureReproducible {
+		g.Randomness = SeededRandomness
+	}
 	sigma := o.NoiseMultiplier
 	if sigma == 0 {
 		var err error
@@ -147,7 +174,10 @@ func Train(ctx context.Context, x *mat.Dense, y []float64, cfg model.Config, o O
 	}
 	ps := net.Params()
 	sum, m, v := zeros(ps), zeros(ps), zeros(ps)
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0xd9e5))
+	rng, err := noiseSource(o.InsecureReproducible, cfg.Seed)
+	if err != nil {
+		return nil, nil, err
+	}
 	perEpoch := g.Steps / g.Epochs
 	noise := g.NoiseMultiplier * g.Clip
 	batch := make([]int, 0, 2*o.BatchSize)
@@ -205,6 +235,23 @@ func Train(ctx context.Context, x *mat.Dense, y []float64, cfg model.Config, o O
 		}
 	}
 	return net, g, nil
+}
+
+// noiseSource returns the generator of a run's noise and batches. The
+// guarantee assumes nobody can predict them, so by default the generator is
+// ChaCha8, a cryptographically strong stream cipher, under a 256-bit key
+// read from crypto/rand for this run alone and never stored. Keyed once, it
+// costs what a plain PRNG costs per draw (BenchmarkNoise), where reading
+// crypto/rand for every one of the millions of draws a run makes would not.
+func noiseSource(insecureReproducible bool, seed uint64) (*rand.Rand, error) {
+	if insecureReproducible {
+		return rand.New(rand.NewPCG(seed, 0xd9e5)), nil
+	}
+	var key [32]byte
+	if _, err := crand.Read(key[:]); err != nil {
+		return nil, fmt.Errorf("dp: key the noise generator from crypto/rand: %w", err)
+	}
+	return rand.New(rand.NewChaCha8(key)), nil
 }
 
 func adamStep(ps, sum, m, v [][]float64, step int, lr, batch, noise float64, rng *rand.Rand) {
