@@ -19,21 +19,15 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 )
 
-// Binary returns the prometheus executable on PATH. Without one the test
-// is skipped, or fails under CI=true, where `make tools` has installed it.
+// Binary returns the prometheus executable on PATH, or stops the test
+// through testkit (it fails under CI=true, where `make tools` installed it).
 func Binary(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("prometheus")
-	if err != nil {
-		msg := fmt.Sprintf("promtest: prometheus not on PATH (%v); `make tools` installs Debian's prometheus package", err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
+	return testkit.Tool(t, "prometheus")
 }
 
 // Server is a running Prometheus.

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 )
 
 // machineMirror is where this project's machines carry the AWS provider,
@@ -19,8 +21,10 @@ import (
 // (the variable provision reads) names another.
 const machineMirror = "/opt/tf-plugins"
 
-// awsMirror returns a provider mirror holding hashicorp/aws, or stops the
-// test: skipped on a developer's machine, failed under CI=true.
+// awsMirror returns a provider mirror holding hashicorp/aws, or skips the
+// test. Not a tool `make tools` can install: providers come from a registry
+// these machines cannot reach, so where no mirror exists the test cannot
+// run at all, and the skip is listed with its reason like the GPU test's.
 func awsMirror(t *testing.T) string {
 	t.Helper()
 	for _, dir := range []string{os.Getenv("GAUNTLET_PROVIDER_MIRROR"), machineMirror} {
@@ -31,11 +35,8 @@ func awsMirror(t *testing.T) string {
 			return dir
 		}
 	}
-	msg := "no provider mirror with hashicorp/aws in $GAUNTLET_PROVIDER_MIRROR or " + machineMirror + " (fill one with `terraform providers mirror`)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	t.Skip("no provider mirror with hashicorp/aws in $GAUNTLET_PROVIDER_MIRROR or " + machineMirror +
+		" (fill one with `terraform providers mirror` where the registry is reachable)")
 	return ""
 }
 
@@ -53,11 +54,7 @@ func newAWSPlanner(t *testing.T) *awsPlanner {
 	t.Helper()
 	bin, err := Find("")
 	if err != nil {
-		msg := "no terraform: `make tools` installs Terraform 1.5.7 into bin/terraform: " + err.Error()
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testkit.Need(t, "%v", err)
 	}
 	mirror := awsMirror(t)
 	dir := t.TempDir()

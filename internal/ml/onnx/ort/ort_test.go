@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnx/onnxpb"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 )
 
 func library(t *testing.T) *Runtime {
@@ -22,10 +23,7 @@ func library(t *testing.T) *Runtime {
 		p = filepath.Join(filepath.Dir(file), "..", "..", "..", "..", "bin", "onnxruntime", "libonnxruntime.so.1")
 	}
 	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("ONNX Runtime library %s: %v; run `make tools`", p, err)
-		}
-		t.Skipf("ONNX Runtime library %s: %v; run `make tools`", p, err)
+		testkit.Need(t, "ONNX Runtime library %s: %v; run `make tools`", p, err)
 	}
 	r, err := Load(p)
 	if err != nil {
