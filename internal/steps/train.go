@@ -193,19 +193,21 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 	if len(a.ignore) > 0 {
 		opts = append(opts, dataset.WithIgnored(a.ignore...))
 	}
-	d, err := dataset.Load(a.data, opts...)
+	// A frame keeps the data column-wise in float32 and codes, and the
+	// split is two index lists, so large data sets fit in memory.
+	d, err := dataset.LoadFrame(a.data, opts...)
 	if err != nil {
 		return nil, dataError("data", a.data, err)
 	}
-	trainSet, test, err := d.Split(a.testFraction, a.cfg.Seed)
+	trainRows, testRows, err := d.Split(a.testFraction, a.cfg.Seed)
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.test_fraction: split %s: %w", a.data, err))
 	}
-	enc, err := dataset.FitEncoder(trainSet, dataset.EncoderOptions{})
+	enc, err := dataset.FitEncoderFrame(d, trainRows, dataset.EncoderOptions{})
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", a.data, err))
 	}
-	x, err := enc.Transform(trainSet)
+	x, err := enc.TransformFrame(d, trainRows)
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", a.data, err))
 	}
@@ -241,7 +243,7 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 		topts = append(topts, model.WithBalancedClassWeights())
 	}
 	if a.reweigh {
-		w, err := reweighing(trainSet, a.sensitive)
+		w, err := reweighing(d.Subset(trainRows), a.sensitive)
 		if err != nil {
 			return nil, err
 		}
@@ -254,12 +256,12 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 		// be replayed exactly for the accounting to hold, and it is fast.
 		o := *a.dp
 		o.Progress = progress
-		net, guarantee, err = dp.Train(ctx, x, trainSet.Y, a.cfg, o)
+		net, guarantee, err = dp.Train(ctx, x.Float64(), d.Subset(trainRows).Y, a.cfg, o)
 		if errors.Is(err, dp.ErrBudget) {
 			return nil, Permanent(kindPrivacyBudget, fmt.Errorf("train on %s: %w", a.data, err))
 		}
 	} else {
-		net, err = model.Train(ctx, x, trainSet.Y, a.cfg, topts...)
+		net, err = model.TrainF32(ctx, x, d.LabelsOf(trainRows), a.cfg, topts...)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -268,11 +270,12 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 		return nil, Permanent(kindBadInput, fmt.Errorf("train on %s: %w", a.data, err))
 	}
 
-	xt, err := enc.Transform(test)
+	xt, err := enc.TransformFrame(d, testRows)
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: held-out rows: %w", a.data, err))
 	}
-	scores, err := net.PredictProba(xt)
+	test := d.Subset(testRows)
+	scores, err := net.PredictProbaF32(xt)
 	if err != nil {
 		return nil, err
 	}
@@ -280,10 +283,7 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("evaluate held-out rows of %s: %w", a.data, err))
 	}
-	negative, err := negativeLabel(a.data, d.Schema)
-	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.data: %w", err))
-	}
+	negative := d.NegativeLabel()
 	holdout, err := holdoutCSV(test, negative)
 	if err != nil {
 		return nil, err
@@ -306,7 +306,7 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 				"reweigh":       a.reweigh,
 				"sensitive":     d.Schema.Names(dataset.Sensitive),
 				"rows":          d.Len(),
-				"train_rows":    trainSet.Len(),
+				"train_rows":    len(trainRows),
 				"run_id":        in.RunID,
 				"step_id":       in.StepID,
 			},

@@ -1,10 +1,12 @@
 package dataset
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strconv"
 )
 
@@ -90,22 +92,90 @@ func parseBuiltin(src string) (CreditRiskParams, error) {
 	return p, nil
 }
 
-func loadBuiltin(src string, opts []Option) (*Dataset, error) {
+// builtinGenerator versions the generator's output: the digest of a
+// builtin source is computed from its parameters, and must change whenever
+// the rows for the same parameters do.
+const builtinGenerator = "credit-risk/1"
+
+func loadBuiltin(src string, o *options, build bool) (*Frame, error) {
 	p, err := parseBuiltin(src)
 	if err != nil {
 		return nil, err
 	}
-	rows := CreditRisk(p)
-	lines := make([]int, len(rows))
-	for i := range lines {
-		lines[i] = i + 1
+	user := o
+	o = newOptions([]Option{WithSchema(CreditRiskSchema)})
+	for n, k := range user.kinds {
+		o.kinds[n] = k
 	}
-	o := newOptions(append([]Option{WithSchema(CreditRiskSchema)}, opts...))
+	if user.label != "" {
+		o.label, o.positive = user.label, user.positive
+	}
+	if len(user.positive) > 0 {
+		o.positive = user.positive
+	}
+	o.missing = user.missing
 	names := make([]string, len(CreditRiskSchema.Columns))
+	facts := make([]columnFacts, len(names))
+	first := CreditRisk(CreditRiskParams{Rows: 1, Seed: p.Seed, Bias: p.Bias, Drift: p.Drift})[0]
 	for i, c := range CreditRiskSchema.Columns {
 		names[i] = c.Name
+		facts[i] = columnFacts{present: p.Rows, natural: c.Kind}
+		if c.Kind != Numeric {
+			facts[i].text, facts[i].textLine = first[i], 1
+		}
 	}
-	return build(src, names, rows, lines, o, true)
+	s, err := resolve(src, names, facts, o, build)
+	if err != nil {
+		return nil, err
+	}
+	if !build {
+		return &Frame{Source: src, Schema: s}, nil
+	}
+	f32 := make([]bool, len(names))
+	for i := range f32 {
+		f32[i] = true // every generated number is an integer or has three decimals
+	}
+	b := newBuilder(src, s, p.Rows, f32, nil)
+	r := 0
+	var fail error
+	generateCreditRisk(p, func(row *creditRow) bool {
+		for c := range names {
+			switch b.cols[c].kind {
+			case Numeric:
+				b.number(c, r, row.num[c])
+			case Categorical, Sensitive:
+				text := row.text(c)
+				if slices.Contains(o.missing, text) {
+					continue
+				}
+				if fail = b.category(c, r, text); fail != nil {
+					return false
+				}
+			case Label:
+				text := row.text(c)
+				if slices.Contains(o.missing, text) {
+					text = ""
+				}
+				if fail = b.labelValue(r, r+1, text); fail != nil {
+					return false
+				}
+			}
+		}
+		r++
+		return true
+	})
+	if fail != nil {
+		return nil, fail
+	}
+	f, err := b.finish()
+	if err != nil {
+		return nil, err
+	}
+	h := newDigest()
+	writeSchemaDigest(h, f.Schema)
+	fmt.Fprintf(h, "%s rows=%d seed=%d bias=%v drift=%v missing=%q", builtinGenerator, p.Rows, p.Seed, p.Bias, p.Drift, o.missing)
+	f.Digest = hex.EncodeToString(h.Sum(nil))
+	return f, nil
 }
 
 // pick draws an index with probability proportional to w.
@@ -137,14 +207,47 @@ func poisson(rng *rand.Rand, lambda float64) int {
 
 func clamp(x, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, x)) }
 
+// creditRow is one generated row: numbers for the numeric columns and text
+// for the others, indexed like CreditRiskSchema.Columns.
+type creditRow struct {
+	num [14]float64
+	str [14]string
+}
+
+// creditDecimals is how many decimals a numeric column's text has.
+var creditDecimals = [14]int{9: 3}
+
+// text is column c's value as CSV text.
+func (r *creditRow) text(c int) string {
+	if CreditRiskSchema.Columns[c].Kind == Numeric {
+		return strconv.FormatFloat(r.num[c], 'f', creditDecimals[c], 64)
+	}
+	return r.str[c]
+}
+
 // CreditRisk generates the rows of builtin:credit-risk as CSV fields in
 // CreditRiskSchema order. The same parameters give the same rows.
 func CreditRisk(p CreditRiskParams) [][]string {
+	rows := make([][]string, 0, p.Rows)
+	generateCreditRisk(p, func(r *creditRow) bool {
+		rec := make([]string, len(r.num))
+		for c := range rec {
+			rec[c] = r.text(c)
+		}
+		rows = append(rows, rec)
+		return true
+	})
+	return rows
+}
+
+// generateCreditRisk calls fn with each row (the same value, refilled)
+// until fn returns false.
+func generateCreditRisk(p CreditRiskParams, fn func(*creditRow) bool) {
 	rng := rand.New(rand.NewPCG(p.Seed, 0xc4ed17))
 	employment := []string{"salaried", "self-employed", "part-time", "unemployed", "retired"}
 	purposes := []string{"debt_consolidation", "home_improvement", "car", "education", "business", "medical"}
-	rows := make([][]string, p.Rows)
-	for i := range rows {
+	var row creditRow
+	for range p.Rows {
 		female := rng.Float64() < 0.48
 		sex := "male"
 		if female {
@@ -160,16 +263,16 @@ func CreditRisk(p CreditRiskParams) [][]string {
 		case age < 60:
 			group = "40-59"
 		}
-		ew := []float64{0.62, 0.12 + 0.05*p.Drift, 0.12, 0.06 + 0.04*p.Drift, 0}
+		ew := [5]float64{0.62, 0.12 + 0.05*p.Drift, 0.12, 0.06 + 0.04*p.Drift, 0}
 		if female {
 			ew[2] += p.Bias
 		}
 		if age >= 62 {
 			ew[4] = 0.8
 		}
-		emp := pick(rng, ew)
+		emp := pick(rng, ew[:])
 		logIncome := 10.9 + 0.02*(age-40) - 0.0006*(age-40)*(age-40) + 0.45*rng.NormFloat64() - 0.15*p.Drift
-		logIncome += []float64{0, 0.1, -0.6, -1.3, -0.4}[emp]
+		logIncome += [5]float64{0, 0.1, -0.6, -1.3, -0.4}[emp]
 		if female {
 			logIncome -= 0.9 * p.Bias
 		}
@@ -184,16 +287,16 @@ func CreditRisk(p CreditRiskParams) [][]string {
 			term = 60
 		}
 		purpose := pick(rng, []float64{0.35, 0.18, 0.2, 0.1, 0.1 + 0.1*p.Drift, 0.07 + 0.07*p.Drift})
-		ownW := []float64{0.45, 0.35, 0.2}
+		ownW := [3]float64{0.45, 0.35, 0.2}
 		if age > 45 {
-			ownW = []float64{0.2, 0.45, 0.35}
+			ownW = [3]float64{0.2, 0.45, 0.35}
 		}
-		home := []string{"rent", "mortgage", "own"}[pick(rng, ownW)]
+		home := [3]string{"rent", "mortgage", "own"}[pick(rng, ownW[:])]
 
 		logit := -0.9 + 3.5*(debt-0.28) - 0.9*(logIncome-10.9) + 0.45*float64(late) -
 			0.03*history + 0.8*(loan/income-0.15) + 0.25*float64(term-36)/24
-		logit += []float64{0, 0.3, 0.4, 0.9, 0}[emp]
-		logit += []float64{0, -0.2, -0.1, 0.2, 0.5, 0.4}[purpose]
+		logit += [5]float64{0, 0.3, 0.4, 0.9, 0}[emp]
+		logit += [6]float64{0, -0.2, -0.1, 0.2, 0.5, 0.4}[purpose]
 		if home == "own" {
 			logit -= 0.3
 		}
@@ -207,16 +310,13 @@ func CreditRisk(p CreditRiskParams) [][]string {
 		if rng.Float64() < 1/(1+math.Exp(-logit)) {
 			defaulted = "yes"
 		}
-		rows[i] = []string{
-			strconv.Itoa(int(age)), group, sex,
-			strconv.FormatFloat(income, 'f', 0, 64),
-			employment[emp], home,
-			strconv.Itoa(int(history)), strconv.Itoa(accounts), strconv.Itoa(late),
-			strconv.FormatFloat(debt, 'f', 3, 64),
-			strconv.FormatFloat(loan, 'f', 0, 64),
-			strconv.Itoa(term),
-			purposes[purpose], defaulted,
+		// The text has three decimals; this is the float64 that text parses
+		// to, so the numbers and the text agree.
+		debt = math.Round(debt*1000) / 1000
+		row.num = [14]float64{0: age, 3: income, 6: history, 7: float64(accounts), 8: float64(late), 9: debt, 10: loan, 11: float64(term)}
+		row.str = [14]string{1: group, 2: sex, 4: employment[emp], 5: home, 12: purposes[purpose], 13: defaulted}
+		if !fn(&row) {
+			return
 		}
 	}
-	return rows
 }

@@ -85,26 +85,33 @@ func FitEncoder(train *Dataset, opts EncoderOptions) (*Encoder, error) {
 }
 
 func fitNumeric(name string, v []float64) NumericFeature {
+	return fitNumericAt(name, len(v), func(i int) float64 { return v[i] })
+}
+
+// fitNumericAt learns the mean and std of the n values at(0), …, at(n-1).
+func fitNumericAt(name string, n int, at func(int) float64) NumericFeature {
 	f := NumericFeature{Name: name}
 	var sum float64
-	n := 0
-	for _, x := range v {
+	present := 0
+	for i := range n {
+		x := at(i)
 		if math.IsNaN(x) {
 			f.Imputed++
 			continue
 		}
 		sum += x
-		n++
+		present++
 	}
-	if n > 0 {
-		f.Mean = sum / float64(n)
+	if present > 0 {
+		f.Mean = sum / float64(present)
 	}
 	var ss float64
-	for _, x := range v {
-		if !math.IsNaN(x) {
+	for i := range n {
+		if x := at(i); !math.IsNaN(x) {
 			ss += (x - f.Mean) * (x - f.Mean)
 		}
 	}
+	n = present
 	f.Std = 1
 	if n > 0 && ss > 0 {
 		f.Std = math.Sqrt(ss / float64(n))
@@ -119,6 +126,10 @@ func fitCategorical(name string, v []string, opts EncoderOptions, sensitive bool
 			counts[s]++
 		}
 	}
+	return vocabulary(name, counts, opts, sensitive)
+}
+
+func vocabulary(name string, counts map[string]int, opts EncoderOptions, sensitive bool) CategoricalFeature {
 	f := CategoricalFeature{Name: name, Sensitive: sensitive}
 	for s, n := range counts {
 		if opts.Unseen == UnseenOther && n < opts.MinFrequency {

@@ -1,10 +1,7 @@
 package dataset
 
 import (
-	"crypto/sha256"
-	"encoding/csv"
-	"encoding/hex"
-	"errors"
+	"bytes"
 	"fmt"
 	"io"
 	"math"
@@ -101,27 +98,49 @@ func newOptions(opts []Option) *options {
 	return o
 }
 
-// Load reads a data set from a CSV file path or a "builtin:" URI.
+// Load reads a data set from a CSV or Parquet file or a "builtin:" URI, as
+// LoadFrame does, and converts it to a Dataset. Large data sets are better
+// kept as a Frame.
 func Load(src string, opts ...Option) (*Dataset, error) {
+	f, err := LoadFrame(src, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return f.Dataset(), nil
+}
+
+// Read reads CSV or Parquet from r; name is used in errors and as the source.
+func Read(r io.Reader, name string, opts ...Option) (*Dataset, error) {
+	f, err := ReadFrame(r, name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return f.Dataset(), nil
+}
+
+// LoadFrame reads a data set from a file or a "builtin:" URI into a Frame,
+// streaming: a CSV file is read twice (once to settle the schema and count
+// the rows, once to fill columns of exactly that length), a Parquet file
+// one row group at a time, the builtin source row by row. A file is Parquet
+// when its name ends in .parquet or .pq or it starts with Parquet's magic
+// bytes; otherwise it is CSV.
+func LoadFrame(src string, opts ...Option) (*Frame, error) {
+	o := newOptions(opts)
 	if strings.HasPrefix(src, builtinScheme) {
-		return loadBuiltin(src, opts)
+		return loadBuiltin(src, o, true)
 	}
 	f, err := os.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("dataset: load %s: %w", src, err)
 	}
 	defer f.Close()
-	return Read(f, src, opts...)
+	return readFrame(f, src, o, true)
 }
 
-// Read reads CSV from r; name is used in errors and as the source.
-func Read(r io.Reader, name string, opts ...Option) (*Dataset, error) {
-	o := newOptions(opts)
-	names, rows, lines, err := readCSV(r, name, o)
-	if err != nil {
-		return nil, err
-	}
-	return build(name, names, rows, lines, o, true)
+// ReadFrame is LoadFrame for a reader. A reader that cannot seek (and, for
+// Parquet, read at an offset) is read into memory first.
+func ReadFrame(r io.Reader, name string, opts ...Option) (*Frame, error) {
+	return readFrame(r, name, newOptions(opts), true)
 }
 
 // Infer reads the source and returns the schema it would be loaded with. A
@@ -129,86 +148,53 @@ func Read(r io.Reader, name string, opts ...Option) (*Dataset, error) {
 func Infer(src string, opts ...Option) (Schema, error) {
 	o := newOptions(opts)
 	if strings.HasPrefix(src, builtinScheme) {
-		d, err := loadBuiltin(src, opts)
+		f, err := loadBuiltin(src, o, false)
 		if err != nil {
 			return Schema{}, err
 		}
-		return d.Schema, nil
+		return f.Schema, nil
 	}
 	f, err := os.Open(src)
 	if err != nil {
 		return Schema{}, fmt.Errorf("dataset: infer %s: %w", src, err)
 	}
 	defer f.Close()
-	names, rows, lines, err := readCSV(f, src, o)
+	fr, err := readFrame(f, src, o, false)
 	if err != nil {
 		return Schema{}, err
 	}
-	s, _, err := resolve(src, names, rows, lines, o, false)
-	return s, err
+	return fr.Schema, nil
 }
 
-func readCSV(r io.Reader, file string, o *options) (names []string, rows [][]string, lines []int, err error) {
-	cr := csv.NewReader(r)
-	cr.TrimLeadingSpace = true
-	cr.FieldsPerRecord = -1
-	// UCI files mark comment lines with '|' (adult.test's "|1x3 Cross validator").
-	cr.Comment = '|'
-	header := len(o.names) == 0
-	if o.header != nil {
-		header = *o.header
-	}
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+// seekable is what a two-pass or Parquet read needs of its input.
+type seekable interface {
+	io.ReadSeeker
+	io.ReaderAt
+}
+
+// readFrame loads r; with build false only the schema is settled (no label
+// needed) and the frame returned holds nothing else.
+func readFrame(r io.Reader, name string, o *options, build bool) (*Frame, error) {
+	rs, ok := r.(seekable)
+	if !ok {
+		b, err := io.ReadAll(r)
 		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				return nil, nil, nil, &Error{File: file, Row: pe.Line, Msg: pe.Err.Error()}
-			}
-			return nil, nil, nil, fmt.Errorf("dataset: read %s: %w", file, err)
+			return nil, fmt.Errorf("dataset: read %s: %w", name, err)
 		}
-		line, _ := cr.FieldPos(0)
-		for i := range rec {
-			rec[i] = strings.TrimSpace(rec[i])
-		}
-		if header && names == nil {
-			names = rec
-			continue
-		}
-		rows = append(rows, rec)
-		lines = append(lines, line)
+		rs = bytes.NewReader(b)
 	}
-	if !header || names == nil {
-		if header {
-			return nil, nil, nil, &Error{File: file, Msg: "empty file"}
-		}
-		names = o.names
+	start, err := rs.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: read %s: %w", name, err)
 	}
-	if len(rows) == 0 {
-		return nil, nil, nil, &Error{File: file, Msg: "no data rows"}
+	isPQ, err := isParquet(rs, start, name)
+	if err != nil {
+		return nil, err
 	}
-	if len(names) == 0 {
-		return nil, nil, nil, &Error{File: file, Msg: "no column names: the file has no header and none were supplied"}
+	if isPQ {
+		return readParquet(rs, start, name, o, build)
 	}
-	seen := map[string]bool{}
-	for i, n := range names {
-		if n == "" {
-			return nil, nil, nil, &Error{File: file, Msg: fmt.Sprintf("column %d has an empty name", i+1)}
-		}
-		if seen[n] {
-			return nil, nil, nil, &Error{File: file, Column: n, Msg: "duplicate column name"}
-		}
-		seen[n] = true
-	}
-	for i, rec := range rows {
-		if len(rec) != len(names) {
-			return nil, nil, nil, &Error{File: file, Row: lines[i], Msg: fmt.Sprintf("%d fields, want %d", len(rec), len(names))}
-		}
-	}
-	return names, rows, lines, nil
+	return readCSV(rs, start, name, o, build)
 }
 
 func parseNumber(s string) (float64, bool) {
@@ -219,16 +205,18 @@ func parseNumber(s string) (float64, bool) {
 	return v, true
 }
 
+// columnFacts is what a source knows about a column before its values are
+// stored, for settling its kind.
+type columnFacts struct {
+	present  int    // non-missing values; -1 when not known before loading
+	text     string // the first value that is not a number
+	textLine int    // its line (0: no such value)
+	natural  Kind   // the kind the data suggest when none is declared
+}
+
 // resolve settles every column's kind, declared or inferred, and checks the
 // declarations against the data.
-func resolve(file string, names []string, rows [][]string, lines []int, o *options, needLabel bool) (Schema, []bool, error) {
-	isMissing := func(s string) bool { return slices.Contains(o.missing, s) }
-	missing := make([]bool, len(rows)*len(names))
-	for r, rec := range rows {
-		for c, f := range rec {
-			missing[r*len(names)+c] = isMissing(f)
-		}
-	}
+func resolve(file string, names []string, facts []columnFacts, o *options, needLabel bool) (Schema, error) {
 	index := map[string]int{}
 	for i, n := range names {
 		index[n] = i
@@ -240,18 +228,18 @@ func resolve(file string, names []string, rows [][]string, lines []int, o *optio
 	slices.Sort(declared)
 	for _, n := range declared {
 		if _, ok := index[n]; !ok {
-			return Schema{}, nil, &Error{File: file, Column: n, Msg: "declared column is missing from the data"}
+			return Schema{}, &Error{File: file, Column: n, Msg: "declared column is missing from the data"}
 		}
 		if !o.kinds[n].valid() {
-			return Schema{}, nil, &Error{File: file, Column: n, Msg: fmt.Sprintf("unknown column kind %q", o.kinds[n])}
+			return Schema{}, &Error{File: file, Column: n, Msg: fmt.Sprintf("unknown column kind %q", o.kinds[n])}
 		}
 	}
 	if o.label != "" {
 		if _, ok := index[o.label]; !ok {
-			return Schema{}, nil, &Error{File: file, Column: o.label, Msg: "label column is missing from the data"}
+			return Schema{}, &Error{File: file, Column: o.label, Msg: "label column is missing from the data"}
 		}
 	} else if needLabel {
-		return Schema{}, nil, &Error{File: file, Msg: "no label column declared"}
+		return Schema{}, &Error{File: file, Msg: "no label column declared"}
 	}
 	s := Schema{Label: o.label, Positive: o.positive}
 	for c, n := range names {
@@ -263,134 +251,32 @@ func resolve(file string, names []string, rows [][]string, lines []int, o *optio
 			s.Columns = append(s.Columns, Column{Name: n, Kind: kind})
 			continue
 		}
-		present := 0
-		numeric := true
-		firstText := -1
-		for r := range rows {
-			if missing[r*len(names)+c] {
-				continue
-			}
-			present++
-			if _, isNum := parseNumber(rows[r][c]); !isNum && numeric {
-				numeric = false
-				firstText = r
-			}
-		}
-		if present == 0 {
-			return Schema{}, nil, &Error{File: file, Column: n, Msg: "every value is missing"}
+		fc := facts[c]
+		if fc.present == 0 {
+			return Schema{}, &Error{File: file, Column: n, Msg: "every value is missing"}
 		}
 		if !ok {
-			kind = Categorical
-			if numeric {
-				kind = Numeric
-			}
+			kind = fc.natural
 		}
-		if kind == Numeric && !numeric {
-			return Schema{}, nil, &Error{File: file, Row: lines[firstText], Column: n, Msg: fmt.Sprintf("text %q in a numeric column", rows[firstText][c])}
+		if kind == Numeric && fc.textLine > 0 {
+			return Schema{}, &Error{File: file, Row: fc.textLine, Column: n, Msg: fmt.Sprintf("text %q in a numeric column", fc.text)}
 		}
 		s.Columns = append(s.Columns, Column{Name: n, Kind: kind})
 	}
-	return s, missing, nil
+	return s, nil
 }
 
-func build(file string, names []string, rows [][]string, lines []int, o *options, needLabel bool) (*Dataset, error) {
-	s, missing, err := resolve(file, names, rows, lines, o, needLabel)
-	if err != nil {
-		return nil, err
-	}
-	n, w := len(rows), len(names)
-	d := &Dataset{
-		Source:      file,
-		Numeric:     map[string][]float64{},
-		Categorical: map[string][]string{},
-		Sensitive:   map[string][]string{},
-		Y:           make([]float64, n),
-	}
-	labelCol := slices.Index(names, s.Label)
-	if len(s.Positive) == 0 {
-		s.Positive, err = defaultPositive(file, rows, labelCol)
-		if err != nil {
-			return nil, err
+// checkNames refuses empty and duplicate column names.
+func checkNames(file string, names []string) error {
+	seen := map[string]bool{}
+	for i, n := range names {
+		if n == "" {
+			return &Error{File: file, Msg: fmt.Sprintf("column %d has an empty name", i+1)}
 		}
-	}
-	d.Schema = s
-	positives := 0
-	for r, rec := range rows {
-		if missing[r*w+labelCol] {
-			return nil, &Error{File: file, Row: lines[r], Column: s.Label, Msg: "missing label"}
+		if seen[n] {
+			return &Error{File: file, Column: n, Msg: "duplicate column name"}
 		}
-		if slices.Contains(s.Positive, rec[labelCol]) {
-			d.Y[r] = 1
-			positives++
-		}
+		seen[n] = true
 	}
-	if positives == 0 || positives == n {
-		return nil, &Error{File: file, Column: s.Label, Msg: fmt.Sprintf("label has one class (positive values %q match %d of %d rows)", s.Positive, positives, n)}
-	}
-	for c, col := range s.Columns {
-		switch col.Kind {
-		case Numeric:
-			v := make([]float64, n)
-			for r, rec := range rows {
-				v[r] = math.NaN()
-				if !missing[r*w+c] {
-					v[r], _ = parseNumber(rec[c])
-				}
-			}
-			d.Numeric[col.Name] = v
-		case Categorical, Sensitive:
-			v := make([]string, n)
-			for r, rec := range rows {
-				if !missing[r*w+c] {
-					v[r] = rec[c]
-				}
-			}
-			if col.Kind == Sensitive {
-				d.Sensitive[col.Name] = v
-			} else {
-				d.Categorical[col.Name] = v
-			}
-		}
-	}
-	d.Digest = digest(s, rows, missing)
-	return d, nil
-}
-
-func defaultPositive(file string, rows [][]string, labelCol int) ([]string, error) {
-	values := map[string]bool{}
-	for _, rec := range rows {
-		values[rec[labelCol]] = true
-		if len(values) > 2 {
-			break
-		}
-	}
-	if values["1"] && (len(values) == 1 || values["0"]) && len(values) <= 2 {
-		return []string{"1"}, nil
-	}
-	return nil, &Error{File: file, Msg: "positive label values not given and the label is not 0/1"}
-}
-
-// digest hashes the schema and the trimmed fields with missing values blanked;
-// every field is length-prefixed so no field content can mimic a separator.
-func digest(s Schema, rows [][]string, missing []bool) string {
-	h := sha256.New()
-	for _, c := range s.Columns {
-		fmt.Fprintf(h, "%d:%s%d:%s", len(c.Name), c.Name, len(c.Kind), c.Kind)
-	}
-	fmt.Fprintf(h, "%d:%s", len(s.Label), s.Label)
-	for _, p := range s.Positive {
-		fmt.Fprintf(h, "%d:%s", len(p), p)
-	}
-	h.Write([]byte{0x1d})
-	w := len(s.Columns)
-	for r, rec := range rows {
-		for c, f := range rec {
-			if missing[r*w+c] {
-				f = ""
-			}
-			fmt.Fprintf(h, "%d:%s", len(f), f)
-		}
-		h.Write([]byte{0x1e})
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return nil
 }

@@ -241,6 +241,28 @@ func CategoricalFeature(name string, reference, current []string, th Thresholds)
 	for _, v := range current {
 		cc[idx[v]]++
 	}
+	return CategoricalCounts(name, rc, cc, th)
+}
+
+// CategoricalCounts is CategoricalFeature from the number of rows of each
+// category in the reference and current samples (the same categories in
+// the same order), which is all it needs: a coded column gives the counts
+// without building a string per row.
+func CategoricalCounts(name string, rc, cc []float64, th Thresholds) (FeatureResult, error) {
+	if err := th.validate(); err != nil {
+		return FeatureResult{}, err
+	}
+	if len(rc) != len(cc) {
+		return FeatureResult{}, fmt.Errorf("%d reference categories vs %d current", len(rc), len(cc))
+	}
+	var nr, nc float64
+	for i := range rc {
+		nr += rc[i]
+		nc += cc[i]
+	}
+	if nr == 0 || nc == 0 {
+		return FeatureResult{}, errors.New("both samples must be non-empty")
+	}
 	chi, err := ChiSquare(rc, cc)
 	if err != nil {
 		return FeatureResult{}, err
@@ -251,8 +273,8 @@ func CategoricalFeature(name string, reference, current []string, th Thresholds)
 	}
 	r, c := make([]float64, len(rc)), make([]float64, len(cc))
 	for i := range rc {
-		r[i] = rc[i] / float64(len(reference))
-		c[i] = cc[i] / float64(len(current))
+		r[i] = rc[i] / nr
+		c[i] = cc[i] / nc
 	}
 	fr := FeatureResult{
 		Name:       name,

@@ -160,6 +160,22 @@ func quantileSorted(s []float64, p float64) float64 {
 // values per bin (len(edges)+1 bins).
 func binProportions(values, edges []float64) []float64 {
 	counts := make([]float64, len(edges)+1)
+	if len(edges) <= 16 {
+		// Counting the edges below v without branching beats a binary
+		// search, whose branches random data mispredicts half the time.
+		n := make([]int, len(edges)+1)
+		for _, v := range values {
+			k := 0
+			for _, e := range edges {
+				k += b2i(e < v)
+			}
+			n[k]++
+		}
+		for i, c := range n {
+			counts[i] = float64(c) / float64(len(values))
+		}
+		return counts
+	}
 	for _, v := range values {
 		// Number of edges strictly below v.
 		lo, hi := 0, len(edges)
@@ -208,8 +224,15 @@ func PSIWithEdges(reference, current, edges []float64, epsilon float64) (float64
 	if err := checkFinite(current); err != nil {
 		return 0, fmt.Errorf("psi: current: %w", err)
 	}
+	// The two samples are binned independently, on two cores at once.
+	var c []float64
+	done := make(chan struct{})
+	go func() {
+		c = binProportions(current, edges)
+		close(done)
+	}()
 	r := binProportions(reference, edges)
-	c := binProportions(current, edges)
+	<-done
 	return psiFromProportions(r, c, epsilon), nil
 }
 
@@ -232,4 +255,11 @@ func checkFinite(v []float64) error {
 		}
 	}
 	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -36,9 +36,10 @@ func (n *Network) ExampleGradients(x *mat.Dense, y []float64, rows []int, fn fun
 	if d != n.NumFeatures() || r != len(y) {
 		return fmt.Errorf("model: %d×%d rows and %d labels for a network of %d features", r, d, len(y), n.NumFeatures())
 	}
-	t := newTrainer(n, 1)
+	t := newTrainer[float64](n, 1)
 	grads := zerosLike(params(n))
-	one := []float64{1}
+	xv := viewDense(x)
+	idx := make([]int, 1)
 	for _, row := range rows {
 		if row < 0 || row >= r {
 			return fmt.Errorf("model: row %d out of range [0, %d)", row, r)
@@ -46,8 +47,8 @@ func (n *Network) ExampleGradients(x *mat.Dense, y []float64, rows []int, fn fun
 		for _, g := range grads {
 			clear(g)
 		}
-		xr := mat.NewDense(1, d, x.RawRowView(row))
-		loss, _ := t.batch(xr, y[row:row+1], one, []int{0}, grads)
+		idx[0] = row
+		loss, _ := t.batch(xv, y, nil, idx, grads)
 		fn(row, loss, grads)
 	}
 	return nil

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-
-	"gonum.org/v1/gonum/mat"
 )
 
 const (
@@ -75,30 +73,34 @@ func zerosLike(ps [][]float64) [][]float64 {
 
 // fingerprint ties a checkpoint to the config and training data, so a stale
 // checkpoint from another run is refused rather than silently resumed.
-func fingerprint(x *mat.Dense, y, w []float64, cfg Config) string {
+func fingerprint[T float](x rows[T], y []T, w []float64, cfg Config) string {
 	h := sha256.New()
 	c, _ := json.Marshal(cfg)
 	h.Write(c)
-	n, d := x.Dims()
 	var buf [8]byte
 	put := func(v float64) {
 		binary.LittleEndian.PutUint64(buf[:], math.Float64bits(v))
 		h.Write(buf[:])
 	}
-	put(float64(n))
-	put(float64(d))
-	for r := range n {
-		for _, v := range x.RawRowView(r) {
-			put(v)
+	put(float64(x.n))
+	put(float64(x.d))
+	for r := range x.n {
+		for _, v := range x.row(r) {
+			put(float64(v))
 		}
-		put(y[r])
-		put(w[r])
+		put(float64(y[r]))
+		put(weightOf(w, r))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func trainMLP(ctx context.Context, x *mat.Dense, y, w []float64, cfg Config, o *trainOptions) (*Network, error) {
-	n, d := x.Dims()
+// mlpPart is the number of batch rows whose gradient one worker sums; the
+// parts' sums are added in order, so a fit is bit-identical for any number
+// of workers.
+const mlpPart = 32
+
+func trainMLP[T float](ctx context.Context, x rows[T], y []T, w []float64, cfg Config, o *trainOptions) (*Network, error) {
+	n, d := x.n, x.d
 	net := initMLP(d, cfg)
 	if o.initial != nil {
 		if err := startFrom(net, o.initial); err != nil {
@@ -125,21 +127,54 @@ func trainMLP(ctx context.Context, x *mat.Dense, y, w []float64, cfg Config, o *
 			}
 		}
 	}
-	tr := newTrainer(net, cfg.BatchSize)
+	nparts := (cfg.BatchSize + mlpPart - 1) / mlpPart
+	trainers := make([]*trainer[T], nparts)
+	partGrads := make([][][]float64, nparts)
+	partLoss := make([]float64, nparts)
+	partWeight := make([]float64, nparts)
+	for p := range nparts {
+		trainers[p] = newTrainer[T](net, mlpPart)
+		partGrads[p] = zerosLike(st.Params)
+	}
+	var batch []int
+	tm := newTeam(o.workers, func(_, p int) {
+		for _, g := range partGrads[p] {
+			clear(g)
+		}
+		rows := batch[p*mlpPart : min((p+1)*mlpPart, len(batch))]
+		partLoss[p], partWeight[p] = trainers[p].batch(x, y, w, rows, partGrads[p])
+	})
+	defer tm.close()
 	grads := zerosLike(st.Params)
+	perm := make([]int, n)
 	for epoch := st.Epoch; epoch < cfg.Epochs; epoch++ {
-		perm := epochRNG(cfg.Seed, epoch).Perm(n)
+		// The same order as rand.Perm, without a new slice per epoch.
+		for i := range perm {
+			perm[i] = i
+		}
+		epochRNG(cfg.Seed, epoch).Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
 		var epochLoss, epochWeight float64
 		for start := 0; start < n; start += cfg.BatchSize {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("model: mlp epoch %d: %w", epoch+1, err)
 			}
-			batch := perm[start:min(start+cfg.BatchSize, n)]
+			batch = perm[start:min(start+cfg.BatchSize, n)]
+			used := (len(batch) + mlpPart - 1) / mlpPart
+			tm.run(used)
 			for _, g := range grads {
 				clear(g)
 			}
-			loss, weight := tr.batch(x, y, w, batch, grads)
-			epochLoss += loss
+			var weight float64
+			for p := range used {
+				epochLoss += partLoss[p]
+				weight += partWeight[p]
+				for i, g := range partGrads[p] {
+					acc := grads[i]
+					for j, v := range g {
+						acc[j] += v
+					}
+				}
+			}
 			epochWeight += weight
 			if weight == 0 {
 				continue
@@ -219,15 +254,15 @@ func adam(st *mlpState, grads [][]float64, weight float64, cfg Config) {
 }
 
 // trainer holds per-batch scratch space.
-type trainer struct {
+type trainer[T float] struct {
 	net    *Network
 	acts   [][]float64 // per layer, batch×width, after activation
 	deltas [][]float64
 	nz     [][]int // non-zero input columns per batch row (one-hot inputs are sparse)
 }
 
-func newTrainer(net *Network, batch int) *trainer {
-	t := &trainer{net: net, nz: make([][]int, batch)}
+func newTrainer[T float](net *Network, batch int) *trainer[T] {
+	t := &trainer[T]{net: net, nz: make([][]int, batch)}
 	for _, l := range net.Layers {
 		t.acts = append(t.acts, make([]float64, batch*l.Out))
 		t.deltas = append(t.deltas, make([]float64, batch*l.Out))
@@ -237,17 +272,18 @@ func newTrainer(net *Network, batch int) *trainer {
 
 // batch adds the weighted loss gradient of rows idx to grads and returns
 // the weighted loss and total weight.
-func (t *trainer) batch(x *mat.Dense, y, w []float64, idx []int, grads [][]float64) (loss, weight float64) {
+func (t *trainer[T]) batch(x rows[T], y []T, w []float64, idx []int, grads [][]float64) (loss, weight float64) {
 	layers := t.net.Layers
 	last := len(layers) - 1
 	for b, r := range idx {
-		in := x.RawRowView(r)
+		xr := x.row(r)
 		t.nz[b] = t.nz[b][:0]
-		for j, v := range in {
+		for j, v := range xr {
 			if v != 0 {
 				t.nz[b] = append(t.nz[b], j)
 			}
 		}
+		var in []float64
 		for li, l := range layers {
 			out := t.acts[li][b*l.Out : (b+1)*l.Out]
 			for o := range l.Out {
@@ -255,7 +291,7 @@ func (t *trainer) batch(x *mat.Dense, y, w []float64, idx []int, grads [][]float
 				s := l.B[o]
 				if li == 0 {
 					for _, j := range t.nz[b] {
-						s += row[j] * in[j]
+						s += row[j] * float64(xr[j])
 					}
 				} else {
 					s += dot(row, in)
@@ -268,9 +304,11 @@ func (t *trainer) batch(x *mat.Dense, y, w []float64, idx []int, grads [][]float
 			in = out
 		}
 		z := in[0]
-		loss += w[r] * logLoss(z, y[r])
-		weight += w[r]
-		t.deltas[last][b] = w[r] * (Sigmoid(z) - y[r])
+		wr := weightOf(w, r)
+		yr := float64(y[r])
+		loss += wr * logLoss(z, yr)
+		weight += wr
+		t.deltas[last][b] = wr * (Sigmoid(z) - yr)
 	}
 	for li := last; li >= 0; li-- {
 		l := layers[li]
@@ -289,9 +327,9 @@ func (t *trainer) batch(x *mat.Dense, y, w []float64, idx []int, grads [][]float
 				gb[o] += dv
 				grow := gw[o*l.In : (o+1)*l.In]
 				if li == 0 {
-					in := x.RawRowView(r)
+					xr := x.row(r)
 					for _, j := range t.nz[b] {
-						grow[j] += dv * in[j]
+						grow[j] += dv * float64(xr[j])
 					}
 					continue
 				}

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gonum.org/v1/gonum/mat"
+
+	"github.com/gauntlet-ml/gauntlet/internal/ml/matrix"
 )
 
 // Kind names a model family.
@@ -132,6 +134,24 @@ func (n *Network) PredictProba(x *mat.Dense) ([]float64, error) {
 	bufs := n.buffers()
 	for r := range rows {
 		out[r] = Sigmoid(n.forward(x.RawRowView(r), bufs))
+	}
+	return out, nil
+}
+
+// PredictProbaF32 scores each row of a float32 matrix.
+func (n *Network) PredictProbaF32(x *matrix.Dense32) ([]float64, error) {
+	rows, cols := x.Dims()
+	if cols != n.NumFeatures() {
+		return nil, fmt.Errorf("model: input has %d features, model wants %d", cols, n.NumFeatures())
+	}
+	out := make([]float64, rows)
+	bufs := n.buffers()
+	in := make([]float64, cols)
+	for r := range rows {
+		for j, v := range x.Row(r) {
+			in[j] = float64(v)
+		}
+		out[r] = Sigmoid(n.forward(in, bufs))
 	}
 	return out, nil
 }

@@ -9,6 +9,8 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 	"gonum.org/v1/gonum/optimize"
+
+	"github.com/gauntlet-ml/gauntlet/internal/ml/matrix"
 )
 
 // Config holds the hyperparameters; zero fields take the defaults in
@@ -96,6 +98,7 @@ type trainOptions struct {
 	checkpointDir string
 	initial       *Network
 	stepHook      func(epoch int, params [][]float64)
+	workers       int
 }
 
 // WithSampleWeights weights each row's loss (fairness reweighing passes these).
@@ -127,9 +130,26 @@ func WithCheckpointDir(dir string) TrainOption {
 	return func(o *trainOptions) { o.checkpointDir = dir }
 }
 
+// WithWorkers sets how many goroutines compute gradients (default
+// GOMAXPROCS). The result is the same for any number: rows are cut into
+// fixed blocks whose sums are added in block order.
+func WithWorkers(n int) TrainOption {
+	return func(o *trainOptions) { o.workers = n }
+}
+
 // Train fits a model of cfg.Kind to rows x and labels y (0 or 1). It returns
 // ctx.Err() (wrapped) when cancelled.
 func Train(ctx context.Context, x *mat.Dense, y []float64, cfg Config, opts ...TrainOption) (*Network, error) {
+	return train(ctx, viewDense(x), y, cfg, opts)
+}
+
+// TrainF32 is Train on a float32 matrix, the encoding of large data sets;
+// it computes in float64 like Train.
+func TrainF32(ctx context.Context, x *matrix.Dense32, y []float32, cfg Config, opts ...TrainOption) (*Network, error) {
+	return train(ctx, view32(x), y, cfg, opts)
+}
+
+func train[T float](ctx context.Context, x rows[T], y []T, cfg Config, opts []TrainOption) (*Network, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -143,19 +163,21 @@ func Train(ctx context.Context, x *mat.Dense, y []float64, cfg Config, opts ...T
 		return nil, err
 	}
 	if cfg.Kind == LogReg {
-		return trainLogReg(ctx, x, y, w, cfg, o.progress)
+		return trainLogReg(ctx, x, y, w, cfg, &o)
 	}
 	return trainMLP(ctx, x, y, w, cfg, &o)
 }
 
-func rowWeights(x *mat.Dense, y []float64, o *trainOptions) ([]float64, error) {
-	n, d := x.Dims()
+// rowWeights checks the data and returns each row's loss weight, or nil when
+// every row weighs 1 (a large data set then needs no weight column).
+func rowWeights[T float](x rows[T], y []T, o *trainOptions) ([]float64, error) {
+	n := x.n
 	if n != len(y) {
 		return nil, fmt.Errorf("model: %d rows but %d labels", n, len(y))
 	}
 	for r := range n {
-		for _, v := range x.RawRowView(r)[:d] {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
+		for _, v := range x.row(r) {
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
 				return nil, fmt.Errorf("model: row %d has a non-finite feature", r)
 			}
 		}
@@ -183,6 +205,9 @@ func rowWeights(x *mat.Dense, y []float64, o *trainOptions) ([]float64, error) {
 	if o.sampleWeights != nil && len(o.sampleWeights) != n {
 		return nil, fmt.Errorf("model: %d sample weights for %d rows", len(o.sampleWeights), n)
 	}
+	if cw == [2]float64{1, 1} && o.sampleWeights == nil {
+		return nil, nil
+	}
 	w := make([]float64, n)
 	var total float64
 	for i := range w {
@@ -202,35 +227,37 @@ func rowWeights(x *mat.Dense, y []float64, o *trainOptions) ([]float64, error) {
 	return w, nil
 }
 
+// weightOf is row i's loss weight; nil weights are all 1.
+func weightOf(w []float64, i int) float64 {
+	if w == nil {
+		return 1
+	}
+	return w[i]
+}
+
 // trainLogReg minimises (1/S)·Σ wᵢ·logloss + ‖β‖²/(2·C·S), S = Σ wᵢ, which has
 // the same minimiser as scikit-learn's C·Σ wᵢ·logloss + ‖β‖²/2; the intercept
 // is not penalised.
-func trainLogReg(ctx context.Context, x *mat.Dense, y, w []float64, cfg Config, progress func(Progress)) (*Network, error) {
-	n, d := x.Dims()
-	var sum float64
-	for _, v := range w {
-		sum += v
-	}
-	z := mat.NewVecDense(n, nil)
-	resid := mat.NewVecDense(n, nil)
-	gw := mat.NewVecDense(d, nil)
+func trainLogReg[T float](ctx context.Context, x rows[T], y []T, w []float64, cfg Config, o *trainOptions) (*Network, error) {
+	d := x.d
+	lp := newLogRegProblem(x, y, w)
+	tm := newTeam(o.workers, func(_, b int) { lp.block(b) })
+	defer tm.close()
 	eval := func(theta []float64, grad []float64) float64 {
-		beta := mat.NewVecDense(d, theta[:d])
-		z.MulVec(x, beta)
-		var loss float64
-		for i := range n {
-			zi := z.AtVec(i) + theta[d]
-			loss += w[i] * logLoss(zi, y[i])
-			resid.SetVec(i, w[i]*(Sigmoid(zi)-y[i])/sum)
+		lp.theta = theta
+		tm.run(lp.blocks)
+		loss, gsum := lp.reduce()
+		reg := 1 / (cfg.C * lp.sumW)
+		var bb float64
+		for _, v := range theta[:d] {
+			bb += v * v
 		}
-		reg := 1 / (cfg.C * sum)
-		loss = loss/sum + 0.5*reg*mat.Dot(beta, beta)
+		loss = loss/lp.sumW + 0.5*reg*bb
 		if grad != nil {
-			gw.MulVec(x.T(), resid)
 			for j := range d {
-				grad[j] = gw.AtVec(j) + reg*theta[j]
+				grad[j] = gsum[j]/lp.sumW + reg*theta[j]
 			}
-			grad[d] = mat.Sum(resid)
+			grad[d] = gsum[d] / lp.sumW
 		}
 		return loss
 	}
@@ -263,7 +290,7 @@ func trainLogReg(ctx context.Context, x *mat.Dense, y, w []float64, cfg Config, 
 		GradientThreshold: cfg.Tol,
 		MajorIterations:   cfg.MaxIter,
 		Converger:         optimize.NeverTerminate{},
-		Recorder:          &progressRecorder{fn: progress, epochs: cfg.MaxIter},
+		Recorder:          &progressRecorder{fn: o.progress, epochs: cfg.MaxIter},
 	}
 	res, err := optimize.Minimize(problem, make([]float64, d+1), settings, &optimize.LBFGS{})
 	if err != nil {
