@@ -3,9 +3,14 @@
 SHELL := /bin/bash
 GO ?= go
 export GOTOOLCHAIN := local
+# go-nvml's cgo preamble includes NVIDIA's nvml.h, whose deprecated
+# declarations print 29 compiler warnings whenever that package compiles:
+# third-party noise on the user's screen, not ours to fix.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 export GAUNTLET_DATASETS ?= $(abspath ../shared/datasets)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/gauntlet-ml/gauntlet/internal/cli.Version=$(VERSION)
+MODULE := github.com/gauntlet-ml/gauntlet
+LDFLAGS := -s -w -X $(MODULE)/internal/cli.Version=$(VERSION)
 
 .PHONY: all build demo dev test tools terraform lint bench bench-interp clean
 
@@ -26,7 +31,9 @@ FORCE:
 demo: build terraform
 	./bin/gauntlet demo
 
-# Terraform 1.5.7 into bin/, built from the Go module proxy the first time.
+# bin/terraform: a Terraform >= 1.5 or OpenTofu from PATH, linked, or else
+# Terraform 1.5.7 built from the Go module proxy (scripts/install-terraform.sh
+# says which).
 terraform:
 	bash scripts/install-terraform.sh
 
@@ -36,9 +43,16 @@ dev: build
 
 # Everything: unit, workflow, replay, fuzz seeds, integration on a real
 # in-process Temporal server. -p 1 because packages linking the server each
-# take a minute to link and two at once thrash 2 cores.
-test: lint build
-	$(GO) test -p 1 -count=1 -timeout 25m ./...
+# take a minute to link and two at once thrash 2 cores. tools comes first:
+# it installs what the tests need (as root) or stops at once naming it, so
+# that no test skips for a missing tool. bin/testsummary prints what plain
+# go test prints and ends with the skipped tests, why they skipped, and
+# "tests: N passed, N failed, N skipped"; pipefail keeps go test's status.
+test: tools lint build bin/testsummary
+	set -o pipefail; $(GO) test -json -p 1 -count=1 -timeout 25m ./... | bin/testsummary -trim $(MODULE)/
+
+bin/testsummary: FORCE
+	$(GO) build -o bin/testsummary ./scripts/testsummary
 
 tools:
 	bash scripts/install-tools.sh

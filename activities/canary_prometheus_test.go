@@ -25,6 +25,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"github.com/gauntlet-ml/gauntlet/internal/traffic"
 )
 
@@ -34,10 +35,7 @@ import (
 // flows: a good candidate is promoted; one whose variant aborts 20% of its
 // requests by injected fault is rolled back by the analysis alone.
 func TestCanaryAnalysisThroughPrometheus(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("no prometheus binary on PATH: run `make tools` (scripts/install-tools.sh installs the prometheus package)")
-	}
+	bin := testkit.Tool(t, "prometheus")
 	ctx := context.Background()
 	f := newRegistryFixture(t)
 	bad := filepath.Join(t.TempDir(), "bad")

@@ -23,17 +23,8 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/router"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 )
-
-// tool returns the path of a command the tests run, or skips.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s is not on PATH; `make tools` installs it", name)
-	}
-	return p
-}
 
 func run(t *testing.T, dir string, name string, args ...string) {
 	t.Helper()
@@ -46,14 +37,14 @@ func run(t *testing.T, dir string, name string, args ...string) {
 }
 
 func TestPromtool(t *testing.T) {
-	p := tool(t, "promtool")
+	p := testkit.Tool(t, "promtool")
 	run(t, "prometheus", p, "check", "config", "prometheus.yml")
 	run(t, "prometheus", p, "check", "rules", "alert_rules.yml")
 	run(t, "prometheus", p, "test", "rules", "alert_rules_test.yml")
 }
 
 func TestComposeConfig(t *testing.T) {
-	p := tool(t, "docker-compose")
+	p := testkit.Tool(t, "docker-compose")
 	run(t, "..", p, "-f", "docker-compose.yml", "config", "-q")
 }
 

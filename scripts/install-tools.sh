@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # Installs what the tests need that Go modules do not bring: Debian packages,
-# the browser test's npm package, and Terraform 1.5.7 into bin/. Idempotent: a
-# second run only checks.
+# the browser test's npm package, and a Terraform as bin/terraform. `make
+# test` runs it first, so a fresh machine runs every test: as root it
+# installs what is missing; otherwise it stops at once, naming what is
+# missing. Idempotent: a second run only checks.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-need=()
-# command:Debian package. promtool comes with the prometheus package;
-# docker-compose only validates the compose file here, no engine runs;
-# chromium is the browser the Temporal UI test drives; python3 runs the
-# example trainer of the run: step tests.
-for pair in git:git make:make gcc:gcc promtool:prometheus docker-compose:docker-compose \
-  chromium:chromium node:nodejs npm:npm python3:python3; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+need=() missing=()
+# command:Debian package. promtool and prometheus come with the prometheus
+# package; docker-compose only validates the compose file here, no engine
+# runs; chromium is the browser the Temporal UI test drives (at that path);
+# /usr/bin/python3 runs the example trainer of the run: step tests; openssl
+# and ssh-keygen cross-check the reviewer keys and fingerprints.
+for pair in git:git make:make gcc:gcc promtool:prometheus prometheus:prometheus \
+  docker-compose:docker-compose /usr/bin/chromium:chromium node:nodejs npm:npm \
+  /usr/bin/python3:python3 openssl:openssl ssh-keygen:openssh-client; do
+  if ! command -v "${pair%%:*}" >/dev/null 2>&1; then
+    missing+=("${pair%%:*}")
+    [[ " ${need[*]} " == *" ${pair#*:} "* ]] || need+=("${pair#*:}")
+  fi
 done
 if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install-tools: missing ${need[*]}; run as root or install them" >&2
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-tools: the tests need ${missing[*]}, which are missing: install the Debian packages ${need[*]} (as root, \`make tools\` does)" >&2
     exit 1
   fi
+  echo "install-tools: installing ${need[*]} for ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
@@ -26,4 +34,3 @@ if [ ! -d "$root/e2e/node_modules/playwright-core" ]; then
   (cd "$root/e2e" && npm ci --no-audit --no-fund)
 fi
 bash "$root/scripts/install-terraform.sh"
-go version

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"github.com/gauntlet-ml/gauntlet/internal/tf"
 )
 
@@ -18,7 +19,7 @@ func TestDemoRunsTheWholeGauntlet(t *testing.T) {
 		t.Skip("runs two full pipelines (about two minutes); skipped with -short")
 	}
 	if _, err := tf.Find(""); err != nil {
-		t.Skipf("the demo provisions nodes with Terraform: %v (run `make tools` or set GAUNTLET_TERRAFORM)", err)
+		testkit.Need(t, "the demo provisions nodes with terraform: %v", err)
 	}
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -26,7 +27,7 @@ func TestDemoRunsTheWholeGauntlet(t *testing.T) {
 	}
 	worker := filepath.Join(root, "bin", "worker")
 	if _, err := os.Stat(worker); err != nil {
-		t.Skipf("the demo's nodes run %s: build it with `make build` (make test does)", worker)
+		testkit.Need(t, "the demo's nodes run %s: build it with `make build` (make test does)", worker)
 	}
 	t.Setenv("GAUNTLET_WORKER_BINARY", worker)
 	t.Setenv("GAUNTLET_INFRA_MODULES", filepath.Join(root, "infra", "modules"))

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 )
 
 // faultData is thirty times smoke's default data: six runs then take about
@@ -191,7 +192,7 @@ func TestWorkerKilledRepeatedlyLosesNoRun(t *testing.T) {
 	}
 	bin := filepath.Join(repoRoot(t), "bin", "worker")
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("the worker under test is %s: build it with `make build` (make test does)", bin)
+		testkit.Need(t, "the worker under test is %s: build it with `make build` (make test does)", bin)
 	}
 	const (
 		trials   = 20

@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/gauntlet-ml/gauntlet/internal/contract"
-	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -24,8 +22,10 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"github.com/gauntlet-ml/gauntlet/workflows"
 )
 
@@ -480,15 +480,9 @@ func TestApprovalThroughTheCLI(t *testing.T) {
 func TestTemporalUIInABrowser(t *testing.T) {
 	root := repoRoot(t)
 	chromium := "/usr/bin/chromium"
-	for _, need := range []string{chromium, filepath.Join(root, "e2e", "node_modules", "playwright-core")} {
-		if _, err := os.Stat(need); err != nil {
-			t.Skipf("browser test needs %s: run `make tools`", need)
-		}
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("browser test needs node: run `make tools`")
-	}
+	testkit.Installed(t, chromium)
+	testkit.Installed(t, filepath.Join(root, "e2e", "node_modules", "playwright-core"))
+	node := testkit.Tool(t, "node")
 	pipes := t.TempDir()
 	if err := os.WriteFile(filepath.Join(pipes, "gated.yaml"), []byte(approvalPipeline), 0o644); err != nil {
 		t.Fatal(err)

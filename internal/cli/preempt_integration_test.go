@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"github.com/gauntlet-ml/gauntlet/internal/tf"
 )
 
@@ -36,7 +37,7 @@ func TestPreemptedNodeIsReplacedAndTrainingResumes(t *testing.T) {
 		t.Skip("trains on two real nodes; skipped with -short")
 	}
 	if _, err := tf.Find(""); err != nil {
-		t.Skipf("nodes are provisioned with Terraform: %v (run `make tools` or set GAUNTLET_TERRAFORM)", err)
+		testkit.Need(t, "nodes are provisioned with terraform: %v", err)
 	}
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -44,7 +45,7 @@ func TestPreemptedNodeIsReplacedAndTrainingResumes(t *testing.T) {
 	}
 	worker := filepath.Join(root, "bin", "worker")
 	if _, err := os.Stat(worker); err != nil {
-		t.Skipf("nodes run %s: build it with `make build` (make test does)", worker)
+		testkit.Need(t, "nodes run %s: build it with `make build` (make test does)", worker)
 	}
 	pipes, state := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(pipes, "preempt.yaml"), []byte(preemptPipeline), 0o644); err != nil {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 )
 
 const python = "/usr/bin/python3"
@@ -20,9 +22,7 @@ func runTrainer(t *testing.T, env *fakeEnv, with map[string]any) (map[string]any
 }
 
 func TestTrainerResumesFromCheckpointDir(t *testing.T) {
-	if _, err := os.Stat(python); err != nil {
-		t.Skipf("no %s: %v", python, err)
-	}
+	testkit.Installed(t, python)
 	const epochs = 5
 	with := map[string]any{"epochs": float64(epochs), "lr": 0.05, "rows": 200.0, "crash_after": 2.0}
 
@@ -70,9 +70,7 @@ func TestTrainerResumesFromCheckpointDir(t *testing.T) {
 }
 
 func TestTrainerBadInputIsPermanent(t *testing.T) {
-	if _, err := os.Stat(python); err != nil {
-		t.Skipf("no %s: %v", python, err)
-	}
+	testkit.Installed(t, python)
 	_, err := runTrainer(t, newFakeEnv(t), map[string]any{"epochs": "many"})
 	e := asError(t, err)
 	if e.Kind != KindBadInput || e.Retryable() || e.ExitCode != 2 {

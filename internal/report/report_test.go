@@ -221,7 +221,7 @@ func TestRenderLeavesNothingOnWriteFailure(t *testing.T) {
 
 func TestRenderReadOnlyParent(t *testing.T) {
 	if os.Geteuid() == 0 {
-		t.Skip("root ignores directory permissions")
+		t.Skip("root ignores directory permissions, so no parent is read-only to it: this runs only as a non-root user")
 	}
 	parent := filepath.Join(t.TempDir(), "ro")
 	if err := os.Mkdir(parent, 0o555); err != nil {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 )
 
 func TestParseKeyForms(t *testing.T) {
@@ -136,9 +138,7 @@ func TestPrivateKeyErrors(t *testing.T) {
 // A key made by openssl signs decisions that verify against its public key
 // as openssl prints it, in both key file forms.
 func TestOpenSSLKey(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl is not installed; PEM from openssl genpkey is not cross-checked")
-	}
+	testkit.Tool(t, "openssl")
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "alice.pem")
 	if out, err := exec.Command("openssl", "genpkey", "-algorithm", "ed25519", "-out", keyPath).CombinedOutput(); err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 )
 
 var signedAt = time.Date(2026, 3, 14, 9, 26, 53, 589_000_000, time.UTC)
@@ -209,9 +211,7 @@ func TestMessageUnambiguous(t *testing.T) {
 
 // The fingerprint matches what ssh-keygen prints for the same key.
 func TestFingerprintMatchesSSHKeygen(t *testing.T) {
-	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		t.Skip("ssh-keygen is not installed; the fingerprint format is not cross-checked")
-	}
+	testkit.Tool(t, "ssh-keygen")
 	pub, _ := newKey(t)
 	path := filepath.Join(t.TempDir(), "k.pub")
 	if err := os.WriteFile(path, []byte(FormatPublicKey(pub)+" test\n"), 0o644); err != nil {

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 )
 
 // The aws-spot-gpu module needs the AWS provider, which cannot be installed
@@ -21,7 +23,7 @@ const modulesDir = "../../infra/modules"
 func TestModulesAreFormatted(t *testing.T) {
 	bin, err := Find("")
 	if errors.Is(err, ErrNotFound) {
-		t.Skipf("no terraform: run `make tools` (or scripts/install-terraform.sh), or set %s: %v", EnvTerraform, err)
+		testkit.Need(t, "needs terraform: %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)

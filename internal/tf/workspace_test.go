@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 )
 
 // terraformForTest finds the pinned terraform the way the worker does, or
@@ -26,11 +27,11 @@ import (
 func terraformForTest(t *testing.T) string {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		t.Skip("the local-node tests read /proc")
+		t.Skip("the local-node tests read /proc, which only Linux has")
 	}
 	bin, err := Find("")
 	if errors.Is(err, ErrNotFound) {
-		t.Skipf("no terraform: run `make tools` (or scripts/install-terraform.sh), or set %s: %v", EnvTerraform, err)
+		testkit.Need(t, "needs terraform: %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
+	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -47,7 +48,7 @@ func AdultDir(t testing.TB) string {
 	dir := filepath.Join(root, "adult")
 	for _, f := range []string{"adult.data", "adult.test"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Skipf("UCI Adult not found: set GAUNTLET_DATASETS to a directory holding adult/adult.data and adult/adult.test (%v)", err)
+			testkit.Need(t, "needs the UCI Adult data set: set GAUNTLET_DATASETS to a directory holding adult/adult.data and adult/adult.test (make test defaults it to ../shared/datasets): %v", err)
 		}
 	}
 	return dir
