@@ -2,9 +2,10 @@
 # Installs what the multi-host tests (internal/fleettest, e2e/fleet) run:
 #   - Debian's PostgreSQL and iproute2 (util-linux's nsenter and unshare are
 #     essential packages);
-#   - built from the Go module proxy into bin/: the official Temporal server
-#     (bin/temporal-server) and its SQL schema tool (bin/temporal-sql-tool)
-#     at the version go.mod pins for the embedded server, the temporal CLI
+#   - built into bin/: the official Temporal server (bin/temporal-server)
+#     and its SQL schema tool (bin/temporal-sql-tool), the server module's
+#     own main packages at the version go.mod pins for the embedded server
+#     (go.mod lists them as tools); from the Go module proxy, the temporal CLI
 #     (bin/temporal, which deploy/temporal/create-namespace.sh uses) and
 #     Versity's S3 gateway (bin/versitygw, Apache-2.0: a real S3 server with
 #     atomic conditional writes that builds in about a minute).
@@ -63,7 +64,28 @@ build() {
   echo "install-fleet: $name built in $(($(date +%s) - start))s"
 }
 
+# build_here NAME PACKAGE: the server's own main packages, which go.mod pins
+# as tools at the embedded server's version, so they build from this
+# module's dependency graph and build cache (about 30 s, not 5 minutes).
+build_here() {
+  local name=$1 pkg=$2 bin="$root/bin/$1"
+  if [ -x "$bin" ] && go version -m "$bin" 2>/dev/null |
+    awk -v v="$server_version" '$1 == "mod" && $2 == "go.temporal.io/server" && $3 == v { found = 1 } END { exit !found }'; then
+    echo "install-fleet: $bin is already go.temporal.io/server $server_version"
+    return
+  fi
+  echo "install-fleet: building $pkg ($server_version) into $bin"
+  local start cmd
+  start=$(date +%s)
+  cmd=(nice -n 19 env GOTOOLCHAIN=local go build -o "$bin" "$pkg")
+  if [ -n "${GAUNTLET_BUILD_LOCK:-}" ]; then
+    cmd=(flock "$GAUNTLET_BUILD_LOCK" "${cmd[@]}")
+  fi
+  (cd "$root" && "${cmd[@]}")
+  echo "install-fleet: $name built in $(($(date +%s) - start))s"
+}
+
 build versitygw github.com/versity/versitygw/cmd/versitygw github.com/versity/versitygw "$s3_version"
-build temporal-sql-tool go.temporal.io/server/cmd/tools/sql go.temporal.io/server "$server_version"
-build temporal-server go.temporal.io/server/cmd/server go.temporal.io/server "$server_version"
+build_here temporal-sql-tool go.temporal.io/server/cmd/tools/sql
+build_here temporal-server go.temporal.io/server/cmd/server
 build temporal github.com/temporalio/cli/cmd/temporal github.com/temporalio/cli "$cli_version"

@@ -177,7 +177,7 @@ func (r *run) checkDecision(ctx workflow.Context, d contract.Decision, decision 
 	}
 	if g.requireSig {
 		sd := signing.SignedDecision{
-			Approval:  signing.Approval{RunID: r.status.RunID, Step: g.req.Step, Decision: decision, Reviewer: reviewer, Comment: d.Comment},
+			Approval:  signing.Approval{RunID: r.status.RunID, Step: g.req.Step, Decision: decision, Reviewer: reviewer, Comment: d.Comment, Model: contract.ArtifactIdentity(g.req.Model)},
 			Signature: d.Signature,
 		}
 		if err := g.keys.Verify(sd, workflow.Now(ctx), g.maxSkew); err != nil {
@@ -390,7 +390,12 @@ func approvalOutputs(g *gate) map[string]any {
 	if g.rejected {
 		decision = "rejected"
 	}
-	return map[string]any{"decision": decision, "approvers": approvers, "rejecters": rejecters, "votes": votes, "comment": comment}
+	out := map[string]any{"decision": decision, "approvers": approvers, "rejecters": rejecters, "votes": votes, "comment": comment}
+	if g.req.Model != "" {
+		// What was approved, for the steps that ship it to name.
+		out["model"], out["model_digest"] = g.req.Model, contract.ArtifactIdentity(g.req.Model)
+	}
+	return out
 }
 
 // notify posts a state change to the step's webhook through an activity,
@@ -408,4 +413,31 @@ func (r *run) notify(ctx workflow.Context, g *gate, event string) {
 	msg := contract.NotifyInput{URL: g.notifyURL, RunID: r.status.RunID, Pipeline: r.status.Pipeline, StepID: g.req.Step, Event: event, Request: g.req}
 	// A webhook that is down must not hold the gate; the outcome is logged.
 	_ = workflow.ExecuteActivity(actx, contract.NotifyActivity, msg).Get(ctx, nil)
+}
+
+// checkApprovedModel refuses to ship a model other than the ones this
+// run's approval gates approved, when any gate names a model: what a
+// reviewer saw must be what reaches production. Gates that name no model
+// bind nothing (the validator warns about them).
+func (r *run) checkApprovedModel(step, model string) error {
+	var named, approved []string
+	for _, g := range r.gates {
+		if g.req.Model == "" {
+			continue
+		}
+		named = append(named, g.req.Step)
+		if !g.rejected && g.approvals >= g.req.Required {
+			approved = append(approved, contract.ArtifactIdentity(g.req.Model))
+		}
+	}
+	if len(named) == 0 || slices.Contains(approved, contract.ArtifactIdentity(model)) {
+		return nil
+	}
+	what := "none of them has approved a model yet"
+	if len(approved) > 0 {
+		what = "they approved " + strings.Join(approved, ", ")
+	}
+	err := fmt.Errorf("%s: model %s is not the artifact approved in this run (approval steps %s name models; %s): nothing was deployed",
+		step, contract.ArtifactIdentity(model), strings.Join(named, ", "), what)
+	return temporal.NewNonRetryableApplicationError(err.Error(), "NotApproved", err)
 }

@@ -48,6 +48,8 @@ func newGate(sr *stepRun, startedBy string, now time.Time, version workflow.Vers
 			Step: sr.spec.ID, Reviewers: a.Reviewers, Required: a.Required, Deadline: now.Add(timeout),
 			OnTimeout: a.OnTimeout, StartedBy: startedBy, Votes: []contract.Vote{}, Evidence: a.Evidence, SelfForbid: a.ForbidSelfApproval,
 			RequireSignatures: a.RequireSignatures,
+			Model:             a.Model, ModelDigest: contract.ArtifactDigest(a.Model),
+			Report: a.Report, ReportDigest: contract.ArtifactDigest(a.Report),
 		},
 		requireSig: a.RequireSignatures,
 		maxSkew:    time.Duration(a.SignatureMaxSkew),

@@ -49,6 +49,11 @@ func runCanary(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, error
 	if err != nil {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidPipeline", err)
 	}
+	if r.version >= 3 {
+		if err := r.checkApprovedModel("canary-deploy "+sr.spec.ID, cfg.model); err != nil {
+			return nil, err
+		}
+	}
 	c := &canaryRun{r: r, sr: sr, cfg: cfg}
 	actx := c.options(ctx, 5*time.Minute)
 	in := contract.CanaryStartInput{RunID: r.status.RunID, StepID: sr.spec.ID, SpecHash: r.resolved.Hash, Name: cfg.name, Model: cfg.model}

@@ -32,6 +32,7 @@ steps:
 // workflow's decisions are what these tests check.
 type canaryFakes struct {
 	mu       sync.Mutex
+	started  int
 	weights  []int
 	measured []time.Time
 	promoted []contract.CanaryPromoteInput
@@ -40,7 +41,12 @@ type canaryFakes struct {
 
 func mockCanary(h *harness, start contract.CanaryStartResult, outcomes ...canary.Outcome) *canaryFakes {
 	f := &canaryFakes{}
-	h.env.OnActivity(contract.CanaryStartName, mock.Anything, mock.Anything).Return(start, nil)
+	h.env.OnActivity(contract.CanaryStartName, mock.Anything, mock.Anything).Return(func(context.Context, contract.CanaryStartInput) (contract.CanaryStartResult, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.started++
+		return start, nil
+	})
 	h.env.OnActivity(contract.CanaryWeightName, mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.CanaryWeightInput) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()

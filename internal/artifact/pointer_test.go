@@ -11,6 +11,7 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/artifact/artifacttest"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 )
 
 func TestPointerRoundTripsOnBothBackends(t *testing.T) {
@@ -79,5 +80,35 @@ func TestParsePointerRefusesWhatIsNotOne(t *testing.T) {
 	p, err := artifact.ParsePointer("s3://bucket/a/b/trees/sha256/" + hex)
 	if err != nil || p.Store != "s3://bucket/a/b" || p.Kind != artifact.KindTree || p.Digest.Hex() != hex {
 		t.Fatalf("%+v %v", p, err)
+	}
+}
+
+// TestContractReadsPointerDigests keeps the workflow side's reading of a
+// pointer's digest (contract.ArtifactDigest, which may not import this
+// package) in step with ParsePointer.
+func TestContractReadsPointerDigests(t *testing.T) {
+	s, _ := artifacttest.FileStore(t)
+	for _, body := range []string{"a", "b", "c"} {
+		f := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{f, filepath.Dir(f)} {
+			p, err := artifact.Publish(context.Background(), s, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := contract.ArtifactDigest(p.String()); got != string(p.Digest) {
+				t.Fatalf("contract reads %s from %s", got, p)
+			}
+		}
+	}
+	for _, notOne := range []string{"/models/candidate", "s3://b/p/other/sha256/" + strings.Repeat("a", 64), "s3://b/trees/sha256/abc"} {
+		if got := contract.ArtifactDigest(notOne); got != "" {
+			t.Errorf("contract reads %q from %q", got, notOne)
+		}
+		if _, err := artifact.ParsePointer(notOne); err == nil {
+			t.Errorf("ParsePointer accepts %q", notOne)
+		}
 	}
 }

@@ -25,8 +25,9 @@ Update: the workflow checks it (known reviewer, no second vote, no approving
 your own run where forbidden, gate still open) and a refused decision never
 enters the history. Your identity comes from --as or ` + EnvUser + `.
 Where the step requires signatures, --key signs the decision (run, step,
-decision, your name, the comment's hash and the time) with your Ed25519
-private key; make one with 'gauntlet keys generate'.`,
+decision, your name, the comment's hash, the time and the digest of the
+model the step names) with your Ed25519 private key; make one with
+'gauntlet keys generate'.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.dial(cmd.Context())
@@ -65,6 +66,12 @@ private key; make one with 'gauntlet keys generate'.`,
 			}
 			fmt.Fprintf(a.stdout, "%s: %s recorded for %s at step %s (%d of %d approvals; reviewers %s)\n",
 				args[0], name, who, req.Step, approvals, req.Required, strings.Join(req.Reviewers, ", "))
+			if req.Model != "" {
+				fmt.Fprintf(a.stdout, "  model %s\n", contract.ArtifactIdentity(req.Model))
+			}
+			if req.ReportDigest != "" {
+				fmt.Fprintf(a.stdout, "  report %s (%s)\n", req.ReportDigest, req.Report)
+			}
 			return nil
 		},
 	}
@@ -111,5 +118,31 @@ func (a *app) signDecision(ctx context.Context, c client.Client, runID, decision
 			return nil, usagef("several approvals are waiting in %s (%s): name one with --step", runID, strings.Join(waiting, ", "))
 		}
 	}
-	return signing.Sign(priv, signing.Approval{RunID: runID, Step: d.Step, Decision: decision, Reviewer: d.Reviewer, Comment: d.Comment}, time.Now())
+	model, err := approvalModel(ctx, c, runID, d.Step)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", decision, err)
+	}
+	return signing.Sign(priv, signing.Approval{RunID: runID, Step: d.Step, Decision: decision, Reviewer: d.Reviewer, Comment: d.Comment, Model: model}, time.Now())
+}
+
+// approvalModel is the model the approval step asks about, as a signature
+// must name it: the gate verifies that the signed model is its own.
+func approvalModel(ctx context.Context, c client.Client, runID, step string) (string, error) {
+	v, err := c.QueryWorkflow(ctx, runID, "", contract.ApprovalsQuery)
+	if err != nil {
+		return "", notFound(runID, fmt.Errorf("read the run's approvals: %w", err))
+	}
+	var reqs []contract.ApprovalRequest
+	if err := v.Get(&reqs); err != nil {
+		return "", fmt.Errorf("decode the run's approvals: %w", err)
+	}
+	for _, r := range reqs {
+		if r.Step == step {
+			if r.Model == "" {
+				return "", nil
+			}
+			return contract.ArtifactIdentity(r.Model), nil
+		}
+	}
+	return "", fmt.Errorf("approval step %s is not waiting in %s", step, runID)
 }

@@ -27,6 +27,8 @@ func (a *app) validateCommand() *cobra.Command {
 				File     string   `json:"file"`
 				Pipeline string   `json:"pipeline,omitempty"`
 				Problems []string `json:"problems"`
+				// Warnings do not make the file invalid.
+				Warnings []string `json:"warnings,omitempty"`
 			}
 			var results []result
 			bad := 0
@@ -38,6 +40,11 @@ func (a *app) validateCommand() *cobra.Command {
 				}
 				for _, d := range diags {
 					r.Problems = append(r.Problems, d.String())
+				}
+				if sp != nil && len(diags) == 0 {
+					for _, w := range spec.Warnings(sp) {
+						r.Warnings = append(r.Warnings, w.String())
+					}
 				}
 				bad += len(diags)
 				results = append(results, r)
@@ -53,6 +60,9 @@ func (a *app) validateCommand() *cobra.Command {
 					}
 					for _, p := range r.Problems {
 						fmt.Fprintln(a.stdout, p)
+					}
+					for _, w := range r.Warnings {
+						fmt.Fprintln(a.stdout, w)
 					}
 				}
 			}

@@ -46,6 +46,13 @@ type ApprovalRequest struct {
 	// KeyFingerprints lets a reviewer check they hold the configured key.
 	RequireSignatures bool              `json:"require_signatures,omitempty"`
 	KeyFingerprints   map[string]string `json:"key_fingerprints,omitempty"`
+	// Model and Report are the artifacts the decision is about, as the
+	// step names them, with their digests: a signed decision covers the
+	// model's, and canary-deploy refuses any other model in the run.
+	Model        string `json:"model,omitempty"`
+	ModelDigest  string `json:"model_digest,omitempty"`
+	Report       string `json:"report,omitempty"`
+	ReportDigest string `json:"report_digest,omitempty"`
 }
 
 // NotifyInput is an approval notification.

@@ -40,6 +40,7 @@ var (
 	ErrWrongStep       = errors.New("signature is for another approval step")
 	ErrWrongDecision   = errors.New("signature is for another decision")
 	ErrCommentChanged  = errors.New("comment differs from the signed comment")
+	ErrWrongModel      = errors.New("signature is for another model")
 	ErrStale           = errors.New("signature is too old")
 	ErrFutureDated     = errors.New("signature is dated in the future")
 )
@@ -51,6 +52,9 @@ type Approval struct {
 	Decision string // Approve or Reject
 	Reviewer string
 	Comment  string
+	// Model is the digest of the artifact the gate asks about, when it
+	// names one: a signature then covers exactly that model.
+	Model string
 }
 
 // Statement is exactly what is signed. It travels with the signature so
@@ -67,6 +71,9 @@ type Statement struct {
 	// CommentSHA256 is the hex SHA-256 of the comment, so that the comment
 	// cannot be changed after signing while the statement stays short.
 	CommentSHA256 string `json:"comment_sha256"`
+	// Model is the digest of the model approved or rejected; empty for a
+	// gate that names no model.
+	Model string `json:"model,omitempty"`
 }
 
 // Signature is what a signed decision carries besides the decision itself.
@@ -87,8 +94,12 @@ type SignedDecision struct {
 }
 
 // domain separates these signatures from anything else a reviewer's key
-// signs, and versions the encoding.
-const domain = "gauntlet approval signature v1"
+// signs, and versions the encoding: v2 statements name a model, and v1
+// ones (which cannot) keep verifying as they were signed.
+const (
+	domainV1 = "gauntlet approval signature v1"
+	domainV2 = "gauntlet approval signature v2"
+)
 
 // CommentHash returns the hex SHA-256 of a comment as signed.
 func CommentHash(comment string) string {
@@ -105,7 +116,11 @@ func CommentHash(comment string) string {
 // depend on an encoder's escaping and key order, which a verifier in another
 // language or a later Go release could reproduce differently.
 func Message(s Statement) []byte {
-	fields := []string{domain, s.RunID, s.Step, s.Decision, s.Reviewer, s.SignedAt.UTC().Format(time.RFC3339), s.CommentSHA256}
+	fields := []string{domainV1, s.RunID, s.Step, s.Decision, s.Reviewer, s.SignedAt.UTC().Format(time.RFC3339), s.CommentSHA256}
+	if s.Model != "" {
+		fields[0] = domainV2
+		fields = append(fields, s.Model)
+	}
 	n := 0
 	for _, f := range fields {
 		n += 4 + len(f)
@@ -142,6 +157,7 @@ func Sign(priv ed25519.PrivateKey, a Approval, at time.Time) (*Signature, error)
 		Reviewer:      a.Reviewer,
 		SignedAt:      at.UTC().Truncate(time.Second),
 		CommentSHA256: CommentHash(a.Comment),
+		Model:         a.Model,
 	}
 	pub := priv.Public().(ed25519.PublicKey)
 	return &Signature{Statement: st, KeyID: Fingerprint(pub), Value: ed25519.Sign(priv, Message(st))}, nil
@@ -206,6 +222,8 @@ func Verify(pub ed25519.PublicKey, d SignedDecision, now time.Time, maxSkew time
 		return fmt.Errorf("%w: signed %q, received as %q", ErrWrongDecision, s.Decision, d.Decision)
 	case s.CommentSHA256 != CommentHash(d.Comment):
 		return fmt.Errorf("%w: %s's comment was changed after signing", ErrCommentChanged, d.Reviewer)
+	case s.Model != d.Model:
+		return fmt.Errorf("%w: signed for model %q, the gate asks about %q", ErrWrongModel, s.Model, d.Model)
 	}
 	age := now.Sub(s.SignedAt)
 	switch {

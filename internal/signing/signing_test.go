@@ -256,3 +256,38 @@ func TestJSONRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+const modelDigest = "sha256:2a5f9c0d7e1b3a4c6d8e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e"
+
+// TestSignatureCoversTheModel binds a signature to the artifact the gate
+// names: the same decision about another model, or a statement whose model
+// was edited, does not verify; a gate without a model keeps v1 signatures.
+func TestSignatureCoversTheModel(t *testing.T) {
+	pub, priv := newKey(t)
+	a := approval()
+	a.Model = modelDigest
+	d := signed(t, priv, a)
+	if err := Verify(pub, d, signedAt, time.Minute); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	swapped := d
+	swapped.Model = "sha256:" + strings.Repeat("0", 64)
+	if err := Verify(pub, swapped, signedAt, time.Minute); !errors.Is(err, ErrWrongModel) {
+		t.Fatalf("another model: %v, want ErrWrongModel", err)
+	}
+	edited := signed(t, priv, a)
+	edited.Signature.Model = swapped.Model
+	edited.Model = swapped.Model
+	if err := Verify(pub, edited, signedAt, time.Minute); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("statement model edited: %v, want ErrBadSignature", err)
+	}
+	// A v1 signature (no model) is not a signature for a gate that names one.
+	v1 := signed(t, priv, approval())
+	v1.Model = modelDigest
+	if err := Verify(pub, v1, signedAt, time.Minute); !errors.Is(err, ErrWrongModel) {
+		t.Fatalf("v1 signature on a model gate: %v, want ErrWrongModel", err)
+	}
+	if bytes.Equal(Message(d.Signature.Statement)[:4+len(domainV2)], Message(v1.Signature.Statement)[:4+len(domainV2)]) {
+		t.Fatal("v1 and v2 statements share a domain")
+	}
+}

@@ -13,6 +13,6 @@ func init() {
 		Doc:     "Waits for reviewers to approve or reject, by Update (CLI, API) or Signal (Temporal UI).",
 		Kind:    Workflow,
 		Inputs:  stepio.Fields[wfsteps.ApprovalInputs](),
-		Outputs: []string{"decision", "approvers", "votes", "comment"},
+		Outputs: []string{"decision", "approvers", "votes", "comment", "model", "model_digest"},
 	})
 }

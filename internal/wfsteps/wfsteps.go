@@ -25,6 +25,8 @@ type ApprovalInputs struct {
 	Evidence           map[string]any  `json:"evidence" doc:"what the reviewer sees: metrics, fairness, report link"`
 	RequireSignatures  bool            `json:"require_signatures" doc:"count only decisions signed with the reviewer's configured Ed25519 key (default false)"`
 	SignatureMaxSkew   stepio.Duration `json:"signature_max_skew" doc:"how far a signature's time may be from the gate's clock (default 10m)"`
+	Model              string          `json:"model" doc:"the model that will ship (an artifact pointer): its digest is shown to reviewers, covered by signed decisions, and canary-deploy refuses any other model in the run"`
+	Report             string          `json:"report" doc:"the evidence report (an artifact pointer) reviewers read; its digest is recorded with the decision"`
 }
 
 // Approval returns the defaults of an approval step.
