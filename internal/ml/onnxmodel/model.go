@@ -15,6 +15,7 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnx"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnx/ort"
@@ -110,6 +111,7 @@ type Model struct {
 	inType  ort.ElemType
 	out     int // index of the probability output among the session's
 	columns int // values per row in that output
+	linear  *model.Network
 }
 
 // Options configures Load.
@@ -149,7 +151,7 @@ func Load(dir string, o Options) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("onnxmodel: load %s: %w: %w", filepath.Join(dir, GraphFile), onnx.ErrBadModel, err)
 	}
-	md := &Model{Dir: dir, Digest: digest, Manifest: m, Graph: g, session: s, inType: g.Inputs()[0].Type, out: -1, columns: 1}
+	md := &Model{Dir: dir, Digest: digest, Manifest: m, Graph: g, session: s, inType: g.Inputs()[0].Type, out: -1, columns: 1, linear: linear(m, g)}
 	for i, name := range s.Outputs() {
 		if name == m.Output.Name {
 			md.out = i
@@ -339,6 +341,12 @@ func (m *Manifest) Encode(d *dataset.Dataset) (*mat.Dense, error) {
 // digest. The graph is checked against the manifest first; the files are
 // written into a temporary directory beside dir and renamed into place.
 func Save(dir string, m *Manifest, graph []byte) (string, error) {
+	return save(dir, m, graph, nil)
+}
+
+// save is Save with companion files (see companions) written beside the
+// model's own.
+func save(dir string, m *Manifest, graph []byte, extra map[string][]byte) (string, error) {
 	if m.FormatVersion == 0 {
 		m.FormatVersion = FormatVersion
 	}
@@ -375,7 +383,14 @@ func Save(dir string, m *Manifest, graph []byte) (string, error) {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("onnxmodel: save %s: %w", dir, err)
 	}
-	for name, data := range map[string][]byte{ManifestFile: manifest, GraphFile: graph, SumsFile: []byte(sums)} {
+	files := map[string][]byte{ManifestFile: manifest, GraphFile: graph, SumsFile: []byte(sums)}
+	for name, data := range extra {
+		if _, own := files[name]; own || !filepath.IsLocal(name) {
+			return fail(fmt.Errorf("companion file %q would overwrite the model's own or leave its directory", name))
+		}
+		files[name] = data
+	}
+	for name, data := range files {
 		if err := atomicfile.Create(filepath.Join(tmp, name), data); err != nil {
 			return fail(err)
 		}

@@ -87,6 +87,10 @@ type Model interface {
 	Encoder() *dataset.Encoder
 	// Encode checks and encodes a data set into rows for PredictProba.
 	Encode(d *dataset.Dataset) (*mat.Dense, error)
+	// Linear is the model as a float logistic regression over the encoded
+	// rows when it is exactly one (exact explanations, coefficients), nil
+	// otherwise.
+	Linear() *model.Network
 	// Close frees what the model holds outside Go's heap.
 	Close() error
 }
