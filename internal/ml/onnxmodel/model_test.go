@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"gonum.org/v1/gonum/mat"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
@@ -25,7 +27,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnxmodel"
 )
 
-func options(t *testing.T) onnxmodel.Options {
+func options(t testing.TB) onnxmodel.Options {
 	onnxtest.Runtime(t)
 	return onnxmodel.Options{Library: onnxtest.LibraryPath(t)}
 }
@@ -371,5 +373,49 @@ func TestExportCarriesTheHeldOutSplit(t *testing.T) {
 	_, err = onnxmodel.Export(a, filepath.Join(t.TempDir(), "tampered"))
 	if !errors.Is(err, modelfile.ErrTampered) || !strings.Contains(err.Error(), "holdout.csv") {
 		t.Fatalf("export with a tampered held-out split: %v", err)
+	}
+}
+
+// TestSmallAndLargeCallsAgree: calls of few rows (pooled slots, from many
+// goroutines at once) score as one call over all rows (the caller's
+// buffers lent to the runtime) does.
+func TestSmallAndLargeCallsAgree(t *testing.T) {
+	opts := options(t)
+	src := filepath.Join(t.TempDir(), "src")
+	d := saveMLP(t, src)
+	m := exportLoad(t, src, opts)
+	x, err := m.Manifest.Encode(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := m.PredictProba(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, cols := x.Dims()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			step := 1 + g // calls of 1 to 8 rows
+			for start := 0; start+step <= rows; start += step {
+				p, err := m.PredictProba(mat.DenseCopyOf(x.Slice(start, start+step, 0, cols)))
+				if err != nil {
+					errs <- err
+					return
+				}
+				for i, v := range p {
+					if math.Abs(v-all[start+i]) > 1e-6 {
+						errs <- fmt.Errorf("row %d in a call of %d: %v, one call over all rows: %v", start+i, step, v, all[start+i])
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

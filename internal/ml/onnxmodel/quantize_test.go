@@ -14,7 +14,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnxmodel"
 )
 
-func exportLoad(t *testing.T, src string, opts onnxmodel.Options) *onnxmodel.Model {
+func exportLoad(t testing.TB, src string, opts onnxmodel.Options) *onnxmodel.Model {
 	a, err := modelfile.Load(src)
 	if err != nil {
 		t.Fatal(err)
