@@ -21,7 +21,7 @@ import (
 // NegativeLabelParam is the key of modelfile.Lineage.Params naming the label
 // value of the negative class; a manifest keeps only the positive values, so
 // without it predictions answer "not <positive>".
-const NegativeLabelParam = "negative_label"
+const NegativeLabelParam = scoring.NegativeLabelParam
 
 // Ref names a model a Source points at. Digest identifies the content (the
 // artifact digest in a registry, the model digest for a directory): a poll
@@ -201,14 +201,9 @@ func newModel(ref Ref, sm scoring.Model, negativeLabel string) (*Model, error) {
 	if len(info.Schema.Positive) == 0 {
 		return nil, errors.New("model: schema has no positive label")
 	}
-	pos := info.Schema.Positive[0]
-	neg := negativeLabel
-	if neg == "" {
-		if v, ok := info.Lineage.Params[NegativeLabelParam].(string); ok && v != "" {
-			neg = v
-		} else {
-			neg = "not " + pos
-		}
+	pos, neg := info.Labels()
+	if negativeLabel != "" {
+		neg = negativeLabel
 	}
 	m.posLabel = strconv.AppendQuote(nil, pos)
 	m.negLabel = strconv.AppendQuote(nil, neg)
