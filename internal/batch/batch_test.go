@@ -407,7 +407,9 @@ func TestKeyColumn(t *testing.T) {
 	store, _ := artifacttest.FileStore(t)
 	j := job(store, "batch/key", m, path, 20)
 	j.Key = "id"
-	j.Open = func(cols []Column) (Reader, error) { return OpenCSV(path, cols, m.Info().Schema, CSVOptions{Key: "id"}) }
+	j.Open = func(cols []Column) (Reader, error) {
+		return OpenCSV(path, cols, m.Info().Schema, CSVOptions{Key: "id"})
+	}
 	res, err := Run(context.Background(), j)
 	if err != nil {
 		t.Fatal(err)
