@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"testing"
+
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 )
 
 // discard is a ResponseWriter that keeps nothing, so the benchmark measures
@@ -54,7 +56,7 @@ func BenchmarkPredict100(b *testing.B) { benchmarkPredict(b, 100) }
 func FuzzDecode(f *testing.F) {
 	dir := filepath.Join(f.TempDir(), "m")
 	d := trainModel(f, dir, 1)
-	m, err := LoadModel(Ref{Dir: dir}, "")
+	m, err := LoadModel(Ref{Dir: dir}, "", scoring.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}

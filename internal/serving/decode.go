@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 )
 
 // The request decoder is a single pass over the body written for the one
@@ -18,12 +20,22 @@ import (
 type requestError struct {
 	status int
 	msg    string
+	err    error // what it wraps, if anything
 }
 
 func (e *requestError) Error() string { return e.msg }
 
+func (e *requestError) Unwrap() error { return e.err }
+
 func badRequest(format string, args ...any) *requestError {
 	return &requestError{status: 400, msg: fmt.Sprintf(format, args...)}
+}
+
+// badRecord is a record that does not fit the model's signature: a 400
+// naming the record and field, matching scoring.ErrBadRecord.
+func badRecord(idx int, field, format string, args ...any) *requestError {
+	re := &scoring.RecordError{Record: idx, Field: field, Msg: fmt.Sprintf(format, args...)}
+	return &requestError{status: 400, msg: re.Error(), err: re}
 }
 
 type decoder struct {
@@ -180,13 +192,13 @@ func (d *decoder) record(idx int) error {
 			fi, ok := m.fieldIndex[string(key)]
 			if !ok {
 				if string(key) == m.label {
-					return badRequest("record %d: field %q: is the label, which the model predicts", idx, key)
+					return badRecord(idx, string(key), "is the label, which the model predicts")
 				}
-				return badRequest("record %d: field %q: not in the model's schema", idx, key)
+				return badRecord(idx, string(key), "not in the model's schema")
 			}
 			f := &m.fields[fi]
 			if seen[fi] {
-				return badRequest("record %d: field %q: given twice", idx, key)
+				return badRecord(idx, string(key), "given twice")
 			}
 			seen[fi] = true
 			if err := d.value(idx, f, nums, strs); err != nil {
@@ -206,7 +218,7 @@ func (d *decoder) record(idx int) error {
 		if !seen[fi] {
 			f := &m.fields[fi]
 			if f.required {
-				return badRequest("record %d: field %q: missing", idx, f.name)
+				return badRecord(idx, f.name, "missing")
 			}
 			if f.kind == fieldNumber {
 				nums[f.slot] = math.NaN()
@@ -227,6 +239,9 @@ func (d *decoder) value(idx int, f *field, nums []float64, strs [][]byte) error 
 			if !d.literal("null") {
 				return d.syntax("invalid literal")
 			}
+			if !f.nullable {
+				return badRecord(idx, f.name, "null, but this model imputes nothing for it")
+			}
 			nums[f.slot] = math.NaN()
 			return nil
 		case c == '-' || c >= '0' && c <= '9':
@@ -235,17 +250,20 @@ func (d *decoder) value(idx int, f *field, nums []float64, strs [][]byte) error 
 				return err
 			}
 			if math.IsInf(v, 0) {
-				return badRequest("record %d: field %q: number out of range", idx, f.name)
+				return badRecord(idx, f.name, "number out of range")
 			}
 			nums[f.slot] = v
 			return nil
 		}
-		return badRequest("record %d: field %q: want a number, got %s", idx, f.name, d.describe())
+		return badRecord(idx, f.name, "want a number, got %s", d.describe())
 	case fieldString:
 		switch c {
 		case 'n':
 			if !d.literal("null") {
 				return d.syntax("invalid literal")
+			}
+			if !f.nullable {
+				return badRecord(idx, f.name, "null, but this model imputes nothing for it")
 			}
 			strs[f.slot] = nil
 			return nil
@@ -257,7 +275,7 @@ func (d *decoder) value(idx int, f *field, nums []float64, strs [][]byte) error 
 			strs[f.slot] = s
 			return nil
 		}
-		return badRequest("record %d: field %q: want a string, got %s", idx, f.name, d.describe())
+		return badRecord(idx, f.name, "want a string, got %s", d.describe())
 	}
 	// An ignored column: any scalar, unread.
 	switch {
@@ -270,7 +288,7 @@ func (d *decoder) value(idx int, f *field, nums []float64, strs [][]byte) error 
 		_, err := d.number()
 		return err
 	}
-	return badRequest("record %d: field %q: want a string, a number or null, got %s", idx, f.name, d.describe())
+	return badRecord(idx, f.name, "want a string, a number or null, got %s", d.describe())
 }
 
 func (d *decoder) literal(lit string) bool {

@@ -21,15 +21,16 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/explain"
-	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 )
 
 // POST /v1/explain takes the body /v1/predict takes and answers, per record,
 // the score and label /v1/predict would give and each input column's
 // contribution to the record's logit against a background sample of the
 // model's held-out split (package explain: exact for a float logistic
-// regression, sampled Shapley values for the MLP and int8 models).
+// regression in either format, sampled Shapley values for the MLP, int8 and
+// other ONNX models).
 
 const (
 	// holdoutParam is the key of modelfile.Lineage.Params under which the
@@ -52,18 +53,16 @@ type holdoutRecord struct {
 }
 
 // newExplainer builds the explainer of a loaded model, or says why it cannot.
-// Every scorer package explain takes can be explained; what a model may lack
-// is the held-out split its background is drawn from.
-func newExplainer(a *modelfile.Artifact, s model.Scorer) (*explain.Model, error) {
-	bg, err := loadBackground(a)
+// A model of any format can be explained; what one may lack is the held-out
+// split its background is drawn from.
+func newExplainer(m scoring.Model) (*explain.Model, error) {
+	bg, err := loadBackground(m)
 	if err != nil {
 		return nil, err
 	}
-	m := &explain.Model{Scorer: s, Encoder: a.Manifest.Preprocessing, Background: bg, Seed: explainSeed}
-	if n, ok := s.(*model.Network); ok {
-		m.Net = n
-	}
-	return m, nil
+	e := explain.For(m, bg)
+	e.Seed = explainSeed
+	return e, nil
 }
 
 // loadBackground encodes evenly spaced rows of the model's held-out split,
@@ -72,8 +71,9 @@ func newExplainer(a *modelfile.Artifact, s model.Scorer) (*explain.Model, error)
 // file is streamed, keeping only those rows, so a large split costs no
 // memory at a swap; it is checked against the sha256 the (tamper-evident)
 // manifest records.
-func loadBackground(a *modelfile.Artifact) (*mat.Dense, error) {
-	raw, ok := a.Manifest.Lineage.Params[holdoutParam]
+func loadBackground(m scoring.Model) (*mat.Dense, error) {
+	info := m.Info()
+	raw, ok := info.Lineage.Params[holdoutParam]
 	if !ok {
 		return nil, errors.New("its manifest records no held-out split")
 	}
@@ -85,7 +85,7 @@ func loadBackground(a *modelfile.Artifact) (*mat.Dense, error) {
 	if err != nil || !filepath.IsLocal(h.File) || h.Rows <= 0 {
 		return nil, fmt.Errorf("its manifest's %q record is malformed", holdoutParam)
 	}
-	f, err := os.Open(filepath.Join(a.Dir, h.File))
+	f, err := os.Open(filepath.Join(info.Dir, h.File))
 	if err != nil {
 		return nil, fmt.Errorf("held-out split: %w", err)
 	}
@@ -127,11 +127,11 @@ func loadBackground(a *modelfile.Artifact) (*mat.Dense, error) {
 	if row != h.Rows {
 		return nil, fmt.Errorf("held-out split %s has %d rows, its manifest records %d", h.File, row, h.Rows)
 	}
-	d, err := dataset.Read(&kept, h.File, dataset.WithSchema(a.Manifest.Schema), dataset.WithHeader(true))
+	d, err := dataset.Read(&kept, h.File, dataset.WithSchema(info.Schema), dataset.WithHeader(true))
 	if err != nil {
 		return nil, fmt.Errorf("held-out split: %w", err)
 	}
-	x, err := a.Manifest.Preprocessing.Transform(d)
+	x, err := m.Encode(d)
 	if err != nil {
 		return nil, fmt.Errorf("held-out split: %w", err)
 	}
@@ -161,15 +161,21 @@ type explanation struct {
 // labelled by version and code only, and the canary analysis reads them as
 // prediction traffic, which explanations' latency would distort.
 func (s *Server) serveExplain(w http.ResponseWriter, r *http.Request) {
-	m := s.Model()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		writeError(w, 405, "use POST")
 		return
 	}
+	m := s.acquire()
+	if m == nil {
+		writeError(w, 503, "shutting down")
+		return
+	}
+	defer m.release()
 	if m.explainErr != nil {
 		writeError(w, 501, fmt.Sprintf("model %s %s cannot be explained: %v. Logistic regression, MLP and int8 models are all "+
-			"explainable when their directory holds the held-out split the train step records", m.Ref.Name, m.Ref.Version, m.explainErr))
+			"explainable, in Gauntlet's format or ONNX, when their directory holds the held-out split the train step records",
+			m.Ref.Name, m.Ref.Version, m.explainErr))
 		return
 	}
 	// Explanations share the predictions' bound on concurrent requests, so

@@ -24,6 +24,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/quantize"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 )
 
 const holdoutName = "holdout.csv"
@@ -158,7 +159,12 @@ func linearWant(t *testing.T, dir string, d *dataset.Dataset, n int) ([]map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	bg, err := loadBackground(a)
+	sm, err := scoring.Open(dir, scoring.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sm.Close()
+	bg, err := loadBackground(sm)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +195,12 @@ func linearWant(t *testing.T, dir string, d *dataset.Dataset, n int) ([]map[stri
 // relative to their base, sorted by |value|, and returns them by feature.
 func checkSum(t *testing.T, i int, score float64, attr []explain.Attribution, method string, columns int) {
 	t.Helper()
+	checkSumTo(t, i, score, attr, method, columns, 1e-9)
+}
+
+// checkSumTo is checkSum with a tolerance.
+func checkSumTo(t *testing.T, i int, score float64, attr []explain.Attribution, method string, columns int, tol float64) {
+	t.Helper()
 	if len(attr) != columns {
 		t.Fatalf("record %d: %d attributions, want one per column (%d)", i, len(attr), columns)
 	}
@@ -202,14 +214,13 @@ func checkSum(t *testing.T, i int, score float64, attr []explain.Attribution, me
 			t.Fatalf("record %d: attributions not sorted by |value|: %+v", i, attr)
 		}
 	}
-	if want := logit(score) - attr[0].Base; math.Abs(sum-want) > 1e-9 {
+	if want := logit(score) - attr[0].Base; math.Abs(sum-want) > tol {
 		t.Fatalf("record %d: attributions sum to %v, want logit(score) − base = %v", i, sum, want)
 	}
 }
 
 func columns(s *Server) int {
-	enc := s.Model().Artifact.Manifest.Preprocessing
-	return len(enc.Numeric) + len(enc.Categorical)
+	return len(s.Model().Scoring.Info().Signature.Inputs)
 }
 
 func TestExplainLogisticIsExact(t *testing.T) {
@@ -244,7 +255,7 @@ func TestExplainLogisticIsExact(t *testing.T) {
 	for j := range rows {
 		rows[j] = j * test.Len() / backgroundRows
 	}
-	spaced, err := s.Model().Artifact.Manifest.Preprocessing.Transform(test.Subset(rows))
+	spaced, err := s.Model().Scoring.Encode(test.Subset(rows))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 )
 
 // TestLimitsHoldAgainstAFuzzingClient sends a seeded stream of hostile
@@ -18,7 +20,14 @@ import (
 func TestLimitsHoldAgainstAFuzzingClient(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "m")
 	d := trainModel(t, dir, 1)
-	_, ts := newServer(t, DirSource{Dir: dir}, Options{MaxBodyBytes: 64 << 10, MaxRecords: 50})
+	fuzzingClient(t, dir, d, Options{})
+}
+
+// fuzzingClient runs the hostile stream against the model in dir, whose
+// records d holds.
+func fuzzingClient(t *testing.T, dir string, d *dataset.Dataset, opts Options) {
+	opts.MaxBodyBytes, opts.MaxRecords = 64<<10, 50
+	_, ts := newServer(t, DirSource{Dir: dir}, opts)
 	good := body(t, records(d, 3))
 	rng := rand.New(rand.NewPCG(7, 11))
 	mutations := []func([]byte) []byte{

@@ -6,21 +6,22 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/explain"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
-	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/predict"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 )
 
 // NegativeLabelParam is the key of modelfile.Lineage.Params naming the label
 // value of the negative class; a manifest keeps only the positive values, so
 // without it predictions answer "not <positive>".
-const NegativeLabelParam = "negative_label"
+const NegativeLabelParam = scoring.NegativeLabelParam
 
 // Ref names a model a Source points at. Digest identifies the content (the
 // artifact digest in a registry, the model digest for a directory): a poll
@@ -32,17 +33,18 @@ type Ref struct {
 	Dir     string `json:"dir,omitempty"`
 }
 
-// Model is a loaded, verified model ready to serve. It is immutable once
-// built, so requests in flight keep using the one they started with while a
-// newer one is swapped in.
+// Model is a loaded, verified model ready to serve, of any format package
+// scoring opens. It is immutable once built, so requests in flight keep
+// using the one they started with while a newer one is swapped in; the one
+// swapped out is closed (its ONNX Runtime session freed) when the last of
+// them is done.
 type Model struct {
 	Ref Ref
-	// Digest is the model artifact's own digest (modelfile), reported in
-	// every response.
-	Digest   string
-	Artifact *modelfile.Artifact
+	// Digest is the model directory's own digest (of its SHA256SUMS),
+	// reported in every response.
+	Digest  string
+	Scoring scoring.Model
 
-	scorer    model.Scorer
 	enc       *predict.RowEncoder
 	policy    *predict.Policy
 	threshold float64
@@ -65,6 +67,12 @@ type Model struct {
 	posLabel []byte // JSON-quoted
 	negLabel []byte
 	pool     sync.Pool
+
+	// refs counts the requests using the model; retired is set once it is
+	// swapped out, and the last of refs and retire closes it.
+	refs    atomic.Int64
+	retired atomic.Bool
+	closed  sync.Once
 }
 
 type fieldKind uint8
@@ -76,69 +84,98 @@ const (
 )
 
 // field is a schema column a record may carry, and the slot of the batch
-// its value goes to.
+// its value goes to. Required and nullable follow the model's signature
+// (MLflow's semantics): a required field must be present, and only a
+// nullable one may be null.
 type field struct {
 	name     string
 	kind     fieldKind
 	slot     int
 	required bool
+	nullable bool
 }
 
-// LoadModel loads and verifies the model in ref.Dir.
-func LoadModel(ref Ref, negativeLabel string) (*Model, error) {
-	a, err := modelfile.Load(ref.Dir)
+// LoadModel opens and verifies the model in ref.Dir, of either format.
+func LoadModel(ref Ref, negativeLabel string, o scoring.Options) (*Model, error) {
+	sm, err := scoring.Open(ref.Dir, o)
 	if err != nil {
 		return nil, err
 	}
-	return newModel(ref, a, negativeLabel)
+	m, err := newModel(ref, sm, negativeLabel)
+	if err != nil {
+		sm.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
-func newModel(ref Ref, a *modelfile.Artifact, negativeLabel string) (*Model, error) {
-	mf := a.Manifest
-	s, err := a.Scorer()
+func newModel(ref Ref, sm scoring.Model, negativeLabel string) (*Model, error) {
+	info := sm.Info()
+	enc := sm.Encoder()
+	// The threshold policy a fairness mitigation records lives in the
+	// lineage, which both formats keep alike.
+	p, err := predict.PolicyOf(&modelfile.Manifest{Lineage: info.Lineage})
 	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", a.Dir, err)
-	}
-	p, err := predict.PolicyOf(mf)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", a.Dir, err)
+		return nil, fmt.Errorf("model %s: %w", info.Dir, err)
 	}
 	if ref.Name == "" {
-		ref.Name = mf.Schema.Label
+		ref.Name = info.Schema.Label
 	}
 	m := &Model{
-		Ref: ref, Digest: a.Digest, Artifact: a,
-		scorer: s, enc: predict.NewRowEncoder(mf.Preprocessing), policy: p,
-		threshold: mf.Threshold, label: mf.Schema.Label,
+		Ref: ref, Digest: info.Digest, Scoring: sm,
+		enc: predict.NewRowEncoder(enc), policy: p,
+		threshold: info.Threshold, label: info.Schema.Label,
 		fieldIndex: map[string]int{},
 	}
 	kinds := map[string]dataset.Kind{}
-	for _, c := range mf.Schema.Columns {
+	for _, c := range info.Schema.Columns {
 		kinds[c.Name] = c.Kind
 	}
-	add := func(name string, kind fieldKind, slot int, required bool) {
+	inputs := map[string]scoring.Field{}
+	for _, f := range info.Signature.Inputs {
+		inputs[f.Name] = f
+	}
+	add := func(name string, kind fieldKind, slot int, required, nullable bool) {
 		m.fieldIndex[name] = len(m.fields)
-		m.fields = append(m.fields, field{name: name, kind: kind, slot: slot, required: required})
+		m.fields = append(m.fields, field{name: name, kind: kind, slot: slot, required: required, nullable: nullable})
+	}
+	input := func(name, typ string) (scoring.Field, error) {
+		f, ok := inputs[name]
+		if !ok || f.Type != typ {
+			return f, fmt.Errorf("model %s: the preprocessing reads %s column %q, which the signature %v does not list as one", info.Dir, typ, name, info.Signature.Inputs)
+		}
+		return f, nil
 	}
 	// The encoder's features take the first slots in its order, so a row
 	// is encoded straight from the slots.
-	for _, f := range mf.Preprocessing.Numeric {
-		add(f.Name, fieldNumber, m.numSlots, true)
+	for _, f := range enc.Numeric {
+		in, err := input(f.Name, scoring.Double)
+		if err != nil {
+			return nil, err
+		}
+		add(f.Name, fieldNumber, m.numSlots, in.Required, in.Nullable)
 		m.numSlots++
 	}
-	for _, f := range mf.Preprocessing.Categorical {
-		add(f.Name, fieldString, m.strSlots, true)
+	for _, f := range enc.Categorical {
+		in, err := input(f.Name, scoring.String)
+		if err != nil {
+			return nil, err
+		}
+		add(f.Name, fieldString, m.strSlots, in.Required, in.Nullable)
 		m.strSlots++
+	}
+	if len(m.fields) != len(inputs) {
+		return nil, fmt.Errorf("model %s: the signature lists %d inputs, the preprocessing reads %d", info.Dir, len(inputs), len(m.fields))
 	}
 	m.nEncNum, m.nEncCat = m.numSlots, m.strSlots
 	if p != nil {
 		for _, g := range p.Features {
 			k := kinds[g]
 			if k != dataset.Categorical && k != dataset.Sensitive {
-				return nil, fmt.Errorf("model %s: threshold policy groups by %q, not a categorical or sensitive column", a.Dir, g)
+				return nil, fmt.Errorf("model %s: threshold policy groups by %q, not a categorical or sensitive column", info.Dir, g)
 			}
 			if _, ok := m.fieldIndex[g]; !ok {
-				add(g, fieldString, m.strSlots, true)
+				add(g, fieldString, m.strSlots, true, true)
 				m.strSlots++
 			}
 			m.groupSlots = append(m.groupSlots, m.fields[m.fieldIndex[g]].slot)
@@ -146,32 +183,27 @@ func newModel(ref Ref, a *modelfile.Artifact, negativeLabel string) (*Model, err
 	}
 	// Other columns are accepted and kept for the sample log (sensitive
 	// ones matter to drift and fairness monitoring) but not required.
-	for _, c := range mf.Schema.Columns {
+	for _, c := range info.Schema.Columns {
 		if _, ok := m.fieldIndex[c.Name]; ok {
 			continue
 		}
 		switch c.Kind {
 		case dataset.Numeric:
-			add(c.Name, fieldNumber, m.numSlots, false)
+			add(c.Name, fieldNumber, m.numSlots, false, true)
 			m.numSlots++
 		case dataset.Categorical, dataset.Sensitive:
-			add(c.Name, fieldString, m.strSlots, false)
+			add(c.Name, fieldString, m.strSlots, false, true)
 			m.strSlots++
 		case dataset.Ignored:
-			add(c.Name, fieldIgnored, 0, false)
+			add(c.Name, fieldIgnored, 0, false, true)
 		}
 	}
-	if len(mf.Schema.Positive) == 0 {
+	if len(info.Schema.Positive) == 0 {
 		return nil, errors.New("model: schema has no positive label")
 	}
-	pos := mf.Schema.Positive[0]
-	neg := negativeLabel
-	if neg == "" {
-		if v, ok := mf.Lineage.Params[NegativeLabelParam].(string); ok && v != "" {
-			neg = v
-		} else {
-			neg = "not " + pos
-		}
+	pos, neg := info.Labels()
+	if negativeLabel != "" {
+		neg = negativeLabel
 	}
 	m.posLabel = strconv.AppendQuote(nil, pos)
 	m.negLabel = strconv.AppendQuote(nil, neg)
@@ -180,12 +212,39 @@ func newModel(ref Ref, a *modelfile.Artifact, negativeLabel string) (*Model, err
 	h = append(h, `,"version":`...)
 	h = strconv.AppendQuote(h, ref.Version)
 	h = append(h, `,"digest":`...)
-	h = strconv.AppendQuote(h, a.Digest)
+	h = strconv.AppendQuote(h, info.Digest)
 	m.header = append(h, `},"predictions":[`...)
 	m.pool.New = func() any { return &batch{seen: make([]bool, len(m.fields))} }
-	m.explainer, m.explainErr = newExplainer(a, s)
+	m.explainer, m.explainErr = newExplainer(sm)
 	return m, nil
 }
+
+// acquire takes a reference for a request; false means m was retired
+// meanwhile and the caller takes the current model instead.
+func (m *Model) acquire() bool {
+	m.refs.Add(1)
+	if m.retired.Load() {
+		m.release()
+		return false
+	}
+	return true
+}
+
+func (m *Model) release() {
+	if m.refs.Add(-1) == 0 && m.retired.Load() {
+		m.close()
+	}
+}
+
+// retire closes m once no request uses it.
+func (m *Model) retire() {
+	m.retired.Store(true)
+	if m.refs.Load() == 0 {
+		m.close()
+	}
+}
+
+func (m *Model) close() { m.closed.Do(func() { m.Scoring.Close() }) }
 
 // batch holds one request's decoded records and the buffers to score them;
 // batches are pooled per model, so a steady load allocates none.
@@ -244,7 +303,7 @@ func (m *Model) score(b *batch) error {
 		strs := b.strs[r*m.strSlots : r*m.strSlots+m.nEncCat]
 		m.enc.Encode(b.x[r*w:(r+1)*w], nums, strs)
 	}
-	s, err := m.scorer.PredictProba(mat.NewDense(b.n, w, b.x))
+	s, err := m.Scoring.PredictProba(mat.NewDense(b.n, w, b.x))
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 // Package serving is the model server behind `gauntlet serve`: a JSON HTTP
-// API that scores records with a model artifact, checks every record against
-// the model's schema, sheds load it cannot take, swaps models atomically
-// without failing a request, samples what it scores for drift monitoring
-// and exports Prometheus metrics.
+// API that scores records with a model of any format package scoring opens
+// (Gauntlet's own, ONNX), checks every record against the model's signature
+// (a record that does not fit is answered 400 naming the field), sheds load
+// it cannot take, swaps models atomically without failing a request,
+// samples what it scores for drift monitoring and exports Prometheus
+// metrics.
 package serving
 
 import (
@@ -25,6 +27,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 )
 
 // Options configure a Server. Zero values take the defaults below.
@@ -54,7 +58,11 @@ type Options struct {
 	AdminToken string
 	// NegativeLabel overrides the label of negative predictions.
 	NegativeLabel string
-	Sample        SampleOptions
+	// Scoring says where ONNX Runtime is and how it runs ONNX models.
+	// Threads defaults to 1 here: the server runs many requests at once,
+	// and one thread per request serves more of them than a pool each.
+	Scoring scoring.Options
+	Sample  SampleOptions
 	// Registry receives the metrics; nil means a private registry.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
@@ -83,6 +91,9 @@ func (o Options) withDefaults() Options {
 		if *d.v <= 0 {
 			*d.v = d.d
 		}
+	}
+	if o.Scoring.Threads <= 0 {
+		o.Scoring.Threads = 1
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 10 * time.Second
@@ -136,12 +147,13 @@ func New(ctx context.Context, src Source, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.Swap(m)
 	if opts.Sample.Dir != "" && opts.Sample.Rate > 0 {
 		if s.samples, err = openSampleLog(opts.Sample, s.metrics, func(err error) { opts.Logger.Error("sample log", "err", err) }); err != nil {
+			m.retire()
 			return nil, err
 		}
 	}
+	s.Swap(m)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/predict", s.predict)
 	s.mux.HandleFunc("/v1/explain", s.serveExplain)
@@ -158,14 +170,34 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Model is the model being served.
 func (s *Server) Model() *Model { return s.model.Load() }
 
+// acquire takes the model being served for one request, which releases it;
+// nil means the server is closed.
+func (s *Server) acquire() *Model {
+	for {
+		m := s.model.Load()
+		if m == nil {
+			return nil
+		}
+		if m.acquire() {
+			return m
+		}
+		if s.model.Load() == m {
+			return nil // retired by Close, not by a swap
+		}
+	}
+}
+
 // Metrics are the server's collectors.
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // Swap serves m from the next request on; requests in flight finish with
-// the model they started with.
+// the model they started with, which is closed after the last of them.
 func (s *Server) Swap(m *Model) {
-	s.model.Store(m)
+	old := s.model.Swap(m)
 	s.metrics.serving(m)
+	if old != nil && old != m {
+		old.retire()
+	}
 }
 
 func (s *Server) load(ctx context.Context) (*Model, error) {
@@ -181,7 +213,7 @@ func (s *Server) loadRef(ctx context.Context, ref Ref) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serving: fetch model: %w", err)
 	}
-	m, err := LoadModel(ref, s.opts.NegativeLabel)
+	m, err := LoadModel(ref, s.opts.NegativeLabel, s.opts.Scoring)
 	if err != nil {
 		s.metrics.swaps.WithLabelValues("error").Inc()
 		return nil, fmt.Errorf("serving: load model %s %s: %w", ref.Name, ref.Version, err)
@@ -255,12 +287,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// Close flushes and closes the sample log. Serve calls it; a caller using
-// Handler directly calls it once no request is in flight.
+// Close flushes and closes the sample log and closes the model. Serve calls
+// it; a caller using Handler directly calls it once no request is in
+// flight (a later one is answered 503).
 func (s *Server) Close() {
 	s.closed.Do(func() {
 		if s.samples != nil {
 			s.samples.close()
+		}
+		if m := s.model.Load(); m != nil {
+			m.retire()
 		}
 	})
 }
@@ -320,7 +356,12 @@ func BearerOK(r *http.Request, token string) bool {
 
 func (s *Server) predict(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	m := s.Model()
+	m := s.acquire()
+	if m == nil {
+		s.fail(w, nil, start, 503, "shutting down")
+		return
+	}
+	defer m.release()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		s.fail(w, m, start, 405, "use POST")

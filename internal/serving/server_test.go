@@ -23,6 +23,8 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/mltest"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 )
 
@@ -89,10 +91,16 @@ func TestPredictMatchesTheModel(t *testing.T) {
 	s, ts := newServer(t, DirSource{Dir: dir, Name: "credit"}, Options{})
 	recs := records(d, 50)
 	code, r, _ := post(t, ts.URL, body(t, recs))
+	if f := s.Model().Scoring.Info().Format; f != scoring.Gauntlet {
+		t.Fatalf("format %q", f)
+	}
 	if code != 200 {
 		t.Fatalf("status %d: %s", code, r.Error)
 	}
-	a := s.Model().Artifact
+	a, err := modelfile.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if r.Model.Name != "credit" || r.Model.Version != "dir" || r.Model.Digest != a.Digest || len(r.Predictions) != 50 {
 		t.Fatalf("response %+v", r)
 	}

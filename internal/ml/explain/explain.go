@@ -17,6 +17,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -42,6 +43,7 @@ func groups(enc *dataset.Encoder) []group {
 
 // Model is what explanations need: a scorer, its preprocessing and a
 // background sample of encoded rows that stands for "a typical input".
+// For builds one for a model of any format.
 type Model struct {
 	Scorer     model.Scorer
 	Encoder    *dataset.Encoder
@@ -51,6 +53,13 @@ type Model struct {
 	// Samples is the number of sampled permutations per record (default 500).
 	Samples int
 	Seed    uint64
+}
+
+// For explains m, a model of any format, against background rows encoded
+// as m.Encode encodes: exactly when m is a float logistic regression
+// (m.Linear), by sampled Shapley values otherwise.
+func For(m scoring.Model, background *mat.Dense) *Model {
+	return &Model{Scorer: m, Encoder: m.Encoder(), Background: background, Net: m.Linear()}
 }
 
 // Attribution is one column's contribution to a record's logit relative to
@@ -266,19 +275,35 @@ type Importance struct {
 	Drops   []float64 `json:"drops"`
 }
 
-// PermutationImportance shuffles each feature column of held-out data d in
-// turn, repeats times with a seeded generator, and measures the AUC lost.
+// ImportanceOf is the permutation importance of each input column of m, a
+// model of any format, on held-out data d: each column is shuffled in turn,
+// repeats times with a seeded generator, and the ROC AUC lost is measured.
 // Shuffling the raw column moves a categorical column's indicators together.
+func ImportanceOf(m scoring.Model, d *dataset.Dataset, repeats int, seed uint64) (base float64, imp []Importance, err error) {
+	return permutationImportance(func(d *dataset.Dataset) ([]float64, error) { return scoring.ScoreDataset(m, d) }, m.Encoder(), d, repeats, seed)
+}
+
+// PermutationImportance is ImportanceOf for a scorer of Gauntlet's own
+// format and its encoder.
+//
+// Deprecated: use ImportanceOf, which takes a model of any format; this
+// stays until internal/steps opens models through package scoring.
 func PermutationImportance(s model.Scorer, enc *dataset.Encoder, d *dataset.Dataset, repeats int, seed uint64) (base float64, imp []Importance, err error) {
+	return permutationImportance(func(d *dataset.Dataset) ([]float64, error) {
+		x, err := enc.Transform(d)
+		if err != nil {
+			return nil, err
+		}
+		return s.PredictProba(x)
+	}, enc, d, repeats, seed)
+}
+
+func permutationImportance(score func(*dataset.Dataset) ([]float64, error), enc *dataset.Encoder, d *dataset.Dataset, repeats int, seed uint64) (base float64, imp []Importance, err error) {
 	if repeats <= 0 {
 		return 0, nil, fmt.Errorf("explain: repeats must be positive, got %d", repeats)
 	}
 	auc := func(d *dataset.Dataset) (float64, error) {
-		x, err := enc.Transform(d)
-		if err != nil {
-			return 0, err
-		}
-		p, err := s.PredictProba(x)
+		p, err := score(d)
 		if err != nil {
 			return 0, err
 		}

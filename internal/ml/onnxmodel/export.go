@@ -80,7 +80,8 @@ func matrix(name string, cols onnx.Dim) *onnxpb.ValueInfoProto {
 
 // Export writes a float Gauntlet model as an ONNX model directory with the
 // same schema, preprocessing, threshold, metrics and lineage; the lineage's
-// parent is the source model's digest. It returns the new digest.
+// parent is the source model's digest; the held-out split the source
+// carries comes along. It returns the new digest.
 func Export(a *modelfile.Artifact, dir string) (string, error) {
 	if a.Manifest.Quantization != modelfile.Float {
 		return "", fmt.Errorf("onnxmodel: export %s: a %s model; export the float model and quantize the ONNX one", a.Dir, a.Manifest.Quantization)
@@ -110,5 +111,9 @@ func Export(a *modelfile.Artifact, dir string) (string, error) {
 		Metrics:       src.Metrics,
 		Lineage:       lineage,
 	}
-	return Save(dir, m, graph)
+	extra, err := companions(a.Dir, src.Lineage)
+	if err != nil {
+		return "", fmt.Errorf("onnxmodel: export %s: %w", a.Dir, err)
+	}
+	return save(dir, m, graph, extra)
 }

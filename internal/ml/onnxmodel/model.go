@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnx"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnx/ort"
@@ -109,7 +111,25 @@ type Model struct {
 	session *ort.Session
 	inType  ort.ElemType
 	out     int // index of the probability output among the session's
+	outType ort.ElemType
+	outRank int // 1: [batch], 2: [batch columns]
 	columns int // values per row in that output
+	linear  *model.Network
+	bufs    sync.Pool // of *runBuffers
+	// slots[n] pools ort.Slots of n rows: small calls, a server's, run
+	// through them with one call into the runtime.
+	slots [slotRows + 1]sync.Pool
+}
+
+// slotRows is the most rows scored through a slot; larger calls lend their
+// own buffers to the runtime (RunInto).
+const slotRows = 64
+
+// runBuffers hold one call's input and output tensors, pooled so that a
+// server scoring small requests allocates none of them.
+type runBuffers struct {
+	in32, out32 []float32
+	in64, out64 []float64
 }
 
 // Options configures Load.
@@ -149,17 +169,21 @@ func Load(dir string, o Options) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("onnxmodel: load %s: %w: %w", filepath.Join(dir, GraphFile), onnx.ErrBadModel, err)
 	}
-	md := &Model{Dir: dir, Digest: digest, Manifest: m, Graph: g, session: s, inType: g.Inputs()[0].Type, out: -1, columns: 1}
+	md := &Model{Dir: dir, Digest: digest, Manifest: m, Graph: g, session: s, inType: g.Inputs()[0].Type, out: -1, columns: 1, linear: linear(m, g)}
 	for i, name := range s.Outputs() {
 		if name == m.Output.Name {
 			md.out = i
 		}
 	}
 	for _, v := range g.Outputs() {
-		if v.Name == m.Output.Name && len(v.Shape) == 2 {
-			md.columns = int(v.Shape[1].Size)
+		if v.Name == m.Output.Name {
+			md.outType, md.outRank = v.Type, len(v.Shape)
+			if len(v.Shape) == 2 {
+				md.columns = int(v.Shape[1].Size)
+			}
 		}
 	}
+	md.bufs.New = func() any { return new(runBuffers) }
 	if md.out < 0 {
 		s.Close()
 		return nil, fmt.Errorf("onnxmodel: load %s: ONNX Runtime does not list output %q", dir, m.Output.Name)
@@ -244,68 +268,137 @@ func (m *Model) PredictProba(x *mat.Dense) ([]float64, error) {
 	if cols != len(m.Manifest.Features) {
 		return nil, fmt.Errorf("onnxmodel: rows have %d features, the model takes %d", cols, len(m.Manifest.Features))
 	}
-	out := make([]float64, 0, rows)
+	out := make([]float64, rows)
 	for start := 0; start < rows; start += maxBatch {
 		n := min(maxBatch, rows-start)
-		p, err := m.run(x, start, n)
-		if err != nil {
+		if err := m.run(x, start, out[start:start+n]); err != nil {
 			return nil, err
 		}
-		out = append(out, p...)
 	}
 	return out, nil
 }
 
-func (m *Model) run(x *mat.Dense, start, n int) ([]float64, error) {
+// maxPooled bounds the values a pooled buffer may hold, so that one large
+// data set does not stay pinned in the pool.
+const maxPooled = 1 << 20
+
+// run scores rows start… of x into p, one ONNX Runtime call over buffers
+// the runtime reads and writes in place.
+func (m *Model) run(x *mat.Dense, start int, p []float64) error {
+	n := len(p)
+	if n <= slotRows && n > 0 {
+		return m.runSlot(x, start, p)
+	}
 	_, cols := x.Dims()
-	shape := []int64{int64(n), int64(cols)}
-	var in ort.Tensor
-	if m.inType == ort.Double {
-		v := make([]float64, 0, n*cols)
-		for r := start; r < start+n; r++ {
-			v = append(v, x.RawRowView(r)...)
+	b := m.bufs.Get().(*runBuffers)
+	defer func() {
+		if max(cap(b.in32), cap(b.in64)) <= maxPooled {
+			m.bufs.Put(b)
 		}
-		in = ort.NewDouble(shape, v)
+	}()
+	var in, out ort.Tensor
+	shape := []int64{int64(n), int64(cols)}
+	if m.inType == ort.Double {
+		b.in64 = grow(b.in64, n*cols)
+		for r := range n {
+			copy(b.in64[r*cols:(r+1)*cols], x.RawRowView(start+r))
+		}
+		in = ort.DoublesOf(shape, b.in64)
 	} else {
-		v := make([]float32, 0, n*cols)
-		for r := start; r < start+n; r++ {
-			for _, f := range x.RawRowView(r) {
-				v = append(v, float32(f))
+		b.in32 = grow(b.in32, n*cols)
+		for r := range n {
+			dst := b.in32[r*cols : (r+1)*cols]
+			for j, f := range x.RawRowView(start + r) {
+				dst[j] = float32(f)
 			}
 		}
-		in = ort.NewFloat(shape, v)
+		in = ort.FloatsOf(shape, b.in32)
 	}
-	res, err := m.session.Run([]ort.Tensor{in})
-	if err != nil {
-		return nil, fmt.Errorf("onnxmodel: %s: %w", m.Dir, err)
+	outShape := []int64{int64(n), int64(m.columns)}[:m.outRank]
+	if m.outType == ort.Double {
+		b.out64 = grow(b.out64, n*m.columns)
+		out = ort.DoublesOf(outShape, b.out64)
+	} else {
+		b.out32 = grow(b.out32, n*m.columns)
+		out = ort.FloatsOf(outShape, b.out32)
 	}
-	t := res[m.out]
-	vals, err := t.Float64s()
-	if err != nil {
-		return nil, fmt.Errorf("onnxmodel: %s: output %q: %w", m.Dir, m.Manifest.Output.Name, err)
+	if err := m.session.RunInto([]ort.Tensor{in}, m.out, out); err != nil {
+		return fmt.Errorf("onnxmodel: %s: output %q: %w", m.Dir, m.Manifest.Output.Name, err)
 	}
-	if len(vals) != n*m.columns {
-		return nil, fmt.Errorf("onnxmodel: %s: output %q has shape %v for %d rows, want %d values per row", m.Dir, m.Manifest.Output.Name, t.Shape, n, m.columns)
+	return m.probabilities(b.out32, b.out64, start, p)
+}
+
+// runSlot is run through a pooled slot of len(p) rows.
+func (m *Model) runSlot(x *mat.Dense, start int, p []float64) error {
+	n := len(p)
+	_, cols := x.Dims()
+	pool := &m.slots[n]
+	sl, _ := pool.Get().(*ort.Slot)
+	if sl == nil {
+		in := ort.Tensor{Type: m.inType, Shape: []int64{int64(n), int64(cols)}}
+		out := ort.Tensor{Type: m.outType, Shape: []int64{int64(n), int64(m.columns)}[:m.outRank]}
+		var err error
+		if sl, err = m.session.NewSlot(in, m.out, out); err != nil {
+			return fmt.Errorf("onnxmodel: %s: %w", m.Dir, err)
+		}
 	}
-	p := make([]float64, n)
-	for r := range n {
-		row := vals[r*m.columns : (r+1)*m.columns]
-		v := row[m.Manifest.Output.Column]
+	defer pool.Put(sl)
+	if m.inType == ort.Double {
+		in := ort.ViewDouble(sl.In)
+		for r := range n {
+			copy(in[r*cols:(r+1)*cols], x.RawRowView(start+r))
+		}
+	} else {
+		in := ort.ViewFloat(sl.In)
+		for r := range n {
+			dst := in[r*cols : (r+1)*cols]
+			for j, f := range x.RawRowView(start + r) {
+				dst[j] = float32(f)
+			}
+		}
+	}
+	if err := sl.Run(); err != nil {
+		return fmt.Errorf("onnxmodel: %s: output %q: %w", m.Dir, m.Manifest.Output.Name, err)
+	}
+	if m.outType == ort.Double {
+		return m.probabilities(nil, ort.ViewDouble(sl.Out), start, p)
+	}
+	return m.probabilities(ort.ViewFloat(sl.Out), nil, start, p)
+}
+
+// probabilities checks the graph's output (out32 or out64, by its type) and
+// writes the positive class's probabilities into p.
+func (m *Model) probabilities(out32 []float32, out64 []float64, start int, p []float64) error {
+	value := func(i int) float64 {
+		if m.outType == ort.Double {
+			return out64[i]
+		}
+		return float64(out32[i])
+	}
+	for r := range p {
+		v := value(r*m.columns + m.Manifest.Output.Column)
 		if !(v >= 0 && v <= 1) {
-			return nil, fmt.Errorf("onnxmodel: %s: output %q row %d is %v: %w", m.Dir, m.Manifest.Output.Name, start+r, v, ErrNotProbability)
+			return fmt.Errorf("onnxmodel: %s: output %q row %d is %v: %w", m.Dir, m.Manifest.Output.Name, start+r, v, ErrNotProbability)
 		}
 		if m.columns > 1 {
 			var sum float64
-			for _, c := range row {
-				sum += c
+			for c := range m.columns {
+				sum += value(r*m.columns + c)
 			}
 			if math.Abs(sum-1) > 1e-3 {
-				return nil, fmt.Errorf("onnxmodel: %s: output %q row %d sums to %v over its %d classes: %w", m.Dir, m.Manifest.Output.Name, start+r, sum, m.columns, ErrNotProbability)
+				return fmt.Errorf("onnxmodel: %s: output %q row %d sums to %v over its %d classes: %w", m.Dir, m.Manifest.Output.Name, start+r, sum, m.columns, ErrNotProbability)
 			}
 		}
 		p[r] = v
 	}
-	return p, nil
+	return nil
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 // Encode turns a data set into the graph's input rows. With raw features a
@@ -339,6 +432,12 @@ func (m *Manifest) Encode(d *dataset.Dataset) (*mat.Dense, error) {
 // digest. The graph is checked against the manifest first; the files are
 // written into a temporary directory beside dir and renamed into place.
 func Save(dir string, m *Manifest, graph []byte) (string, error) {
+	return save(dir, m, graph, nil)
+}
+
+// save is Save with companion files (see companions) written beside the
+// model's own.
+func save(dir string, m *Manifest, graph []byte, extra map[string][]byte) (string, error) {
 	if m.FormatVersion == 0 {
 		m.FormatVersion = FormatVersion
 	}
@@ -375,7 +474,14 @@ func Save(dir string, m *Manifest, graph []byte) (string, error) {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("onnxmodel: save %s: %w", dir, err)
 	}
-	for name, data := range map[string][]byte{ManifestFile: manifest, GraphFile: graph, SumsFile: []byte(sums)} {
+	files := map[string][]byte{ManifestFile: manifest, GraphFile: graph, SumsFile: []byte(sums)}
+	for name, data := range extra {
+		if _, own := files[name]; own || !filepath.IsLocal(name) {
+			return fail(fmt.Errorf("companion file %q would overwrite the model's own or leave its directory", name))
+		}
+		files[name] = data
+	}
+	for name, data := range files {
 		if err := atomicfile.Create(filepath.Join(tmp, name), data); err != nil {
 			return fail(err)
 		}

@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"gonum.org/v1/gonum/mat"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
@@ -25,14 +27,17 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnxmodel"
 )
 
-func options(t *testing.T) onnxmodel.Options {
+func options(t testing.TB) onnxmodel.Options {
 	onnxtest.Runtime(t)
 	return onnxmodel.Options{Library: onnxtest.LibraryPath(t)}
 }
 
 // saveMLP trains a small MLP on credit-risk data and saves it in
 // Gauntlet's format.
-func saveMLP(t *testing.T, dir string) *dataset.Dataset {
+func saveMLP(t *testing.T, dir string) *dataset.Dataset { return saveMLPWith(t, dir, nil) }
+
+// saveMLPWith is saveMLP with lineage params.
+func saveMLPWith(t *testing.T, dir string, params map[string]any) *dataset.Dataset {
 	d, err := dataset.Load("builtin:credit-risk?rows=800&seed=3&bias=0.3")
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +55,7 @@ func saveMLP(t *testing.T, dir string) *dataset.Dataset {
 		t.Fatal(err)
 	}
 	m := &modelfile.Manifest{Kind: model.MLP, Schema: d.Schema, Features: enc.FeatureNames(), Preprocessing: enc, Threshold: 0.5,
-		Lineage: modelfile.Lineage{DataDigest: d.Digest, CreatedAt: time.Unix(0, 0).UTC()}}
+		Lineage: modelfile.Lineage{DataDigest: d.Digest, Params: params, CreatedAt: time.Unix(0, 0).UTC()}}
 	if _, err := modelfile.Save(dir, m, net.Tensors()); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +111,36 @@ func TestExportScoresAsGauntlet(t *testing.T) {
 				t.Errorf("largest |P_onnx − P_go| = %g over %d rows, want ≤ 1e-5", worst, len(want))
 			}
 			t.Logf("%d rows, largest |P_onnx − P_go| = %.2g", len(want), worst)
+			// The logistic regression's graph is recognised as one, with the
+			// exported (float32) weights; the MLP's is not.
+			lin := m.Linear()
+			if kind == "mlp" {
+				if lin != nil {
+					t.Fatalf("an MLP's graph read as a logistic regression: %+v", lin)
+				}
+				return
+			}
+			net := s.(*model.Network)
+			if lin == nil || lin.Kind != model.LogReg || len(lin.Layers) != 1 || len(lin.Layers[0].W) != len(net.Layers[0].W) {
+				t.Fatalf("logistic regression graph not recognised: %+v", lin)
+			}
+			for j, w := range net.Layers[0].W {
+				if lin.Layers[0].W[j] != float64(float32(w)) {
+					t.Fatalf("weight %d: %v, exported %v", j, lin.Layers[0].W[j], float32(w))
+				}
+			}
+			if lin.Layers[0].B[0] != float64(float32(net.Layers[0].B[0])) {
+				t.Fatalf("bias %v, exported %v", lin.Layers[0].B[0], float32(net.Layers[0].B[0]))
+			}
+			lp, err := lin.PredictProba(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range lp {
+				if math.Abs(lp[i]-got[i]) > 1e-6 {
+					t.Fatalf("row %d: the recognised network scores %v, ONNX Runtime %v", i, lp[i], got[i])
+				}
+			}
 		})
 	}
 }
@@ -284,5 +319,103 @@ func TestRawFeatures(t *testing.T) {
 	_, err = md.Manifest.Encode(d)
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("row 4 column %q", feats[1])) {
 		t.Errorf("missing raw value: %v", err)
+	}
+}
+
+// TestExportCarriesTheHeldOutSplit: the held-out split a model's lineage
+// records comes along into its export and its int8 copy, checked against
+// the recorded digest on the way.
+func TestExportCarriesTheHeldOutSplit(t *testing.T) {
+	opts := options(t)
+	holdout := []byte("age,income\n1,2\n")
+	sum := sha256.Sum256(holdout)
+	rec := map[string]any{"file": "holdout.csv", "sha256": fmt.Sprintf("%x", sum), "rows": 1}
+	src := filepath.Join(t.TempDir(), "src")
+	saveMLPWith(t, src, map[string]any{onnxmodel.HoldoutParam: rec})
+	if err := os.WriteFile(filepath.Join(src, "holdout.csv"), holdout, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := modelfile.Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "onnx")
+	if _, err := onnxmodel.Export(a, dir); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "holdout.csv")); err != nil || string(b) != string(holdout) {
+		t.Fatalf("exported held-out split: %q, %v", b, err)
+	}
+	m, err := onnxmodel.Load(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	d, err := dataset.Load("builtin:credit-risk?rows=200&seed=3&bias=0.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := m.Manifest.Encode(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := filepath.Join(t.TempDir(), "int8")
+	if _, err := onnxmodel.Quantize(m, q, x, d.Y, 1, opts); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(q, "holdout.csv")); err != nil || string(b) != string(holdout) {
+		t.Fatalf("int8 copy's held-out split: %q, %v", b, err)
+	}
+
+	if err := os.WriteFile(filepath.Join(src, "holdout.csv"), []byte("age,income\n9,9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = onnxmodel.Export(a, filepath.Join(t.TempDir(), "tampered"))
+	if !errors.Is(err, modelfile.ErrTampered) || !strings.Contains(err.Error(), "holdout.csv") {
+		t.Fatalf("export with a tampered held-out split: %v", err)
+	}
+}
+
+// TestSmallAndLargeCallsAgree: calls of few rows (pooled slots, from many
+// goroutines at once) score as one call over all rows (the caller's
+// buffers lent to the runtime) does.
+func TestSmallAndLargeCallsAgree(t *testing.T) {
+	opts := options(t)
+	src := filepath.Join(t.TempDir(), "src")
+	d := saveMLP(t, src)
+	m := exportLoad(t, src, opts)
+	x, err := m.Manifest.Encode(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := m.PredictProba(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, cols := x.Dims()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			step := 1 + g // calls of 1 to 8 rows
+			for start := 0; start+step <= rows; start += step {
+				p, err := m.PredictProba(mat.DenseCopyOf(x.Slice(start, start+step, 0, cols)))
+				if err != nil {
+					errs <- err
+					return
+				}
+				for i, v := range p {
+					if math.Abs(v-all[start+i]) > 1e-6 {
+						errs <- fmt.Errorf("row %d in a call of %d: %v, one call over all rows: %v", start+i, step, v, all[start+i])
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

@@ -59,7 +59,11 @@ func Quantize(m *Model, dir string, x *mat.Dense, y []float64, maxDrop float64, 
 	// Staged beside dir and renamed only once it passes the guard.
 	stage := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".quantize")
 	os.RemoveAll(stage)
-	digest, err := Save(stage, &mf, after)
+	extra, err := companions(m.Dir, mf.Lineage)
+	if err != nil {
+		return nil, fmt.Errorf("onnxmodel: quantize %s: %w", m.Dir, err)
+	}
+	digest, err := save(stage, &mf, after, extra)
 	if err != nil {
 		return nil, fmt.Errorf("onnxmodel: quantize %s: %w", m.Dir, err)
 	}

@@ -51,6 +51,14 @@ func (g *GauntletModel) PredictProba(x *mat.Dense) ([]float64, error) {
 	return g.scorer.PredictProba(x)
 }
 
+// Linear is the network of a float logistic regression.
+func (g *GauntletModel) Linear() *model.Network {
+	if n, ok := g.scorer.(*model.Network); ok && n.Kind == model.LogReg && len(n.Layers) == 1 {
+		return n
+	}
+	return nil
+}
+
 // Close does nothing: the model lives in Go's heap.
 func (g *GauntletModel) Close() error { return nil }
 
@@ -82,6 +90,9 @@ func (o *ONNXModel) Encode(d *dataset.Dataset) (*mat.Dense, error) { return o.Mo
 
 // PredictProba scores encoded rows with ONNX Runtime.
 func (o *ONNXModel) PredictProba(x *mat.Dense) ([]float64, error) { return o.Model.PredictProba(x) }
+
+// Linear is the graph as a logistic regression when it is exactly one.
+func (o *ONNXModel) Linear() *model.Network { return o.Model.Linear() }
 
 // Close ends the ONNX Runtime session.
 func (o *ONNXModel) Close() error { return o.Model.Close() }

@@ -74,6 +74,23 @@ type Info struct {
 	ProviderNote string `json:"provider_note,omitempty"`
 }
 
+// NegativeLabelParam is the key of the lineage's Params naming the label
+// value of the negative class: a manifest keeps only the positive values.
+const NegativeLabelParam = "negative_label"
+
+// Labels are the labels of a positive and a negative decision: the first
+// positive value of the schema, and the lineage's NegativeLabelParam or
+// else "not <positive>".
+func (i *Info) Labels() (positive, negative string) {
+	if len(i.Schema.Positive) > 0 {
+		positive = i.Schema.Positive[0]
+	}
+	if v, ok := i.Lineage.Params[NegativeLabelParam].(string); ok && v != "" {
+		return positive, v
+	}
+	return positive, "not " + positive
+}
+
 // Model is a loaded model of any format. Implementations are safe for
 // concurrent use.
 type Model interface {
@@ -87,6 +104,10 @@ type Model interface {
 	Encoder() *dataset.Encoder
 	// Encode checks and encodes a data set into rows for PredictProba.
 	Encode(d *dataset.Dataset) (*mat.Dense, error)
+	// Linear is the model as a float logistic regression over the encoded
+	// rows when it is exactly one (exact explanations, coefficients), nil
+	// otherwise.
+	Linear() *model.Network
 	// Close frees what the model holds outside Go's heap.
 	Close() error
 }

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"unsafe"
@@ -46,12 +45,14 @@ const (
 	fnSessionGetInputName            = 36
 	fnSessionGetOutputName           = 37
 	fnCreateTensorAsOrtValue         = 48
+	fnCreateTensorWithDataAsOrtValue = 49
 	fnGetTensorMutableData           = 51
 	fnGetTensorElementType           = 60
 	fnGetDimensionsCount             = 61
 	fnGetDimensions                  = 62
 	fnGetTensorTypeAndShape          = 65
 	fnGetValueType                   = 67
+	fnCreateCPUMemoryInfo            = 69
 	fnAllocatorFree                  = 76
 	fnGetAllocatorWithDefaultOptions = 78
 	fnReleaseStatus                  = 93
@@ -93,6 +94,7 @@ type Runtime struct {
 	fn        [fnCount]uintptr
 	env       uintptr
 	alloc     uintptr
+	mem       uintptr // OrtMemoryInfo of CPU memory the caller owns, for RunInto
 	providers []string
 }
 
@@ -129,6 +131,9 @@ func Load(path string) (*Runtime, error) {
 }
 
 func open(path string) (*Runtime, error) {
+	if !nativeLittle {
+		return nil, fmt.Errorf("ort: this host is big-endian, which no ONNX Runtime build supports: %w", ErrNoLibrary)
+	}
 	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_LOCAL)
 	if err != nil {
 		return nil, fmt.Errorf("ort: load %s: %v: %w; set %s (or --onnxruntime-lib) to libonnxruntime.so from the official ONNX Runtime release archive (onnxruntime-linux-x64-1.30.0.tgz, lib/), or run scripts/install-onnxruntime.sh (make tools)",
@@ -160,6 +165,10 @@ func open(path string) (*Runtime, error) {
 	r.env = env
 	if err := r.status(r.call(fnGetAllocatorWithDefaultOptions, uintptr(unsafe.Pointer(&r.alloc)))); err != nil {
 		return nil, fmt.Errorf("ort: %s: default allocator: %w", path, err)
+	}
+	// OrtDeviceAllocator (0), OrtMemTypeDefault (0): plain CPU memory.
+	if err := r.status(r.call(fnCreateCPUMemoryInfo, 0, 0, uintptr(unsafe.Pointer(&r.mem)))); err != nil {
+		return nil, fmt.Errorf("ort: %s: memory info: %w", path, err)
 	}
 	var list uintptr
 	var n int32
@@ -243,14 +252,4 @@ func goString(p uintptr) string {
 		n++
 	}
 	return string(unsafe.Slice((*byte)(base), n))
-}
-
-// keep holds Go memory that C reads through pointers stored in other Go
-// memory (the arrays of names a Run call takes), pinned until released.
-type keep struct{ p runtime.Pinner }
-
-func (k *keep) bytes(s string) *byte {
-	b := append([]byte(s), 0)
-	k.p.Pin(&b[0])
-	return &b[0]
 }

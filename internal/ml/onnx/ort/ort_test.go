@@ -156,3 +156,131 @@ func TestProviderChoice(t *testing.T) {
 		t.Error("garbage accepted")
 	}
 }
+
+// TestRunIntoAndSlots: the two allocation-free ways to run give what Run
+// gives, refuse what does not fit, and stop after Close.
+func TestRunIntoAndSlots(t *testing.T) {
+	r := library(t)
+	s, err := r.NewSession(addModel(t), Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := []float32{1, 2, 3}, []float32{10, 20, 30.5}
+	y := make([]float32, 3)
+	if err := s.RunInto([]Tensor{FloatsOf([]int64{3}, a), FloatsOf([]int64{3}, b)}, 0, FloatsOf([]int64{3}, y)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(y, []float32{11, 22, 33.5}) {
+		t.Errorf("RunInto: a + b = %v", y)
+	}
+	for name, c := range map[string]struct {
+		in     []Tensor
+		output int
+		out    Tensor
+	}{
+		"one input":          {[]Tensor{FloatsOf([]int64{3}, a)}, 0, FloatsOf([]int64{3}, y)},
+		"no such output":     {[]Tensor{FloatsOf([]int64{3}, a), FloatsOf([]int64{3}, b)}, 1, FloatsOf([]int64{3}, y)},
+		"output shape":       {[]Tensor{FloatsOf([]int64{3}, a), FloatsOf([]int64{3}, b)}, 0, FloatsOf([]int64{2}, y[:2])},
+		"short data":         {[]Tensor{FloatsOf([]int64{3}, a[:1]), FloatsOf([]int64{3}, b)}, 0, FloatsOf([]int64{3}, y)},
+		"output of the type": {[]Tensor{FloatsOf([]int64{3}, a), FloatsOf([]int64{3}, b)}, 0, DoublesOf([]int64{3}, make([]float64, 3))},
+	} {
+		if err := s.RunInto(c.in, c.output, c.out); err == nil {
+			t.Errorf("RunInto, %s: no error", name)
+		}
+	}
+
+	// The add graph takes two inputs; a slot feeds graphs of one.
+	if _, err := s.NewSlot(Tensor{Type: Float, Shape: []int64{3}}, 0, Tensor{Type: Float, Shape: []int64{3}}); err == nil {
+		t.Error("a slot for a graph of two inputs")
+	}
+	neg, err := r.NewSession(negModel(t), Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := neg.NewSlot(Tensor{Type: Float, Shape: []int64{4}}, 0, Tensor{Type: Float, Shape: []int64{4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		in := ViewFloat(sl.In)
+		for i := range in {
+			in[i] = float32(round*10 + i)
+		}
+		if err := sl.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if got := ViewFloat(sl.Out); !slices.Equal(got, []float32{float32(-round * 10), float32(-round*10 - 1), float32(-round*10 - 2), float32(-round*10 - 3)}) {
+			t.Fatalf("round %d: -x = %v", round, got)
+		}
+	}
+	bad, err := neg.NewSlot(Tensor{Type: Float, Shape: []int64{4}}, 0, Tensor{Type: Float, Shape: []int64{5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.Run(); err == nil {
+		t.Error("a slot whose output does not fit the graph ran")
+	}
+	bad.Close()
+	if _, err := neg.NewSlot(Tensor{Type: Float, Shape: []int64{0}}, 0, Tensor{Type: Float, Shape: []int64{0}}); err == nil {
+		t.Error("an empty slot")
+	}
+	neg.Close()
+	if err := sl.Run(); !errors.Is(err, ErrClosed) {
+		t.Errorf("slot after Close: %v", err)
+	}
+	sl.Close()
+	s.Close()
+	if err := s.RunInto([]Tensor{FloatsOf([]int64{3}, a), FloatsOf([]int64{3}, b)}, 0, FloatsOf([]int64{3}, y)); !errors.Is(err, ErrClosed) {
+		t.Errorf("RunInto after Close: %v", err)
+	}
+}
+
+// negModel is y = -x over a float vector of any length.
+func negModel(t *testing.T) []byte {
+	vec := func(name string) *onnxpb.ValueInfoProto {
+		return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+			TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(Float)), Shape: &onnxpb.TensorShapeProto{
+				Dim: []*onnxpb.TensorShapeProto_Dimension{{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: "n"}}}}}}}}
+	}
+	b, err := proto.Marshal(&onnxpb.ModelProto{
+		IrVersion:   proto.Int64(8),
+		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(13)}},
+		Graph: &onnxpb.GraphProto{
+			Name:   proto.String("neg"),
+			Node:   []*onnxpb.NodeProto{{OpType: proto.String("Neg"), Input: []string{"x"}, Output: []string{"y"}}},
+			Input:  []*onnxpb.ValueInfoProto{vec("x")},
+			Output: []*onnxpb.ValueInfoProto{vec("y")},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestDroppedSessionsAreFreed: sessions and slots dropped without Close
+// are freed by the garbage collector. (Go memory pinned for a session used
+// to make the runtime panic when such a session was collected.)
+func TestDroppedSessionsAreFreed(t *testing.T) {
+	r := library(t)
+	for range 5 {
+		s, err := r.NewSession(negModel(t), Options{IntraOpThreads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.NewSlot(Tensor{Type: Float, Shape: []int64{2}}, 0, Tensor{Type: Float, Shape: []int64{2}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		runtime.GC()
+	}
+	s, err := r.NewSession(negModel(t), Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Run([]Tensor{NewFloat([]int64{1}, []float32{2})}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // ElemType is a tensor element type, numbered as ONNX's
@@ -98,4 +99,31 @@ func (t Tensor) Float64s() ([]float64, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("ort: a %s tensor is not float or double", t.Type)
+}
+
+// nativeLittle is whether this host stores numbers little-endian, as
+// Tensor.Data holds them; Load refuses a host that does not (ONNX Runtime
+// ships builds for none), so a tensor can share a slice's memory.
+var nativeLittle = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// FloatsOf returns a float tensor of shape over v's own memory, not a copy,
+// so that what RunInto writes into the tensor lands in v.
+func FloatsOf(shape []int64, v []float32) Tensor {
+	return Tensor{Type: Float, Shape: shape, Data: unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))}
+}
+
+// DoublesOf is FloatsOf for double tensors.
+func DoublesOf(shape []int64, v []float64) Tensor {
+	return Tensor{Type: Double, Shape: shape, Data: unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 8*len(v))}
+}
+
+// ViewFloat views b, float elements in memory the runtime allocated (and so
+// aligned), as a []float32 over the same memory.
+func ViewFloat(b []byte) []float32 {
+	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)
+}
+
+// ViewDouble is ViewFloat for double elements.
+func ViewDouble(b []byte) []float64 {
+	return unsafe.Slice((*float64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
 }
