@@ -76,6 +76,10 @@ type StepStatus struct {
 	// Waiting holds what a person needs to act on a step that waits on
 	// them (an approval request).
 	Waiting any `json:"waiting,omitempty"`
+	// FanOut and Items are set on a step that ran once per item; each of
+	// its outputs is then the list of its items' values, in item order.
+	FanOut *FanOut `json:"fan_out,omitempty"`
+	Items  []any   `json:"items,omitempty"`
 }
 
 // Status is the whole run as the status query returns it.

@@ -100,7 +100,9 @@ func (v *validator) listSource(path, name, what string, r stepRef, up map[string
 	}
 	src, ok := tmpl.Whole(s)
 	if !ok {
-		if tmpl.HasTemplate(s) {
+		if _, err := tmpl.Split(s); err != nil {
+			v.at(path, "%s: %s: invalid template: %v", name, what, err)
+		} else if tmpl.HasTemplate(s) {
 			v.at(path, "%s: %s must be exactly one ${{ }} template that gives a list, with no text around it", name, what)
 		} else {
 			v.at(path, "%s: %s must be a list, or one ${{ }} template that gives a list; got the string %q", name, what, s)
