@@ -84,10 +84,19 @@ func Pipeline(ctx workflow.Context, in contract.PipelineInput) (*contract.Result
 	if err := workflow.SetQueryHandler(ctx, contract.StatusQuery, func() (contract.Status, error) { return r.snapshot(), nil }); err != nil {
 		return nil, err
 	}
+	// What a retry of this run pins (gauntlet retry); answered by runs of
+	// every version, since handlers set no commands.
+	if err := workflow.SetQueryHandler(ctx, contract.DefinitionQuery, func() (contract.Resolved, error) { return r.resolved, nil }); err != nil {
+		return nil, err
+	}
 	if err := r.registerHandlers(ctx); err != nil {
 		return nil, err
 	}
-	if err := r.resolve(ctx); err != nil {
+	start := r.resolve
+	if in.RetryOf != "" {
+		start = r.recover
+	}
+	if err := start(ctx); err != nil {
 		r.finish(ctx, contract.RunFailed, err)
 		return nil, err
 	}
@@ -114,6 +123,8 @@ type run struct {
 	itemSlots int
 	// replacing marks provision steps whose lost node is being replaced.
 	replacing map[string]bool
+	// preset are the states a recovered run starts its steps in.
+	preset map[string]dag.Status
 }
 
 // phase is one DAG: the normal steps, or the finally steps.
@@ -168,6 +179,12 @@ func (r *run) resolve(ctx workflow.Context) error {
 	if err := fut.Get(ctx, &r.resolved); err != nil {
 		return fmt.Errorf("resolve pipeline %q: %w", r.input.Pipeline, err)
 	}
+	return r.load(ctx)
+}
+
+// load makes the resolved definition the run's: its phases, its steps'
+// records, and the memo and search attributes that name it.
+func (r *run) load(ctx workflow.Context) error {
 	sp := &r.resolved.Spec
 	r.status.Pipeline = sp.Name
 	r.status.SpecHash = r.resolved.Hash
@@ -184,12 +201,18 @@ func (r *run) resolve(ctx workflow.Context) error {
 			r.status.Steps = append(r.status.Steps, contract.StepStatus{ID: s.ID, Uses: usesOf(s), Finally: r.fin.specs[s.ID].ID != "", State: contract.StatePending})
 		}
 	}
-	_ = workflow.UpsertMemo(ctx, map[string]any{"spec_hash": r.resolved.Hash, "pipeline": sp.Name})
-	return workflow.UpsertTypedSearchAttributes(ctx,
+	memo := map[string]any{"spec_hash": r.resolved.Hash, "pipeline": sp.Name}
+	attrs := []temporal.SearchAttributeUpdate{
 		searchattr.Pipeline.ValueSet(sp.Name),
 		searchattr.SpecHash.ValueSet(r.resolved.Hash),
 		searchattr.RunStatus.ValueSet(contract.RunRunning),
-	)
+	}
+	if r.status.RetryOf != "" {
+		memo[contract.RetryOfMemo] = r.status.RetryOf
+		attrs = append(attrs, searchattr.RetryOf.ValueSet(r.status.RetryOf))
+	}
+	_ = workflow.UpsertMemo(ctx, memo)
+	return workflow.UpsertTypedSearchAttributes(ctx, attrs...)
 }
 
 func newPhase(steps []spec.Step, finally bool) (*phase, error) {
@@ -252,6 +275,11 @@ func (r *run) execute(ctx workflow.Context) error {
 // runPhase drives one DAG to completion.
 func (r *run) runPhase(ctx workflow.Context, p *phase) error {
 	states := map[string]dag.Status{}
+	for _, id := range p.order {
+		if s, ok := r.preset[id]; ok {
+			states[id] = s
+		}
+	}
 	running := map[string]*stepRun{}
 	sel := workflow.NewSelector(ctx)
 	var firstErr error

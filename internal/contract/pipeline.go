@@ -40,6 +40,13 @@ type PipelineInput struct {
 	// NoCache disables `cache: true` for this run.
 	NoCache   bool   `json:"no_cache,omitempty"`
 	StartedBy string `json:"started_by,omitempty"`
+	// RetryOf recovers an earlier run (by workflow id): the new run uses
+	// its pinned definition and params (Params then override those of
+	// steps that run again), reuses what its succeeded steps recorded and
+	// runs the rest. What a person types into the UI: {"retry_of": "RUN"}.
+	RetryOf string `json:"retry_of,omitempty"`
+	// RetryFrom runs this step and everything after it again too.
+	RetryFrom string `json:"retry_from,omitempty"`
 }
 
 // ResolveInput asks the worker to load, validate and complete a definition.
@@ -93,6 +100,8 @@ type Status struct {
 	EndedAt   *time.Time     `json:"ended_at,omitempty"`
 	Error     string         `json:"error,omitempty"`
 	Steps     []StepStatus   `json:"steps"`
+	// RetryOf is the run this one recovers.
+	RetryOf string `json:"retry_of,omitempty"`
 }
 
 // StepResult is what every step activity returns.
