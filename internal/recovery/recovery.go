@@ -272,8 +272,13 @@ func sortedKeys[V any](m map[string]V) []string {
 // in it (a pointer into another store is refused) and present. It reports
 // every missing artifact, each by step, output and digest.
 func Check(ctx context.Context, store artifact.Store, records []contract.StepStatus) error {
+	return CheckPointers(ctx, store, Pointers(records))
+}
+
+// CheckPointers is Check for pointers already found.
+func CheckPointers(ctx context.Context, store artifact.Store, ps []Pointer) error {
 	var missing []string
-	for _, p := range Pointers(records) {
+	for _, p := range ps {
 		if err := p.Pointer.Check(store); err != nil {
 			return refuse("step %s: output %s: %v", p.Step, p.Output, err)
 		}
