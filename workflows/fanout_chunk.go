@@ -38,7 +38,7 @@ func FanOutChunk(ctx workflow.Context, in contract.ChunkInput) (*contract.ChunkR
 		release:  func() {},
 		waitFor:  func() bool { return true },
 	}
-	t := &tally{st: &st, fo: &contract.FanOut{Items: len(in.Items)}, items: in.Items, chunk: in.MaxFailures >= 0, chunkLimit: in.MaxFailures}
+	t := &tally{st: &st, fo: &contract.FanOut{Items: len(in.Items)}, items: in.Items, chunk: true, chunkLimit: in.MaxFailures}
 	res := &contract.ChunkResult{Items: ir.run(ctx, in.Items, t)}
 	if b, err := json.Marshal(res); err != nil || len(b) > maxFanOutOutputBytes {
 		// Sending it would fail this workflow's task again and again.

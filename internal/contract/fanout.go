@@ -75,7 +75,7 @@ type ChunkInput struct {
 	Upstream    string `json:"upstream,omitempty"`
 	MaxParallel int    `json:"max_parallel"`
 	// MaxFailures stops the chunk once more of its items failed: the
-	// step has failed whatever the other chunks do. -1: no limit.
+	// step has failed whatever the other chunks do.
 	MaxFailures int  `json:"max_failures"`
 	NoCache     bool `json:"no_cache,omitempty"`
 	// Version is the parent run's version (see workflows), which the
