@@ -15,6 +15,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/tmpl"
+	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 // Limits that keep a run inside Temporal's: at most 2,000 pending
@@ -474,6 +475,13 @@ func (ir *itemRunner) start(ctx workflow.Context, i int, item any) launch {
 	}
 	in := ir.input
 	in.StepID, in.With = id, with
+	if ir.step.Run != nil {
+		cmd, err := resolveCommand(ir.step.Run, tc)
+		if err != nil {
+			return fail(err)
+		}
+		in.Command = cmd
+	}
 	cached := ir.step.Cache && !ir.noCache
 	if prov == "" && !cached {
 		fut := workflow.ExecuteActivity(stepOptions(ctx, ir.step, ir.version, "", id), contract.StepActivityName(in.Uses), in)
@@ -765,4 +773,41 @@ func quickOptions(ctx workflow.Context) workflow.Context {
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
 	})
+}
+
+// resolveCommand resolves the templates of a run: command: its shell
+// string or arguments, its environment values and its working directory.
+// Values are interpolated as text, as in any longer string.
+func resolveCommand(c *spec.Command, ctx tmpl.Context) (*spec.Command, error) {
+	text := func(s string) (string, error) {
+		v, err := tmpl.ResolveString(s, ctx)
+		if err != nil {
+			return "", err
+		}
+		return tmpl.Text(v)
+	}
+	out := &spec.Command{}
+	var err error
+	if out.Shell, err = text(c.Shell); err != nil {
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	for i, a := range c.Argv {
+		s, err := text(a)
+		if err != nil {
+			return nil, fmt.Errorf("run[%d]: %w", i, err)
+		}
+		out.Argv = append(out.Argv, s)
+	}
+	if len(c.Env) > 0 {
+		out.Env = make(map[string]string, len(c.Env))
+		for _, k := range stepio.SortedKeys(c.Env) {
+			if out.Env[k], err = text(c.Env[k]); err != nil {
+				return nil, fmt.Errorf("env.%s: %w", k, err)
+			}
+		}
+	}
+	if out.Workdir, err = text(c.Workdir); err != nil {
+		return nil, fmt.Errorf("workdir: %w", err)
+	}
+	return out, nil
 }

@@ -526,3 +526,28 @@ func newHarnessWithState(t *testing.T, state string) *harness {
 	activities.Register(env, activities.Config{PipelinesDir: t.TempDir(), StateDir: state})
 	return &harness{t: t, env: env}
 }
+
+// The templates of a run: command are resolved, an item's too.
+func TestRunCommandTemplatesAreResolved(t *testing.T) {
+	h := newHarness(t)
+	res, err := h.run(`
+name: cmds
+params:
+  x: {type: string, default: hello}
+steps:
+  - {id: one, run: 'echo "::output got=${{ params.x }}-$GREETING"', env: {GREETING: "${{ upper(params.x) }}"}}
+  - id: each
+    needs: [one]
+    for_each: [1, 2]
+    run: ['sh', '-c', 'echo "::output v=${{ item * 10 }}-${{ steps.one.outputs.got }}"']
+`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stepOf(t, *res, "one").Outputs["got"]; got != "hello-HELLO" {
+		t.Fatalf("one: %v", got)
+	}
+	if got := stepOf(t, *res, "each").Outputs["v"]; !reflect.DeepEqual(got, []any{"10-hello-HELLO", "20-hello-HELLO"}) {
+		t.Fatalf("each: %v", got)
+	}
+}

@@ -48,7 +48,8 @@ const (
 //	   when there are many; runs_on may be a template; several items or
 //	   steps that lose one node replace it once; a run started with
 //	   retry_of recovers an earlier run instead of resolving its
-//	   definition.
+//	   definition; the templates of run: commands (command, env, workdir)
+//	   are resolved, as they always were documented to be.
 //
 // The change id is historical: bump runVersionLatest for the next change
 // rather than adding a GetVersion call, since each one costs every run a
@@ -485,6 +486,13 @@ func (r *run) prepare(_ workflow.Context, st spec.Step, p *phase) (*stepRun, err
 			return nil, err
 		}
 		st.RunsOn = target
+	}
+	if r.version >= 4 && st.Run != nil {
+		cmd, err := resolveCommand(st.Run, r.tmplContext(st.ID, finally))
+		if err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), "TemplateError", err)
+		}
+		st.Run = cmd
 	}
 	var with map[string]any
 	if len(st.With) > 0 {
