@@ -50,6 +50,8 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	h := &Host{StateDir: cfg.StateDir, ArtifactStore: cfg.ArtifactStore, Logger: cfg.Logger, Metrics: cfg.Metrics}
 	h.RegisterSteps(w)
 	store := storeOr(cfg.ArtifactStore, cfg.StateDir)
+	rc := &Recoverer{Store: store}
+	w.RegisterActivityWithOptions(rc.Recover, activity.RegisterOptions{Name: contract.RecoverName})
 	if cfg.Deploy == nil {
 		cfg.Deploy = deploy.NewLocal(deploy.Options{StateDir: cfg.StateDir, Store: store, Logger: cfg.Logger})
 	}

@@ -43,14 +43,20 @@ const (
 //	   canceled run are cancelled in definition order, not in map order,
 //	   and a cancelled step that heartbeats is waited for until it stops;
 //	   the inputs of approval, canary-deploy and monitor steps are decoded
-//	   by package stepio, as activity steps' are (typedInputsVersion).
+//	   by package stepio, as activity steps' are (typedInputsVersion);
+//	4: steps fan out over items (for_each, matrix), in chunk workflows
+//	   when there are many; runs_on may be a template; several items or
+//	   steps that lose one node replace it once; a run started with
+//	   retry_of recovers an earlier run instead of resolving its
+//	   definition; the templates of run: commands (command, env, workdir)
+//	   are resolved, as they always were documented to be.
 //
 // The change id is historical: bump runVersionLatest for the next change
 // rather than adding a GetVersion call, since each one costs every run a
 // marker and a visibility update.
 const (
 	runVersionChange = "resolve-local"
-	runVersionLatest = 3
+	runVersionLatest = 4
 )
 
 // resolveRetry retries a worker that could not read its files, never a
@@ -71,7 +77,7 @@ var workflowSteps = map[string]workflowStep{}
 // Pipeline interprets a pipeline definition as a DAG of activities.
 func Pipeline(ctx workflow.Context, in contract.PipelineInput) (*contract.Result, error) {
 	r := &run{input: in, status: contract.Status{RunID: workflow.GetInfo(ctx).WorkflowExecution.ID, State: contract.RunRunning, StartedAt: workflow.Now(ctx)},
-		provisionWith: map[string]map[string]any{}}
+		provisionWith: map[string]map[string]any{}, replacing: map[string]bool{}}
 	r.status.Pipeline = in.Pipeline
 	// The version comes first: handlers depend on it, and its marker was
 	// always the run's first command.
@@ -79,10 +85,19 @@ func Pipeline(ctx workflow.Context, in contract.PipelineInput) (*contract.Result
 	if err := workflow.SetQueryHandler(ctx, contract.StatusQuery, func() (contract.Status, error) { return r.snapshot(), nil }); err != nil {
 		return nil, err
 	}
+	// What a retry of this run pins (gauntlet retry); answered by runs of
+	// every version, since handlers set no commands.
+	if err := workflow.SetQueryHandler(ctx, contract.DefinitionQuery, func() (contract.Resolved, error) { return r.resolved, nil }); err != nil {
+		return nil, err
+	}
 	if err := r.registerHandlers(ctx); err != nil {
 		return nil, err
 	}
-	if err := r.resolve(ctx); err != nil {
+	start := r.resolve
+	if in.RetryOf != "" {
+		start = r.recover
+	}
+	if err := start(ctx); err != nil {
 		r.finish(ctx, contract.RunFailed, err)
 		return nil, err
 	}
@@ -104,6 +119,13 @@ type run struct {
 	provisionWith map[string]map[string]any
 	// version is the run's runVersionChange.
 	version workflow.Version
+	// itemSlots counts the items and chunks of fan-outs pending in the
+	// run, which maxItemsInFlight bounds.
+	itemSlots int
+	// replacing marks provision steps whose lost node is being replaced.
+	replacing map[string]bool
+	// preset are the states a recovered run starts its steps in.
+	preset map[string]dag.Status
 }
 
 // phase is one DAG: the normal steps, or the finally steps.
@@ -120,6 +142,9 @@ type stepRun struct {
 	index  int
 	with   map[string]any
 	cancel workflow.CancelFunc
+	// items are a fanned-out step's, in item order; nil otherwise.
+	items   []any
+	finally bool
 }
 
 func (r *run) registerHandlers(ctx workflow.Context) error {
@@ -155,6 +180,12 @@ func (r *run) resolve(ctx workflow.Context) error {
 	if err := fut.Get(ctx, &r.resolved); err != nil {
 		return fmt.Errorf("resolve pipeline %q: %w", r.input.Pipeline, err)
 	}
+	return r.load(ctx)
+}
+
+// load makes the resolved definition the run's: its phases, its steps'
+// records, and the memo and search attributes that name it.
+func (r *run) load(ctx workflow.Context) error {
 	sp := &r.resolved.Spec
 	r.status.Pipeline = sp.Name
 	r.status.SpecHash = r.resolved.Hash
@@ -171,12 +202,18 @@ func (r *run) resolve(ctx workflow.Context) error {
 			r.status.Steps = append(r.status.Steps, contract.StepStatus{ID: s.ID, Uses: usesOf(s), Finally: r.fin.specs[s.ID].ID != "", State: contract.StatePending})
 		}
 	}
-	_ = workflow.UpsertMemo(ctx, map[string]any{"spec_hash": r.resolved.Hash, "pipeline": sp.Name})
-	return workflow.UpsertTypedSearchAttributes(ctx,
+	memo := map[string]any{"spec_hash": r.resolved.Hash, "pipeline": sp.Name}
+	attrs := []temporal.SearchAttributeUpdate{
 		searchattr.Pipeline.ValueSet(sp.Name),
 		searchattr.SpecHash.ValueSet(r.resolved.Hash),
 		searchattr.RunStatus.ValueSet(contract.RunRunning),
-	)
+	}
+	if r.status.RetryOf != "" {
+		memo[contract.RetryOfMemo] = r.status.RetryOf
+		attrs = append(attrs, searchattr.RetryOf.ValueSet(r.status.RetryOf))
+	}
+	_ = workflow.UpsertMemo(ctx, memo)
+	return workflow.UpsertTypedSearchAttributes(ctx, attrs...)
 }
 
 func newPhase(steps []spec.Step, finally bool) (*phase, error) {
@@ -239,6 +276,11 @@ func (r *run) execute(ctx workflow.Context) error {
 // runPhase drives one DAG to completion.
 func (r *run) runPhase(ctx workflow.Context, p *phase) error {
 	states := map[string]dag.Status{}
+	for _, id := range p.order {
+		if s, ok := r.preset[id]; ok {
+			states[id] = s
+		}
+	}
 	running := map[string]*stepRun{}
 	sel := workflow.NewSelector(ctx)
 	var firstErr error
@@ -279,7 +321,7 @@ func (r *run) runPhase(ctx workflow.Context, p *phase) error {
 					r.setState(id, contract.StateSkipped, "condition is false: "+st.If)
 					continue
 				}
-				sr, err := r.prepare(ctx, st, p.finally)
+				sr, err := r.prepare(ctx, st, p)
 				if err != nil {
 					states[id] = dag.Failed
 					r.failStep(ctx, id, err)
@@ -396,7 +438,7 @@ func (r *run) tmplContext(stepID string, finally bool) tmpl.Context {
 		if s.State == contract.StatePending {
 			continue
 		}
-		steps[s.ID] = tmpl.StepState{Status: s.State, Outputs: s.Outputs}
+		steps[s.ID] = tmpl.StepState{Status: s.State, Outputs: s.Outputs, FanOut: s.FanOut != nil, Items: s.Items}
 	}
 	return tmpl.Context{
 		Params:  r.resolved.Params,
@@ -410,14 +452,48 @@ func (r *run) tmplContext(stepID string, finally bool) tmpl.Context {
 func (r *run) runID() string { return r.status.RunID }
 
 func (r *run) condition(st spec.Step, finally bool) (bool, error) {
-	if strings.TrimSpace(st.If) == "" {
+	// A fan-out's condition that reads the item decides each item.
+	if strings.TrimSpace(st.If) == "" || st.FansOut() && st.ConditionReadsItem() {
 		return true, nil
 	}
 	return tmpl.EvalCondition(st.If, r.tmplContext(st.ID, finally))
 }
 
-// prepare resolves a step's inputs against what ran before it.
-func (r *run) prepare(_ workflow.Context, st spec.Step, finally bool) (*stepRun, error) {
+// prepare resolves a step's inputs against what ran before it; a step that
+// fans out gets its items, whose inputs are resolved as each starts.
+func (r *run) prepare(_ workflow.Context, st spec.Step, p *phase) (*stepRun, error) {
+	finally := p.finally
+	if st.FansOut() {
+		if r.version < 4 {
+			return nil, badInput("step %s fans out, which runs before version 4 cannot", st.ID)
+		}
+		items, err := r.items(st, finally)
+		if err != nil {
+			return nil, err
+		}
+		if items == nil {
+			items = []any{}
+		}
+		return &stepRun{spec: st, index: r.indexOf(st.ID), items: items, finally: finally}, nil
+	}
+	if r.version >= 4 && tmpl.HasTemplate(st.RunsOn) {
+		v, err := tmpl.ResolveString(st.RunsOn, r.tmplContext(st.ID, finally))
+		if err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), "TemplateError", err)
+		}
+		target, _ := v.(string)
+		if _, err := r.nodeQueue(st, target, finally); err != nil {
+			return nil, err
+		}
+		st.RunsOn = target
+	}
+	if r.version >= 4 && st.Run != nil {
+		cmd, err := resolveCommand(st.Run, r.tmplContext(st.ID, finally))
+		if err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), "TemplateError", err)
+		}
+		st.Run = cmd
+	}
 	var with map[string]any
 	if len(st.With) > 0 {
 		v, err := tmpl.Resolve(st.With, r.tmplContext(st.ID, finally))
@@ -426,5 +502,5 @@ func (r *run) prepare(_ workflow.Context, st spec.Step, finally bool) (*stepRun,
 		}
 		with, _ = v.(map[string]any)
 	}
-	return &stepRun{spec: st, index: r.indexOf(st.ID), with: with}, nil
+	return &stepRun{spec: st, index: r.indexOf(st.ID), with: with, finally: finally}, nil
 }

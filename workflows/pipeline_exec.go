@@ -54,7 +54,7 @@ func (r *run) singleActivity(sr *stepRun) bool {
 	uses := usesOf(sr.spec)
 	_, inWorkflow := workflowSteps[uses]
 	cached := sr.spec.Cache && !r.input.NoCache
-	return !inWorkflow && !cached && sr.spec.RunsOn == ""
+	return !inWorkflow && !cached && sr.spec.RunsOn == "" && sr.items == nil
 }
 
 func (r *run) startActivity(ctx workflow.Context, sr *stepRun, sel workflow.Selector, done func(map[string]any, error)) {
@@ -91,6 +91,9 @@ func (r *run) stepOutcome(id string, res contract.StepResult, err error) (map[st
 // perform runs one step: from the cache, in workflow code, or as an
 // activity.
 func (r *run) perform(ctx workflow.Context, sr *stepRun) (map[string]any, error) {
+	if sr.items != nil {
+		return r.fanOut(ctx, sr)
+	}
 	uses := usesOf(sr.spec)
 	if handler, ok := workflowSteps[uses]; ok {
 		return handler(ctx, r, sr)
@@ -179,69 +182,20 @@ func (r *run) cacheKey(sr *stepRun) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-func (r *run) quickOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
-	})
-}
+func (r *run) quickOptions(ctx workflow.Context) workflow.Context { return quickOptions(ctx) }
 
 // activityOptions maps a step's retry, timeout, heartbeat and runs_on onto
-// Temporal's options; nothing here is fixed except the documented defaults.
+// Temporal's options (see stepOptions).
 func (r *run) activityOptions(ctx workflow.Context, st spec.Step) (workflow.Context, error) {
-	timeout := time.Duration(st.Timeout)
-	if timeout <= 0 {
-		timeout = defaultStepTimeout
-	}
-	policy := &temporal.RetryPolicy{
-		InitialInterval:    defaultInitialRetry,
-		BackoffCoefficient: defaultBackoff,
-		MaximumInterval:    defaultMaxRetryDelay,
-		MaximumAttempts:    defaultMaxAttempts,
-	}
-	if rt := st.Retry; rt != nil {
-		if rt.MaxAttempts > 0 {
-			policy.MaximumAttempts = int32(rt.MaxAttempts)
-		}
-		if rt.InitialInterval > 0 {
-			policy.InitialInterval = time.Duration(rt.InitialInterval)
-		}
-		if rt.Backoff > 0 {
-			policy.BackoffCoefficient = rt.Backoff
-		}
-		if rt.MaxInterval > 0 {
-			policy.MaximumInterval = time.Duration(rt.MaxInterval)
-		}
-		policy.NonRetryableErrorTypes = append([]string(nil), rt.NonRetryable...)
-	}
-	if policy.MaximumInterval < policy.InitialInterval {
-		policy.MaximumInterval = policy.InitialInterval
-	}
-	ao := workflow.ActivityOptions{
-		StartToCloseTimeout: timeout,
-		HeartbeatTimeout:    time.Duration(st.Heartbeat),
-		RetryPolicy:         policy,
-		Summary:             st.ID,
-		// From version 3 a cancelled step that heartbeats is waited for
-		// until it has stopped, so that a failed run's finally steps (a
-		// node's teardown) never race the processes still running on it.
-		// One that does not heartbeat cannot hear the cancellation, and
-		// waiting for it could take its whole timeout.
-		WaitForCancellation: r.version >= 3 && st.Heartbeat > 0,
-	}
+	q := ""
 	if st.RunsOn != "" {
-		q, _ := r.index(st.RunsOn).Outputs["task_queue"].(string)
+		q, _ = r.index(st.RunsOn).Outputs["task_queue"].(string)
 		if q == "" {
 			err := fmt.Errorf("runs_on %s: that step has no task_queue output", st.RunsOn)
 			return nil, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidPipeline", err)
 		}
-		ao.TaskQueue = q
-		// A task nobody picks up means the node is gone (a retry after a
-		// missed heartbeat lands on the dead node's queue): give up on it
-		// and let the interpreter replace the node.
-		ao.ScheduleToStartTimeout = nodeStartTimeout(time.Duration(st.Heartbeat))
 	}
-	return workflow.WithActivityOptions(ctx, ao), nil
+	return stepOptions(ctx, st, r.version, q, st.ID), nil
 }
 
 // attemptOf reads the attempt an activity failure reports in its details.
@@ -283,7 +237,7 @@ func (r *run) succeed(ctx workflow.Context, id string, outputs map[string]any) {
 	st.State = contract.StateSucceeded
 	st.EndedAt = &now
 	st.Outputs = outputs
-	if v, ok := outputs["model_version"]; ok {
+	if v, ok := outputs["model_version"]; ok && st.FanOut == nil {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, searchattr.ModelVersion.ValueSet(fmt.Sprint(v)))
 	}
 }

@@ -11,4 +11,5 @@ import (
 func Register(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(Pipeline, workflow.RegisterOptions{Name: contract.PipelineName})
 	w.RegisterWorkflowWithOptions(Monitor, workflow.RegisterOptions{Name: contract.MonitorName})
+	w.RegisterWorkflowWithOptions(FanOutChunk, workflow.RegisterOptions{Name: contract.FanOutChunkName})
 }

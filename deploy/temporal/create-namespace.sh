@@ -55,7 +55,7 @@ attributes_listed() {
 until_ok "Temporal server at ${TEMPORAL_ADDRESS:-localhost:7233}" temporal operator cluster health
 until_ok "namespace $ns" namespace_visible
 names=
-for name in GauntletPipeline GauntletStatus GauntletModelVersion GauntletSpecHash GauntletApproval; do
+for name in GauntletPipeline GauntletStatus GauntletModelVersion GauntletSpecHash GauntletApproval GauntletRetryOf; do
   until_ok "search attribute $name in namespace $ns" add_attribute "$name"
   names="$names $name"
 done

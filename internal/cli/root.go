@@ -90,6 +90,7 @@ declared as YAML pipelines. Exit codes: 0 ok, 1 failed, 2 usage, 3 rejected,
 
 	root.AddCommand(
 		a.runCommand(),
+		a.retryCommand(),
 		a.statusCommand(),
 		a.watchCommand(),
 		a.historyCommand(),

@@ -304,12 +304,15 @@ func (p *progressPrinter) update(st contract.Status) {
 	}
 	for _, s := range st.Steps {
 		// The reason is part of the key: a canary reports each weight there.
-		key := s.State + "/" + fmt.Sprint(s.Attempt) + "/" + s.Reason
+		key := s.State + "/" + fmt.Sprint(s.Attempt) + "/" + s.Reason + "/" + fanOutNote(s)
 		if p.seen[s.ID] == key || s.State == contract.StatePending {
 			continue
 		}
 		p.seen[s.ID] = key
 		line := fmt.Sprintf("  %-20s %-10s", s.ID, s.State)
+		if note := fanOutNote(s); note != "" {
+			line += " " + note
+		}
 		if s.Attempt > 1 {
 			line += fmt.Sprintf(" attempt %d", s.Attempt)
 		}
@@ -342,7 +345,11 @@ func printSummary(w io.Writer, st contract.Status) {
 		if s.StartedAt != nil && s.EndedAt != nil {
 			d = s.EndedAt.Sub(*s.StartedAt).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(w, "  %-20s %-10s %8s  %s\n", s.ID, s.State, d, outputsLine(s.Outputs))
+		out := outputsLine(s.Outputs)
+		if note := fanOutNote(s); note != "" {
+			out = note
+		}
+		fmt.Fprintf(w, "  %-20s %-10s %8s  %s\n", s.ID, s.State, d, out)
 	}
 }
 

@@ -59,10 +59,15 @@ func (a *app) statusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			by, err := recoveredBy(cmd.Context(), c, args[0])
+			if err != nil {
+				fmt.Fprintf(a.stderr, "note: cannot list the runs that recover %s: %v\n", args[0], err)
+			}
 			if a.jsonOut() {
-				return a.printJSON(RunReport{Status: st, URL: a.runURL(args[0])})
+				return a.printJSON(StatusReport{RunReport: RunReport{Status: st, URL: a.runURL(args[0])}, RecoveredBy: by})
 			}
 			printSummary(a.stdout, st)
+			a.printLinks(st, by)
 			fmt.Fprintf(a.stdout, "  %s\n", a.runURL(args[0]))
 			return nil
 		},

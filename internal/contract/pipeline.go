@@ -40,6 +40,13 @@ type PipelineInput struct {
 	// NoCache disables `cache: true` for this run.
 	NoCache   bool   `json:"no_cache,omitempty"`
 	StartedBy string `json:"started_by,omitempty"`
+	// RetryOf recovers an earlier run (by workflow id): the new run uses
+	// its pinned definition and params (Params then override those of
+	// steps that run again), reuses what its succeeded steps recorded and
+	// runs the rest. What a person types into the UI: {"retry_of": "RUN"}.
+	RetryOf string `json:"retry_of,omitempty"`
+	// RetryFrom runs this step and everything after it again too.
+	RetryFrom string `json:"retry_from,omitempty"`
 }
 
 // ResolveInput asks the worker to load, validate and complete a definition.
@@ -76,6 +83,10 @@ type StepStatus struct {
 	// Waiting holds what a person needs to act on a step that waits on
 	// them (an approval request).
 	Waiting any `json:"waiting,omitempty"`
+	// FanOut and Items are set on a step that ran once per item; each of
+	// its outputs is then the list of its items' values, in item order.
+	FanOut *FanOut `json:"fan_out,omitempty"`
+	Items  []any   `json:"items,omitempty"`
 }
 
 // Status is the whole run as the status query returns it.
@@ -89,6 +100,8 @@ type Status struct {
 	EndedAt   *time.Time     `json:"ended_at,omitempty"`
 	Error     string         `json:"error,omitempty"`
 	Steps     []StepStatus   `json:"steps"`
+	// RetryOf is the run this one recovers.
+	RetryOf string `json:"retry_of,omitempty"`
 }
 
 // StepResult is what every step activity returns.

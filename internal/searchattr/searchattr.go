@@ -14,6 +14,8 @@ var (
 	ModelVersion = temporal.NewSearchAttributeKeyKeyword("GauntletModelVersion")
 	SpecHash     = temporal.NewSearchAttributeKeyKeyword("GauntletSpecHash")
 	Approval     = temporal.NewSearchAttributeKeyKeyword("GauntletApproval")
+	// RetryOf is the run a recovered run recovers (gauntlet retry).
+	RetryOf = temporal.NewSearchAttributeKeyKeyword("GauntletRetryOf")
 )
 
 // Definitions lists every custom attribute with its index type; a namespace
@@ -25,5 +27,6 @@ func Definitions() map[string]enumspb.IndexedValueType {
 		ModelVersion.GetName(): enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 		SpecHash.GetName():     enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 		Approval.GetName():     enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		RetryOf.GetName():      enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	}
 }

@@ -11,7 +11,7 @@ func (Catalog) Lookup(uses string) (spec.StepType, bool) {
 	if !ok {
 		return spec.StepType{}, false
 	}
-	st := spec.StepType{Name: t.Name, Outputs: t.Outputs}
+	st := spec.StepType{Name: t.Name, Outputs: t.Outputs, Workflow: t.Kind == Workflow}
 	if t.Inputs != nil {
 		st.Inputs = make([]spec.InputSpec, len(t.Inputs))
 		for i, in := range t.Inputs {

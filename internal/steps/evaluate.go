@@ -275,6 +275,9 @@ func runEvaluate(ctx context.Context, env Env, in Input, a evaluateInputs) (*Eva
 	if err != nil {
 		return nil, err
 	}
+	if a.Data, err = localData(ctx, env, "data", a.Data); err != nil {
+		return nil, err
+	}
 	cand, _, cs, src, err := scoreCandidate(a.Model, a.Data)
 	if err != nil {
 		return nil, err

@@ -178,6 +178,9 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 	if err != nil {
 		return nil, err
 	}
+	if a.data, err = localData(ctx, env, "data", a.data); err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(env.StateDir(), "models", safeName(in.RunID)+"-"+safeName(in.StepID)+"-"+inputsDigest(in))
 	if dir, err = filepath.Abs(dir); err != nil {
 		return nil, err

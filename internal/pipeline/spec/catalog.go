@@ -18,6 +18,9 @@ type StepType struct {
 	Outputs []string
 	// Inputs are the keys `with` accepts; nil means any key.
 	Inputs []InputSpec
+	// Workflow marks a type carried out in workflow code (it waits on
+	// people or time), which cannot fan out.
+	Workflow bool
 }
 
 // InputSpec is one input of a step type.

@@ -145,8 +145,36 @@ func coerce(p Param, v any, fromText bool) (any, error) {
 			return nil, bad(fmt.Sprintf("is not one of %s", quoteList(p.Values)))
 		}
 		return text, nil
+	case TypeList:
+		if l, ok := List(v); ok {
+			return l, nil
+		}
+		if !isText || !fromText {
+			return nil, bad("is not a list")
+		}
+		return listFromText(p, text)
 	}
 	return nil, fmt.Errorf("param %q has unknown type %q", p.Name, p.Type)
+}
+
+// listFromText reads a list param from a command line: JSON when it starts
+// with "[", else comma-separated strings.
+func listFromText(p Param, text string) ([]any, error) {
+	t := strings.TrimSpace(text)
+	if strings.HasPrefix(t, "[") {
+		var l []any
+		if err := json.Unmarshal([]byte(t), &l); err != nil {
+			return nil, fmt.Errorf("param %q: %s is not a JSON list: %v", p.Name, describeValue(text), err)
+		}
+		return l, nil
+	}
+	out := []any{}
+	for _, part := range strings.Split(t, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out, nil
 }
 
 func toFloat(v any) (float64, bool) {

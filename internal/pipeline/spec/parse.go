@@ -19,12 +19,13 @@ import (
 // Keys accepted at each level of a pipeline file. The schema test checks
 // pipelines/schema.json against these tables so the two cannot drift.
 var (
-	topKeys      = []string{"name", "description", "params", "defaults", "schedule", "max_parallel", "fail_fast", "steps", "finally"}
+	topKeys      = []string{"name", "description", "params", "defaults", "schedule", "max_parallel", "fail_fast", "max_fan_out", "steps", "finally"}
 	paramKeys    = []string{"type", "description", "default", "required", "values"}
 	defaultsKeys = []string{"retry", "timeout", "heartbeat"}
 	retryKeys    = []string{"max_attempts", "initial_interval", "backoff", "max_interval", "non_retryable"}
 	scheduleKeys = []string{"cron", "timezone", "overlap", "catchup_window", "params"}
-	stepKeys     = []string{"id", "uses", "run", "env", "workdir", "needs", "with", "if", "retry", "timeout", "heartbeat", "runs_on", "continue_on_error", "cache"}
+	stepKeys     = []string{"id", "uses", "run", "env", "workdir", "needs", "with", "if", "retry", "timeout", "heartbeat", "runs_on", "continue_on_error", "cache",
+		"for_each", "matrix", "max_parallel", "min_success"}
 )
 
 // Defaults applied when a file leaves a setting out.
@@ -584,6 +585,13 @@ func (p *decoder) spec(n ast.Node, s *Spec) {
 			}
 		case "fail_fast":
 			s.FailFast = p.boolean(e)
+		case "max_fan_out":
+			if n, ok := p.integer(e); ok {
+				if n < 1 || n > MaxFanOutLimit {
+					p.at(e.path, "%q must be from 1 to %d, got %d", e.key, MaxFanOutLimit, n)
+				}
+				s.MaxFanOut = n
+			}
 		case "steps":
 			stepsNode = &e
 		case "finally":
@@ -757,6 +765,26 @@ func (p *decoder) step(path string, n ast.Node) Step {
 			st.ContinueOnError = p.boolean(e)
 		case "cache":
 			st.Cache = p.boolean(e)
+		case "for_each":
+			if p.node(e.path, e.value) == nil {
+				p.at(e.path, "%q must be a list, or one ${{ }} template that gives a list; got null", e.key)
+				return
+			}
+			st.ForEach = p.value(e.path, e.value)
+		case "matrix":
+			st.Matrix = p.matrix(e)
+		case "max_parallel":
+			if n, ok := p.integer(e); ok {
+				if n < 1 {
+					p.at(e.path, "%q must be at least 1, got %d", e.key, n)
+				}
+				st.MaxParallel = n
+			}
+		case "min_success":
+			st.MinSuccess = p.number(e)
+			if st.MinSuccess <= 0 {
+				p.at(e.path, "%q must be more than 0: a share of the items below 1 (0.9) or a count from 1 (9)", e.key)
+			}
 		}
 	})
 	if hasRun {
@@ -765,6 +793,19 @@ func (p *decoder) step(path string, n ast.Node) Step {
 		p.at(path, "%s sets env or workdir without run; they apply only to run commands", what)
 	}
 	return st
+}
+
+// matrix reads the named lists of a matrix, in the file's order.
+func (p *decoder) matrix(e entry) []Axis {
+	entries, ok := p.mapping(e.path, "matrix", e.value)
+	if ok && len(entries) == 0 {
+		p.at(e.path, "%q needs at least one named list", e.key)
+	}
+	out := make([]Axis, 0, len(entries))
+	for _, a := range entries {
+		out = append(out, Axis{Name: a.key, Values: p.value(a.path, a.value)})
+	}
+	return out
 }
 
 func (p *decoder) env(e entry) map[string]string {

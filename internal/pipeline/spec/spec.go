@@ -26,8 +26,11 @@ type Spec struct {
 	Schedule    *Schedule `json:"schedule,omitempty"`
 	MaxParallel int       `json:"max_parallel"`
 	FailFast    bool      `json:"fail_fast"`
-	Steps       []Step    `json:"steps"`
-	Finally     []Step    `json:"finally,omitempty"`
+	// MaxFanOut bounds the items of one fanned-out step (for_each,
+	// matrix); 0 means DefaultMaxFanOut.
+	MaxFanOut int    `json:"max_fan_out,omitempty"`
+	Steps     []Step `json:"steps"`
+	Finally   []Step `json:"finally,omitempty"`
 
 	// Source maps paths to positions in the file the spec was parsed from;
 	// nil for a spec decoded from JSON.
@@ -42,10 +45,13 @@ const (
 	TypeBoolean  = "boolean"
 	TypeDuration = "duration"
 	TypeEnum     = "enum"
+	// TypeList holds a list of any values, for steps to fan out over; a
+	// command line gives it as JSON ([1, 2]) or comma-separated text.
+	TypeList = "list"
 )
 
 // ParamTypes lists the valid param types.
-var ParamTypes = []string{TypeString, TypeNumber, TypeInteger, TypeBoolean, TypeDuration, TypeEnum}
+var ParamTypes = []string{TypeString, TypeNumber, TypeInteger, TypeBoolean, TypeDuration, TypeEnum, TypeList}
 
 // Param declares one run parameter.
 type Param struct {
@@ -113,7 +119,31 @@ type Step struct {
 	RunsOn          string         `json:"runs_on,omitempty"`
 	ContinueOnError bool           `json:"continue_on_error,omitempty"`
 	Cache           bool           `json:"cache,omitempty"`
+
+	// ForEach fans the step out over a list: the list itself, or a string
+	// that is one ${{ }} template giving one. Matrix fans it out over the
+	// product of named lists instead. Each item runs as its own activity,
+	// reading the item as ${{ item }}.
+	ForEach any    `json:"for_each,omitempty"`
+	Matrix  []Axis `json:"matrix,omitempty"`
+	// MaxParallel bounds the items in flight; 0 means the pipeline's.
+	MaxParallel int `json:"max_parallel,omitempty"`
+	// MinSuccess lets a fan-out succeed with some items failed: below 1 it
+	// is the share of the items that ran, from 1 on a count of items.
+	// 0 means every item must succeed.
+	MinSuccess float64 `json:"min_success,omitempty"`
 }
+
+// Axis is one named list of a matrix: Values is a list, or a string that
+// is one ${{ }} template giving one. Axes keep the file's order, the first
+// varying slowest.
+type Axis struct {
+	Name   string `json:"name"`
+	Values any    `json:"values"`
+}
+
+// FansOut reports whether the step runs once per item.
+func (s *Step) FansOut() bool { return s.ForEach != nil || len(s.Matrix) > 0 }
 
 // Command is an external command: Shell is run by a shell, Argv is run
 // directly; one of them is set. Every string may hold templates.

@@ -27,6 +27,7 @@ var testCatalog = MapCatalog{
 	"fairness-gate": {Name: "fairness-gate", Outputs: []string{"passed", "model", "report"}},
 	"notify":        {Name: "notify"},
 	"destroy":       {Name: "destroy"},
+	"approval":      {Name: "approval", Workflow: true},
 }
 
 // TestGoodFixtures loads every good fixture and the smoke pipeline and

@@ -41,6 +41,9 @@ type validator struct {
 	s     *Spec
 	cat   Catalog
 	where map[string]stepRef // first definition of each step id
+	// fanSource is set while checking a step's for_each or matrix, which
+	// are evaluated before there is an item to read.
+	fanSource bool
 }
 
 // stepRef locates a step: its section and index.
@@ -284,9 +287,15 @@ func (v *validator) checkStep(r stepRef) {
 	if st.Run != nil {
 		v.command(path, name, r, up, st.Run)
 	}
-	if st.RunsOn != "" {
+	switch {
+	case tmpl.HasTemplate(st.RunsOn):
+		// Which provision step it names is known only at run time; the
+		// run checks that it is one, upstream of this step.
+		v.text(path+".runs_on", name, r, up, st.RunsOn)
+	case st.RunsOn != "":
 		v.runsOn(path+".runs_on", name, st.RunsOn, up)
 	}
+	v.fanOut(path, name, r, up, st)
 	v.values(path+".with", name, r, up, st.With)
 	if st.If != "" {
 		src, err := tmpl.ConditionSource(st.If)
@@ -410,6 +419,9 @@ func (v *validator) expr(path, name string, r stepRef, up map[string]bool, src s
 
 // ref returns what is wrong with one reference, or "".
 func (v *validator) ref(r stepRef, up map[string]bool, ref tmpl.Ref) string {
+	if ref.Root == tmpl.RootItem {
+		return v.itemRef(v.step(r), ref)
+	}
 	if len(ref.Path) == 0 {
 		return ""
 	}
@@ -436,6 +448,10 @@ func (v *validator) ref(r stepRef, up map[string]bool, ref tmpl.Ref) string {
 		}
 		switch ref.Path[1] {
 		case "status":
+		case "items":
+			if !v.step(dep).FansOut() {
+				return fmt.Sprintf("but %q does not fan out, so it has no items", head)
+			}
 		case "outputs":
 			if len(ref.Path) < 3 || v.cat == nil {
 				return ""
@@ -447,7 +463,7 @@ func (v *validator) ref(r stepRef, up map[string]bool, ref tmpl.Ref) string {
 			}
 			return fmt.Sprintf("but step type %q has no output %q (it has %s)%s", uses, ref.Path[2], quoteList(t.Outputs), didYouMean(ref.Path[2], t.Outputs))
 		default:
-			return fmt.Sprintf("but a step has only outputs and status%s", didYouMean(ref.Path[1], []string{"outputs", "status"}))
+			return fmt.Sprintf("but a step has only outputs, status and items%s", didYouMean(ref.Path[1], []string{"outputs", "status", "items"}))
 		}
 	}
 	return ""

@@ -15,10 +15,14 @@ import (
 )
 
 // StepState is what a template can read about a step: its status and, once
-// it ran, its outputs.
+// it ran, its outputs. A step that fanned out (FanOut) also has its Items,
+// and each of its outputs is the list of its items' values in item order:
+// an output no item produced reads as a list of nulls.
 type StepState struct {
 	Status  string         `json:"status"`
 	Outputs map[string]any `json:"outputs,omitempty"`
+	FanOut  bool           `json:"fan_out,omitempty"`
+	Items   []any          `json:"items,omitempty"`
 }
 
 // RunInfo identifies the run, for ${{ run.id }} and ${{ run.pipeline }}.
@@ -43,6 +47,9 @@ type Context struct {
 	Finally bool
 	// Step is the id of the step being resolved, used in error messages.
 	Step string
+	// Item is the current item of a step that fans out, when HasItem.
+	Item    any
+	HasItem bool
 }
 
 // Resolve replaces every template inside v, recursing through maps and
@@ -218,7 +225,7 @@ func Eval(src string, ctx Context) (any, error) {
 		}
 		return &ast.ConstantNode{Value: v}
 	}
-	env := map[string]any{RootParams: ctx.Params, RootSteps: ctx.stepsValue(), RootRun: ctx.runValue()}
+	env := map[string]any{RootParams: ctx.Params, RootSteps: ctx.stepsValue(), RootRun: ctx.runValue(), RootItem: ctx.Item}
 	prog, compileErr := expr.Compile(src, expr.Env(env), expr.Patch(c))
 	for _, ch := range c.live() {
 		if cn, ok := ch.node.(*ast.ConstantNode); ok {
@@ -252,7 +259,11 @@ func (ctx Context) stepsValue() map[string]any {
 }
 
 func (st StepState) value() map[string]any {
-	return map[string]any{"status": st.Status, "outputs": st.Outputs}
+	v := map[string]any{"status": st.Status, "outputs": st.Outputs}
+	if st.FanOut {
+		v["items"] = st.Items
+	}
+	return v
 }
 
 func (ctx Context) runValue() map[string]any {
@@ -272,6 +283,11 @@ func (ctx Context) lookup(root string, path []string) (any, error) {
 			return nil, fmt.Errorf("%s: no param %q", ref, path[0])
 		}
 		return walk(v, path[1:], ref, false)
+	case RootItem:
+		if !ctx.HasItem {
+			return nil, fmt.Errorf("%s: step %q does not fan out (it has no for_each or matrix)", ref, ctx.Step)
+		}
+		return walk(ctx.Item, path, ref, false)
 	case RootRun:
 		if len(path) == 0 {
 			return ctx.runValue(), nil
@@ -303,7 +319,12 @@ func (ctx Context) lookup(root string, path []string) (any, error) {
 	case "outputs":
 		if len(path) > 2 {
 			if _, ok := st.Outputs[path[2]]; !ok {
-				if ctx.Finally {
+				switch {
+				case st.FanOut:
+					// No item produced it (none ran, or those that did
+					// failed): one null per item.
+					return walk(make([]any, len(st.Items)), path[3:], ref, ctx.Finally)
+				case ctx.Finally:
 					return nil, nil
 				}
 				return nil, fmt.Errorf("%s: step %q has no output %q", ref, path[0], path[2])
@@ -311,8 +332,13 @@ func (ctx Context) lookup(root string, path []string) (any, error) {
 			return walk(st.Outputs[path[2]], path[3:], ref, ctx.Finally)
 		}
 		return st.Outputs, nil
+	case "items":
+		if !st.FanOut {
+			return nil, fmt.Errorf("%s: step %q does not fan out, so it has no items", ref, path[0])
+		}
+		return walk(st.Items, path[2:], ref, ctx.Finally)
 	}
-	return nil, fmt.Errorf("%s: a step has no field %q (want outputs or status)", ref, path[1])
+	return nil, fmt.Errorf("%s: a step has no field %q (want outputs, status or items)", ref, path[1])
 }
 
 // walk follows keys through nested maps.

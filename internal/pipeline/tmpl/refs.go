@@ -9,12 +9,18 @@ import (
 	"github.com/expr-lang/expr/ast"
 )
 
-// The names an expression may start from.
+// The names an expression may start from. RootItem is the current item of
+// a step that fans out (for_each, matrix); elsewhere reading it is an error.
 const (
 	RootParams = "params"
 	RootSteps  = "steps"
 	RootRun    = "run"
+	RootItem   = "item"
 )
+
+func isRoot(name string) bool {
+	return name == RootParams || name == RootSteps || name == RootRun || name == RootItem
+}
 
 // Ref is a static reference found in an expression: a root followed by the
 // constant keys read from it, e.g. steps.eval.outputs.metrics.roc_auc is
@@ -32,10 +38,15 @@ func (r Ref) String() string {
 
 // checkEnv gives the compiler the roots' types so that unknown names are
 // reported at validation time.
-var checkEnv = map[string]any{
-	RootParams: map[string]any{},
-	RootSteps:  map[string]any{},
-	RootRun:    map[string]any{},
+var checkEnv = checkRoots{}
+
+// checkRoots types the roots for the checker: the maps' members are open,
+// and so is the item, which may be any value.
+type checkRoots struct {
+	Params map[string]any `expr:"params"`
+	Steps  map[string]any `expr:"steps"`
+	Run    map[string]any `expr:"run"`
+	Item   any            `expr:"item"`
 }
 
 // Analyze compiles src without running it, reporting syntax errors and
@@ -84,7 +95,7 @@ type collector struct {
 func (c *collector) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
 	case *ast.IdentifierNode:
-		if n.Value != RootParams && n.Value != RootSteps && n.Value != RootRun {
+		if !isRoot(n.Value) {
 			return
 		}
 		c.add(node, &chain{root: n.Value, column: n.Location().From})

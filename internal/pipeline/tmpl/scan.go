@@ -1,6 +1,7 @@
 // Package tmpl finds, checks and evaluates the ${{ ... }} templates and the
 // if: conditions of a pipeline. The inside of a template is an expr-lang
-// expression over three roots: params, steps and run.
+// expression over the roots params, steps and run, and item in a step that
+// fans out (for_each, matrix).
 //
 // Evaluation is deterministic and touches no clock, no I/O and no
 // goroutines, so a Temporal workflow may call it directly.
@@ -93,6 +94,17 @@ func whole(segs []Segment) (string, bool) {
 		return segs[0].Expr, true
 	}
 	return "", false
+}
+
+// Whole returns the expression of s when s is exactly one template and
+// nothing else (surrounding spaces aside), whose value then keeps its type:
+// how a list is given to for_each.
+func Whole(s string) (string, bool) {
+	segs, err := Split(strings.TrimSpace(s))
+	if err != nil {
+		return "", false
+	}
+	return whole(segs)
 }
 
 // ConditionSource returns the expression of an if: condition, which may be
