@@ -58,6 +58,11 @@ func TestNoToolSkipsOutsideTestkit(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		// Only code that can hold a *testing.T skips a test; a Skip
+		// method of anything else (a reader skipping rows) is not one.
+		if !strings.Contains(string(b), `"testing"`) {
+			return nil
+		}
 		rel, _ := filepath.Rel(root, path)
 		rel = filepath.ToSlash(rel)
 		for i, line := range strings.Split(string(b), "\n") {
