@@ -40,6 +40,7 @@ type flags struct {
 	spotWatch   bool
 	spotIMDS    string
 	pollers     int
+	store       workerhost.StoreFlags
 }
 
 // exitSpotInterrupted tells a supervisor that the worker ended because
@@ -84,6 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fl.DurationVar(&f.gpuInterval, "gpu-interval", workerhost.GPUInterval, "sample the node's NVIDIA GPUs into the --metrics-addr gauges this often (0 = off)")
 	fl.BoolVar(&f.spotWatch, "spot-watch", false, "poll EC2 instance metadata for a spot interruption notice, and on one stop the worker and exit with status 7")
 	fl.StringVar(&f.spotIMDS, "spot-metadata-endpoint", spot.DefaultEndpoint, "instance metadata service --spot-watch polls")
+	f.store.Register(fl)
 	fl.IntVar(&f.pollers, "pollers", 0, "long polls kept open for each of workflow and activity tasks (0 = the SDK's 2); raise it for wide fan-outs on a partitioned task queue")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -153,7 +155,21 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 	if err != nil {
 		return err
 	}
+	storeCfg, warning, err := f.store.Config(f.stateDir, getenv)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		fmt.Fprintln(stderr, "worker: "+warning)
+	}
+	// The store is reached before the worker joins: one that cannot be
+	// used fails the start, not a run's first step.
+	ws, err := workerhost.OpenWorkspace(ctx, storeCfg)
+	if err != nil {
+		return err
+	}
 	proc, err := workerhost.NewProcess(workerhost.Config{
+		Workspace:    ws,
 		Pollers:      f.pollers,
 		TaskQueue:    f.taskQueue,
 		PipelinesDir: f.pipelines,
@@ -188,6 +204,7 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 		return err
 	}
 	fmt.Fprintf(stdout, "worker polling task queue %s on %s (namespace %s)\n", f.taskQueue, f.conn.Address, f.conn.Namespace)
+	fmt.Fprintf(stdout, "artifact store %s, cache %s\n", ws.Store().Location(), ws.Cache().Dir())
 	if payloadCodec != nil {
 		fmt.Fprintf(stdout, "payloads encrypted: %s\n", payloadCodec)
 	}

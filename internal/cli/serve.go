@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
 )
@@ -25,6 +26,7 @@ import (
 type serveFlags struct {
 	model          string
 	addr           string
+	store          string
 	registry       string
 	cacheDir       string
 	adminTokenFile string
@@ -58,7 +60,7 @@ requests in flight and exits 0.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.model, "model", "", "model directory, or MODEL[@ALIAS] of the registry (alias default champion)")
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:8080", "host:port to listen on")
-	fl.StringVar(&f.registry, "registry", "", "artifact store of the registry: path, file:// or s3:// (env "+EnvRegistry+", default "+artifact.DefaultLocation+", the worker's)")
+	storeFlags(fl, &f.store, &f.registry)
 	fl.StringVar(&f.cacheDir, "cache-dir", filepath.Join(".gauntlet", "cache", "models"), "where registry versions are fetched to, one directory per artifact digest")
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the bearer token of POST /admin/reload (default: the admin API is off)")
 	fl.StringVar(&f.sampleDir, "sample-dir", "", "directory of the JSONL log of sampled predictions, for drift monitoring")
@@ -174,7 +176,7 @@ func (a *app) serveSource(ctx context.Context, cmd *cobra.Command, f serveFlags)
 	fi, err := os.Stat(f.model)
 	switch {
 	case err == nil && fi.IsDir():
-		for _, flag := range []string{"registry", "cache-dir"} {
+		for _, flag := range []string{"store", "registry", "cache-dir"} {
 			if cmd.Flags().Changed(flag) {
 				return nil, "", usagef("--%s applies to a registry model, not to the directory %s", flag, f.model)
 			}
@@ -197,16 +199,13 @@ func (a *app) serveSource(ctx context.Context, cmd *cobra.Command, f serveFlags)
 	if ref == "" {
 		return nil, "", usagef("--model %q: empty alias after @", f.model)
 	}
-	loc := f.registry
-	if loc == "" {
-		loc = a.getenv(EnvRegistry)
-	}
-	if loc == "" {
-		loc = artifact.DefaultLocation
+	loc, err := a.storeURL(f.store, f.registry, ".gauntlet")
+	if err != nil {
+		return nil, "", err
 	}
 	store, err := artifact.Open(ctx, loc)
 	if err != nil {
-		return nil, "", withCode(ExitUsage, fmt.Errorf("--registry %s: %w", loc, err))
+		return nil, "", withCode(ExitUsage, fmt.Errorf("--store %s: %w", workspace.Redact(loc), err))
 	}
 	what := name + "@" + ref
 	return serving.RegistrySource{Registry: registry.New(store), Store: store, Model: name, Ref: ref, CacheDir: f.cacheDir}, what, nil

@@ -7,25 +7,33 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 )
 
 // testEnv is a steps.Env for tests: it records progress and can play back a
 // previous attempt's last details.
 type testEnv struct {
 	dir, state string
-	store      string
+	artifacts  *workspace.Session
 	mu         sync.Mutex
 	progress   []map[string]any
 	resume     []byte
 }
 
+// newEnv's store is file://<state>/artifacts, so envs of one state share it.
 func newEnv(t *testing.T, state string) *testEnv {
 	t.Helper()
-	return &testEnv{dir: t.TempDir(), state: state}
+	ws, err := workspace.Open(context.Background(), workspace.Config{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := ws.Session()
+	t.Cleanup(session.Close)
+	return &testEnv{dir: t.TempDir(), state: state, artifacts: session}
 }
 
 func (e *testEnv) Progress(details any) {
@@ -44,15 +52,10 @@ func (e *testEnv) Resume(v any) bool {
 	return json.Unmarshal(e.resume, v) == nil
 }
 
-func (e *testEnv) Dir() string      { return e.dir }
-func (e *testEnv) StateDir() string { return e.state }
-func (e *testEnv) Store() string {
-	if e.store != "" {
-		return e.store
-	}
-	return "file://" + filepath.Join(e.state, "artifacts")
-}
-func (e *testEnv) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func (e *testEnv) Dir() string                   { return e.dir }
+func (e *testEnv) StateDir() string              { return e.state }
+func (e *testEnv) Artifacts() *workspace.Session { return e.artifacts }
+func (e *testEnv) Logger() *slog.Logger          { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func run(t *testing.T, env Env, typ, step string, with map[string]any) (map[string]any, error) {
 	t.Helper()

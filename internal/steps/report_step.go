@@ -231,11 +231,7 @@ func runReport(ctx context.Context, env Env, in Input, args reportInputs) (*Repo
 	if err != nil {
 		return nil, err
 	}
-	store, err := artifact.Open(ctx, env.Store())
-	if err != nil {
-		return nil, fmt.Errorf("report: open artifact store %s: %w", env.Store(), err)
-	}
-	digest, err := artifact.PutDir(ctx, store, dir)
+	digest, err := artifact.PutDir(ctx, env.Artifacts().Store(), dir)
 	if err != nil {
 		return nil, fmt.Errorf("report: store %s: %w", dir, err)
 	}

@@ -142,10 +142,7 @@ func TestReportWithBaseline(t *testing.T) {
 
 	// The stored tree is the directory, byte for byte.
 	ctx := context.Background()
-	store, err := artifact.Open(ctx, env.Store())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := env.Artifacts().Store()
 	fetched := filepath.Join(t.TempDir(), "fetched")
 	if err := artifact.FetchTree(ctx, store, artifact.Digest(out["report_digest"].(string)), fetched); err != nil {
 		t.Fatal(err)

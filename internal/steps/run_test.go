@@ -7,16 +7,23 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 )
 
 type runEnv struct{ dir string }
 
-func (runEnv) Progress(any)         {}
-func (runEnv) Resume(any) bool      { return false }
-func (e runEnv) Dir() string        { return e.dir }
-func (e runEnv) StateDir() string   { return e.dir }
-func (e runEnv) Store() string      { return "file://" + e.dir + "/artifacts" }
+func (runEnv) Progress(any)       {}
+func (runEnv) Resume(any) bool    { return false }
+func (e runEnv) Dir() string      { return e.dir }
+func (e runEnv) StateDir() string { return e.dir }
+func (e runEnv) Artifacts() *workspace.Session {
+	ws, err := workspace.Open(context.Background(), workspace.Config{StateDir: e.dir})
+	if err != nil {
+		panic(err)
+	}
+	return ws.Session()
+}
 func (runEnv) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestRunTypeRunsCommand(t *testing.T) {
