@@ -1,14 +1,21 @@
 package steps
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/artifacttest"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/cache"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 )
 
@@ -110,5 +117,56 @@ func TestLocalModelDirectoryIsPublished(t *testing.T) {
 	}
 	if r, err := Ref(tr["model"].(string)); err != nil || r.ptr.Digest == "" {
 		t.Fatalf("pointer ref %+v, %v", r, err)
+	}
+}
+
+// Data is read where it lives: an object of an S3 bucket (the store's or
+// another) and an https URL give the same model as the file, and the
+// lineage names the URL without its query.
+func TestTrainOnDataFromURLs(t *testing.T) {
+	csvPath, body := writeCSV(t, 800)
+	fake := artifacttest.NewFakeS3(t)
+	t.Setenv("AWS_ENDPOINT_URL_S3", fake.Server.URL)
+	t.Setenv("AWS_REGION", "us-east-1")
+	if _, err := fake.Backend.PutObject(artifacttest.Bucket, "datasets/credit.csv", map[string]string{}, bytes.NewReader(body), int64(len(body)), nil); err != nil {
+		t.Fatal(err)
+	}
+	web := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("token") != "t0ken" {
+			http.Error(w, "no", http.StatusForbidden)
+			return
+		}
+		w.Write(body)
+	}))
+	defer web.Close()
+	c, err := cache.Open(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := newEnv(t, t.TempDir())
+	env.artifacts = workspace.New(fake.Open(t, "fleet"), c, web.Client(), 0).Session()
+	defer env.artifacts.Close()
+
+	with := func(data string) map[string]any {
+		return map[string]any{"data": data, "label": "defaulted", "positive_label": "yes"}
+	}
+	want := mustRun(t, env, "train", "file", with(csvPath))
+	for _, src := range []string{"s3://" + artifacttest.Bucket + "/datasets/credit.csv", web.URL + "/credit.csv?token=t0ken"} {
+		got := mustRun(t, env, "train", "url", with(src))
+		if got["data_digest"] != want["data_digest"] || !reflect.DeepEqual(got["metrics"], want["metrics"]) {
+			t.Errorf("%s: data digest %v metrics %v, the file gave %v %v", src, got["data_digest"], got["metrics"], want["data_digest"], want["metrics"])
+		}
+		m := loadOut(t, env, got["model"])
+		if ds := m.Manifest.Lineage.DataSource; strings.Contains(ds, "t0ken") || !strings.HasSuffix(ds, "credit.csv") {
+			t.Errorf("lineage names %q", ds)
+		}
+	}
+	_, err = run(t, env, "train", "denied", with(web.URL+"/credit.csv?token=wrong"))
+	if kind, retryable := Classify(err); kind != workspace.KindDenied || retryable || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("denied: %s %v: %v", kind, retryable, err)
+	}
+	_, err = run(t, env, "train", "missing", with("s3://"+artifacttest.Bucket+"/datasets/none.csv"))
+	if kind, retryable := Classify(err); kind != workspace.KindNotFound || retryable || !strings.Contains(err.Error(), "datasets/none.csv") {
+		t.Errorf("missing object: %s %v: %v", kind, retryable, err)
 	}
 }
