@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
@@ -48,10 +47,11 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 		cfg.Workspace = ws
 	}
 	p := &Pipelines{Dir: cfg.PipelinesDir, Metrics: cfg.Metrics}
-	c := &Cache{Dir: filepath.Join(cfg.StateDir, "cache")}
+	c := &Cache{Workspace: cfg.Workspace}
 	w.RegisterActivityWithOptions(p.Resolve, activity.RegisterOptions{Name: contract.ResolveName})
 	w.RegisterActivityWithOptions(c.Get, activity.RegisterOptions{Name: contract.CacheGetName})
 	w.RegisterActivityWithOptions(c.Put, activity.RegisterOptions{Name: contract.CachePutName})
+	w.RegisterActivityWithOptions(c.Lookup, activity.RegisterOptions{Name: contract.CacheLookupName})
 	n := &Notifier{}
 	w.RegisterActivityWithOptions(n.Notify, activity.RegisterOptions{Name: contract.NotifyActivity})
 	k := &ReviewerKeys{Path: cfg.ReviewerKeys}

@@ -43,7 +43,10 @@ const (
 //	   canceled run are cancelled in definition order, not in map order,
 //	   and a cancelled step that heartbeats is waited for until it stops;
 //	   the inputs of approval, canary-deploy and monitor steps are decoded
-//	   by package stepio, as activity steps' are (typedInputsVersion).
+//	   by package stepio, as activity steps' are (typedInputsVersion); a
+//	   step with `cache: true` is looked up by CacheLookup, which adds the
+//	   content of its file and URL inputs to the key and returns the final
+//	   key CachePut stores under (CacheGet before).
 //
 // The change id is historical: bump runVersionLatest for the next change
 // rather than adding a GetVersion call, since each one costs every run a

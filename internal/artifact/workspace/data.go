@@ -179,3 +179,43 @@ func IsNotExist(err error) bool {
 	var e *Error
 	return errors.Is(err, fs.ErrNotExist) || errors.As(err, &e) && e.Kind == KindNotFound
 }
+
+// Fingerprint is the content digest of what a step input names, when it
+// names a file or directory: a file, directory or URL (s3://, http(s)://,
+// file://) is read and hashed (a directory is published, as a step taking
+// it would); a pointer's digest is its own text, and any other value (a
+// column name, a builtin: URI) is not content. It is how a step cache key
+// tells a CSV edited in place from the one a result was cached for.
+func (s *Session) Fingerprint(ctx context.Context, v string) (artifact.Digest, bool, error) {
+	v = strings.TrimSpace(v)
+	if v == "" || strings.HasPrefix(v, BuiltinScheme) {
+		return "", false, nil
+	}
+	if _, err := artifact.ParsePointer(v); err == nil || !errors.Is(err, artifact.ErrNotPointer) {
+		return "", false, nil
+	}
+	if !strings.Contains(v, "://") {
+		fi, err := os.Stat(v)
+		if err != nil {
+			return "", false, nil
+		}
+		if fi.IsDir() {
+			p, err := s.Publish(ctx, v)
+			if err != nil {
+				return "", false, err
+			}
+			return p.Digest, true, nil
+		}
+	}
+	scheme, _, _ := strings.Cut(v, "://")
+	switch scheme {
+	case v, "file", "s3", "http", "https":
+	default:
+		return "", false, nil
+	}
+	d, err := s.Data(ctx, v)
+	if err != nil {
+		return "", false, err
+	}
+	return d.Digest, true, nil
+}
