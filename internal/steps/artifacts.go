@@ -22,9 +22,10 @@ import (
 // opens a path another step wrote, so consecutive steps may run on any
 // hosts that share the store.
 //
-// The `model_digest` outputs are the digest of the model directory's tree
-// (the pointer's digest, which the registry records too), not the
-// manifest's SHA256SUMS digest.
+// The `model_digest` outputs stay the sha256 of the model's SHA256SUMS
+// (which covers the manifest and the weights): the digest serving, the
+// scoring interface and `run:` trainers report. The pointer's digest is the
+// stored tree's, which the registry records.
 
 // ArtifactRef is a `with:` value naming a file or directory: the pointer an
 // earlier step output, or for convenience a path on the worker's host (a

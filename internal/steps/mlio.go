@@ -137,8 +137,9 @@ func openModel(key, dir string, p artifact.Pointer) (*loadedModel, error) {
 	return &loadedModel{Artifact: a, Ptr: p, Name: p.String(), scorer: s, policy: pol}, nil
 }
 
-// digest is the model_digest outputs carry: the tree's digest.
-func (m *loadedModel) digest() string { return string(m.Ptr.Digest) }
+// digest is the model_digest outputs carry: the sha256 of the model's
+// SHA256SUMS, which serving and the scoring interface report too.
+func (m *loadedModel) digest() string { return m.Digest }
 
 func remarshal(from, to any) error {
 	b, err := json.Marshal(from)

@@ -37,7 +37,7 @@ type pruneInputs struct {
 // PruneOutputs are the outputs of a prune step.
 type PruneOutputs struct {
 	Model           string  `json:"model" doc:"the pruned model: an artifact pointer"`
-	ModelDigest     string  `json:"model_digest" doc:"digest of the pruned model's tree in the store"`
+	ModelDigest     string  `json:"model_digest" doc:"sha256 of the pruned model's SHA256SUMS, the digest serving reports"`
 	Sparsity        float64 `json:"sparsity" doc:"share of zero hidden-layer weights"`
 	NonZero         int     `json:"nonzero" doc:"hidden-layer weights left"`
 	Weights         int     `json:"weights" doc:"hidden-layer weights in all"`

@@ -36,7 +36,7 @@ type quantizeInputs struct {
 // QuantizeOutputs are the outputs of a quantize step.
 type QuantizeOutputs struct {
 	Model          string  `json:"model" doc:"the int8 model: an artifact pointer"`
-	ModelDigest    string  `json:"model_digest" doc:"digest of the int8 model's tree in the store"`
+	ModelDigest    string  `json:"model_digest" doc:"sha256 of the int8 model's SHA256SUMS, the digest serving reports"`
 	SizeBefore     int64   `json:"size_before" doc:"bytes of the float weights"`
 	SizeAfter      int64   `json:"size_after" doc:"bytes of the int8 weights"`
 	AccuracyBefore float64 `json:"accuracy_before" doc:"accuracy of the float model's decisions on the data"`

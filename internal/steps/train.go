@@ -62,7 +62,7 @@ type dpInputs struct {
 // TrainOutputs are the outputs of a train step.
 type TrainOutputs struct {
 	Model            string                  `json:"model" doc:"the model: an artifact pointer to its directory in the store"`
-	ModelDigest      string                  `json:"model_digest" doc:"digest of the model directory's tree in the store (the pointer's)"`
+	ModelDigest      string                  `json:"model_digest" doc:"sha256 of the model's SHA256SUMS (covering manifest and weights), the digest serving reports"`
 	DataDigest       string                  `json:"data_digest" doc:"digest of the training data's content (columns and values)"`
 	Rows             int                     `json:"rows" doc:"rows of data, held-out ones included"`
 	Features         int                     `json:"features" doc:"encoded feature columns"`

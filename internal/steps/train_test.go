@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/mltest"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 )
@@ -23,8 +24,8 @@ func TestTrainOutputsAndHoldout(t *testing.T) {
 		t.Errorf("progress %v lacks the loss", env.progress)
 	}
 	m := loadOut(t, env, out["model"])
-	if out["model_digest"] != string(m.Ptr.Digest) {
-		t.Errorf("model_digest %v, want the tree's %s", out["model_digest"], m.Ptr.Digest)
+	if out["model_digest"] != m.Digest || m.Ptr.Kind != artifact.KindTree {
+		t.Errorf("model_digest %v, want the SHA256SUMS digest %s; pointer %s", out["model_digest"], m.Digest, m.Ptr)
 	}
 	if h := readOut(t, env, out["holdout"]); !strings.HasPrefix(string(h), "age,") && len(h) == 0 {
 		t.Errorf("holdout output does not name the split: %.40q", h)

@@ -80,7 +80,7 @@ func kindOf(err error) string {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return KindUnavailable
-	case errors.Is(err, artifact.ErrOtherStore):
+	case errors.Is(err, artifact.ErrOtherStore), errors.Is(err, artifact.ErrNotRegular):
 		return KindBadInput
 	case errors.Is(err, artifact.ErrDigestMismatch):
 		return KindCorrupt
