@@ -127,6 +127,7 @@ resource "aws_launch_template" "node" {
     namespace        = var.namespace
     worker_url       = var.worker_url
     region           = var.region
+    store            = var.store
     extra_args       = var.extra_args
   }))
 

@@ -24,6 +24,7 @@ resource "terraform_data" "worker" {
     temporal_address = var.temporal_address
     namespace        = var.namespace
     state_dir        = var.state_dir
+    store            = var.store
     log_file         = var.log_file
     extra_args       = var.extra_args
   }
@@ -39,6 +40,7 @@ resource "terraform_data" "worker" {
       TEMPORAL_ADDRESS = var.temporal_address
       NAMESPACE        = var.namespace
       STATE_DIR        = var.state_dir
+      STORE            = var.store
       LOG_FILE         = var.log_file
       PID_FILE         = local.pid_file
       EXTRA_ARGS       = join("\n", var.extra_args)

@@ -13,6 +13,9 @@ fi
 [ -x "$WORKER" ] || { echo "worker binary $WORKER is missing or not executable" >&2; exit 1; }
 set -- --task-queue "$TASK_QUEUE" --node-id "$NODE_ID" --address "$TEMPORAL_ADDRESS" \
   --namespace "$NAMESPACE" --state-dir "$STATE_DIR"
+if [ -n "${STORE:-}" ]; then
+  set -- "$@" --store "$STORE"
+fi
 if [ -n "$EXTRA_ARGS" ]; then
   while IFS= read -r arg; do
     set -- "$@" "$arg"

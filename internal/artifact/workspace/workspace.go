@@ -73,6 +73,7 @@ func StoreURL(store, stateDir string) (string, error) {
 
 // Workspace is one host's store and cache, shared by every step it runs.
 type Workspace struct {
+	url         string
 	store       artifact.Store
 	cache       *cache.Cache
 	http        *http.Client
@@ -105,7 +106,9 @@ func Open(ctx context.Context, cfg Config) (*Workspace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--cache-dir: %w", err)
 	}
-	return New(store, c, cfg.HTTP, cfg.MaxDownload), nil
+	w := New(store, c, cfg.HTTP, cfg.MaxDownload)
+	w.url = loc
+	return w, nil
 }
 
 // New assembles a workspace from an open store and cache; nil client and
@@ -122,6 +125,17 @@ func New(store artifact.Store, c *cache.Cache, client *http.Client, maxDownload 
 
 // Store is the fleet's store.
 func (w *Workspace) Store() artifact.Store { return w.store }
+
+// URL is the store as the worker was given it: its location with the
+// settings of its query (an endpoint, a region), never a credential, which
+// a worker this one starts (a provisioned node's) needs to reach the same
+// store.
+func (w *Workspace) URL() string {
+	if w.url == "" {
+		return w.store.Location()
+	}
+	return w.url
+}
 
 // Cache is this host's cache.
 func (w *Workspace) Cache() *cache.Cache { return w.cache }
@@ -150,6 +164,9 @@ type Session struct {
 
 // Store is the fleet's store.
 func (s *Session) Store() artifact.Store { return s.w.store }
+
+// StoreURL is Workspace.URL.
+func (s *Session) StoreURL() string { return s.w.URL() }
 
 func (s *Session) hold(l *cache.Lease) error {
 	s.mu.Lock()
