@@ -379,8 +379,8 @@ func (p *provisioner) vars(rec *nodeRecord) map[string]any {
 		// it trains under file:// are where the next steps look.
 		"state_dir": p.state,
 		// Every worker of a run, a node's too, shares one store.
-		"store": p.env.Artifacts().StoreURL(),
-		"log_file":  filepath.Join(p.workdir, workerLogFile),
+		"store":    p.env.Artifacts().StoreURL(),
+		"log_file": filepath.Join(p.workdir, workerLogFile),
 	}
 	if p.worker != "" {
 		derived["worker_binary"] = p.worker
