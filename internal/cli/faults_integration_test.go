@@ -319,7 +319,7 @@ func TestWorkerKilledRepeatedlyLosesNoRun(t *testing.T) {
 	models, staging := checkOneModelPerRun(t, state, runs)
 	retried, reused := retryCounts(runs)
 	t.Logf("worker crashes: %d SIGKILL/restart trials, %d of them caught %d step attempts mid-run; %d/%d smoke runs succeeded; "+
-		"%d steps retried, %d train retries reused the saved model; %d model directories for %d runs; %d staging directories left by killed saves",
+		"%d steps retried, %d train retries reused the saved model; %d models in the store for %d runs; %d unpublished model directories left by killed saves",
 		trials, trialsCaught, caught, len(runs), len(ids), retried, reused, models, len(ids), staging)
 }
 
@@ -435,6 +435,6 @@ func TestDevStackKilledMidRunResumesSmokeRuns(t *testing.T) {
 	models, staging := checkOneModelPerRun(t, state, after)
 	retried, reused := retryCounts(after)
 	t.Logf("dev stack restart: SIGKILL with %d of %d smoke runs in flight (%d steps finished, %d running, %d attempts started); "+
-		"%d/%d runs succeeded after the restart; %d steps retried, %d train retries reused the saved model; %d model directories for %d runs; %d staging directories left",
+		"%d/%d runs succeeded after the restart; %d steps retried, %d train retries reused the saved model; %d models in the store for %d runs; %d unpublished model directories left",
 		inFlight, runs, done, running, attempts, len(after), runs, retried, reused, models, runs, staging)
 }
