@@ -30,6 +30,7 @@ func (a *app) storeURL(store, registryFlag, stateDir string) (string, error) {
 		if store != "" && store != registryFlag {
 			return "", usagef("--registry %s and --store %s differ: the registry lives in the store; give --store only", workspace.Redact(registryFlag), workspace.Redact(store))
 		}
+		fmt.Fprintln(a.stderr, "gauntlet: --registry is read as --store: the registry lives in the one store every worker shares")
 		store = registryFlag
 	}
 	store, warning, err := workerhost.ResolveStore(store, a.getenv)
@@ -58,7 +59,7 @@ func (a *app) openRegistry(ctx context.Context, store, registryFlag string) (*re
 func storeFlags(fs *pflag.FlagSet, store, registryFlag *string) {
 	fs.StringVar(store, "store", "", "the artifact store every worker shares, which holds the registry: file:///path or s3://bucket/prefix (env "+workerhost.EnvStore+", default .gauntlet/artifacts)")
 	fs.StringVar(registryFlag, "registry", "", "old name of --store")
-	_ = fs.MarkDeprecated("registry", "the registry lives in the store: use --store")
+	_ = fs.MarkHidden("registry")
 }
 
 func registryErr(err error) error {

@@ -209,7 +209,7 @@ func TestServeFollowsRegistryAlias(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := startServe(t, "--model", "credit", "--registry", loc, "--cache-dir", filepath.Join(root, "cache"), "--poll", "20ms")
+	s := startServe(t, "--model", "credit", "--store", loc, "--cache-dir", filepath.Join(root, "cache"), "--poll", "20ms")
 	if out := s.out.String(); !strings.Contains(out, "Serving credit v1 (credit@champion) at http://"+s.addr) {
 		t.Fatalf("serve did not announce the champion:\n%s", out)
 	}
@@ -244,7 +244,7 @@ func TestServeAndTrafficUsageErrors(t *testing.T) {
 	}{
 		{"missing model directory", []string{"serve", "--model", "/nope/model"}, ExitNotFound, "/nope/model"},
 		{"not a model directory", []string{"serve", "--model", empty}, ExitFailed, empty},
-		{"unknown registry model", []string{"serve", "--model", "ghost", "--registry", reg}, ExitNotFound, "ghost@champion"},
+		{"unknown registry model", []string{"serve", "--model", "ghost", "--store", reg}, ExitNotFound, "ghost@champion"},
 		{"no model", []string{"serve"}, ExitUsage, "--model"},
 		{"empty alias", []string{"serve", "--model", "credit@"}, ExitUsage, "--model"},
 		{"sample rate", []string{"serve", "--model", empty, "--sample-rate", "2"}, ExitUsage, "--sample-rate"},

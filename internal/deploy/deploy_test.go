@@ -463,6 +463,30 @@ func TestRestartRestoresDesiredState(t *testing.T) {
 	}
 }
 
+// A desired.json written before candidates were artifact pointers names
+// the candidate's directory: a restarted worker still serves it.
+func TestRestartRestoresDirectoryCandidate(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.promote(t, 1)
+	path := filepath.Join(f.state, "deploy", modelName, DesiredFile)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := fmt.Sprintf(`{"model": %q, "candidate": %q, "canary_weight": 20}`, modelName, f.dirs[2])
+	if err := atomicfile.Write(path, []byte(old)); err != nil {
+		t.Fatal(err)
+	}
+	env, err := f.local(t).Ensure(ctx, modelName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantWeights(t, env, map[string]int{Stable: 80, Canary: 20})
+	if a := f.predict(t, env.RouterURL, Canary); a.code != 200 || a.version != "dir" {
+		t.Fatalf("pinned to canary: %+v", a)
+	}
+}
+
 func TestAdminTokenStaysSecret(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)

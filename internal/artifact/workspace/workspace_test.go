@@ -259,3 +259,36 @@ func TestStoreURLDefault(t *testing.T) {
 		t.Errorf("ftp store: %v", err)
 	}
 }
+
+// A blob altered in the store fails its digest on the way in: nothing is
+// materialised, and the error names the artifact and is not retried.
+func TestCorruptArtifactIsNotRetried(t *testing.T) {
+	ctx := context.Background()
+	store, root := artifacttest.FileStore(t)
+	ws := open(t, store, nil)
+	s := ws.Session()
+	defer s.Close()
+	f := filepath.Join(t.TempDir(), "data.csv")
+	if err := os.WriteFile(f, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Publish(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := filepath.Join(root, "blobs", "sha256", p.Digest.Hex())
+	if err := os.Chmod(blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blob, []byte("a,b,label\n9,x,yes\n2,y,no\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Materialize(ctx, p)
+	var we *workspace.Error
+	if !errors.As(err, &we) || we.Kind != workspace.KindCorrupt || we.Retryable() || !strings.Contains(err.Error(), p.Digest.Hex()) {
+		t.Fatalf("corrupt blob: %v, want %s naming it", err, workspace.KindCorrupt)
+	}
+	if n, _ := ws.Cache().Size(); n != 0 {
+		t.Errorf("the cache holds %d bytes of a corrupt artifact", n)
+	}
+}
