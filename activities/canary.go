@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/canary"
 	canarysource "github.com/gauntlet-ml/gauntlet/internal/canary/source"
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
@@ -20,14 +22,15 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
+	"github.com/gauntlet-ml/gauntlet/internal/steps"
 )
 
 // Canary adapts the canary-deploy step's activities onto the deployment
 // target, the registry and the canary analysis.
 type Canary struct {
 	Deploy *deploy.Local
-	// Store is the artifact store location holding the registry.
-	Store string
+	// Workspace is the store holding the registry and the candidates.
+	Workspace *workspace.Workspace
 	// Metrics, when set, follows the candidate's traffic, the analyses'
 	// verdicts and rollbacks; nil records nothing.
 	Metrics *metrics.Metrics
@@ -45,19 +48,25 @@ type canaryProviders struct {
 
 // Start registers the candidate (once per run and step, however often the
 // activity is retried) and starts it beside the champion at no traffic.
+// The candidate is an artifact pointer (a model step's output); a model
+// directory on this host, as runs recorded before pointers pass it, is
+// published first.
 func (c *Canary) Start(ctx context.Context, in contract.CanaryStartInput) (contract.CanaryStartResult, error) {
-	art, err := modelfile.Load(in.Model)
+	session := c.Workspace.Session()
+	defer session.Close()
+	ptr, err := modelPointer(ctx, session, in.Model)
 	if err != nil {
-		return contract.CanaryStartResult{}, nonRetryable("BadInput", fmt.Errorf("canary: with.model %s: %w", in.Model, err))
+		return contract.CanaryStartResult{}, toTemporal(fmt.Errorf("canary: with.model: %w", err), 0)
 	}
-	reg, store, err := c.registry(ctx)
+	dir, err := session.Materialize(ctx, ptr)
 	if err != nil {
-		return contract.CanaryStartResult{}, err
+		return contract.CanaryStartResult{}, toTemporal(fmt.Errorf("canary: with.model: %w", err), 0)
 	}
-	digest, err := artifact.PutDir(ctx, store, in.Model)
+	art, err := modelfile.Load(dir)
 	if err != nil {
-		return contract.CanaryStartResult{}, fmt.Errorf("canary: store %s: %w", in.Model, err)
+		return contract.CanaryStartResult{}, nonRetryable("BadInput", fmt.Errorf("canary: with.model %s: %w", ptr, err))
 	}
+	reg := registry.New(c.Workspace.Store())
 	metrics := map[string]float64{}
 	for k, v := range art.Manifest.Metrics {
 		if !math.IsNaN(v) && !math.IsInf(v, 0) {
@@ -71,13 +80,13 @@ func (c *Canary) Start(ctx context.Context, in contract.CanaryStartInput) (contr
 		return contract.CanaryStartResult{}, fmt.Errorf("canary: champion of %s: %w", in.Name, err)
 	}
 	mv, err := reg.Register(ctx, registry.RegisterRequest{
-		Model: in.Name, Artifact: digest, Metrics: metrics, Parent: champion, CreatedAt: time.Now().UTC(),
+		Model: in.Name, Artifact: ptr.Digest, Metrics: metrics, Parent: champion, CreatedAt: time.Now().UTC(),
 		Lineage: registry.Lineage{RunID: in.RunID, StepID: in.StepID, SpecHash: in.SpecHash, DataDigest: art.Manifest.Lineage.DataDigest},
 	})
 	if err != nil {
 		return contract.CanaryStartResult{}, fmt.Errorf("canary: register %s: %w", in.Name, err)
 	}
-	env, err := c.Deploy.StartCanary(ctx, in.Name, in.Model)
+	env, err := c.Deploy.StartCanary(ctx, in.Name, ptr)
 	if err != nil {
 		return contract.CanaryStartResult{}, err
 	}
@@ -85,6 +94,22 @@ func (c *Canary) Start(ctx context.Context, in contract.CanaryStartInput) (contr
 		c.Metrics.CanaryWeight(in.Name, canaryWeight(env))
 	}
 	return contract.CanaryStartResult{Version: mv.Version, Champion: champion, RouterURL: env.RouterURL}, nil
+}
+
+// modelPointer reads a model given by pointer, or publishes a directory of
+// this host.
+func modelPointer(ctx context.Context, session *workspace.Session, model string) (artifact.Pointer, error) {
+	p, err := artifact.ParsePointer(model)
+	if err == nil {
+		return p, nil
+	}
+	if !errors.Is(err, artifact.ErrNotPointer) {
+		return artifact.Pointer{}, steps.Permanent("BadInput", err)
+	}
+	if fi, serr := os.Stat(model); serr != nil || !fi.IsDir() {
+		return artifact.Pointer{}, steps.Permanentf("BadInput", "%q is neither an artifact pointer nor a model directory on this worker", model)
+	}
+	return session.Publish(ctx, model)
 }
 
 // Weight moves traffic and starts a fresh measurement interval, so each
@@ -217,12 +242,8 @@ func (c *Canary) providersFor(env deploy.Environment) (*canaryProviders, error) 
 	return p, nil
 }
 
-func (c *Canary) registry(ctx context.Context) (*registry.Registry, artifact.Store, error) {
-	store, err := artifact.Open(ctx, c.Store)
-	if err != nil {
-		return nil, nil, fmt.Errorf("canary: artifact store %s: %w", c.Store, err)
-	}
-	return registry.New(store), store, nil
+func (c *Canary) registry(context.Context) (*registry.Registry, artifact.Store, error) {
+	return registry.New(c.Workspace.Store()), c.Workspace.Store(), nil
 }
 
 func nonRetryable(kind string, err error) error {

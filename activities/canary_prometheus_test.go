@@ -40,13 +40,13 @@ func TestCanaryAnalysisThroughPrometheus(t *testing.T) {
 	f := newRegistryFixture(t)
 	bad := filepath.Join(t.TempDir(), "bad")
 	trainModel(t, bad, 4)
-	local := deploy.NewLocal(deploy.Options{StateDir: f.state, Store: f.store, Serving: serving.Options{PollInterval: 20 * time.Millisecond}})
+	local := deploy.NewLocal(deploy.Options{StateDir: f.state, Workspace: f.ws, Serving: serving.Options{PollInterval: 20 * time.Millisecond}})
 	t.Cleanup(func() {
 		if err := local.Close(context.Background()); err != nil {
 			t.Error(err)
 		}
 	})
-	env, _ := testEnv(t, Config{PipelinesDir: t.TempDir(), StateDir: f.state, ArtifactStore: f.store, Deploy: local})
+	env, _ := testEnv(t, Config{PipelinesDir: t.TempDir(), StateDir: f.state, Workspace: f.ws, Deploy: local})
 
 	// The router comes first and keeps its port through both canaries, so
 	// Prometheus can be pointed at it once.

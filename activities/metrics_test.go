@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
@@ -213,6 +214,7 @@ func TestRecorderCountsRunsAndRefusesUnknownStatus(t *testing.T) {
 // candidate.
 type registryFixture struct {
 	state, store string
+	ws           *workspace.Workspace
 	reg          *registry.Registry
 	candidate    string
 }
@@ -227,6 +229,9 @@ func newRegistryFixture(t *testing.T) *registryFixture {
 		t.Fatal(err)
 	}
 	f.reg = registry.New(store)
+	if f.ws, err = workspace.Open(ctx, workspace.Config{Store: f.store, StateDir: f.state}); err != nil {
+		t.Fatal(err)
+	}
 	for i := 1; i <= 3; i++ {
 		dir := filepath.Join(root, fmt.Sprint("model", i))
 		trainModel(t, dir, i)
@@ -262,13 +267,13 @@ func trainModel(t *testing.T, dir string, seed int) {
 
 func TestCanaryRecordsWeightAndRollback(t *testing.T) {
 	f := newRegistryFixture(t)
-	local := deploy.NewLocal(deploy.Options{StateDir: f.state, Store: f.store, Serving: serving.Options{PollInterval: 20 * time.Millisecond}})
+	local := deploy.NewLocal(deploy.Options{StateDir: f.state, Workspace: f.ws, Serving: serving.Options{PollInterval: 20 * time.Millisecond}})
 	t.Cleanup(func() {
 		if err := local.Close(context.Background()); err != nil {
 			t.Error(err)
 		}
 	})
-	env, reg := testEnv(t, Config{PipelinesDir: t.TempDir(), StateDir: f.state, ArtifactStore: f.store, Deploy: local})
+	env, reg := testEnv(t, Config{PipelinesDir: t.TempDir(), StateDir: f.state, Workspace: f.ws, Deploy: local})
 	weight := func(want float64) {
 		t.Helper()
 		if got := sample(t, reg, "gauntlet_canary_weight_percent", "model", modelName); got != want {
@@ -296,7 +301,7 @@ func TestCanaryRecordsWeightAndRollback(t *testing.T) {
 func TestMonitorRollbackRecordsRollback(t *testing.T) {
 	f := newRegistryFixture(t)
 	f.promote(t, 2, 1)
-	env, reg := testEnv(t, Config{PipelinesDir: t.TempDir(), StateDir: f.state, ArtifactStore: f.store})
+	env, reg := testEnv(t, Config{PipelinesDir: t.TempDir(), StateDir: f.state, Workspace: f.ws})
 	v, err := env.ExecuteActivity(contract.MonitorRollbackName, contract.MonitorRollbackInput{Name: modelName, Champion: 2, Reason: "drift on age", Actor: "test"})
 	if err != nil {
 		t.Fatal(err)

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
@@ -22,10 +21,9 @@ import (
 // champion served, and the rollback a breach calls for.
 type Monitor struct {
 	Deploy *deploy.Local
-	// Store is the artifact store location holding the registry.
-	Store string
-	// CacheDir keeps champion models fetched from the store, by version.
-	CacheDir string
+	// Workspace is the store holding the registry, with this host's cache
+	// that champion models are fetched into.
+	Workspace *workspace.Workspace
 	// Metrics, when set, receives each pass's drift and live accuracy and
 	// counts rollbacks; nil records nothing.
 	Metrics *metrics.Metrics
@@ -33,26 +31,40 @@ type Monitor struct {
 
 // Check runs one monitoring pass over the champion's sample log.
 func (m *Monitor) Check(ctx context.Context, in contract.MonitorCheckInput) (contract.MonitorCheckResult, error) {
-	store, err := artifact.Open(ctx, m.Store)
-	if err != nil {
-		return contract.MonitorCheckResult{}, fmt.Errorf("monitor: artifact store %s: %w", m.Store, err)
-	}
-	mv, err := registry.New(store).Resolve(ctx, in.Name, registry.Champion)
+	session := m.Workspace.Session()
+	defer session.Close()
+	mv, err := registry.New(m.Workspace.Store()).Resolve(ctx, in.Name, registry.Champion)
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			return contract.MonitorCheckResult{}, nonRetryable("BadInput", fmt.Errorf("monitor: %s has no champion to watch: %w", in.Name, err))
 		}
 		return contract.MonitorCheckResult{}, fmt.Errorf("monitor: champion of %s: %w", in.Name, err)
 	}
-	dir := filepath.Join(m.CacheDir, safe(in.Name), "v"+strconv.Itoa(mv.Version))
-	if _, err := os.Stat(dir); err != nil {
-		if err := artifact.FetchTree(ctx, store, mv.Artifact, dir); err != nil {
-			return contract.MonitorCheckResult{}, fmt.Errorf("monitor: fetch %s v%d: %w", in.Name, mv.Version, err)
-		}
+	dir, err := session.Materialize(ctx, artifact.PointerTo(m.Workspace.Store(), artifact.KindTree, mv.Artifact))
+	if err != nil {
+		return contract.MonitorCheckResult{}, toTemporal(fmt.Errorf("monitor: fetch %s v%d: %w", in.Name, mv.Version, err), 0)
 	}
 	art, err := modelfile.Load(dir)
 	if err != nil {
 		return contract.MonitorCheckResult{}, fmt.Errorf("monitor: %s v%d: %w", in.Name, mv.Version, err)
+	}
+	// The reference data (given, or the training data the manifest names)
+	// may live anywhere a step's data may: it is fetched here, and the
+	// check still compares the training data's digest.
+	manifest := *art.Manifest
+	reference := in.Reference
+	if reference == "" && manifest.Lineage.DataSource != "" && !strings.HasPrefix(manifest.Lineage.DataSource, workspace.BuiltinScheme) {
+		d, err := session.Data(ctx, manifest.Lineage.DataSource)
+		if err != nil {
+			return contract.MonitorCheckResult{}, toTemporal(fmt.Errorf("monitor: training data of %s v%d: %w", in.Name, mv.Version, err), 0)
+		}
+		manifest.Lineage.DataSource = d.Path
+	} else if reference != "" {
+		d, err := session.Data(ctx, reference)
+		if err != nil {
+			return contract.MonitorCheckResult{}, toTemporal(fmt.Errorf("monitor: with.reference: %w", err), 0)
+		}
+		reference = d.Path
 	}
 	env, err := m.Deploy.Ensure(ctx, in.Name)
 	if err != nil {
@@ -65,7 +77,7 @@ func (m *Monitor) Check(ctx context.Context, in contract.MonitorCheckInput) (con
 	stop := heartbeatEvery(ctx, 10*time.Second)
 	defer stop()
 	rep, err := watch.Check(ctx, in.Config, watch.Input{
-		Model: art.Manifest, Reference: in.Reference, SampleDirs: []string{stable.SampleDir}, Since: in.Since, Labels: in.Labels,
+		Model: &manifest, Reference: reference, SampleDirs: []string{stable.SampleDir}, Since: in.Since, Labels: in.Labels,
 	})
 	if err != nil {
 		// Retryable: a log being rotated or a store briefly away mends
@@ -82,12 +94,8 @@ func (m *Monitor) Check(ctx context.Context, in contract.MonitorCheckInput) (con
 // follows the alias. The expected champion makes a retried rollback a
 // no-op instead of a second swap.
 func (m *Monitor) Rollback(ctx context.Context, in contract.MonitorRollbackInput) (contract.MonitorRollbackResult, error) {
-	store, err := artifact.Open(ctx, m.Store)
-	if err != nil {
-		return contract.MonitorRollbackResult{}, fmt.Errorf("monitor: artifact store %s: %w", m.Store, err)
-	}
-	reg := registry.New(store)
-	err = reg.Rollback(ctx, in.Name, in.Champion, registry.Audit{At: time.Now().UTC(), Actor: in.Actor, Reason: in.Reason})
+	reg := registry.New(m.Workspace.Store())
+	err := reg.Rollback(ctx, in.Name, in.Champion, registry.Audit{At: time.Now().UTC(), Actor: in.Actor, Reason: in.Reason})
 	var conflict *registry.ConflictError
 	switch {
 	case errors.As(err, &conflict):

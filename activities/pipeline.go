@@ -2,6 +2,8 @@ package activities
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +12,11 @@ import (
 	"sort"
 	"strings"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
@@ -141,47 +145,180 @@ func mustRead(path string) []byte {
 	return b
 }
 
-// Cache keeps step results by cache key under the state directory.
+// Cache keeps step results in the store every worker shares, as refs
+// stepcache/<key>, so that a result cached on one host is a hit on any.
+// From run version 3 the key covers the content of a step's file and URL
+// inputs (Lookup), and a hit counts only while every artifact its outputs
+// point to is still in the store.
 type Cache struct {
-	Dir string
+	Workspace *workspace.Workspace
 }
 
-// Get returns a cached result; a miss is Found false, not an error.
-func (c *Cache) Get(_ context.Context, key string) (contract.CacheEntry, error) {
+const cacheRefPrefix = "stepcache/"
+
+// cacheRecord is what a cache ref holds.
+type cacheRecord struct {
+	Outputs map[string]any `json:"outputs"`
+}
+
+// Get returns a cached result by a key workflow code computed alone (runs
+// before version 3); a miss is Found false, not an error.
+func (c *Cache) Get(ctx context.Context, key string) (contract.CacheEntry, error) {
 	if !validKey(key) {
 		return contract.CacheEntry{}, invalid(fmt.Errorf("cache key %q is not a hex digest", key))
 	}
-	b, err := os.ReadFile(filepath.Join(c.Dir, key+".json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return contract.CacheEntry{Key: key}, nil
+	return c.get(ctx, key)
+}
+
+// Lookup completes the key with the content digests of the step's file and
+// URL inputs, in the order of their keys, and looks the result up. It
+// returns the final key either way: CachePut stores under it.
+func (c *Cache) Lookup(ctx context.Context, in contract.CacheLookupInput) (contract.CacheEntry, error) {
+	if !validKey(in.Key) {
+		return contract.CacheEntry{}, invalid(fmt.Errorf("cache key %q is not a hex digest", in.Key))
+	}
+	session := c.Workspace.Session()
+	defer session.Close()
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00", in.Key)
+	err := walkStrings("", in.With, func(path, v string) error {
+		d, ok, err := session.Fingerprint(ctx, v)
+		if err != nil {
+			return fmt.Errorf("cache key: with.%s: %w", path, err)
+		}
+		if ok {
+			fmt.Fprintf(h, "%s=%s\x00", path, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return contract.CacheEntry{}, toTemporal(err, 0)
+	}
+	return c.get(ctx, hex.EncodeToString(h.Sum(nil)))
+}
+
+// walkStrings calls fn on every string in v, with its path, in a fixed
+// order: the keys of maps sorted, lists in order.
+func walkStrings(path string, v any, fn func(path, v string) error) error {
+	switch x := v.(type) {
+	case string:
+		return fn(path, x)
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if err := walkStrings(p, x[k], fn); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if err := walkStrings(fmt.Sprintf("%s[%d]", path, i), e, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// get reads the entry under key and keeps it only while every artifact
+// its outputs point to is in the store: a result whose model was deleted
+// is a miss, and the step runs again.
+func (c *Cache) get(ctx context.Context, key string) (contract.CacheEntry, error) {
+	miss := contract.CacheEntry{Key: key}
+	store := c.Workspace.Store()
+	ref, err := store.GetRef(ctx, cacheRefPrefix+key)
+	if errors.Is(err, artifact.ErrNotFound) {
+		return miss, nil
 	}
 	if err != nil {
 		return contract.CacheEntry{}, fmt.Errorf("cache get %s: %w", key, err)
 	}
-	var e contract.CacheEntry
-	if err := json.Unmarshal(b, &e); err != nil {
+	var rec cacheRecord
+	if err := json.Unmarshal(ref.Data, &rec); err != nil {
 		// A damaged entry is a miss: the step simply runs again.
-		return contract.CacheEntry{Key: key}, nil
+		return miss, nil
 	}
-	e.Found = true
-	return e, nil
+	var gone []string
+	err = walkStrings("", map[string]any(rec.Outputs), func(path, v string) error {
+		p, err := artifact.ParsePointer(v)
+		if err != nil {
+			return nil
+		}
+		switch err := present(ctx, store, p); {
+		case errors.Is(err, artifact.ErrNotFound), errors.Is(err, artifact.ErrOtherStore):
+			gone = append(gone, path+" "+v)
+		case err != nil:
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return contract.CacheEntry{}, fmt.Errorf("cache get %s: %w", key, err)
+	}
+	if len(gone) > 0 && activity.IsActivity(ctx) {
+		activity.GetLogger(ctx).Warn("cached result ignored: an artifact it names is gone", "key", key, "outputs", gone)
+	}
+	if len(gone) > 0 {
+		return miss, nil
+	}
+	return contract.CacheEntry{Key: key, Found: true, Outputs: rec.Outputs}, nil
 }
 
-// Put stores a result atomically, so a reader never sees half an entry.
-func (c *Cache) Put(_ context.Context, e contract.CacheEntry) error {
+// present checks that the artifact p names is whole in store.
+func present(ctx context.Context, store artifact.Store, p artifact.Pointer) error {
+	if err := p.Check(store); err != nil {
+		return err
+	}
+	if p.Kind != artifact.KindTree {
+		_, err := store.Stat(ctx, p.Digest)
+		return err
+	}
+	t, err := artifact.ReadTree(ctx, store, p.Digest)
+	if err != nil {
+		return err
+	}
+	for _, f := range t.Files {
+		if _, err := store.Stat(ctx, f.Digest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Put stores a result under the key Get or Lookup returned, replacing an
+// entry whose artifacts were gone.
+func (c *Cache) Put(ctx context.Context, e contract.CacheEntry) error {
 	if !validKey(e.Key) {
 		return invalid(fmt.Errorf("cache key %q is not a hex digest", e.Key))
 	}
-	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
-		return fmt.Errorf("cache put %s: %w", e.Key, err)
-	}
-	b, err := json.Marshal(e)
+	b, err := json.Marshal(cacheRecord{Outputs: e.Outputs})
 	if err != nil {
 		return invalid(fmt.Errorf("cache put %s: %w", e.Key, err))
 	}
-	path := filepath.Join(c.Dir, e.Key+".json")
-	if err := atomicfile.Write(path, b); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	store := c.Workspace.Store()
+	name := cacheRefPrefix + e.Key
+	version := ""
+	for range 3 {
+		_, err = store.PutRef(ctx, name, b, version)
+		if !errors.Is(err, artifact.ErrConflict) {
+			break
+		}
+		cur, gerr := store.GetRef(ctx, name)
+		if gerr != nil {
+			return fmt.Errorf("cache put %s: %w", e.Key, gerr)
+		}
+		version = cur.Version
+	}
+	if err != nil {
+		return fmt.Errorf("cache put %s: %w", e.Key, err)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -22,8 +21,8 @@ const KindRecoveryRefused = "RecoveryRefused"
 // run through the worker's Temporal client and checks the artifacts the new
 // run would reuse in the worker's store.
 type Recoverer struct {
-	// Store is the artifact store location steps write to.
-	Store string
+	// Store is the artifact store every worker shares.
+	Store artifact.Store
 }
 
 // Recover implements contract.RecoverName.
@@ -36,11 +35,7 @@ func (r *Recoverer) Recover(ctx context.Context, in contract.RecoverInput) (cont
 	if err != nil {
 		return contract.Recovery{}, refused(err)
 	}
-	store, err := artifact.Open(ctx, r.Store)
-	if err != nil {
-		return contract.Recovery{}, fmt.Errorf("recover %s: open the artifact store: %w", in.RunID, err)
-	}
-	if err := recovery.Check(ctx, store, plan.Reused); err != nil {
+	if err := recovery.Check(ctx, r.Store, plan.Reused); err != nil {
 		return contract.Recovery{}, refused(err)
 	}
 	def.Params = plan.Params

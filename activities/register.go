@@ -1,12 +1,14 @@
 package activities
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
-	"path/filepath"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
@@ -16,9 +18,9 @@ import (
 type Config struct {
 	PipelinesDir string
 	StateDir     string
-	// ArtifactStore is the artifact store location steps share (file:// or
-	// s3://); empty means file://<StateDir>/artifacts.
-	ArtifactStore string
+	// Workspace is the artifact store every worker shares and this host's
+	// cache of it.
+	Workspace *workspace.Workspace
 	// ReviewerKeys is the reviewers' Ed25519 public key file that approval
 	// steps with require_signatures verify against.
 	ReviewerKeys string
@@ -32,13 +34,24 @@ type Config struct {
 	Metrics *metrics.Metrics
 }
 
-// Register registers every Gauntlet activity on w.
+// Register registers every Gauntlet activity on w. Without a Workspace
+// the store is file://<StateDir>/artifacts and the cache <StateDir>/cache.
 func Register(w worker.ActivityRegistry, cfg Config) {
+	if cfg.Workspace == nil {
+		ws, err := workspace.Open(context.Background(), workspace.Config{StateDir: cfg.StateDir})
+		if err != nil {
+			// Only a state directory that cannot be created gets here, at
+			// start-up, before any task is taken.
+			panic(fmt.Sprintf("activities: %v", err))
+		}
+		cfg.Workspace = ws
+	}
 	p := &Pipelines{Dir: cfg.PipelinesDir, Metrics: cfg.Metrics}
-	c := &Cache{Dir: filepath.Join(cfg.StateDir, "cache")}
+	c := &Cache{Workspace: cfg.Workspace}
 	w.RegisterActivityWithOptions(p.Resolve, activity.RegisterOptions{Name: contract.ResolveName})
 	w.RegisterActivityWithOptions(c.Get, activity.RegisterOptions{Name: contract.CacheGetName})
 	w.RegisterActivityWithOptions(c.Put, activity.RegisterOptions{Name: contract.CachePutName})
+	w.RegisterActivityWithOptions(c.Lookup, activity.RegisterOptions{Name: contract.CacheLookupName})
 	n := &Notifier{}
 	w.RegisterActivityWithOptions(n.Notify, activity.RegisterOptions{Name: contract.NotifyActivity})
 	k := &ReviewerKeys{Path: cfg.ReviewerKeys}
@@ -47,21 +60,20 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	w.RegisterActivityWithOptions(rec.Run, activity.RegisterOptions{Name: contract.RecordRunName})
 	w.RegisterActivityWithOptions(rec.Approval, activity.RegisterOptions{Name: contract.RecordApprovalName})
 	w.RegisterActivityWithOptions(rec.Preemption, activity.RegisterOptions{Name: contract.RecordPreemptionName})
-	h := &Host{StateDir: cfg.StateDir, ArtifactStore: cfg.ArtifactStore, Logger: cfg.Logger, Metrics: cfg.Metrics}
+	h := &Host{StateDir: cfg.StateDir, Workspace: cfg.Workspace, Logger: cfg.Logger, Metrics: cfg.Metrics}
 	h.RegisterSteps(w)
-	store := storeOr(cfg.ArtifactStore, cfg.StateDir)
-	rc := &Recoverer{Store: store}
+	rc := &Recoverer{Store: cfg.Workspace.Store()}
 	w.RegisterActivityWithOptions(rc.Recover, activity.RegisterOptions{Name: contract.RecoverName})
 	if cfg.Deploy == nil {
-		cfg.Deploy = deploy.NewLocal(deploy.Options{StateDir: cfg.StateDir, Store: store, Logger: cfg.Logger})
+		cfg.Deploy = deploy.NewLocal(deploy.Options{StateDir: cfg.StateDir, Workspace: cfg.Workspace, Logger: cfg.Logger})
 	}
-	cn := &Canary{Deploy: cfg.Deploy, Store: store, Metrics: cfg.Metrics}
+	cn := &Canary{Deploy: cfg.Deploy, Workspace: cfg.Workspace, Metrics: cfg.Metrics}
 	w.RegisterActivityWithOptions(cn.Start, activity.RegisterOptions{Name: contract.CanaryStartName})
 	w.RegisterActivityWithOptions(cn.Weight, activity.RegisterOptions{Name: contract.CanaryWeightName})
 	w.RegisterActivityWithOptions(cn.Measure, activity.RegisterOptions{Name: contract.CanaryMeasureName})
 	w.RegisterActivityWithOptions(cn.Promote, activity.RegisterOptions{Name: contract.CanaryPromoteName})
 	w.RegisterActivityWithOptions(cn.Abort, activity.RegisterOptions{Name: contract.CanaryAbortName})
-	mon := &Monitor{Deploy: cn.Deploy, Store: store, CacheDir: filepath.Join(cfg.StateDir, "monitor"), Metrics: cfg.Metrics}
+	mon := &Monitor{Deploy: cn.Deploy, Workspace: cfg.Workspace, Metrics: cfg.Metrics}
 	w.RegisterActivityWithOptions(mon.Check, activity.RegisterOptions{Name: contract.MonitorCheckName})
 	w.RegisterActivityWithOptions(mon.Rollback, activity.RegisterOptions{Name: contract.MonitorRollbackName})
 }

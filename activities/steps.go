@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/secrets"
@@ -31,10 +32,9 @@ import (
 // Host carries what step activities need from the worker.
 type Host struct {
 	StateDir string
-	// ArtifactStore is the location of the shared artifact store; empty
-	// means file://<StateDir>/artifacts.
-	ArtifactStore string
-	Logger        *slog.Logger
+	// Workspace is the fleet's store and this host's cache.
+	Workspace *workspace.Workspace
+	Logger    *slog.Logger
 	// Metrics, when set, records every step attempt; nil records nothing.
 	Metrics *metrics.Metrics
 }
@@ -62,7 +62,9 @@ func (h *Host) stepActivity(t steps.Type, known []string) func(context.Context, 
 		in := steps.Input{RunID: wi.RunID, Pipeline: wi.Pipeline, SpecHash: wi.SpecHash, StepID: wi.StepID, Uses: wi.Uses, With: wi.With, Command: wi.Command, StartedBy: wi.StartedBy}
 		info := activity.GetInfo(ctx)
 		dir := filepath.Join(h.StateDir, "runs", safe(in.RunID), safe(in.StepID))
-		env := &activityEnv{ctx: ctx, dir: dir, state: h.StateDir, store: h.ArtifactStore, log: h.logger().With("run_id", in.RunID, "step_id", in.StepID, "attempt", info.Attempt), known: known}
+		session := h.Workspace.Session()
+		defer session.Close()
+		env := &activityEnv{ctx: ctx, dir: dir, state: h.StateDir, artifacts: session, log: h.logger().With("run_id", in.RunID, "step_id", in.StepID, "attempt", info.Attempt), known: known}
 		began := time.Now()
 		stop := env.keepAlive(info.HeartbeatTimeout)
 		out, err := t.Run(ctx, env, in)
@@ -172,12 +174,12 @@ func masked(text string, known []string) string {
 }
 
 type activityEnv struct {
-	ctx   context.Context
-	dir   string
-	state string
-	store string
-	log   *slog.Logger
-	known []string
+	ctx       context.Context
+	dir       string
+	state     string
+	artifacts *workspace.Session
+	log       *slog.Logger
+	known     []string
 	// warned keeps a step that reports a secret every few seconds from
 	// filling the log with the same warning.
 	warned atomic.Bool
@@ -260,17 +262,9 @@ func (e *activityEnv) Dir() string {
 	return e.dir
 }
 
-func (e *activityEnv) StateDir() string     { return e.state }
-func (e *activityEnv) Store() string        { return storeOr(e.store, e.state) }
-func (e *activityEnv) Logger() *slog.Logger { return e.log }
-
-// storeOr defaults the artifact store to the worker's state directory.
-func storeOr(loc, state string) string {
-	if loc != "" {
-		return loc
-	}
-	return "file://" + filepath.Join(state, "artifacts")
-}
+func (e *activityEnv) StateDir() string              { return e.state }
+func (e *activityEnv) Artifacts() *workspace.Session { return e.artifacts }
+func (e *activityEnv) Logger() *slog.Logger          { return e.log }
 
 // safe keeps ids usable as single path elements.
 func safe(s string) string {

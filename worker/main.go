@@ -42,6 +42,7 @@ type flags struct {
 	spotIMDS    string
 	pollers     int
 	promTargets string
+	store       workerhost.StoreFlags
 }
 
 // exitSpotInterrupted tells a supervisor that the worker ended because
@@ -87,6 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fl.BoolVar(&f.spotWatch, "spot-watch", false, "poll EC2 instance metadata for a spot interruption notice, and on one stop the worker and exit with status 7")
 	fl.StringVar(&f.spotIMDS, "spot-metadata-endpoint", spot.DefaultEndpoint, "instance metadata service --spot-watch polls")
 	fl.StringVar(&f.promTargets, "prometheus-targets-dir", "", "directory Prometheus reads file_sd target files from (deploy/prometheus's targets/): provision writes each node's metrics endpoint there as gpu-workers-<node>.json, destroy removes it (env "+filesd.EnvDir+")")
+	f.store.Register(fl)
 	fl.IntVar(&f.pollers, "pollers", 0, "long polls kept open for each of workflow and activity tasks (0 = the SDK's 2); raise it for wide fan-outs on a partitioned task queue")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -171,7 +173,21 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 	if err != nil {
 		return err
 	}
+	storeCfg, warning, err := f.store.Config(f.stateDir, getenv)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		fmt.Fprintln(stderr, "worker: "+warning)
+	}
+	// The store is reached before the worker joins: one that cannot be
+	// used fails the start, not a run's first step.
+	ws, err := workerhost.OpenWorkspace(ctx, storeCfg)
+	if err != nil {
+		return err
+	}
 	proc, err := workerhost.NewProcess(workerhost.Config{
+		Workspace:    ws,
 		Pollers:      f.pollers,
 		TaskQueue:    f.taskQueue,
 		PipelinesDir: f.pipelines,
@@ -206,6 +222,7 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 		return err
 	}
 	fmt.Fprintf(stdout, "worker polling task queue %s on %s (namespace %s)\n", f.taskQueue, f.conn.Address, f.conn.Namespace)
+	fmt.Fprintf(stdout, "artifact store %s, cache %s\n", ws.Store().Location(), ws.Cache().Dir())
 	if payloadCodec != nil {
 		fmt.Fprintf(stdout, "payloads encrypted: %s\n", payloadCodec)
 	}

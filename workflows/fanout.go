@@ -529,10 +529,17 @@ func (ir *itemRunner) perform(ctx workflow.Context, in contract.StepInput, prov,
 		}
 		sum := sha256.Sum256(b)
 		key = hex.EncodeToString(sum[:])
+		// Fan-outs exist from version 4, after CacheLookup (3): an item's
+		// key takes the content of its file and URL inputs in too.
 		var hit contract.CacheEntry
-		if err := workflow.ExecuteActivity(quickOptions(ctx), contract.CacheGetName, key).Get(ctx, &hit); err != nil {
+		lookup := contract.CacheLookupInput{Key: key, With: in.With}
+		if err := workflow.ExecuteActivity(lookupOptions(ctx), contract.CacheLookupName, lookup).Get(ctx, &hit); err != nil {
 			return contract.ItemResult{State: contract.ItemFailed, Error: "cache lookup: " + rootMessage(err)}
 		}
+		if hit.Key == "" {
+			return contract.ItemResult{State: contract.ItemFailed, Error: "cache lookup returned no key"}
+		}
+		key = hit.Key
 		if hit.Found {
 			return contract.ItemResult{State: contract.ItemSucceeded, Outputs: hit.Outputs, Cached: true}
 		}

@@ -43,7 +43,10 @@ const (
 //	   canceled run are cancelled in definition order, not in map order,
 //	   and a cancelled step that heartbeats is waited for until it stops;
 //	   the inputs of approval, canary-deploy and monitor steps are decoded
-//	   by package stepio, as activity steps' are (typedInputsVersion);
+//	   by package stepio, as activity steps' are (typedInputsVersion); a
+//	   step with `cache: true` is looked up by CacheLookup, which adds the
+//	   content of its file and URL inputs to the key and returns the final
+//	   key CachePut stores under (CacheGet before);
 //	4: steps fan out over items (for_each, matrix), in chunk workflows
 //	   when there are many; runs_on may be a template; several items or
 //	   steps that lose one node replace it once; a run started with

@@ -104,11 +104,23 @@ func (r *run) perform(ctx workflow.Context, sr *stepRun) (map[string]any, error)
 		if key, err = r.cacheKey(sr); err != nil {
 			return nil, err
 		}
-		r.index(sr.spec.ID).CacheKey = key
 		var hit contract.CacheEntry
-		if err := workflow.ExecuteActivity(r.quickOptions(ctx), contract.CacheGetName, key).Get(ctx, &hit); err != nil {
+		if r.version >= 3 {
+			// The activity reads the step's file and URL inputs, which
+			// workflow code cannot, and completes the key with their
+			// content: a CSV edited in place misses.
+			in := contract.CacheLookupInput{Key: key, With: sr.with}
+			if err := workflow.ExecuteActivity(lookupOptions(ctx), contract.CacheLookupName, in).Get(ctx, &hit); err != nil {
+				return nil, fmt.Errorf("cache lookup: %w", err)
+			}
+			if hit.Key == "" {
+				return nil, fmt.Errorf("cache lookup of %s returned no key", sr.spec.ID)
+			}
+			key = hit.Key
+		} else if err := workflow.ExecuteActivity(r.quickOptions(ctx), contract.CacheGetName, key).Get(ctx, &hit); err != nil {
 			return nil, fmt.Errorf("cache lookup: %w", err)
 		}
+		r.index(sr.spec.ID).CacheKey = key
 		if hit.Found {
 			r.index(sr.spec.ID).Cached = true
 			return hit.Outputs, nil
@@ -164,6 +176,8 @@ func (r *run) stepInput(sr *stepRun) contract.StepInput {
 
 // cacheKey identifies a step's work: its type, its resolved inputs and the
 // outputs of every step it needs (which carry their artifacts' digests).
+// From run version 3 it is the workflow's part of the key: CacheLookup adds
+// the content of the file and URL inputs.
 func (r *run) cacheKey(sr *stepRun) (string, error) {
 	up := map[string]any{}
 	for _, n := range sr.spec.Needs {
@@ -183,6 +197,15 @@ func (r *run) cacheKey(sr *stepRun) (string, error) {
 }
 
 func (r *run) quickOptions(ctx workflow.Context) workflow.Context { return quickOptions(ctx) }
+
+// lookupOptions give CacheLookup time to read a step's data inputs, which
+// may be large and remote.
+func lookupOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
+	})
+}
 
 // activityOptions maps a step's retry, timeout, heartbeat and runs_on onto
 // Temporal's options (see stepOptions).

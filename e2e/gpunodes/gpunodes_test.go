@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/filesd"
 	"github.com/gauntlet-ml/gauntlet/internal/gpu"
 	"github.com/gauntlet-ml/gauntlet/internal/promtest"
@@ -91,14 +92,29 @@ func nodeWorker(args []string) int {
 	return 0
 }
 
-type env struct{ dir, state string }
+type env struct {
+	dir, state string
+	artifacts  *workspace.Session
+}
 
-func (e env) Progress(any)         {}
-func (e env) Resume(any) bool      { return false }
-func (e env) Dir() string          { return e.dir }
-func (e env) StateDir() string     { return e.state }
-func (e env) Store() string        { return "file://" + filepath.Join(e.state, "artifacts") }
-func (e env) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func (e env) Progress(any)                  {}
+func (e env) Resume(any) bool               { return false }
+func (e env) Dir() string                   { return e.dir }
+func (e env) StateDir() string              { return e.state }
+func (e env) Artifacts() *workspace.Session { return e.artifacts }
+func (e env) Logger() *slog.Logger          { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newStepEnv is a step's host with the default store under state.
+func newStepEnv(t *testing.T, dir, state string) env {
+	t.Helper()
+	ws, err := workspace.Open(context.Background(), workspace.Config{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ws.Session()
+	t.Cleanup(s.Close)
+	return env{dir: dir, state: state, artifacts: s}
+}
 
 func runStep(t *testing.T, e env, uses, step string, with map[string]any) map[string]any {
 	t.Helper()
@@ -147,7 +163,7 @@ func TestProvisionedNodesAreScrapedUntilDestroyed(t *testing.T) {
 	}
 	prom := promtest.Start(t, promtest.JobConfig(t, "../../deploy/prometheus/prometheus.yml", "gauntlet-gpu-workers", root))
 	t.Setenv(filesd.EnvDir, targets)
-	e := env{dir: t.TempDir(), state: t.TempDir()}
+	e := newStepEnv(t, t.TempDir(), t.TempDir())
 
 	type node struct {
 		step, id string

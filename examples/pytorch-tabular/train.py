@@ -355,9 +355,12 @@ def main():
             "created_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     }
-    model_dir = os.path.join(out_dir, "model")
+    # artifacts/<key> becomes output <key>: Gauntlet publishes the model
+    # directory to the artifact store and hands later steps its pointer.
+    model_dir = os.path.join(out_dir, "artifacts", "model")
+    os.makedirs(os.path.dirname(model_dir), exist_ok=True)
     digest = export(model, width, model_dir, manifest)
-    outputs = {"model": model_dir, "model_digest": digest, "format": "onnx", "loss": loss, "accuracy": acc,
+    outputs = {"model_digest": digest, "format": "onnx", "loss": loss, "accuracy": acc,
                "epochs": epochs, "epochs_run": epochs - start, "resumed_from": start, "device": device.type}
     write_atomic(os.path.join(out_dir, "outputs.json"), lambda p: write_text(p, json.dumps(outputs, indent=2) + "\n"))
 

@@ -66,7 +66,9 @@ func writeCSV(t *testing.T, path, src string) *dataset.Dataset {
 }
 
 type outputs struct {
-	Model       string  `json:"model"`
+	// Model is the model directory, artifacts/model, which Gauntlet
+	// publishes as the output model.
+	Model       string  `json:"-"`
 	ModelDigest string  `json:"model_digest"`
 	EpochsRun   int     `json:"epochs_run"`
 	ResumedFrom int     `json:"resumed_from"`
@@ -108,6 +110,7 @@ func train(t *testing.T, py, dir, data string, extra ...string) (int, string, *o
 	if err := json.Unmarshal(b, &o); err != nil {
 		t.Fatal(err)
 	}
+	o.Model = filepath.Join(dir, "out", "artifacts", "model")
 	return code, string(out), &o
 }
 

@@ -4,8 +4,10 @@
 Inputs (GAUNTLET_INPUT_*): epochs, lr, data (a CSV path whose last column is
 a 0/1 label, or "generated"), seed, rows, crash_after. It reports progress
 with ::progress lines, checkpoints after every epoch into
-GAUNTLET_CHECKPOINT_DIR and resumes from there, and writes outputs.json and
-model.json into GAUNTLET_OUTPUT_DIR. Standard library only.
+GAUNTLET_CHECKPOINT_DIR and resumes from there, and writes outputs.json into
+GAUNTLET_OUTPUT_DIR and model.json as GAUNTLET_OUTPUT_DIR/artifacts/model,
+which Gauntlet publishes to the artifact store as the output "model" (a
+pointer later steps take). Standard library only.
 """
 
 import csv
@@ -156,15 +158,17 @@ def main():
             fail(1, f"crashing after epoch {epoch} as asked (crash_after); a retry resumes here")
 
     loss, acc = evaluate(data, w, b)
-    model_path = os.path.join(out_dir, "model.json")
-    write_json(model_path, {"kind": "logistic-regression", "w": w, "b": b})
+    # artifacts/<key> becomes output <key>: Gauntlet stores the file and
+    # hands later steps its pointer, which any worker can read.
+    artifacts = os.path.join(out_dir, "artifacts")
+    os.makedirs(artifacts, exist_ok=True)
+    write_json(os.path.join(artifacts, "model"), {"kind": "logistic-regression", "w": w, "b": b})
     write_json(os.path.join(out_dir, "outputs.json"), {
         "loss": loss,
         "accuracy": acc,
         "epochs": epochs,
         "epochs_run": epochs - start,
         "resumed_from": start,
-        "model": model_path,
     })
 
 

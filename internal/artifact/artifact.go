@@ -84,4 +84,7 @@ var (
 	ErrConflict = errors.New("version conflict")
 	// ErrDigestMismatch reports stored content that does not hash to its name.
 	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrNotRegular reports a symbolic link or other special file where an
+	// artifact needs a regular file or directory.
+	ErrNotRegular = errors.New("not a regular file")
 )

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,6 +31,9 @@ const DefaultLocation = ".gauntlet/artifacts"
 // For s3, region defaults to the SDK's configuration; endpoint points at an
 // S3-compatible store and switches to path-style addressing; max_attempts
 // caps the SDK's own retries (1 leaves retrying to the caller, e.g. Temporal).
+// Without endpoint, the SDK's own AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL
+// from the environment is used, also path-style: S3-compatible servers
+// rarely have a DNS name per bucket.
 // Credentials come only from the SDK's default chain (environment, shared
 // files, IMDS, ...): a location that carries any is refused, so secrets never
 // end up in pipeline specs or workflow histories.
@@ -69,9 +76,27 @@ func openS3Store(ctx context.Context, u *url.URL) (*s3Store, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("artifact: open %q: missing bucket", loc)
 	}
+	client, err := newS3Client(ctx, loc, u.Query())
+	if err != nil {
+		return nil, err
+	}
+	prefix := strings.Trim(u.Path, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	return &s3Store{client: client, bucket: u.Host, prefix: prefix}, nil
+}
+
+// endpointEnv are the AWS SDK's endpoint overrides, service-specific first.
+var endpointEnv = []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}
+
+// newS3Client builds a client from the SDK's default configuration and
+// the parameters of an s3:// URL; loc names the URL in errors.
+func newS3Client(ctx context.Context, loc string, q url.Values) (*s3.Client, error) {
 	var loadOpts []func(*config.LoadOptions) error
 	var endpoint string
-	for key, vals := range u.Query() {
+	for _, key := range slices.Sorted(maps.Keys(q)) {
+		vals := q[key]
 		if len(vals) != 1 {
 			return nil, fmt.Errorf("artifact: open %q: parameter %q given %d times", loc, key, len(vals))
 		}
@@ -102,19 +127,48 @@ func openS3Store(ctx context.Context, u *url.URL) (*s3Store, error) {
 	if cfg.Region == "" {
 		return nil, fmt.Errorf("artifact: open %s: no region: set ?region= or AWS_REGION", loc)
 	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+	// The SDK reads the endpoint variables itself; path-style addressing
+	// is ours to switch on when one is set.
+	pathStyle := endpoint != ""
+	for _, name := range endpointEnv {
+		pathStyle = pathStyle || os.Getenv(name) != ""
+	}
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		// Get verifies every blob against its SHA-256 name itself; the SDK's
 		// own response check would fail first on corruption with an
 		// unexported error type that callers cannot tell from a network fault.
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
-			o.UsePathStyle = true
 		}
-	})
-	prefix := strings.Trim(u.Path, "/")
-	if prefix != "" {
-		prefix += "/"
+		o.UsePathStyle = pathStyle
+	}), nil
+}
+
+// OpenS3Object opens the object an s3://bucket/key URL names, with the
+// same client settings a store gets (the SDK's credential chain, the
+// endpoint from the environment or ?endpoint=). It is how data outside
+// the store is read. Errors name the URL without its query.
+func OpenS3Object(ctx context.Context, rawURL string) (io.ReadCloser, int64, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "s3" {
+		return nil, 0, fmt.Errorf("artifact: %s: want s3://bucket/key", shown(rawURL))
 	}
-	return &s3Store{client: client, bucket: u.Host, prefix: prefix}, nil
+	if u.User != nil {
+		return nil, 0, fmt.Errorf("artifact: s3://%s%s: credentials in the URL are refused; use the AWS SDK's default credential chain", u.Host, u.Path)
+	}
+	loc := "s3://" + u.Host + u.Path
+	key := strings.TrimPrefix(u.Path, "/")
+	if u.Host == "" || key == "" || strings.HasSuffix(key, "/") {
+		return nil, 0, fmt.Errorf("artifact: %s: want s3://bucket/key of one object", loc)
+	}
+	client, err := newS3Client(ctx, loc, u.Query())
+	if err != nil {
+		return nil, 0, err
+	}
+	out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(u.Host), Key: aws.String(key)})
+	if err != nil {
+		return nil, 0, fmt.Errorf("artifact: get %s: %w", loc, s3NotFound(err))
+	}
+	return out.Body, aws.ToInt64(out.ContentLength), nil
 }

@@ -157,7 +157,7 @@ func Publish(ctx context.Context, s Store, path string) (Pointer, error) {
 		return PointerTo(s, KindTree, d), nil
 	}
 	if !fi.Mode().IsRegular() {
-		return Pointer{}, fmt.Errorf("artifact: publish %s: not a regular file or directory", path)
+		return Pointer{}, fmt.Errorf("artifact: publish %s: %w nor a directory", path, ErrNotRegular)
 	}
 	f, err := os.Open(path)
 	if err != nil {

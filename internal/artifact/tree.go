@@ -56,7 +56,7 @@ func PutTree(ctx context.Context, s Store, fsys fs.FS) (Digest, error) {
 			return nil
 		}
 		if !e.Type().IsRegular() {
-			return fmt.Errorf("%s: not a regular file (%s)", p, e.Type())
+			return fmt.Errorf("%s: %w (%s)", p, ErrNotRegular, e.Type())
 		}
 		f, err := fsys.Open(p)
 		if err != nil {

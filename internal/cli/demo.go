@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/devstack"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
@@ -112,10 +113,13 @@ func (a *app) runDemo(ctx context.Context, pipeline string, kv []string, state s
 	// this stack through the environment, as on a real fleet.
 	os.Setenv(tclient.EnvAddress, a.conn.Address)
 	os.Setenv(tclient.EnvNamespace, a.conn.Namespace)
-	store := "file://" + filepath.Join(state, "artifacts")
-	local := deploy.NewLocal(deploy.Options{StateDir: state, Store: store})
+	ws, err := workspace.Open(ctx, workspace.Config{StateDir: state})
+	if err != nil {
+		return err
+	}
+	local := deploy.NewLocal(deploy.Options{StateDir: state, Workspace: ws})
 	defer local.Close(context.Background())
-	w, err := workerhost.New(c, workerhost.Config{TaskQueue: a.taskQueue, PipelinesDir: a.pipelinesDir(""), StateDir: state, Deploy: local})
+	w, err := workerhost.New(c, workerhost.Config{TaskQueue: a.taskQueue, PipelinesDir: a.pipelinesDir(""), StateDir: state, Workspace: ws, Deploy: local})
 	if err != nil {
 		return err
 	}
@@ -128,7 +132,7 @@ func (a *app) runDemo(ctx context.Context, pipeline string, kv []string, state s
 
 	var runErr error
 	if pipeline == "credit-risk" {
-		runErr = a.demoStory(ctx, pipeline, kv, local, store)
+		runErr = a.demoStory(ctx, pipeline, kv, local, ws.Store().Location())
 	} else {
 		runErr = a.run(ctx, pipeline, runFlags{params: kv, wait: true, as: a.user("")})
 	}

@@ -35,6 +35,7 @@ type devFlags struct {
 	keys      string
 	metrics   string
 	logFormat string
+	store     workerhost.StoreFlags
 }
 
 func (a *app) devCommand() *cobra.Command {
@@ -66,6 +67,7 @@ a kill when it is kept on a file.`,
 	fl.StringVar(&f.logFormat, "log-format", "", "the worker's log lines as text or json (env GAUNTLET_LOG_FORMAT, default text)")
 	fl.StringVar(&f.keys, "reviewer-keys", "", "reviewers' Ed25519 public keys for signed approvals (env GAUNTLET_REVIEWER_KEYS)")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus /metrics on this host:port (off when empty)")
+	f.store.Register(fl)
 	return cmd
 }
 
@@ -108,11 +110,23 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 	if err != nil {
 		return err
 	}
+	storeCfg, warning, err := f.store.Config(f.state, a.getenv)
+	if err != nil {
+		return withCode(ExitUsage, err)
+	}
+	if warning != "" {
+		fmt.Fprintln(a.stderr, "gauntlet: "+warning)
+	}
 	began := time.Now()
+	ws, err := workerhost.OpenWorkspace(ctx, storeCfg)
+	if err != nil {
+		return err
+	}
 	pipelines := a.pipelinesDir(f.pipelines)
 	// Metrics are served before the stack starts: a taken port then fails
 	// in milliseconds, not after Temporal has come up.
 	proc, err := workerhost.NewProcess(workerhost.Config{
+		Workspace:    ws,
 		TaskQueue:    a.taskQueue,
 		PipelinesDir: pipelines,
 		StateDir:     f.state,
@@ -172,6 +186,7 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 		fmt.Fprintf(a.stdout, "Temporal UI      %s/namespaces/%s/workflows\n", u, stack.Namespace())
 	}
 	fmt.Fprintf(a.stdout, "Worker           task queue %s, pipelines from %s\n", a.taskQueue, pipelines)
+	fmt.Fprintf(a.stdout, "Artifact store   %s (cache %s)\n", ws.Store().Location(), ws.Cache().Dir())
 	if proc.MetricsAddr != nil {
 		fmt.Fprintf(a.stdout, "Metrics          http://%s/metrics\n", proc.MetricsAddr)
 	}

@@ -18,6 +18,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
 	"github.com/gauntlet-ml/gauntlet/internal/testkit"
@@ -90,44 +91,54 @@ func awaitRuns(t *testing.T, c client.Client, ids []string, bound time.Duration)
 }
 
 // checkOneModelPerRun is the "no side effect twice" check on the model
-// store: each run's train step left exactly one model directory, the one
-// its output names, and nothing else is there. It returns how many model
-// directories there are, and how many half-written staging directories
-// killed attempts left behind.
+// store: each run's train step recorded exactly one model, the one its
+// output names, and no other step of a run did. It returns how many models
+// there are, and how many half-written model directories killed attempts
+// left in their step directories (never published).
 func checkOneModelPerRun(t *testing.T, state string, runs map[string]contract.Status) (models, staging int) {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(state, "models"))
+	ctx := context.Background()
+	store, err := artifact.Open(ctx, filepath.Join(state, "artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, err := store.ListRefs(ctx, "steps/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	byRun := map[string][]string{}
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") && strings.Contains(name, ".stage-") {
-			staging++
+	for _, name := range refs {
+		parts := strings.Split(name, "/")
+		if len(parts) != 5 || parts[2] != "train" || parts[4] != "model" {
+			t.Errorf("ref %s belongs to no run's train step", name)
 			continue
 		}
-		owner, _, ok := strings.Cut(name, "-train-")
-		if _, known := runs[owner]; !ok || !known {
-			t.Errorf("model directory %s belongs to no run's train step", name)
+		if _, known := runs[parts[1]]; !known {
+			t.Errorf("ref %s belongs to no run", name)
 			continue
 		}
-		byRun[owner] = append(byRun[owner], filepath.Join(state, "models", name))
+		ref, err := store.GetRef(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byRun[parts[1]] = append(byRun[parts[1]], string(ref.Data))
 		models++
 	}
 	for id, st := range runs {
 		train := stepOf(t, st, "train")
 		if len(byRun[id]) != 1 {
-			t.Errorf("run %s: %d model directories %v, want exactly 1", id, len(byRun[id]), byRun[id])
+			t.Errorf("run %s: %d models %v, want exactly 1", id, len(byRun[id]), byRun[id])
 			continue
 		}
 		if train.Outputs["model"] != byRun[id][0] {
-			t.Errorf("run %s: train output names %v, the directory on disk is %s", id, train.Outputs["model"], byRun[id][0])
+			t.Errorf("run %s: train output names %v, the store records %s", id, train.Outputs["model"], byRun[id][0])
 		}
 		// Only a retry can find a model already saved for its step.
 		if train.Outputs["reused"] == true && train.Attempt < 2 {
 			t.Errorf("run %s: attempt %d reports a reused model", id, train.Attempt)
 		}
+		left, _ := filepath.Glob(filepath.Join(state, "runs", id, "train", "model-*"))
+		staging += len(left)
 	}
 	return models, staging
 }
@@ -309,7 +320,7 @@ func TestWorkerKilledRepeatedlyLosesNoRun(t *testing.T) {
 	models, staging := checkOneModelPerRun(t, state, runs)
 	retried, reused := retryCounts(runs)
 	t.Logf("worker crashes: %d SIGKILL/restart trials, %d of them caught %d step attempts mid-run; %d/%d smoke runs succeeded; "+
-		"%d steps retried, %d train retries reused the saved model; %d model directories for %d runs; %d staging directories left by killed saves",
+		"%d steps retried, %d train retries reused the saved model; %d models in the store for %d runs; %d unpublished model directories left by killed saves",
 		trials, trialsCaught, caught, len(runs), len(ids), retried, reused, models, len(ids), staging)
 }
 
@@ -425,6 +436,6 @@ func TestDevStackKilledMidRunResumesSmokeRuns(t *testing.T) {
 	models, staging := checkOneModelPerRun(t, state, after)
 	retried, reused := retryCounts(after)
 	t.Logf("dev stack restart: SIGKILL with %d of %d smoke runs in flight (%d steps finished, %d running, %d attempts started); "+
-		"%d/%d runs succeeded after the restart; %d steps retried, %d train retries reused the saved model; %d model directories for %d runs; %d staging directories left",
+		"%d/%d runs succeeded after the restart; %d steps retried, %d train retries reused the saved model; %d models in the store for %d runs; %d unpublished model directories left",
 		inFlight, runs, done, running, attempts, len(after), runs, retried, reused, models, runs, staging)
 }

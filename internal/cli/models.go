@@ -4,40 +4,62 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
+	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
 )
 
-// EnvRegistry names the artifact store that holds the model registry.
-const EnvRegistry = "GAUNTLET_REGISTRY"
+// EnvRegistry is the old name of the store that holds the registry; see
+// workerhost.ResolveStore.
+const EnvRegistry = workerhost.EnvRegistry
 
-func (a *app) openRegistry(ctx context.Context, flagValue string) (*registry.Registry, error) {
-	loc := flagValue
-	if loc == "" {
-		loc = a.getenv(EnvRegistry)
-	}
-	if loc == "" {
-		// The worker's default store, .gauntlet/artifacts under the
-		// directory it runs in; file:// URLs must be absolute.
-		abs, err := filepath.Abs(filepath.Join(".gauntlet", "artifacts"))
-		if err != nil {
-			return nil, err
+// storeURL is the store a command reads or writes: --store, the old
+// --registry, GAUNTLET_STORE or the old GAUNTLET_REGISTRY, else the
+// worker's default under stateDir.
+func (a *app) storeURL(store, registryFlag, stateDir string) (string, error) {
+	if registryFlag != "" {
+		if store != "" && store != registryFlag {
+			return "", usagef("--registry %s and --store %s differ: the registry lives in the store; give --store only", workspace.Redact(registryFlag), workspace.Redact(store))
 		}
-		loc = "file://" + abs
+		fmt.Fprintln(a.stderr, "gauntlet: --registry is read as --store: the registry lives in the one store every worker shares")
+		store = registryFlag
 	}
-	store, err := artifact.Open(ctx, loc)
+	store, warning, err := workerhost.ResolveStore(store, a.getenv)
 	if err != nil {
-		return nil, withCode(ExitUsage, fmt.Errorf("registry %s: %w", loc, err))
+		return "", withCode(ExitUsage, err)
 	}
-	return registry.New(store), nil
+	if warning != "" {
+		fmt.Fprintln(a.stderr, "gauntlet: "+warning)
+	}
+	return workspace.StoreURL(store, stateDir)
+}
+
+func (a *app) openRegistry(ctx context.Context, store, registryFlag string) (*registry.Registry, error) {
+	loc, err := a.storeURL(store, registryFlag, ".gauntlet")
+	if err != nil {
+		return nil, err
+	}
+	s, err := artifact.Open(ctx, loc)
+	if err != nil {
+		return nil, withCode(ExitUsage, fmt.Errorf("store %s: %w", workspace.Redact(loc), err))
+	}
+	return registry.New(s), nil
+}
+
+// storeFlags adds --store, and the old --registry read as it, to fs.
+func storeFlags(fs *pflag.FlagSet, store, registryFlag *string) {
+	fs.StringVar(store, "store", "", "the artifact store every worker shares, which holds the registry: file:///path or s3://bucket/prefix (env "+workerhost.EnvStore+", default .gauntlet/artifacts)")
+	fs.StringVar(registryFlag, "registry", "", "old name of --store")
+	_ = fs.MarkHidden("registry")
 }
 
 func registryErr(err error) error {
@@ -52,13 +74,13 @@ func registryErr(err error) error {
 }
 
 func (a *app) modelsCommand() *cobra.Command {
-	var loc string
+	var store, loc string
 	cmd := &cobra.Command{Use: "models", Short: "Inspect the model registry and move aliases"}
-	cmd.PersistentFlags().StringVar(&loc, "registry", "", "artifact store of the registry: path, file:// or s3:// (env "+EnvRegistry+", default .gauntlet/artifacts)")
+	storeFlags(cmd.PersistentFlags(), &store, &loc)
 	list := &cobra.Command{
 		Use: "list", Short: "List models with their champion", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			reg, err := a.openRegistry(cmd.Context(), loc)
+			reg, err := a.openRegistry(cmd.Context(), store, loc)
 			if err != nil {
 				return err
 			}
@@ -93,7 +115,7 @@ func (a *app) modelsCommand() *cobra.Command {
 	show := &cobra.Command{
 		Use: "show MODEL", Short: "Versions, lineage, metrics, aliases and the audit history of a model", Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg, err := a.openRegistry(cmd.Context(), loc)
+			reg, err := a.openRegistry(cmd.Context(), store, loc)
 			if err != nil {
 				return err
 			}
@@ -134,7 +156,7 @@ func (a *app) modelsCommand() *cobra.Command {
 			if err != nil || v < 0 {
 				return usagef("VERSION must be a version number (0 removes the alias), not %q", args[2])
 			}
-			reg, err := a.openRegistry(cmd.Context(), loc)
+			reg, err := a.openRegistry(cmd.Context(), store, loc)
 			if err != nil {
 				return err
 			}
@@ -180,13 +202,13 @@ func metricsLine(m map[string]float64) string {
 }
 
 func (a *app) rollbackCommand() *cobra.Command {
-	var loc, reason string
+	var store, loc, reason string
 	cmd := &cobra.Command{
 		Use:   "rollback MODEL",
 		Short: "Make the previous champion the champion again, at once, with no analysis",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg, err := a.openRegistry(cmd.Context(), loc)
+			reg, err := a.openRegistry(cmd.Context(), store, loc)
 			if err != nil {
 				return err
 			}
@@ -209,7 +231,7 @@ func (a *app) rollbackCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&loc, "registry", "", "artifact store of the registry (env "+EnvRegistry+")")
+	storeFlags(cmd.Flags(), &store, &loc)
 	cmd.Flags().StringVar(&reason, "reason", "manual rollback", "why, for the audit history")
 	return cmd
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
 )
@@ -25,6 +26,7 @@ import (
 type serveFlags struct {
 	model          string
 	addr           string
+	store          string
 	registry       string
 	cacheDir       string
 	adminTokenFile string
@@ -39,11 +41,11 @@ type serveFlags struct {
 func (a *app) serveCommand() *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
-		Use:   "serve --model DIR|MODEL[@ALIAS]",
+		Use:   "serve --model DIR|POINTER|MODEL[@ALIAS]",
 		Short: "Serve a model over HTTP: POST /v1/predict, /readyz, /metrics",
-		Long: `serve answers predictions for one model. --model is either a model directory
-(as the train step writes it) or MODEL[@ALIAS] of the registry, ALIAS defaulting
-to champion. The source is polled every --poll: when the alias moves (a
+		Long: `serve answers predictions for one model. --model is a model directory, an
+artifact pointer a step output (STORE/trees/sha256/HEX, in --store), or
+MODEL[@ALIAS] of the registry in --store, ALIAS defaulting to champion. The source is polled every --poll: when the alias moves (a
 promotion or a rollback) or the directory is replaced, the new model is loaded
 and verified, then swapped in without failing a request; one that does not load
 leaves the old one serving. Ctrl-C or SIGTERM stops accepting, drains the
@@ -56,10 +58,10 @@ requests in flight and exits 0.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.model, "model", "", "model directory, or MODEL[@ALIAS] of the registry (alias default champion)")
+	fl.StringVar(&f.model, "model", "", "model directory, artifact pointer, or MODEL[@ALIAS] of the registry (alias default champion)")
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:8080", "host:port to listen on")
-	fl.StringVar(&f.registry, "registry", "", "artifact store of the registry: path, file:// or s3:// (env "+EnvRegistry+", default "+artifact.DefaultLocation+", the worker's)")
-	fl.StringVar(&f.cacheDir, "cache-dir", filepath.Join(".gauntlet", "cache", "models"), "where registry versions are fetched to, one directory per artifact digest")
+	storeFlags(fl, &f.store, &f.registry)
+	fl.StringVar(&f.cacheDir, "cache-dir", filepath.Join(".gauntlet", "cache", "models"), "where registry versions and pointers are fetched to, one directory per artifact digest")
 	fl.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the bearer token of POST /admin/reload (default: the admin API is off)")
 	fl.StringVar(&f.sampleDir, "sample-dir", "", "directory of the JSONL log of sampled predictions, for drift monitoring")
 	fl.Float64Var(&f.sampleRate, "sample-rate", 1, "fraction of records logged to --sample-dir, in [0, 1]")
@@ -171,10 +173,13 @@ func (a *app) serveOptions(f serveFlags) (serving.Options, error) {
 // anything path-like that is not one is a missing directory, the rest names
 // a registry model.
 func (a *app) serveSource(ctx context.Context, cmd *cobra.Command, f serveFlags) (serving.Source, string, error) {
+	if p, err := artifact.ParsePointer(f.model); err == nil {
+		return a.servePointer(ctx, f, p)
+	}
 	fi, err := os.Stat(f.model)
 	switch {
 	case err == nil && fi.IsDir():
-		for _, flag := range []string{"registry", "cache-dir"} {
+		for _, flag := range []string{"store", "registry", "cache-dir"} {
 			if cmd.Flags().Changed(flag) {
 				return nil, "", usagef("--%s applies to a registry model, not to the directory %s", flag, f.model)
 			}
@@ -197,17 +202,43 @@ func (a *app) serveSource(ctx context.Context, cmd *cobra.Command, f serveFlags)
 	if ref == "" {
 		return nil, "", usagef("--model %q: empty alias after @", f.model)
 	}
-	loc := f.registry
-	if loc == "" {
-		loc = a.getenv(EnvRegistry)
-	}
-	if loc == "" {
-		loc = artifact.DefaultLocation
+	loc, err := a.storeURL(f.store, f.registry, ".gauntlet")
+	if err != nil {
+		return nil, "", err
 	}
 	store, err := artifact.Open(ctx, loc)
 	if err != nil {
-		return nil, "", withCode(ExitUsage, fmt.Errorf("--registry %s: %w", loc, err))
+		return nil, "", withCode(ExitUsage, fmt.Errorf("--store %s: %w", workspace.Redact(loc), err))
 	}
 	what := name + "@" + ref
 	return serving.RegistrySource{Registry: registry.New(store), Store: store, Model: name, Ref: ref, CacheDir: f.cacheDir}, what, nil
+}
+
+// servePointer fetches the model a pointer names from --store into
+// --cache-dir, once per digest, and serves that directory.
+func (a *app) servePointer(ctx context.Context, f serveFlags, p artifact.Pointer) (serving.Source, string, error) {
+	loc, err := a.storeURL(f.store, f.registry, ".gauntlet")
+	if err != nil {
+		return nil, "", err
+	}
+	store, err := artifact.Open(ctx, loc)
+	if err != nil {
+		return nil, "", withCode(ExitUsage, fmt.Errorf("--store %s: %w", workspace.Redact(loc), err))
+	}
+	if err := p.Check(store); err != nil {
+		return nil, "", withCode(ExitUsage, fmt.Errorf("--model: %w", err))
+	}
+	if p.Kind != artifact.KindTree {
+		return nil, "", usagef("--model %s is a file; a model is a directory (STORE/trees/sha256/HEX)", p)
+	}
+	dir := filepath.Join(f.cacheDir, "pointers", p.Digest.Hex())
+	if _, err := os.Stat(dir); err != nil {
+		if err := artifact.FetchTree(ctx, store, p.Digest, dir); err != nil {
+			if errors.Is(err, artifact.ErrNotFound) {
+				return nil, "", withCode(ExitNotFound, fmt.Errorf("--model %s: %w", p, err))
+			}
+			return nil, "", fmt.Errorf("--model %s: %w", p, err)
+		}
+	}
+	return serving.DirSource{Dir: dir, Name: "model-" + p.Digest.Hex()[:12]}, p.String(), nil
 }

@@ -20,7 +20,7 @@ import (
 )
 
 // trainForServe trains a small logistic model with the step command and
-// returns its model directory.
+// returns its model directory, fetched from the step's store.
 func trainForServe(t *testing.T, out string, seed int) string {
 	t.Helper()
 	code, stdout, stderr := runCLI(t, nil, "step", "train",
@@ -39,7 +39,19 @@ func trainForServe(t *testing.T, out string, seed int) string {
 	if err := json.Unmarshal(b, &outputs); err != nil || outputs.Model == "" {
 		t.Fatalf("outputs.json has no model (%v): %s", err, b)
 	}
-	return outputs.Model
+	p, err := artifact.ParsePointer(outputs.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := artifact.Open(context.Background(), p.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), fmt.Sprint("model", seed))
+	if err := artifact.FetchTree(context.Background(), store, p.Digest, dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // servedCLI is a `gauntlet serve` running in this process.
@@ -197,7 +209,7 @@ func TestServeFollowsRegistryAlias(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := startServe(t, "--model", "credit", "--registry", loc, "--cache-dir", filepath.Join(root, "cache"), "--poll", "20ms")
+	s := startServe(t, "--model", "credit", "--store", loc, "--cache-dir", filepath.Join(root, "cache"), "--poll", "20ms")
 	if out := s.out.String(); !strings.Contains(out, "Serving credit v1 (credit@champion) at http://"+s.addr) {
 		t.Fatalf("serve did not announce the champion:\n%s", out)
 	}
@@ -232,7 +244,7 @@ func TestServeAndTrafficUsageErrors(t *testing.T) {
 	}{
 		{"missing model directory", []string{"serve", "--model", "/nope/model"}, ExitNotFound, "/nope/model"},
 		{"not a model directory", []string{"serve", "--model", empty}, ExitFailed, empty},
-		{"unknown registry model", []string{"serve", "--model", "ghost", "--registry", reg}, ExitNotFound, "ghost@champion"},
+		{"unknown registry model", []string{"serve", "--model", "ghost", "--store", reg}, ExitNotFound, "ghost@champion"},
 		{"no model", []string{"serve"}, ExitUsage, "--model"},
 		{"empty alias", []string{"serve", "--model", "credit@"}, ExitUsage, "--model"},
 		{"sample rate", []string{"serve", "--model", empty, "--sample-rate", "2"}, ExitUsage, "--sample-rate"},
@@ -270,5 +282,36 @@ func TestTrafficFailsWhenNothingAnswers(t *testing.T) {
 	}
 	if rep.Sent == 0 || rep.OK != 0 || rep.Errors[0] != rep.Sent {
 		t.Fatalf("traffic report: %+v", rep)
+	}
+}
+
+// A model step's output, an artifact pointer, is served from the store
+// every worker shares; a pointer into another store is refused.
+func TestServePointer(t *testing.T) {
+	root := t.TempDir()
+	store := "file://" + filepath.Join(root, "store")
+	out := filepath.Join(root, "train")
+	code, stdout, stderr := runCLI(t, map[string]string{"GAUNTLET_STORE": store}, "step", "train",
+		"--with", "data=builtin:credit-risk?rows=300&seed=1", "--with", "label=defaulted", "--with", "positive_label=yes", "--out", out)
+	if code != ExitOK {
+		t.Fatalf("step train: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var outputs struct {
+		Model string `json:"model"`
+	}
+	b, err := os.ReadFile(filepath.Join(out, "outputs.json"))
+	if err != nil || json.Unmarshal(b, &outputs) != nil || !strings.HasPrefix(outputs.Model, store+"/trees/sha256/") {
+		t.Fatalf("outputs.json: %s (%v), want a model in %s", b, err, store)
+	}
+	s := startServe(t, "--model", outputs.Model, "--store", store, "--cache-dir", filepath.Join(root, "cache"))
+	if ans := predictOne(t, s.addr); ans.Model.Version != "dir" {
+		t.Fatalf("served %s %s", ans.Model.Name, ans.Model.Version)
+	}
+	if code := s.stop(); code != ExitOK {
+		t.Fatalf("serve stopped with exit %d:\n%s", code, s.errOut.String())
+	}
+	code, _, stderr = runCLI(t, nil, "serve", "--model", outputs.Model, "--store", "file://"+filepath.Join(root, "other"))
+	if code != ExitUsage || !strings.Contains(stderr, "same --store") {
+		t.Errorf("a pointer into another store: exit %d\n%s", code, stderr)
 	}
 }

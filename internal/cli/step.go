@@ -2,17 +2,21 @@ package cli
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/stepcli"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
+	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
 )
 
 func (a *app) stepCommand() *cobra.Command {
 	var with []string
 	var out, state string
+	var store workerhost.StoreFlags
 	cmd := &cobra.Command{
 		Use:   "step TYPE --with key=value ... --out DIR",
 		Short: "Run one step type without Temporal, writing DIR/outputs.json",
@@ -37,7 +41,22 @@ TYPE takes and gives.`,
 			if _, ok := steps.Lookup(args[0]); !ok {
 				return withCode(ExitNotFound, fmt.Errorf("no step type %q (known: %v)", args[0], steps.Catalog{}.Names()))
 			}
-			err := stepcli.RunWith(cmd.Context(), args[0], kv, out, a.stdout, stepcli.Options{StateDir: state, ProgressInterval: 250 * time.Millisecond})
+			stateDir := state
+			if stateDir == "" {
+				stateDir = filepath.Join(out, ".state")
+			}
+			cfg, warning, err := store.Config(stateDir, a.getenv)
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
+			if warning != "" {
+				fmt.Fprintln(a.stderr, "gauntlet: "+warning)
+			}
+			ws, err := workspace.Open(cmd.Context(), cfg)
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
+			err = stepcli.RunWith(cmd.Context(), args[0], kv, out, a.stdout, stepcli.Options{StateDir: stateDir, Workspace: ws, ProgressInterval: 250 * time.Millisecond})
 			if err != nil {
 				if _, retryable := steps.Classify(err); !retryable {
 					return withCode(ExitInvalid, err)
@@ -63,6 +82,7 @@ TYPE takes and gives.`,
 	})
 	cmd.Flags().StringArrayVar(&with, "with", nil, "step input as key=value (repeatable)")
 	cmd.Flags().StringVar(&out, "out", "", "directory for outputs.json and artifacts")
-	cmd.Flags().StringVar(&state, "state-dir", "", "local state (models, registry); default DIR/.state")
+	cmd.Flags().StringVar(&state, "state-dir", "", "local state (node state, the default store and cache); default DIR/.state")
+	store.Register(cmd.Flags())
 	return cmd
 }

@@ -44,6 +44,10 @@ const (
 	ResolveName  = "ResolvePipeline"
 	CacheGetName = "CacheGet"
 	CachePutName = "CachePut"
+	// CacheLookupName looks a step up in the cache from run version 3: it
+	// completes the key with the content of the step's file and URL inputs
+	// and returns the final key, which CachePut then stores under.
+	CacheLookupName = "CacheLookup"
 	// NotifyActivity posts an approval's notifications.
 	NotifyActivity = "Notify"
 	// LoadReviewerKeysName reads the worker's reviewer key file. Its result

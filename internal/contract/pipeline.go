@@ -128,7 +128,17 @@ type StepInput struct {
 	StartedBy string         `json:"started_by,omitempty"`
 }
 
-// CacheEntry is a cached step result; Found is false on a miss.
+// CacheLookupInput is CacheLookup's input: the part of a step's cache key
+// workflow code computes (type, resolved inputs, the outputs of the steps
+// it needs) and the step's inputs, whose files and URLs the activity reads
+// for the content part.
+type CacheLookupInput struct {
+	Key  string         `json:"key"`
+	With map[string]any `json:"with,omitempty"`
+}
+
+// CacheEntry is a cached step result; Found is false on a miss. From
+// CacheLookup, Key is the final key, whether it hit or not.
 type CacheEntry struct {
 	Key     string         `json:"key"`
 	Found   bool           `json:"found"`

@@ -7,9 +7,10 @@
 //   - The stable variant serves the registry's champion alias through a
 //     serving.RegistrySource, so moving the alias swaps its model without a
 //     failed request, after at most one poll interval.
-//   - During a canary, the canary variant serves a candidate model
-//     directory through a serving.DirSource; its responses and metrics
-//     report version "dir".
+//   - During a canary, the canary variant serves a candidate model, named
+//     by its artifact pointer and materialised from the store into the
+//     host's cache (held there while it serves), through a
+//     serving.DirSource; its responses and metrics report version "dir".
 //
 // Each model server samples what it scores into
 // <StateDir>/deploy/<env>/<variant>/samples (see serving.SampleOptions);
@@ -56,6 +57,7 @@ import (
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/router"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
@@ -83,10 +85,11 @@ type Options struct {
 	// StateDir is the root of local state; environments live under
 	// <StateDir>/deploy. Required.
 	StateDir string
-	// Store is the location of the artifact store holding the registry;
-	// empty means file://<StateDir>/artifacts, the steps' default.
-	Store  string
-	Logger *slog.Logger
+	// Workspace is the artifact store holding the registry and the
+	// candidates, with this host's cache of it; nil means the store
+	// file://<StateDir>/artifacts, the steps' default.
+	Workspace *workspace.Workspace
+	Logger    *slog.Logger
 	// Serving configures the model servers: limits, poll interval, sample
 	// rate and rotation. A Sample.Rate of 0 means 1 (every record), since
 	// monitoring reads the samples. Sample.Dir, Registry, AdminToken and
@@ -125,7 +128,7 @@ type VariantInfo struct {
 	URL        string `json:"url"`
 	MetricsURL string `json:"metrics_url"`
 	// Model is what the server follows: the registry alias for stable, the
-	// candidate directory for canary.
+	// candidate's artifact pointer for canary.
 	Model string `json:"model"`
 	// Version and Digest name the model being served now ("v3", or "dir"
 	// for a directory), as the server's responses and metrics label it.
@@ -150,7 +153,7 @@ type Local struct {
 
 	storeMu sync.Mutex
 	reg     *registry.Registry
-	store   artifact.Store
+	ws      *workspace.Workspace
 }
 
 // NewLocal returns a Local; it starts nothing until an environment is
@@ -170,9 +173,8 @@ func NewLocal(opts Options) *Local {
 		return l
 	}
 	l.root = filepath.Join(state, "deploy")
-	if l.opts.Store == "" {
-		l.opts.Store = "file://" + filepath.Join(state, "artifacts")
-	}
+	l.opts.StateDir = state
+	l.ws = opts.Workspace
 	return l
 }
 
@@ -193,32 +195,30 @@ func (l *Local) Ensure(ctx context.Context, name string) (Environment, error) {
 	return e.describe(), nil
 }
 
-// StartCanary serves candidateDir as the canary variant, at weight 0 (all
-// traffic when there is no stable variant yet). Starting the candidate
-// already in canary changes nothing, so a retried call is safe; another
-// candidate is refused with ErrCanaryInProgress.
-func (l *Local) StartCanary(ctx context.Context, name, candidateDir string) (Environment, error) {
-	if candidateDir == "" {
-		return Environment{}, fmt.Errorf("deploy %s: start canary: no candidate directory", name)
+// StartCanary serves candidate, a model artifact in the store, as the
+// canary variant, at weight 0 (all traffic when there is no stable variant
+// yet). Starting the candidate already in canary changes nothing, so a
+// retried call is safe; another candidate is refused with
+// ErrCanaryInProgress.
+func (l *Local) StartCanary(ctx context.Context, name string, candidate artifact.Pointer) (Environment, error) {
+	if candidate.Digest == "" {
+		return Environment{}, fmt.Errorf("deploy %s: start canary: no candidate", name)
 	}
-	dir, err := filepath.Abs(candidateDir)
-	if err != nil {
-		return Environment{}, fmt.Errorf("deploy %s: start canary: candidate %s: %w", name, candidateDir, err)
-	}
+	want := candidate.String()
 	e, err := l.lock(name)
 	if err != nil {
 		return Environment{}, err
 	}
 	defer e.mu.Unlock()
-	want := e.desired
-	if cur := want.Candidate; cur != "" && cur != dir {
-		return Environment{}, fmt.Errorf("deploy %s: start canary %s: %w: %s", name, dir, ErrCanaryInProgress, cur)
+	next := e.desired
+	if cur := next.Candidate; cur != "" && cur != want {
+		return Environment{}, fmt.Errorf("deploy %s: start canary %s: %w: %s", name, want, ErrCanaryInProgress, cur)
 	}
-	fresh := want.Candidate == ""
+	fresh := next.Candidate == ""
 	if fresh {
-		want.Candidate, want.Weight = dir, 0
+		next.Candidate, next.Weight = want, 0
 	}
-	if err := e.apply(ctx, want, change{freshCanary: fresh}); err != nil {
+	if err := e.apply(ctx, next, change{freshCanary: fresh}); err != nil {
 		return Environment{}, fmt.Errorf("deploy %s: start canary: %w", name, err)
 	}
 	return e.describe(), nil
@@ -366,15 +366,18 @@ func (l *Local) lock(name string) (*env, error) {
 
 // openRegistry opens the store on first use; a failure is not kept, so a store
 // that was unreachable is tried again on the next call.
-func (l *Local) openRegistry(ctx context.Context) (*registry.Registry, artifact.Store, error) {
+func (l *Local) openRegistry(ctx context.Context) (*registry.Registry, *workspace.Workspace, error) {
 	l.storeMu.Lock()
 	defer l.storeMu.Unlock()
-	if l.reg == nil {
-		store, err := artifact.Open(ctx, l.opts.Store)
+	if l.ws == nil {
+		ws, err := workspace.Open(ctx, workspace.Config{StateDir: l.opts.StateDir})
 		if err != nil {
 			return nil, nil, err
 		}
-		l.store, l.reg = store, registry.New(store)
+		l.ws = ws
 	}
-	return l.reg, l.store, nil
+	if l.reg == nil {
+		l.reg = registry.New(l.ws.Store())
+	}
+	return l.reg, l.ws, nil
 }

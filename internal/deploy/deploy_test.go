@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/mltest"
@@ -35,6 +36,10 @@ type fixture struct {
 	storeLoc string
 	reg      *registry.Registry
 	dirs     [3]string
+	// ptrs are the dirs as artifacts in the store, which is how a
+	// candidate is given.
+	ptrs     [3]artifact.Pointer
+	ws       *workspace.Workspace
 	body     []byte
 	logs     *bytes.Buffer
 	logsMu   *sync.Mutex
@@ -51,18 +56,20 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.reg = registry.New(store)
+	if f.ws, err = workspace.Open(ctx, workspace.Config{Store: f.storeLoc, StateDir: f.state}); err != nil {
+		t.Fatal(err)
+	}
 	var d *dataset.Dataset
 	for i := range f.dirs {
 		f.dirs[i] = filepath.Join(root, fmt.Sprint("model", i+1))
 		d = trainModel(t, f.dirs[i], i+1)
+		if f.ptrs[i], err = artifact.Publish(ctx, store, f.dirs[i]); err != nil {
+			t.Fatal(err)
+		}
 		if i == 2 {
 			break
 		}
-		dg, err := artifact.PutTree(ctx, store, os.DirFS(f.dirs[i]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := registry.RegisterRequest{Model: modelName, Artifact: dg, Lineage: registry.Lineage{RunID: "run", StepID: fmt.Sprint("train", i)}, CreatedAt: time.Unix(0, 0)}
+		req := registry.RegisterRequest{Model: modelName, Artifact: f.ptrs[i].Digest, Lineage: registry.Lineage{RunID: "run", StepID: fmt.Sprint("train", i)}, CreatedAt: time.Unix(0, 0)}
 		if _, err := f.reg.Register(ctx, req); err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +94,7 @@ func (f *fixture) promote(t *testing.T, version int) {
 func (f *fixture) local(t *testing.T) *Local {
 	t.Helper()
 	l := NewLocal(Options{
-		StateDir: f.state, Store: f.storeLoc,
+		StateDir: f.state, Workspace: f.ws,
 		Logger:  slog.New(slog.NewTextHandler(lockedWriter{f.logsMu, f.logs}, nil)),
 		Serving: serving.Options{PollInterval: 20 * time.Millisecond},
 	})
@@ -251,19 +258,19 @@ func TestCanaryLifecycle(t *testing.T) {
 		t.Fatalf("second Ensure moved things: %+v, %v; first %+v", again, err, env)
 	}
 
-	if env, err = l.StartCanary(ctx, modelName, f.dirs[2]); err != nil {
+	if env, err = l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
 		t.Fatal(err)
 	}
 	wantWeights(t, env, map[string]int{Stable: 100, Canary: 0})
 	canary, _ := env.Variant(Canary)
-	if canary.Model != f.dirs[2] || canary.Version != "dir" {
+	if canary.Model != f.ptrs[2].String() || canary.Version != "dir" {
 		t.Fatalf("canary %+v", canary)
 	}
 	f.expect(t, env, Stable, "v1")
-	if again, err := l.StartCanary(ctx, modelName, f.dirs[2]); err != nil || len(again.Variants) != 2 || again.Variants[1].URL != canary.URL {
+	if again, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil || len(again.Variants) != 2 || again.Variants[1].URL != canary.URL {
 		t.Fatalf("repeated StartCanary: %+v, %v", again, err)
 	}
-	if d := readDesired(t, f.state); d != (desired{Model: modelName, Candidate: f.dirs[2]}) {
+	if d := readDesired(t, f.state); d != (desired{Model: modelName, Candidate: f.ptrs[2].String()}) {
 		t.Fatalf("desired state %+v", d)
 	}
 
@@ -343,9 +350,9 @@ func TestEndCanaryAfterPromotionReloads(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	f.promote(t, 1)
-	l := NewLocal(Options{StateDir: f.state, Store: f.storeLoc, Serving: serving.Options{PollInterval: -1}})
+	l := NewLocal(Options{StateDir: f.state, Workspace: f.ws, Serving: serving.Options{PollInterval: -1}})
 	defer l.Close(ctx)
-	if _, err := l.StartCanary(ctx, modelName, f.dirs[1]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, f.ptrs[1]); err != nil {
 		t.Fatal(err)
 	}
 	f.promote(t, 2)
@@ -371,7 +378,7 @@ func TestFirstDeployment(t *testing.T) {
 		t.Fatalf("with nothing deployed: %+v", a)
 	}
 
-	if env, err = l.StartCanary(ctx, modelName, f.dirs[0]); err != nil {
+	if env, err = l.StartCanary(ctx, modelName, f.ptrs[0]); err != nil {
 		t.Fatal(err)
 	}
 	wantWeights(t, env, map[string]int{Canary: 100})
@@ -394,7 +401,7 @@ func TestRejectedFirstCandidateLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	l := f.local(t)
-	if _, err := l.StartCanary(ctx, modelName, f.dirs[0]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, f.ptrs[0]); err != nil {
 		t.Fatal(err)
 	}
 	env, err := l.EndCanary(ctx, modelName)
@@ -406,7 +413,7 @@ func TestRejectedFirstCandidateLeavesNothing(t *testing.T) {
 		t.Fatalf("after the rejected candidate: %+v", a)
 	}
 	// The next candidate gets a new router behind the same address.
-	if env, err = l.StartCanary(ctx, modelName, f.dirs[1]); err != nil {
+	if env, err = l.StartCanary(ctx, modelName, f.ptrs[1]); err != nil {
 		t.Fatal(err)
 	}
 	f.expect(t, env, Canary, "dir")
@@ -417,7 +424,7 @@ func TestRestartRestoresDesiredState(t *testing.T) {
 	f := newFixture(t)
 	f.promote(t, 1)
 	l := f.local(t)
-	if _, err := l.StartCanary(ctx, modelName, f.dirs[2]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
 		t.Fatal(err)
 	}
 	before, err := l.SetCanaryWeight(ctx, modelName, 30)
@@ -439,7 +446,7 @@ func TestRestartRestoresDesiredState(t *testing.T) {
 	wantWeights(t, env, map[string]int{Stable: 70, Canary: 30})
 	canary, _ := env.Variant(Canary)
 	old, _ := before.Variant(Canary)
-	if canary.Model != f.dirs[2] || canary.Digest != old.Digest {
+	if canary.Model != f.ptrs[2].String() || canary.Digest != old.Digest {
 		t.Fatalf("restored canary %+v, was %+v", canary, old)
 	}
 	for v, version := range map[string]string{Stable: "v1", Canary: "dir"} {
@@ -448,11 +455,35 @@ func TestRestartRestoresDesiredState(t *testing.T) {
 		}
 	}
 	// The same candidate is still idempotent; another is refused.
-	if _, err := l2.StartCanary(ctx, modelName, f.dirs[2]); err != nil {
+	if _, err := l2.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l2.StartCanary(ctx, modelName, f.dirs[0]); !errors.Is(err, ErrCanaryInProgress) {
+	if _, err := l2.StartCanary(ctx, modelName, f.ptrs[0]); !errors.Is(err, ErrCanaryInProgress) {
 		t.Fatalf("another candidate: %v", err)
+	}
+}
+
+// A desired.json written before candidates were artifact pointers names
+// the candidate's directory: a restarted worker still serves it.
+func TestRestartRestoresDirectoryCandidate(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.promote(t, 1)
+	path := filepath.Join(f.state, "deploy", modelName, DesiredFile)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := fmt.Sprintf(`{"model": %q, "candidate": %q, "canary_weight": 20}`, modelName, f.dirs[2])
+	if err := atomicfile.Write(path, []byte(old)); err != nil {
+		t.Fatal(err)
+	}
+	env, err := f.local(t).Ensure(ctx, modelName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantWeights(t, env, map[string]int{Stable: 80, Canary: 20})
+	if a := f.predict(t, env.RouterURL, Canary); a.code != 200 || a.version != "dir" {
+		t.Fatalf("pinned to canary: %+v", a)
 	}
 }
 
@@ -461,7 +492,7 @@ func TestAdminTokenStaysSecret(t *testing.T) {
 	f := newFixture(t)
 	f.promote(t, 1)
 	l := f.local(t)
-	if _, err := l.StartCanary(ctx, modelName, f.dirs[2]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
 		t.Fatal(err)
 	}
 	env, err := l.SetCanaryWeight(ctx, modelName, 40)
@@ -539,12 +570,13 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("SetCanaryWeight(%d) succeeded", p)
 		}
 	}
-	if _, err := l.StartCanary(ctx, modelName, ""); err == nil {
-		t.Error("StartCanary without a directory succeeded")
+	if _, err := l.StartCanary(ctx, modelName, artifact.Pointer{}); err == nil {
+		t.Error("StartCanary without a candidate succeeded")
 	}
-	missing := filepath.Join(t.TempDir(), "nothing")
-	if _, err := l.StartCanary(ctx, modelName, missing); err == nil {
-		t.Error("StartCanary of a missing directory succeeded")
+	missingPtr := artifact.PointerTo(f.ws.Store(), artifact.KindTree, artifact.DigestBytes([]byte("no such model")))
+	missing := missingPtr.String()
+	if _, err := l.StartCanary(ctx, modelName, missingPtr); !errors.Is(err, artifact.ErrNotFound) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("StartCanary of a candidate the store lacks: %v, want not found naming %s", err, missing)
 	}
 	env, ok := l.Describe(modelName)
 	if !ok {
@@ -555,7 +587,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("a candidate that failed to start was recorded: %s", b)
 	}
 	// After the failure a good candidate starts.
-	if _, err := l.StartCanary(ctx, modelName, f.dirs[2]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
 		t.Fatal(err)
 	}
 
@@ -568,7 +600,7 @@ func TestBadInput(t *testing.T) {
 		if err := atomicfile.Write(path, []byte(content)); err != nil {
 			t.Fatal(err)
 		}
-		bad := NewLocal(Options{StateDir: state, Store: f.storeLoc})
+		bad := NewLocal(Options{StateDir: state, Workspace: f.ws})
 		if _, err := bad.Ensure(ctx, modelName); err == nil {
 			t.Errorf("desired state %s accepted", content)
 		}
@@ -576,11 +608,13 @@ func TestBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	unreachable := NewLocal(Options{StateDir: t.TempDir(), Store: "ftp://nowhere"})
-	if _, err := unreachable.Ensure(ctx, modelName); err == nil {
-		t.Error("an unsupported store was accepted")
+	// Without a workspace the steps' default store under the state
+	// directory is used: empty, so there is no champion to serve.
+	def := NewLocal(Options{StateDir: t.TempDir()})
+	if env, err := def.Ensure(ctx, modelName); err != nil || len(env.Variants) != 0 {
+		t.Errorf("a Local on the default store: %+v, %v", env, err)
 	}
-	if err := unreachable.Close(ctx); err != nil {
+	if err := def.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -642,7 +676,7 @@ func TestConcurrentUse(t *testing.T) {
 			}
 		})
 	}
-	if _, err := l.StartCanary(ctx, modelName, f.dirs[2]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []int{10, 50, 100, 0, 75} {
@@ -672,7 +706,7 @@ func TestSetFault(t *testing.T) {
 		t.Fatal("a fault was set with nothing deployed")
 	}
 	f.promote(t, 1)
-	if _, err := l.StartCanary(ctx, modelName, f.dirs[2]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.SetFault(ctx, modelName, "ghost", 10, 0); err == nil || !strings.Contains(err.Error(), "ghost") {

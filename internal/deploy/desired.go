@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 )
 
@@ -20,7 +21,9 @@ const DesiredFile = "desired.json"
 // change with every Local.
 type desired struct {
 	Model string `json:"model"`
-	// Candidate is the absolute directory in canary; empty when none.
+	// Candidate is the artifact pointer of the model in canary (an
+	// absolute directory in files written before pointers); empty when
+	// none.
 	Candidate string `json:"candidate,omitempty"`
 	// Weight is the canary's share of the traffic in percent.
 	Weight int `json:"canary_weight"`
@@ -30,14 +33,19 @@ func (d desired) validate(name string) error {
 	switch {
 	case d.Model != name:
 		return fmt.Errorf("names model %q, not %q", d.Model, name)
-	case d.Candidate != "" && !filepath.IsAbs(d.Candidate):
-		return fmt.Errorf("candidate %q is not an absolute directory", d.Candidate)
+	case d.Candidate != "" && !filepath.IsAbs(d.Candidate) && !isPointer(d.Candidate):
+		return fmt.Errorf("candidate %q is neither an artifact pointer nor an absolute directory", d.Candidate)
 	case d.Weight < 0 || d.Weight > 100:
 		return fmt.Errorf("canary weight %d is not a percentage", d.Weight)
 	case d.Candidate == "" && d.Weight != 0:
 		return fmt.Errorf("canary weight %d without a candidate", d.Weight)
 	}
 	return nil
+}
+
+func isPointer(s string) bool {
+	_, err := artifact.ParsePointer(s)
+	return err == nil
 }
 
 // load reads the desired state a previous Local left, if any.

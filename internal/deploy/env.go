@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/cache"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/router"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
@@ -118,7 +120,7 @@ func (e *env) apply(ctx context.Context, want desired, c change) error {
 				return fmt.Errorf("start canary: clear samples: %w", err)
 			}
 		}
-		s, err := e.startServer(ctx, Canary, want.Candidate, serving.DirSource{Dir: want.Candidate, Name: e.name})
+		s, err := e.startCanary(ctx, want.Candidate)
 		if err != nil {
 			return fmt.Errorf("start canary %s: %w", want.Candidate, err)
 		}
@@ -140,10 +142,11 @@ func (e *env) apply(ctx context.Context, want desired, c change) error {
 // startStable starts the stable variant on the champion, or returns nil
 // when the model has none yet.
 func (e *env) startStable(ctx context.Context) (*modelServer, error) {
-	reg, store, err := e.l.openRegistry(ctx)
+	reg, ws, err := e.l.openRegistry(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("start stable: %w", err)
 	}
+	store := ws.Store()
 	if _, err := reg.Resolve(ctx, e.name, registry.Champion); errors.Is(err, registry.ErrNotFound) {
 		return nil, nil
 	} else if err != nil {
@@ -155,6 +158,34 @@ func (e *env) startStable(ctx context.Context) (*modelServer, error) {
 		return nil, fmt.Errorf("start stable: %w", err)
 	}
 	e.log.Info("stable started", "version", s.srv.Model().Ref.Version, "url", s.url)
+	return s, nil
+}
+
+// startCanary serves the candidate from the host's cache, holding it there
+// until the server stops. A desired.json written before candidates were
+// artifact pointers names an absolute directory, served where it is.
+func (e *env) startCanary(ctx context.Context, candidate string) (*modelServer, error) {
+	if filepath.IsAbs(candidate) {
+		return e.startServer(ctx, Canary, candidate, serving.DirSource{Dir: candidate, Name: e.name})
+	}
+	p, err := artifact.ParsePointer(candidate)
+	if err != nil {
+		return nil, err
+	}
+	_, ws, err := e.l.openRegistry(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := ws.Cache().Get(ctx, ws.Store(), p)
+	if err != nil {
+		return nil, err
+	}
+	s, err := e.startServer(ctx, Canary, candidate, serving.DirSource{Dir: lease.Path(), Name: e.name})
+	if err != nil {
+		lease.Release()
+		return nil, err
+	}
+	s.lease = lease
 	return s, nil
 }
 
@@ -358,6 +389,8 @@ type modelServer struct {
 	srv       *serving.Server
 	cancel    context.CancelFunc
 	done      chan struct{}
+	// lease keeps a candidate in the cache while it is served.
+	lease *cache.Lease
 }
 
 func (s *modelServer) info() VariantInfo {
@@ -374,6 +407,9 @@ func (s *modelServer) stop(ctx context.Context) error {
 	s.cancel()
 	select {
 	case <-s.done:
+		if s.lease != nil {
+			s.lease.Release()
+		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("drain: %w", ctx.Err())

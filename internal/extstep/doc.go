@@ -18,7 +18,9 @@
 // GAUNTLET_OUTPUT_DIR (fresh per attempt), GAUNTLET_CHECKPOINT_DIR (kept
 // across attempts), GAUNTLET_INPUTS (a JSON file of every `with` input) and
 // GAUNTLET_INPUT_<KEY> for each string, number or boolean input, the key in
-// UPPER_SNAKE (see EnvKey).
+// UPPER_SNAKE (see EnvKey). An input that is an artifact pointer is
+// materialised from the store: GAUNTLET_INPUT_<KEY> is its local path and
+// GAUNTLET_INPUT_<KEY>_REF the pointer.
 //
 // Directives. A line `::progress k=v ...` updates the progress reported in
 // heartbeats (at most once per second, always the latest values); a line
@@ -27,8 +29,10 @@
 // 50 lines are quoted in a failure.
 //
 // Outputs. After exit 0, $GAUNTLET_OUTPUT_DIR/outputs.json (a JSON object,
-// optional) is merged over the `::output` values; output_dir and log are
-// always set by Gauntlet.
+// optional) is merged over the `::output` values; each entry of
+// $GAUNTLET_OUTPUT_DIR/artifacts/<key> is published to the store and output
+// <key> is its pointer; output_dir and log are always set by Gauntlet, as
+// pointers too.
 //
 // Exit status. 0 succeeds; 2, 64, 65 and 78 fail permanently as BadInput,
 // 126 and 127 as CommandNotFound; any other status fails as CommandFailed

@@ -46,7 +46,8 @@ type attemptPaths struct {
 
 // buildEnv returns the command's environment: the filtered worker
 // environment, then the step's declared env, then the contract variables.
-func buildEnv(worker []string, cmd Command, in Input, p attemptPaths) ([]string, error) {
+// refs are the pointers of the inputs in.With holds local paths for.
+func buildEnv(worker []string, cmd Command, in Input, refs map[string]string, p attemptPaths) ([]string, error) {
 	vars := map[string]string{}
 	for _, kv := range worker {
 		name, val, ok := strings.Cut(kv, "=")
@@ -75,7 +76,7 @@ func buildEnv(worker []string, cmd Command, in Input, p attemptPaths) ([]string,
 	vars["GAUNTLET_CHECKPOINT_DIR"] = p.checkpoint
 	vars["GAUNTLET_INPUTS"] = p.inputs
 
-	inputs, err := inputVars(in.With)
+	inputs, err := inputVars(in.With, refs)
 	if err != nil {
 		return nil, err
 	}
@@ -91,10 +92,11 @@ func buildEnv(worker []string, cmd Command, in Input, p attemptPaths) ([]string,
 	return out, nil
 }
 
-// inputVars maps each scalar `with` input to GAUNTLET_INPUT_<KEY>. Lists
-// and maps have no faithful single-string form; they are only in the
-// GAUNTLET_INPUTS file, as is everything else.
-func inputVars(with map[string]any) (map[string]string, error) {
+// inputVars maps each scalar `with` input to GAUNTLET_INPUT_<KEY>, and
+// the pointer of each input materialised from the store to
+// GAUNTLET_INPUT_<KEY>_REF. Lists and maps have no faithful single-string
+// form; they are only in the GAUNTLET_INPUTS file, as is everything else.
+func inputVars(with map[string]any, refs map[string]string) (map[string]string, error) {
 	out := map[string]string{}
 	from := map[string]string{}
 	keys := make([]string, 0, len(with))
@@ -120,6 +122,18 @@ func inputVars(with map[string]any) (map[string]string, error) {
 		}
 		from[name] = k
 		out[name] = val
+	}
+	for _, k := range keys {
+		ref, ok := refs[k]
+		if !ok {
+			continue
+		}
+		name := ReservedPrefix + "INPUT_" + EnvKey(k) + RefSuffix
+		if prev, dup := from[name]; dup {
+			return nil, fmt.Errorf("with: input %q and the pointer of input %q both map to %s", prev, k, name)
+		}
+		from[name] = k
+		out[name] = ref
 	}
 	return out, nil
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 )
 
 // Command is an external command. Its fields match spec.Command, so a
@@ -40,6 +42,9 @@ type Env interface {
 	Resume(v any) bool
 	Dir() string
 	Logger() *slog.Logger
+	// Artifacts materialises the pointers among the inputs and publishes
+	// what the command wrote (see ArtifactsDir).
+	Artifacts() *workspace.Session
 }
 
 // Heartbeat is what Run passes to Env.Progress: the attempt number, so the
@@ -133,7 +138,11 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 		inputs:     filepath.Join(dir, fmt.Sprintf("attempt-%d", attempt), "inputs.json"),
 	}
 	logPath := filepath.Join(dir, "logs", fmt.Sprintf("attempt-%d.log", attempt))
-	if err := prepareDirs(p, logPath, in.With); err != nil {
+	with, refs, err := materializeInputs(ctx, env, in.With)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareDirs(p, logPath, with); err != nil {
 		return nil, retryable(KindHost, err)
 	}
 
@@ -141,7 +150,9 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 	if err != nil {
 		return nil, err
 	}
-	environ, err := buildEnv(os.Environ(), cmd, in, p)
+	local := in
+	local.With = with
+	environ, err := buildEnv(os.Environ(), cmd, local, refs, p)
 	if err != nil {
 		return nil, permanent(KindBadInput, err)
 	}
@@ -255,8 +266,9 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 	if err != nil {
 		return nil, err
 	}
-	outputs[OutputDirKey] = p.outputDir
-	outputs[LogKey] = logPath
+	if err := publishOutputs(ctx, env, outputs, p.outputDir, logPath); err != nil {
+		return nil, err
+	}
 	return outputs, nil
 }
 

@@ -42,20 +42,28 @@ echo '::output quoted="a b"' >&2
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantDir := filepath.Join(env.dir, "attempt-1", "output")
 	want := map[string]any{
-		"accuracy":   0.9,
-		"greeting":   "from-json",
-		"model":      "m1",
-		"quoted":     "a b",
-		OutputDirKey: wantDir,
-		LogKey:       filepath.Join(env.dir, "logs", "attempt-1.log"),
+		"accuracy": 0.9,
+		"greeting": "from-json",
+		"model":    "m1",
+		"quoted":   "a b",
 	}
-	if !reflect.DeepEqual(out, want) {
-		t.Fatalf("outputs\n got %v\nwant %v", out, want)
+	got := map[string]any{}
+	for k, v := range out {
+		if k != OutputDirKey && k != LogKey {
+			got[k] = v
+		}
 	}
-	if fi, err := os.Stat(wantDir); err != nil || !fi.IsDir() {
-		t.Fatalf("output dir: %v", err)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("outputs\n got %v\nwant %v", got, want)
+	}
+	// output_dir and log are the attempt's, in the store: the command's
+	// "log" is replaced.
+	if b, err := os.ReadFile(filepath.Join(env.local(t, out[OutputDirKey]), "outputs.json")); err != nil || !strings.Contains(string(b), "from-json") {
+		t.Fatalf("output_dir holds %q, %v", b, err)
+	}
+	if b, err := os.ReadFile(env.local(t, out[LogKey])); err != nil || !strings.Contains(string(b), "::output greeting=hello") {
+		t.Fatalf("log holds %q, %v", b, err)
 	}
 }
 
@@ -83,8 +91,8 @@ func TestOutputDirIsFreshPerAttempt(t *testing.T) {
 	if out["files"] != "0" {
 		t.Fatalf("second attempt's output dir holds %v files", out["files"])
 	}
-	if out[OutputDirKey] != filepath.Join(env.dir, "attempt-2", "output") {
-		t.Fatalf("output_dir = %v", out[OutputDirKey])
+	if _, err := os.Stat(filepath.Join(env.dir, "attempt-2", "output")); err != nil {
+		t.Fatalf("attempt 2's output dir: %v", err)
 	}
 }
 
@@ -376,7 +384,7 @@ func TestLogLimit(t *testing.T) {
 	if out["after"] != "cut" {
 		t.Fatalf("directive after the limit lost: %v", out)
 	}
-	data, err := os.ReadFile(out[LogKey].(string))
+	data, err := os.ReadFile(env.local(t, out[LogKey]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,5 +419,76 @@ func TestAttemptNumbering(t *testing.T) {
 	env.resume = []byte(`{"attempt": 6}`)
 	if got := attempt(); got != "7" {
 		t.Fatalf("attempt after heartbeat 6 = %s, want 7", got)
+	}
+}
+
+// An input that is an artifact pointer arrives as a local path, with the
+// pointer beside it; what the command writes under artifacts/<key> leaves
+// as output <key>, a pointer.
+func TestArtifactsInAndOut(t *testing.T) {
+	env := newFakeEnv(t)
+	src := filepath.Join(t.TempDir(), "data.csv")
+	if err := os.WriteFile(src, []byte("a,b\n1,2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, err := env.artifacts.Publish(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runShell(t, env, `
+set -e
+echo "::output ref=$GAUNTLET_INPUT_DATA_REF path=$GAUNTLET_INPUT_DATA head=$(head -1 "$GAUNTLET_INPUT_DATA")"
+grep -q "\"data\": \"$GAUNTLET_INPUT_DATA\"" "$GAUNTLET_INPUTS"
+mkdir -p "$GAUNTLET_OUTPUT_DIR/artifacts/model/weights"
+echo w > "$GAUNTLET_OUTPUT_DIR/artifacts/model/weights/w.bin"
+echo '{}' > "$GAUNTLET_OUTPUT_DIR/artifacts/model/manifest.json"
+cp "$GAUNTLET_INPUT_DATA" "$GAUNTLET_OUTPUT_DIR/artifacts/copy"
+echo tmp > "$GAUNTLET_OUTPUT_DIR/artifacts/.partial"
+`, map[string]any{"data": in.String(), "label": "y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out["ref"] != in.String() || out["head"] != "a,b" || !filepath.IsAbs(out["path"].(string)) {
+		t.Errorf("input: ref %v path %v first line %v", out["ref"], out["path"], out["head"])
+	}
+	model := env.local(t, out["model"])
+	if b, err := os.ReadFile(filepath.Join(model, "weights", "w.bin")); err != nil || string(b) != "w\n" {
+		t.Errorf("model artifact: %q, %v", b, err)
+	}
+	if out["copy"] != in.String() {
+		t.Errorf("copy %v: the same bytes are the same blob %s", out["copy"], in)
+	}
+	if _, ok := out[".partial"]; ok {
+		t.Error("a hidden temporary file became an output")
+	}
+}
+
+func TestArtifactOutputErrors(t *testing.T) {
+	for name, c := range map[string]struct {
+		script string
+		with   map[string]any
+		kind   string
+		msg    string
+	}{
+		"set twice": {`mkdir -p "$GAUNTLET_OUTPUT_DIR/artifacts"; echo 1 > "$GAUNTLET_OUTPUT_DIR/artifacts/model"; echo "::output model=x"`, nil, KindBadOutput, "set both"},
+		"reserved":  {`mkdir -p "$GAUNTLET_OUTPUT_DIR/artifacts"; echo 1 > "$GAUNTLET_OUTPUT_DIR/artifacts/log"`, nil, KindBadOutput, "Gauntlet sets"},
+		"symlink":   {`mkdir -p "$GAUNTLET_OUTPUT_DIR/artifacts/m"; ln -s /etc/passwd "$GAUNTLET_OUTPUT_DIR/artifacts/m/x"`, nil, KindBadOutput, "not a regular file"},
+		"ref clash": {`true`, map[string]any{"model": "REF", "model_ref": "x"}, KindBadInput, "GAUNTLET_INPUT_MODEL_REF"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := newFakeEnv(t)
+			if c.with["model"] == "REF" {
+				p, err := env.artifacts.Publish(context.Background(), env.dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.with["model"] = p.String()
+			}
+			_, err := runShell(t, env, c.script, c.with)
+			e := asError(t, err)
+			if e.Kind != c.kind || e.Retryable() || !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("kind %s retryable %v: %v; want %s naming %q", e.Kind, e.Retryable(), err, c.kind, c.msg)
+			}
+		})
 	}
 }

@@ -1,26 +1,55 @@
 package extstep
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"sync"
 	"testing"
+
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 )
 
 // fakeEnv records progress reports and replays the last one as the next
 // attempt's resume details, the way the Temporal adapter does.
 type fakeEnv struct {
-	t   *testing.T
-	dir string
+	t         *testing.T
+	dir       string
+	artifacts *workspace.Session
 
 	mu      sync.Mutex
 	reports []Heartbeat
 	resume  []byte
 }
 
+// newFakeEnv's store and cache live under a fresh directory.
 func newFakeEnv(t *testing.T) *fakeEnv {
-	return &fakeEnv{t: t, dir: t.TempDir()}
+	ws, err := workspace.Open(context.Background(), workspace.Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ws.Session()
+	t.Cleanup(s.Close)
+	return &fakeEnv{t: t, dir: t.TempDir(), artifacts: s}
+}
+
+func (e *fakeEnv) Artifacts() *workspace.Session { return e.artifacts }
+
+// local materialises the artifact an output names and returns its path.
+func (e *fakeEnv) local(t *testing.T, ptr any) string {
+	t.Helper()
+	s, _ := ptr.(string)
+	p, err := artifact.ParsePointer(s)
+	if err != nil {
+		t.Fatalf("output %v: %v", ptr, err)
+	}
+	path, err := e.artifacts.Materialize(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func (e *fakeEnv) Progress(details any) {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
 )
@@ -28,9 +29,11 @@ type Options struct {
 	// StateDir is the root of local state (models, caches); empty means
 	// <outDir>/.state.
 	StateDir string
-	// ArtifactStore is where models and reports are stored; empty means
-	// file://<StateDir>/artifacts.
-	ArtifactStore string
+	// Workspace is the artifact store the step reads and writes and the
+	// local cache of it; nil means the store file://<StateDir>/artifacts
+	// and the cache <StateDir>/cache. Give the fleet's store to hand a
+	// pipeline's workers what the step produced, or to use theirs.
+	Workspace *workspace.Workspace
 	// RunID and StepID identify the execution to the step (model directory
 	// names, webhook payloads); they default to "cli" and the type name.
 	RunID, StepID string
@@ -86,11 +89,15 @@ func RunWith(ctx context.Context, typ string, with map[string]string, outDir str
 	if in.StepID == "" {
 		in.StepID = typ
 	}
-	store := o.ArtifactStore
-	if store == "" {
-		store = "file://" + filepath.Join(state, "artifacts")
+	ws := o.Workspace
+	if ws == nil {
+		if ws, err = workspace.Open(ctx, workspace.Config{StateDir: state}); err != nil {
+			return fmt.Errorf("step %s: %w", typ, err)
+		}
 	}
-	env := &cliEnv{out: stdout, dir: outDir, state: state, store: store, interval: o.ProgressInterval,
+	session := ws.Session()
+	defer session.Close()
+	env := &cliEnv{out: stdout, dir: outDir, state: state, artifacts: session, interval: o.ProgressInterval,
 		log: slog.New(slog.NewTextHandler(stdout, nil)).With("step", typ)}
 	outputs, err := t.Run(ctx, env, in)
 	env.flush()
@@ -143,7 +150,7 @@ func runnable() []string {
 type cliEnv struct {
 	out        io.Writer
 	dir, state string
-	store      string
+	artifacts  *workspace.Session
 	log        *slog.Logger
 	interval   time.Duration
 
@@ -175,11 +182,11 @@ func (e *cliEnv) flush() {
 	}
 }
 
-func (e *cliEnv) Resume(any) bool      { return false }
-func (e *cliEnv) Dir() string          { return e.dir }
-func (e *cliEnv) StateDir() string     { return e.state }
-func (e *cliEnv) Store() string        { return e.store }
-func (e *cliEnv) Logger() *slog.Logger { return e.log }
+func (e *cliEnv) Resume(any) bool               { return false }
+func (e *cliEnv) Dir() string                   { return e.dir }
+func (e *cliEnv) StateDir() string              { return e.state }
+func (e *cliEnv) Artifacts() *workspace.Session { return e.artifacts }
+func (e *cliEnv) Logger() *slog.Logger          { return e.log }
 
 // progressLine renders details as "progress epoch=3/20 loss=0.41": an
 // epoch/epochs pair is joined, other keys follow in name order.

@@ -31,8 +31,8 @@ func TestRunTrainWritesOutputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	model, _ := got["model"].(string)
-	if !strings.HasPrefix(model, filepath.Join(out, ".state", "models")) {
-		t.Errorf("model %q not under the out dir's state", model)
+	if !strings.HasPrefix(model, "file://"+filepath.Join(out, ".state", "artifacts")+"/trees/sha256/") {
+		t.Errorf("model %q is not a pointer into the out dir's store", model)
 	}
 	if !strings.Contains(stdout.String(), "progress epoch=3/3 loss=") {
 		t.Errorf("stdout lacks the last epoch's progress line:\n%s", stdout.String())
@@ -41,10 +41,17 @@ func TestRunTrainWritesOutputs(t *testing.T) {
 		t.Errorf("stdout does not print the outputs")
 	}
 
-	// The model feeds the next step by path, as a pipeline template would.
+	// The model feeds the next step by pointer, as a pipeline template
+	// would, when both share the store.
 	stdout.Reset()
-	if err := Run(context.Background(), "evaluate", map[string]string{"model": model, "thresholds": `{"roc_auc": {"min": 0.5}}`}, t.TempDir(), &stdout); err != nil {
+	if err := RunWith(context.Background(), "evaluate", map[string]string{"model": model, "thresholds": `{"roc_auc": {"min": 0.5}}`}, t.TempDir(), &stdout,
+		Options{StateDir: filepath.Join(out, ".state")}); err != nil {
 		t.Fatal(err)
+	}
+	// Given another store, the step says every worker needs the same one.
+	err = Run(context.Background(), "evaluate", map[string]string{"model": model}, t.TempDir(), &stdout)
+	if _, retryable := steps.Classify(err); err == nil || retryable || !strings.Contains(err.Error(), "same --store") {
+		t.Errorf("a pointer into another store: %v", err)
 	}
 }
 

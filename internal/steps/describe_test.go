@@ -36,7 +36,7 @@ func TestDescribeShowsTheDeclarations(t *testing.T) {
 	train, _ := Lookup("train")
 	_ = Describe(&b, train)
 	out := b.String()
-	for _, want := range []string{"runs as an activity", "data ", "required  CSV path", "seed of the split", "model_digest", "content digest of the model directory"} {
+	for _, want := range []string{"runs as an activity", "data ", "required  the data: a path", "seed of the split", "model_digest", "sha256 of the model's SHA256SUMS"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("train's help lacks %q:\n%s", want, out)
 		}

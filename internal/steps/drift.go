@@ -8,11 +8,11 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/drift"
 	"github.com/gauntlet-ml/gauntlet/internal/stepio"
@@ -30,15 +30,15 @@ func init() {
 	Register(Define(Type{
 		Name: "drift",
 		Doc: "Compares current data with a reference sample column by column (PSI, Kolmogorov–Smirnov, chi-square) and " +
-			"decides per feature and for the data set whether it drifted. Writes " + DriftFile + " into the step directory.",
+			"decides per feature and for the data set whether it drifted. Publishes " + DriftFile + " to the artifact store.",
 		Kind: Activity,
 	}, driftInputs{PSI: th.PSI, Alpha: th.Alpha, KSMinEffect: th.KSMinEffect, CramersVMinEffect: th.CramersVMinEffect,
 		DatasetShare: th.DatasetShare, Bins: th.Bins}, runDrift))
 }
 
 type driftInputs struct {
-	Reference         string   `json:"reference" required:"true" doc:"CSV path or builtin: URI"`
-	Current           string   `json:"current" required:"true" doc:"CSV path or builtin: URI"`
+	Reference         string   `json:"reference" required:"true" doc:"CSV: a path, file://, s3:// or https:// URL, an artifact pointer, or a builtin: URI"`
+	Current           string   `json:"current" required:"true" doc:"CSV, given as reference is"`
 	Columns           []string `json:"columns" doc:"columns to compare (list or comma-separated; default: all but the label and exclude)"`
 	Exclude           []string `json:"exclude" doc:"columns not to compare, e.g. an id or the label of a CSV"`
 	PSI               float64  `json:"psi" doc:"PSI at or above which a feature drifted (default 0.2)"`
@@ -56,7 +56,7 @@ type DriftOutputs struct {
 	DriftedFeatures []string                `json:"drifted_features" doc:"the columns that drifted"`
 	DriftedCount    int                     `json:"drifted_count" doc:"how many columns drifted"`
 	Share           float64                 `json:"share" doc:"share of the columns that drifted"`
-	Report          string                  `json:"report" doc:"path of drift.json"`
+	Report          string                  `json:"report" doc:"drift.json: an artifact pointer"`
 }
 
 // FeatureDrift is one column's comparison; the KS numbers are there for
@@ -74,11 +74,20 @@ type FeatureDrift struct {
 	CramersV        *stepio.Float `json:"cramers_v,omitempty"`
 }
 
-func runDrift(_ context.Context, env Env, _ Input, a driftInputs) (*DriftOutputs, error) {
+func runDrift(ctx context.Context, env Env, _ Input, a driftInputs) (*DriftOutputs, error) {
 	th := drift.DefaultThresholds()
 	th.PSI, th.Alpha, th.KSMinEffect, th.CramersVMinEffect, th.DatasetShare, th.Bins = a.PSI, a.Alpha, a.KSMinEffect, a.CramersVMinEffect, a.DatasetShare, a.Bins
-	refSrc, curSrc, columns, exclude := a.Reference, a.Current, a.Columns, a.Exclude
-	ref, err := readTable("reference", refSrc, nil)
+	columns, exclude := a.Columns, a.Exclude
+	refData, err := env.Artifacts().Data(ctx, a.Reference)
+	if err != nil {
+		return nil, artifactErr("reference", err)
+	}
+	curData, err := env.Artifacts().Data(ctx, a.Current)
+	if err != nil {
+		return nil, artifactErr("current", err)
+	}
+	refSrc, curSrc := refData.Source, curData.Source
+	ref, err := readTable("reference", refData, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +104,7 @@ func runDrift(_ context.Context, env Env, _ Input, a driftInputs) (*DriftOutputs
 			return nil, badInput("columns", "column %q is not in the reference %s", c, refSrc)
 		}
 	}
-	cur, err := readTable("current", curSrc, ref)
+	cur, err := readTable("current", curData, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +120,8 @@ func runDrift(_ context.Context, env Env, _ Input, a driftInputs) (*DriftOutputs
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("drift of %s against %s: %w", curSrc, refSrc, err))
 	}
-	path := filepath.Join(env.Dir(), DriftFile)
-	if err := writeJSON(path, map[string]any{"reference": refSrc, "current": curSrc, "report": rep}); err != nil {
+	path, err := publishJSON(ctx, env, DriftFile, map[string]any{"reference": refSrc, "current": curSrc, "report": rep})
+	if err != nil {
 		return nil, err
 	}
 	out := &DriftOutputs{Features: map[string]FeatureDrift{}, DriftedFeatures: []string{}, Drifted: rep.Drifted,
@@ -141,7 +150,8 @@ func runDrift(_ context.Context, env Env, _ Input, a driftInputs) (*DriftOutputs
 // in the reference (like), so that text in it is reported rather than
 // silently switching the test. Missing numbers are dropped (the tests take
 // no NaN); missing categories count as a category of their own.
-func readTable(key, src string, like drift.Table) (drift.Table, error) {
+func readTable(key string, data workspace.Data, like drift.Table) (drift.Table, error) {
+	src := data.Source
 	if strings.HasPrefix(src, "builtin:") {
 		d, err := dataset.Load(src)
 		if err != nil {
@@ -158,7 +168,7 @@ func readTable(key, src string, like drift.Table) (drift.Table, error) {
 		}
 		return t, nil
 	}
-	f, err := os.Open(src)
+	f, err := os.Open(data.Path)
 	if err != nil {
 		return nil, dataError(key, src, err)
 	}

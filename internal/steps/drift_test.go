@@ -36,7 +36,7 @@ func TestDriftBuiltin(t *testing.T) {
 	if purpose["chi_square"] == nil || purpose["kind"] != "categorical" {
 		t.Errorf("purpose: %v", purpose)
 	}
-	if _, err := os.Stat(moved["report"].(string)); err != nil {
+	if _, err := os.Stat(fetchOut(t, moved["report"])); err != nil {
 		t.Error(err)
 	}
 }

@@ -29,11 +29,20 @@ func Permanentf(kind, format string, args ...any) error {
 
 // Classify reports the kind and retryability of err. Errors that say for
 // themselves whether they are retryable (a `Retryable() bool` method, as the
-// data loaders' errors have) are honoured; anything else is retryable.
+// data loaders' errors have) are honoured, with their kind when they name
+// one (an `ErrorKind() string` method, as the artifact store's errors
+// have); anything else is retryable.
 func Classify(err error) (kind string, retryable bool) {
 	var se *Error
 	if errors.As(err, &se) {
 		return se.Kind, se.Retryable
+	}
+	var k interface {
+		ErrorKind() string
+		Retryable() bool
+	}
+	if errors.As(err, &k) {
+		return k.ErrorKind(), k.Retryable()
 	}
 	var r interface{ Retryable() bool }
 	if errors.As(err, &r) {

@@ -5,14 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
@@ -26,24 +25,24 @@ func init() {
 	Register(Define(Type{
 		Name: "evaluate",
 		Doc: "Scores a model on labelled data (default: its held-out split), optionally against a baseline model or the " +
-			"registry's champion, and checks metric thresholds. Writes " + EvaluationFile + " (metrics, ROC curve, " +
-			"calibration, confusion matrix of candidate and baseline) into the step directory. A failed verdict fails the " +
+			"registry's champion, and checks metric thresholds. Publishes " + EvaluationFile + " (metrics, ROC curve, " +
+			"calibration, confusion matrix of candidate and baseline) to the artifact store. A failed verdict fails the " +
 			"step, permanently, unless fail_on_regression is false.",
 		Kind: Activity,
 	}, evaluateInputs{FailOnRegression: true}, runEvaluate))
 }
 
-// championInputs say where the registry's champion is, for a baseline
-// given as "champion".
+// championInputs say which registered model's champion a baseline given
+// as "champion" is. The registry lives in the worker's store.
 type championInputs struct {
-	Registry      string `json:"registry" doc:"artifact store location of the registry (default <state>/artifacts)"`
+	Registry      string `json:"registry" doc:"no longer used: the registry lives in the artifact store every worker shares (--store); a value naming another store is refused"`
 	RegistryModel string `json:"registry_model" doc:"registered model name whose champion is the baseline (default: the pipeline name)"`
 }
 
 type evaluateInputs struct {
-	Model            string                     `json:"model" required:"true" doc:"model directory"`
-	Data             string                     `json:"data" doc:"CSV path or builtin: URI (default: the model's held-out split)"`
-	Baseline         string                     `json:"baseline" doc:"model directory, or champion for the registry's champion"`
+	Model            ArtifactRef                `json:"model" required:"true" doc:"the model: an artifact pointer (a model step's output) or a model directory on the worker"`
+	Data             string                     `json:"data" doc:"the data: a path, file://, s3:// or https:// URL, an artifact pointer, or a builtin: URI (default: the model's held-out split)"`
+	Baseline         ArtifactRef                `json:"baseline" doc:"a model (artifact pointer or directory), or champion for the registry's champion"`
 	Thresholds       map[string]thresholdInputs `json:"thresholds" doc:"metric → {min, max, min_absolute_change, min_relative_change, max_drop}"`
 	FailOnRegression bool                       `json:"fail_on_regression" doc:"fail the step when the verdict fails (default true)"`
 	championInputs
@@ -64,7 +63,7 @@ type EvaluateOutputs struct {
 	BaselineMetrics map[string]stepio.Float `json:"baseline_metrics,omitempty" doc:"the baseline's metrics on the same rows, when there is a baseline"`
 	Passed          bool                    `json:"passed" doc:"every threshold held"`
 	Verdict         evaluate.Verdict        `json:"verdict" required:"true" doc:"every check with its value, limit and message"`
-	Evaluation      string                  `json:"evaluation" doc:"path of evaluation.json"`
+	Evaluation      string                  `json:"evaluation" doc:"evaluation.json: an artifact pointer"`
 }
 
 var knownMetrics = []string{evaluate.Accuracy, evaluate.Precision, evaluate.Recall, evaluate.F1,
@@ -151,23 +150,15 @@ type rocPoint struct {
 	Threshold any     `json:"threshold"`
 }
 
-// score evaluates m on d. Threshold-free metrics come from the scores;
-// decision metrics come from the model's own decisions, which differ from a
-// single threshold when the manifest carries a fairness policy.
-// scoreCandidate loads the model at with.model and scores it on src, by
-// default its held-out split. It returns the source it settled on, so that
-// a baseline is scored on the very same rows.
-func scoreCandidate(path, src string) (*loadedModel, *dataset.Dataset, *scored, string, error) {
-	cand, err := loadModel("model", path)
+// scoreCandidate loads with.model and scores it on src, by default its
+// held-out split. It returns the source it settled on, so that a baseline
+// is scored on the very same rows.
+func scoreCandidate(ctx context.Context, env Env, model ArtifactRef, src string) (*loadedModel, *dataset.Dataset, *scored, string, error) {
+	cand, err := loadModel(ctx, env, "model", model)
 	if err != nil {
 		return nil, nil, nil, "", err
 	}
-	if src == "" {
-		if src, err = cand.holdout(); err != nil {
-			return nil, nil, nil, "", err
-		}
-	}
-	d, err := cand.loadData("data", src)
+	d, src, err := cand.loadData(ctx, env, "data", src)
 	if err != nil {
 		return nil, nil, nil, "", err
 	}
@@ -178,6 +169,9 @@ func scoreCandidate(path, src string) (*loadedModel, *dataset.Dataset, *scored, 
 	return cand, d, cs, src, nil
 }
 
+// score evaluates m on d. Threshold-free metrics come from the scores;
+// decision metrics come from the model's own decisions, which differ from a
+// single threshold when the manifest carries a fairness policy.
 func score(m *loadedModel, d *dataset.Dataset) (*scored, error) {
 	s, err := m.scores(d)
 	if err != nil {
@@ -185,7 +179,7 @@ func score(m *loadedModel, d *dataset.Dataset) (*scored, error) {
 	}
 	rep, err := evaluate.Evaluate(d.Y, s, evaluate.Options{Threshold: m.Manifest.Threshold})
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("evaluate %s on %s: %w", m.Dir, d.Source, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("evaluate %s on %s: %w", m.Name, d.Source, err))
 	}
 	conf := rep.Confusion
 	if m.policy != nil {
@@ -212,7 +206,7 @@ func score(m *loadedModel, d *dataset.Dataset) (*scored, error) {
 		rep.Metrics[evaluate.F1] = conf.F1()
 	}
 	out := &scored{
-		Model: m.Dir, Digest: m.Digest, Data: d.Source, Rows: d.Len(), Threshold: m.Manifest.Threshold,
+		Model: m.Name, Digest: m.digest(), Data: d.Source, Rows: d.Len(), Threshold: m.Manifest.Threshold,
 		Metrics:   stepio.Floats(rep.Metrics),
 		Confusion: map[string]any{"tp": conf.TP, "fp": conf.FP, "tn": conf.TN, "fn": conf.FN},
 		ROC:       rocCurve(d.Y, s, 200),
@@ -275,33 +269,22 @@ func runEvaluate(ctx context.Context, env Env, in Input, a evaluateInputs) (*Eva
 	if err != nil {
 		return nil, err
 	}
-	if a.Data, err = localData(ctx, env, "data", a.Data); err != nil {
-		return nil, err
-	}
-	cand, _, cs, src, err := scoreCandidate(a.Model, a.Data)
+	cand, _, cs, src, err := scoreCandidate(ctx, env, a.Model, a.Data)
 	if err != nil {
 		return nil, err
 	}
 
 	var bs *scored
 	note := ""
-	baselineDir := a.Baseline
-	if a.Baseline == registry.Champion {
-		baselineDir, note, err = resolveChampion(ctx, env, in, a.championInputs)
+	baseline := a.Baseline
+	if baseline.String() == registry.Champion {
+		baseline, note, err = resolveChampion(ctx, env, in, a.championInputs)
 		if err != nil {
 			return nil, err
 		}
 	}
-	if baselineDir != "" {
-		bm, err := loadModel("baseline", baselineDir)
-		if err != nil {
-			return nil, err
-		}
-		bd, err := bm.loadData("data", src)
-		if err != nil {
-			return nil, fmt.Errorf("baseline %s: %w", baselineDir, err)
-		}
-		if bs, err = score(bm, bd); err != nil {
+	if !baseline.IsZero() {
+		if bs, err = scoreBaseline(ctx, env, baseline, src); err != nil {
 			return nil, err
 		}
 	}
@@ -318,11 +301,11 @@ func runEvaluate(ctx context.Context, env Env, in Input, a evaluateInputs) (*Eva
 	if bs != nil {
 		report["baseline"] = bs
 	}
-	evalPath := filepath.Join(env.Dir(), EvaluationFile)
-	if err := writeJSON(evalPath, report); err != nil {
+	evalPtr, err := publishJSON(ctx, env, EvaluationFile, report)
+	if err != nil {
 		return nil, err
 	}
-	out := &EvaluateOutputs{Metrics: cs.Metrics, Passed: v.Passed, Verdict: *v, Evaluation: evalPath}
+	out := &EvaluateOutputs{Metrics: cs.Metrics, Passed: v.Passed, Verdict: *v, Evaluation: evalPtr}
 	if bs != nil {
 		out.BaselineMetrics = bs.Metrics
 	}
@@ -331,40 +314,50 @@ func runEvaluate(ctx context.Context, env Env, in Input, a evaluateInputs) (*Eva
 		for i, f := range v.Failures {
 			msgs[i] = f.Message
 		}
-		return out, Permanent(kindGateFailed, fmt.Errorf("evaluate: model %s failed %d check(s): %s", cand.Dir, len(v.Failures), strings.Join(msgs, "; ")))
+		return out, Permanent(kindGateFailed, fmt.Errorf("evaluate: model %s failed %d check(s): %s", cand.Name, len(v.Failures), strings.Join(msgs, "; ")))
 	}
 	return out, nil
 }
 
-// resolveChampion fetches the registry's champion of the named model into
-// the step directory. A registry with no such model or no champion yet is
-// the first model's case: no baseline, and the note says why.
-func resolveChampion(ctx context.Context, env Env, in Input, c championInputs) (dir, note string, err error) {
-	loc := cmp.Or(c.Registry, "file://"+filepath.Join(env.StateDir(), "artifacts"))
+// scoreBaseline loads the baseline and scores it on the candidate's rows.
+func scoreBaseline(ctx context.Context, env Env, baseline ArtifactRef, src string) (*scored, error) {
+	bm, err := loadModel(ctx, env, "baseline", baseline)
+	if err != nil {
+		return nil, err
+	}
+	bd, _, err := bm.loadData(ctx, env, "data", src)
+	if err != nil {
+		return nil, fmt.Errorf("baseline %s: %w", bm.Name, err)
+	}
+	return score(bm, bd)
+}
+
+// resolveChampion names the registry's champion of the named model. A
+// registry with no such model or no champion yet is the first model's
+// case: no baseline, and the note says why.
+func resolveChampion(ctx context.Context, env Env, in Input, c championInputs) (ArtifactRef, string, error) {
+	store := env.Artifacts().Store()
+	if c.Registry != "" {
+		given, err := artifact.Open(ctx, c.Registry)
+		if err != nil || given.Location() != store.Location() {
+			return ArtifactRef{}, "", badInput("registry", "%s is not this worker's store %s: the registry lives in the store every worker shares (--store); drop registry:",
+				workspace.Redact(c.Registry), store.Location())
+		}
+	}
 	name := cmp.Or(c.RegistryModel, in.Pipeline)
 	if name == "" {
-		return "", "baseline champion: no registry_model (nor pipeline name) to look up; only absolute thresholds were applied", nil
+		return ArtifactRef{}, "baseline champion: no registry_model (nor pipeline name) to look up; only absolute thresholds were applied", nil
 	}
 	if err := registry.ValidateName(name); err != nil {
-		return "", "", badInput("registry_model", "%v", err)
-	}
-	store, err := artifact.Open(ctx, loc)
-	if err != nil {
-		return "", "", badInput("registry", "%v", err)
+		return ArtifactRef{}, "", badInput("registry_model", "%v", err)
 	}
 	mv, err := registry.New(store).Resolve(ctx, name, registry.Champion)
 	if errors.Is(err, registry.ErrNotFound) {
-		return "", fmt.Sprintf("baseline champion: model %q has no champion in the registry at %s; only absolute thresholds were applied", name, loc), nil
+		return ArtifactRef{}, fmt.Sprintf("baseline champion: model %q has no champion in the registry at %s; only absolute thresholds were applied", name, store.Location()), nil
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("with.baseline: resolve champion of %s: %w", name, err)
+		return ArtifactRef{}, "", fmt.Errorf("with.baseline: resolve champion of %s: %w", name, err)
 	}
-	dir = filepath.Join(env.Dir(), "champion-v"+strconv.Itoa(mv.Version))
-	if _, err := os.Stat(dir); err == nil {
-		return dir, "", nil
-	}
-	if err := artifact.FetchTree(ctx, store, mv.Artifact, dir); err != nil {
-		return "", "", fmt.Errorf("with.baseline: fetch champion %s v%d: %w", name, mv.Version, err)
-	}
-	return dir, "", nil
+	p := artifact.PointerTo(store, artifact.KindTree, mv.Artifact)
+	return ArtifactRef{text: p.String(), ptr: p, label: "champion-v" + strconv.Itoa(mv.Version)}, "", nil
 }

@@ -35,7 +35,7 @@ func TestEvaluateAgainstBaseline(t *testing.T) {
 	if len(v["checks"].([]any)) != 2 || len(v["failures"].([]any)) != 1 {
 		t.Errorf("verdict %v", v)
 	}
-	b, err := os.ReadFile(out["evaluation"].(string))
+	b, err := os.ReadFile(fetchOut(t, out["evaluation"]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package steps
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/explain"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
@@ -15,30 +14,30 @@ func init() {
 		Name: "explain",
 		Doc: "Explains a float model on held-out data (default: its holdout split): permutation importance of each column " +
 			"(ROC AUC drop, mean ± std over repeats), coefficients of a logistic regression, and attributions of the first " +
-			"records (exact for logistic regression, sampled Shapley values otherwise). Writes explanation.json.",
+			"records (exact for logistic regression, sampled Shapley values otherwise). Publishes explanation.json to the artifact store.",
 		Kind: Activity,
 	}, explainInputs{Repeats: 5, Records: 3, Samples: 500, Top: 5, Seed: 1}, runExplain))
 }
 
 type explainInputs struct {
-	Model   string `json:"model" required:"true" doc:"float model directory"`
-	Data    string `json:"data" doc:"held-out data: CSV path or builtin: URI (default: the model's held-out split)"`
-	Repeats int    `json:"repeats" doc:"shuffles per column (default 5)"`
-	Records int    `json:"records" doc:"rows of data to attribute (default 3)"`
-	Samples int    `json:"samples" doc:"sampled permutations per record for Shapley values (default 500)"`
-	Top     int    `json:"top" doc:"how many columns top_features lists (default 5)"`
-	Seed    int    `json:"seed" doc:"seed of the shuffles and samples (default 1)"`
+	Model   ArtifactRef `json:"model" required:"true" doc:"the float model: an artifact pointer (a model step's output) or a model directory on the worker"`
+	Data    string      `json:"data" doc:"held-out data: a path, file://, s3:// or https:// URL, an artifact pointer, or a builtin: URI (default: the model's held-out split)"`
+	Repeats int         `json:"repeats" doc:"shuffles per column (default 5)"`
+	Records int         `json:"records" doc:"rows of data to attribute (default 3)"`
+	Samples int         `json:"samples" doc:"sampled permutations per record for Shapley values (default 500)"`
+	Top     int         `json:"top" doc:"how many columns top_features lists (default 5)"`
+	Seed    int         `json:"seed" doc:"seed of the shuffles and samples (default 1)"`
 }
 
 // ExplainOutputs are the outputs of an explain step; report reads them.
 type ExplainOutputs struct {
-	Explanation string                  `json:"explanation" doc:"path of explanation.json: importance with its spread, coefficients, the records' attributions"`
+	Explanation string                  `json:"explanation" doc:"explanation.json, an artifact pointer: importance with its spread, coefficients, the records' attributions"`
 	TopFeatures []string                `json:"top_features" doc:"the most important columns, most important first"`
 	Importance  map[string]stepio.Float `json:"importance" doc:"mean ROC AUC drop when each column is shuffled"`
 	BaseAUC     stepio.Float            `json:"base_auc" doc:"ROC AUC of the model on the data, unshuffled"`
 }
 
-func runExplain(_ context.Context, env Env, _ Input, a explainInputs) (*ExplainOutputs, error) {
+func runExplain(ctx context.Context, env Env, _ Input, a explainInputs) (*ExplainOutputs, error) {
 	for _, c := range []struct {
 		key       string
 		v         int
@@ -48,11 +47,11 @@ func runExplain(_ context.Context, env Env, _ Input, a explainInputs) (*ExplainO
 			return nil, badInput(c.key, "must be positive, got %d", c.v)
 		}
 	}
-	lm, err := loadModel("model", a.Model)
+	lm, err := loadModel(ctx, env, "model", a.Model)
 	if err != nil {
 		return nil, err
 	}
-	d, err := lm.loadData("data", a.Data)
+	d, _, err := lm.loadData(ctx, env, "data", a.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -62,16 +61,16 @@ func runExplain(_ context.Context, env Env, _ Input, a explainInputs) (*ExplainO
 	}
 	base, imp, err := explain.PermutationImportance(lm.scorer, lm.Manifest.Preprocessing, d, a.Repeats, uint64(a.Seed))
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("explain %s on %s: %w", lm.Dir, d.Source, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("explain %s on %s: %w", lm.Name, d.Source, err))
 	}
 	m := &explain.Model{Scorer: lm.scorer, Encoder: lm.Manifest.Preprocessing, Background: x, Samples: a.Samples, Seed: uint64(a.Seed)}
-	report := map[string]any{"model": lm.Dir, "data": d.Source, "base_auc": base, "permutation_importance": imp}
+	report := map[string]any{"model": lm.Name, "data": d.Source, "base_auc": base, "permutation_importance": imp}
 	if net, ok := lm.scorer.(*model.Network); ok {
 		m.Net = net
 		if net.Kind == model.LogReg {
 			cs, err := explain.Coefficients(net, lm.Manifest.Preprocessing)
 			if err != nil {
-				return nil, Permanent(kindBadInput, fmt.Errorf("explain %s: %w", lm.Dir, err))
+				return nil, Permanent(kindBadInput, fmt.Errorf("explain %s: %w", lm.Name, err))
 			}
 			report["coefficients"] = cs
 		}
@@ -80,13 +79,13 @@ func runExplain(_ context.Context, env Env, _ Input, a explainInputs) (*ExplainO
 	for r := range min(a.Records, d.Len()) {
 		attr, err := m.AttributeRow(x.RawRowView(r))
 		if err != nil {
-			return nil, fmt.Errorf("explain %s: record %d: %w", lm.Dir, r, err)
+			return nil, fmt.Errorf("explain %s: record %d: %w", lm.Name, r, err)
 		}
 		records = append(records, attr)
 	}
 	report["records"] = records
-	out := filepath.Join(env.Dir(), "explanation.json")
-	if err := writeJSON(out, report); err != nil {
+	out, err := publishJSON(ctx, env, "explanation.json", report)
+	if err != nil {
 		return nil, err
 	}
 	o := &ExplainOutputs{Explanation: out, Importance: map[string]stepio.Float{}, BaseAUC: stepio.Float(base)}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,15 +28,15 @@ func init() {
 		Name: "fairness-gate",
 		Doc: "Measures group fairness of a model's decisions (or of a predictions CSV) per sensitive feature and gates " +
 			"them on limits. With mitigate: threshold-optimizer, a failed gate fits per-group decision thresholds and " +
-			"writes a new model directory that applies them, then gates again. Writes " + FairnessFile + " into the step directory.",
+			"publishes a new model that applies them, then gates again. Publishes " + FairnessFile + " to the artifact store.",
 		Kind: Activity,
 	}, gateInputs{MinGroupSize: fairness.DefaultOptions().MinGroupSize, Mitigate: "none", Constraint: string(fairness.DemographicParity), Seed: 1}, runFairnessGate))
 }
 
 type gateInputs struct {
-	Model        string             `json:"model" doc:"model directory (or give predictions)"`
-	Data         string             `json:"data" doc:"CSV path or builtin: URI (default: the model's held-out split)"`
-	Predictions  string             `json:"predictions" doc:"CSV with y_true, y_pred, optional y_score and the sensitive columns, instead of model"`
+	Model        ArtifactRef        `json:"model" doc:"the model: an artifact pointer (a model step's output) or a model directory on the worker (or give predictions)"`
+	Data         string             `json:"data" doc:"the data: a path, file://, s3:// or https:// URL, an artifact pointer, or a builtin: URI (default: the model's held-out split)"`
+	Predictions  string             `json:"predictions" doc:"CSV with y_true, y_pred, optional y_score and the sensitive columns, instead of model: a path, URL or artifact pointer"`
 	Sensitive    []string           `json:"sensitive" required:"true" doc:"sensitive columns (list or comma-separated)"`
 	Max          map[string]float64 `json:"max" doc:"upper limits, e.g. {demographic_parity_difference: 0.1}"`
 	Min          map[string]float64 `json:"min" doc:"lower limits, e.g. {demographic_parity_ratio: 0.8}"`
@@ -54,12 +53,12 @@ type gateInputs struct {
 type FairnessGateOutputs struct {
 	Passed         bool                       `json:"passed" required:"true" doc:"every limit held (after mitigation, when it mitigated)"`
 	Mitigated      bool                       `json:"mitigated" doc:"the gate failed and a model with per-group thresholds was written"`
-	Model          string                     `json:"model" doc:"the model to use from here: the mitigated one when it mitigated"`
+	Model          string                     `json:"model" doc:"the model to use from here, an artifact pointer: the mitigated one when it mitigated"`
 	Before         map[string]FeatureFairness `json:"before" doc:"by sensitive feature, before mitigation"`
 	After          map[string]FeatureFairness `json:"after" doc:"by sensitive feature, after mitigation (as before when none)"`
 	AccuracyBefore stepio.Float               `json:"accuracy_before" doc:"accuracy of the decisions before mitigation"`
 	AccuracyAfter  stepio.Float               `json:"accuracy_after" doc:"accuracy of the decisions after mitigation"`
-	Report         string                     `json:"report" doc:"path of fairness.json"`
+	Report         string                     `json:"report" doc:"fairness.json: an artifact pointer"`
 	ByFeature      map[string]FeatureFairness `json:"by_feature" doc:"the final numbers by feature, e.g. by_feature.sex.groups.female.selection_rate"`
 	Violations     []string                   `json:"violations" doc:"the limits still violated"`
 }
@@ -85,22 +84,23 @@ type GroupRates struct {
 }
 
 type gateArgs struct {
-	model, data, predictions string
-	sensitive                []string
-	limits                   fairness.Limits
-	opts                     fairness.Options
-	mitigate                 bool
-	thresholds               fairness.ThresholdOptions
-	seed                     uint64
+	model             ArtifactRef
+	data, predictions string
+	sensitive         []string
+	limits            fairness.Limits
+	opts              fairness.Options
+	mitigate          bool
+	thresholds        fairness.ThresholdOptions
+	seed              uint64
 }
 
 func parseGate(in gateInputs) (*gateArgs, error) {
 	a := &gateArgs{opts: fairness.DefaultOptions(), model: in.Model, data: in.Data, predictions: in.Predictions,
 		sensitive: slices.Sorted(slices.Values(in.Sensitive)), limits: fairness.Limits{Max: in.Max, Min: in.Min}}
 	switch {
-	case a.model == "" && a.predictions == "":
+	case a.model.IsZero() && a.predictions == "":
 		return nil, badInput("model", "give model (with optional data) or predictions")
-	case a.model != "" && a.predictions != "":
+	case !a.model.IsZero() && a.predictions != "":
 		return nil, badInput("predictions", "give model or predictions, not both")
 	case a.predictions != "" && a.data != "":
 		return nil, badInput("data", "applies to model; predictions already hold the rows")
@@ -119,7 +119,7 @@ func parseGate(in gateInputs) (*gateArgs, error) {
 	default:
 		return nil, badInput("mitigate", "unknown mitigation %q (known: %s)", in.Mitigate, MitigateThresholdOptimizer)
 	}
-	if a.mitigate && a.model == "" {
+	if a.mitigate && a.model.IsZero() {
 		return nil, badInput("mitigate", "needs with.model: a mitigated model cannot be written from predictions")
 	}
 	switch c := fairness.Constraint(in.Constraint); c {
@@ -157,7 +157,7 @@ func gate(a *gateArgs, yTrue, yPred []int, cols map[string][]string) (*gated, er
 	return &gated{Report: rep, Verdict: v}, nil
 }
 
-func runFairnessGate(_ context.Context, env Env, in Input, args gateInputs) (*FairnessGateOutputs, error) {
+func runFairnessGate(ctx context.Context, env Env, in Input, args gateInputs) (*FairnessGateOutputs, error) {
 	a, err := parseGate(args)
 	if err != nil {
 		return nil, err
@@ -172,22 +172,22 @@ func runFairnessGate(_ context.Context, env Env, in Input, args gateInputs) (*Fa
 		dataSrc string
 	)
 	if a.predictions != "" {
-		dataSrc = a.predictions
-		if yTrue, yPred, cols, err = readPredictions(a.predictions, a.sensitive); err != nil {
+		data, err := env.Artifacts().Data(ctx, a.predictions)
+		if err != nil {
+			return nil, artifactErr("predictions", err)
+		}
+		dataSrc = data.Source
+		if yTrue, yPred, cols, err = readPredictions(data.Path, data.Source, a.sensitive); err != nil {
 			return nil, err
 		}
 	} else {
-		if lm, err = loadModel("model", a.model); err != nil {
+		if lm, err = loadModel(ctx, env, "model", a.model); err != nil {
 			return nil, err
 		}
-		if dataSrc = a.data; dataSrc == "" {
-			if dataSrc, err = lm.holdout(); err != nil {
-				return nil, err
-			}
-		}
-		if d, err = lm.loadData("data", dataSrc); err != nil {
+		if d, dataSrc, err = lm.loadData(ctx, env, "data", a.data); err != nil {
 			return nil, err
 		}
+		dataSrc = d.Source
 		if scores, err = lm.scores(d); err != nil {
 			return nil, err
 		}
@@ -206,7 +206,6 @@ func runFairnessGate(_ context.Context, env Env, in Input, args gateInputs) (*Fa
 	report := map[string]any{"data": dataSrc, "limits": a.limits, "initial": initial}
 	out := &FairnessGateOutputs{
 		Passed:         initial.Verdict.Passed,
-		Model:          a.model,
 		Before:         featureOutputs(initial.Report),
 		After:          featureOutputs(initial.Report),
 		ByFeature:      featureOutputs(initial.Report),
@@ -214,9 +213,12 @@ func runFairnessGate(_ context.Context, env Env, in Input, args gateInputs) (*Fa
 		AccuracyAfter:  stepio.Float(initial.Report.Accuracy),
 		Violations:     violations(initial.Verdict),
 	}
+	if lm != nil {
+		out.Model = lm.Name
+	}
 	final := initial
 	if !initial.Verdict.Passed && a.mitigate {
-		mit, err := mitigate(env, in, a, lm, d)
+		mit, err := mitigate(ctx, env, in, a, lm, d)
 		if err != nil {
 			return nil, err
 		}
@@ -232,11 +234,9 @@ func runFairnessGate(_ context.Context, env Env, in Input, args gateInputs) (*Fa
 		out.Passed = mit.After.Verdict.Passed
 		out.Violations = violations(mit.After.Verdict)
 	}
-	path := filepath.Join(env.Dir(), FairnessFile)
-	if err := writeJSON(path, report); err != nil {
+	if out.Report, err = publishJSON(ctx, env, FairnessFile, report); err != nil {
 		return nil, err
 	}
-	out.Report = path
 	if !final.Verdict.Passed {
 		what := "fairness gate failed"
 		if final != initial {
@@ -270,7 +270,7 @@ type mitigation struct {
 // evaluate of the mitigated model on its holdout is slightly optimistic
 // about fairness. Fitting and reporting on the same rows would look better
 // and prove less.
-func mitigate(env Env, in Input, a *gateArgs, lm *loadedModel, d *dataset.Dataset) (*mitigation, error) {
+func mitigate(ctx context.Context, env Env, in Input, a *gateArgs, lm *loadedModel, d *dataset.Dataset) (*mitigation, error) {
 	fit, rep, err := d.Split(0.5, a.seed)
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("mitigate: split %s in halves: %w", d.Source, err))
@@ -320,25 +320,18 @@ func mitigate(env Env, in Input, a *gateArgs, lm *loadedModel, d *dataset.Datase
 		return nil, err
 	}
 
-	dir, err := filepath.Abs(filepath.Join(env.StateDir(), "models", safeName(in.RunID)+"-"+safeName(in.StepID)+"-"+inputsDigest(in)))
-	if err != nil {
-		return nil, err
-	}
-	m.Model = dir
-	if _, err := os.Stat(dir); err == nil {
-		// An earlier attempt saved it; the fit is deterministic, so it holds
-		// this very policy.
-		saved, err := loadModel("model", dir)
-		if err != nil {
-			return nil, fmt.Errorf("mitigate: saved model: %w", err)
-		}
-		m.Digest = saved.Digest
+	// An earlier attempt published it; the fit is deterministic, so it
+	// holds this very policy.
+	if saved, ok, err := earlierModel(ctx, env, in); err != nil {
+		return nil, fmt.Errorf("mitigate: %w", err)
+	} else if ok {
+		m.Model, m.Digest = saved.Name, saved.digest()
 		return m, nil
 	}
 	mf := *lm.Manifest
 	mf.Lineage.Params = derivedParams(lm.Manifest.Lineage.Params)
 	mf.Lineage.Params[paramPolicy] = thresholdPolicy{Features: a.sensitive, Policy: policy}
-	mf.Lineage.ParentModel = lm.Digest
+	mf.Lineage.ParentModel = lm.digest()
 	mf.Lineage.CreatedAt = time.Now().UTC()
 	// Decision metrics of the parent no longer describe this model; the
 	// score-based ones still do, since the scores are unchanged.
@@ -354,16 +347,16 @@ func mitigate(env Env, in Input, a *gateArgs, lm *loadedModel, d *dataset.Datase
 	if err != nil {
 		return nil, err
 	}
-	digest, err := saveModelDir(dir, &mf, lm.Tensors, holdout, rows)
+	saved, _, done, err := publishModel(ctx, env, in, func(dir string) error {
+		_, err := saveModelDir(dir, &mf, lm.Tensors, holdout, rows)
+		return err
+	})
+	defer done()
 	if err != nil {
-		if saved, lerr := loadModel("model", dir); lerr == nil {
-			m.Digest = saved.Digest
-			return m, nil
-		}
-		return nil, fmt.Errorf("mitigate: save model %s: %w", dir, err)
+		return nil, fmt.Errorf("mitigate: %w", err)
 	}
-	m.Digest = digest
-	env.Logger().Info("fairness-gate: wrote mitigated model", "model", dir, "parent", lm.Dir)
+	m.Model, m.Digest = saved.Name, saved.digest()
+	env.Logger().Info("fairness-gate: published mitigated model", "model", m.Model, "parent", lm.Name)
 	return m, nil
 }
 
@@ -403,19 +396,19 @@ func featureOutputs(r *fairness.Report) map[string]FeatureFairness {
 	return out
 }
 
-// readPredictions reads a predictions CSV: y_true and y_pred as 0/1, plus
-// the sensitive columns.
-func readPredictions(path string, sensitive []string) (yTrue, yPred []int, cols map[string][]string, err error) {
+// readPredictions reads a predictions CSV at path, which errors call
+// name: y_true and y_pred as 0/1, plus the sensitive columns.
+func readPredictions(path, name string, sensitive []string) (yTrue, yPred []int, cols map[string][]string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, nil, dataError("predictions", path, err)
+		return nil, nil, nil, dataError("predictions", name, err)
 	}
 	defer f.Close()
 	r := csv.NewReader(f)
 	r.TrimLeadingSpace = true
 	header, err := r.Read()
 	if err != nil {
-		return nil, nil, nil, badInput("predictions", "%s: no header row: %v", path, err)
+		return nil, nil, nil, badInput("predictions", "%s: no header row: %v", name, err)
 	}
 	index := map[string]int{}
 	for i, h := range header {
@@ -424,7 +417,7 @@ func readPredictions(path string, sensitive []string) (yTrue, yPred []int, cols 
 	need := append([]string{"y_true", "y_pred"}, sensitive...)
 	for _, n := range need {
 		if _, ok := index[n]; !ok {
-			return nil, nil, nil, badInput("predictions", "%s has no column %q", path, n)
+			return nil, nil, nil, badInput("predictions", "%s has no column %q", name, n)
 		}
 	}
 	cols = map[string][]string{}
@@ -434,12 +427,12 @@ func readPredictions(path string, sensitive []string) (yTrue, yPred []int, cols 
 			break
 		}
 		if err != nil {
-			return nil, nil, nil, badInput("predictions", "%s: %v", path, err)
+			return nil, nil, nil, badInput("predictions", "%s: %v", name, err)
 		}
 		bin := func(col string) (int, error) {
 			v, err := strconv.ParseFloat(strings.TrimSpace(rec[index[col]]), 64)
 			if err != nil || (v != 0 && v != 1) {
-				return 0, badInput("predictions", "%s line %d: %s is %q, want 0 or 1", path, line, col, rec[index[col]])
+				return 0, badInput("predictions", "%s line %d: %s is %q, want 0 or 1", name, line, col, rec[index[col]])
 			}
 			return int(v), nil
 		}
@@ -457,7 +450,7 @@ func readPredictions(path string, sensitive []string) (yTrue, yPred []int, cols 
 		}
 	}
 	if len(yTrue) == 0 {
-		return nil, nil, nil, badInput("predictions", "%s has no rows", path)
+		return nil, nil, nil, badInput("predictions", "%s has no rows", name)
 	}
 	return yTrue, yPred, cols, nil
 }

@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -28,8 +29,8 @@ func TestFairnessGateFailsOnBiasedModel(t *testing.T) {
 	if out == nil || out["passed"] != false || out["mitigated"] != false {
 		t.Fatalf("outputs %v", out)
 	}
-	if _, err := os.Stat(filepath.Join(env.Dir(), FairnessFile)); err != nil {
-		t.Errorf("no report: %v", err)
+	if rep := readOut(t, env, out["report"]); !strings.Contains(string(rep), "initial") {
+		t.Errorf("report %.80q", rep)
 	}
 }
 
@@ -60,11 +61,8 @@ func TestFairnessGateMitigates(t *testing.T) {
 	if mitigated == tr["model"] {
 		t.Fatal("mitigation did not write a new model")
 	}
-	m, err := loadModel("model", mitigated)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.policy == nil || m.Manifest.Lineage.ParentModel == "" {
+	m := loadOut(t, env, mitigated)
+	if m.policy == nil || m.Manifest.Lineage.ParentModel != tr["model_digest"] {
 		t.Fatalf("mitigated manifest lacks the policy or its parent: %+v", m.Manifest.Lineage)
 	}
 	// The mitigated model's own decisions, read through its manifest, must
@@ -76,11 +74,7 @@ func TestFairnessGateMitigates(t *testing.T) {
 		t.Errorf("mitigated model fails the gate on its holdout: %v", again["violations"])
 	}
 	var rep map[string]any
-	b, err := os.ReadFile(out["report"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
+	if err := json.Unmarshal(readOut(t, env, out["report"]), &rep); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"initial", "mitigation"} {
@@ -88,18 +82,14 @@ func TestFairnessGateMitigates(t *testing.T) {
 			t.Errorf("report lacks %s", k)
 		}
 	}
-	// A retry of the same step reuses the saved model.
-	retry := mustRun(t, env, "fairness-gate", "fair", with)
+	// A retry of the same step, on any worker, reuses the published model.
+	retry := mustRun(t, newEnv(t, state), "fairness-gate", "fair", with)
 	if retry["model"] != mitigated {
 		t.Errorf("retry wrote %v, first attempt %v", retry["model"], mitigated)
 	}
-	entries, _ := os.ReadDir(filepath.Join(state, "models"))
-	if len(entries) != 2 {
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
-		t.Errorf("models: %s", strings.Join(names, ", "))
+	refs, err := env.Artifacts().Store().ListRefs(context.Background(), "steps/run-1/fair/")
+	if err != nil || len(refs) != 1 {
+		t.Errorf("the step recorded %v (%v), want one model", refs, err)
 	}
 }
 

@@ -94,13 +94,13 @@ func TestLocalDataRefusesPointersItCannotRead(t *testing.T) {
 	env := newEnv(t, state)
 	missing := "file://" + state + "/artifacts/blobs/sha256/" + strings.Repeat("ab", 32)
 	_, err := localData(t.Context(), env, "data", missing)
-	wantPermanent(t, err, "with.data", "not in the store")
+	wantPermanent(t, err, "with.data", "not found")
 	other := "file:///elsewhere/artifacts/blobs/sha256/" + strings.Repeat("ab", 32)
 	_, err = localData(t.Context(), env, "data", other)
 	wantPermanent(t, err, "with.data", "another store")
 	tree := "file://" + state + "/artifacts/trees/sha256/" + strings.Repeat("ab", 32)
 	_, err = localData(t.Context(), env, "data", tree)
-	wantPermanent(t, err, "with.data", "names a directory")
+	wantPermanent(t, err, "with.data", "is a directory artifact")
 	if got, err := localData(t.Context(), env, "data", biased); err != nil || got != biased {
 		t.Fatalf("a builtin source is not a pointer: %v %v", got, err)
 	}

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
@@ -73,9 +75,16 @@ func dataError(key, src string, err error) error {
 	return err
 }
 
-// loadedModel is a model directory ready to predict.
+// loadedModel is a model directory ready to predict: an artifact of the
+// store materialised on this host, or one this step just saved.
 type loadedModel struct {
 	*modelfile.Artifact
+	// Ptr names the model in the store; Name, its text, is what messages,
+	// evidence and lineage call it.
+	Ptr  artifact.Pointer
+	Name string
+	// Label, when set, names the model on pages instead of its digest.
+	Label  string
 	scorer model.Scorer
 	policy *thresholdPolicy
 }
@@ -90,17 +99,27 @@ type holdoutRecord struct {
 	Rows   int    `json:"rows"`
 }
 
-func loadModel(key, dir string) (*loadedModel, error) {
-	if dir == "" {
-		return nil, badInput(key, "required")
-	}
-	abs, err := filepath.Abs(dir)
+// loadModel materialises the model ref names and loads it.
+func loadModel(ctx context.Context, env Env, key string, ref ArtifactRef) (*loadedModel, error) {
+	dir, p, err := ref.materialize(ctx, env, key)
 	if err != nil {
-		return nil, badInput(key, "%v", err)
+		return nil, err
 	}
-	a, err := modelfile.Load(abs)
+	if p.Kind != artifact.KindTree {
+		return nil, badInput(key, "%s is a file; a model is a directory (STORE/trees/sha256/HEX)", p)
+	}
+	m, err := openModel(key, dir, p)
+	if m != nil {
+		m.Label = ref.label
+	}
+	return m, err
+}
+
+// openModel loads the model directory dir, which p names in the store.
+func openModel(key, dir string, p artifact.Pointer) (*loadedModel, error) {
+	a, err := modelfile.Load(dir)
 	if err != nil {
-		err = fmt.Errorf("with.%s: %w", key, err)
+		err = fmt.Errorf("with.%s %s: %w", key, p, err)
 		// A missing or tampered model will not heal on retry.
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, modelfile.ErrTampered) {
 			return nil, Permanent(kindBadInput, err)
@@ -109,14 +128,18 @@ func loadModel(key, dir string) (*loadedModel, error) {
 	}
 	s, err := a.Scorer()
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.%s: %w", key, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.%s %s: %w", key, p, err))
 	}
-	p, err := predict.PolicyOf(a.Manifest)
+	pol, err := predict.PolicyOf(a.Manifest)
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.%s: %w", key, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.%s %s: %w", key, p, err))
 	}
-	return &loadedModel{Artifact: a, scorer: s, policy: p}, nil
+	return &loadedModel{Artifact: a, Ptr: p, Name: p.String(), scorer: s, policy: pol}, nil
 }
+
+// digest is the model_digest outputs carry: the sha256 of the model's
+// SHA256SUMS, which serving and the scoring interface report too.
+func (m *loadedModel) digest() string { return m.Digest }
 
 func remarshal(from, to any) error {
 	b, err := json.Marshal(from)
@@ -126,54 +149,67 @@ func remarshal(from, to any) error {
 	return json.Unmarshal(b, to)
 }
 
-// holdout returns the path of the model's held-out split after checking it
-// against the digest its manifest records.
-func (m *loadedModel) holdout() (string, error) {
+// holdout returns the local path of the model's held-out split, checked
+// against the digest its manifest records, with its pointer: the split is a
+// file of the model's tree, so it is a blob of the store already.
+func (m *loadedModel) holdout() (string, artifact.Pointer, error) {
 	raw, ok := m.Manifest.Lineage.Params[paramHoldout]
 	if !ok {
-		return "", badInput("data", "not given, and model %s records no held-out split", m.Dir)
+		return "", artifact.Pointer{}, badInput("data", "not given, and model %s records no held-out split", m.Name)
 	}
 	var h holdoutRecord
 	if err := remarshal(raw, &h); err != nil || h.File == "" {
-		return "", badInput("data", "not given, and model %s has a malformed holdout record", m.Dir)
+		return "", artifact.Pointer{}, badInput("data", "not given, and model %s has a malformed holdout record", m.Name)
+	}
+	d, err := artifact.ParseDigest(h.SHA256)
+	if err != nil {
+		return "", artifact.Pointer{}, badInput("data", "not given, and model %s has a malformed holdout record: %v", m.Name, err)
 	}
 	path := filepath.Join(m.Dir, h.File)
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", dataError("data", path, err)
+		return "", artifact.Pointer{}, dataError("data", m.Name+"/"+h.File, err)
 	}
-	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != h.SHA256 {
-		return "", Permanent(kindBadInput, fmt.Errorf("with.data: %s does not match the sha256 model %s records: %w", path, m.Dir, modelfile.ErrTampered))
+	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != d.Hex() {
+		return "", artifact.Pointer{}, Permanent(kindBadInput, fmt.Errorf("with.data: %s of model %s does not match the sha256 its manifest records: %w", h.File, m.Name, modelfile.ErrTampered))
 	}
-	return path, nil
+	return path, artifact.Pointer{Store: m.Ptr.Store, Kind: artifact.KindBlob, Digest: d}, nil
 }
 
 // loadData reads src (default: the model's holdout) with the model's schema,
-// so every column has the kind the encoder was fitted on.
-func (m *loadedModel) loadData(key, src string) (*dataset.Dataset, error) {
-	if src == "" {
-		var err error
-		if src, err = m.holdout(); err != nil {
-			return nil, err
-		}
-	}
+// so every column has the kind the encoder was fitted on. It returns the
+// source it settled on, so that another model can be scored on the very
+// same rows.
+func (m *loadedModel) loadData(ctx context.Context, env Env, key, src string) (*dataset.Dataset, string, error) {
 	opts := []dataset.Option{dataset.WithSchema(m.Manifest.Schema)}
 	if !strings.HasPrefix(src, "builtin:") {
 		// WithSchema alone would read a header row as data.
 		opts = append(opts, dataset.WithHeader(true))
 	}
-	d, err := dataset.Load(src, opts...)
-	if err != nil {
-		return nil, dataError(key, src, err)
+	if src == "" {
+		path, p, err := m.holdout()
+		if err != nil {
+			return nil, "", err
+		}
+		d, err := dataset.Load(path, opts...)
+		if err != nil {
+			return nil, "", dataError(key, p.String(), err)
+		}
+		d.Source = p.String()
+		return d, d.Source, nil
 	}
-	return d, nil
+	d, _, err := loadDataset(ctx, env, key, src, opts...)
+	if err != nil {
+		return nil, "", err
+	}
+	return d, src, nil
 }
 
 // scores returns P(positive) for every row of d.
 func (m *loadedModel) scores(d *dataset.Dataset) ([]float64, error) {
 	x, err := m.Manifest.Preprocessing.Transform(d)
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("encode %s for model %s: %w", d.Source, m.Dir, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("encode %s for model %s: %w", d.Source, m.Name, err))
 	}
 	return m.scorer.PredictProba(x)
 }
@@ -413,9 +449,9 @@ func parentHoldout(m *loadedModel) ([]byte, int, error) {
 	}
 	var h holdoutRecord
 	if err := remarshal(raw, &h); err != nil {
-		return nil, 0, badInput("model", "malformed holdout record in %s: %v", m.Dir, err)
+		return nil, 0, badInput("model", "malformed holdout record in %s: %v", m.Name, err)
 	}
-	path, err := m.holdout()
+	path, _, err := m.holdout()
 	if err != nil {
 		return nil, 0, err
 	}

@@ -3,7 +3,6 @@ package steps
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -11,21 +10,31 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 )
 
 // testEnv is a steps.Env for tests: it records progress and can play back a
 // previous attempt's last details.
 type testEnv struct {
 	dir, state string
-	store      string
+	artifacts  *workspace.Session
 	mu         sync.Mutex
 	progress   []map[string]any
 	resume     []byte
 }
 
+// newEnv's store is file://<state>/artifacts, so envs of one state share it.
 func newEnv(t *testing.T, state string) *testEnv {
 	t.Helper()
-	return &testEnv{dir: t.TempDir(), state: state}
+	ws, err := workspace.Open(context.Background(), workspace.Config{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := ws.Session()
+	t.Cleanup(session.Close)
+	return &testEnv{dir: t.TempDir(), state: state, artifacts: session}
 }
 
 func (e *testEnv) Progress(details any) {
@@ -44,15 +53,10 @@ func (e *testEnv) Resume(v any) bool {
 	return json.Unmarshal(e.resume, v) == nil
 }
 
-func (e *testEnv) Dir() string      { return e.dir }
-func (e *testEnv) StateDir() string { return e.state }
-func (e *testEnv) Store() string {
-	if e.store != "" {
-		return e.store
-	}
-	return "file://" + filepath.Join(e.state, "artifacts")
-}
-func (e *testEnv) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func (e *testEnv) Dir() string                   { return e.dir }
+func (e *testEnv) StateDir() string              { return e.state }
+func (e *testEnv) Artifacts() *workspace.Session { return e.artifacts }
+func (e *testEnv) Logger() *slog.Logger          { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func run(t *testing.T, env Env, typ, step string, with map[string]any) (map[string]any, error) {
 	t.Helper()
@@ -89,9 +93,8 @@ func wantPermanent(t *testing.T, err error, substr ...string) {
 	if err == nil {
 		t.Fatal("want an error, got none")
 	}
-	var se *Error
-	if !errors.As(err, &se) || se.Retryable {
-		t.Fatalf("want a permanent *steps.Error, got %T: %v", err, err)
+	if _, retryable := Classify(err); retryable {
+		t.Fatalf("want a permanent error, got %T: %v", err, err)
 	}
 	for _, s := range substr {
 		if !strings.Contains(err.Error(), s) {
@@ -101,6 +104,73 @@ func wantPermanent(t *testing.T, err error, substr ...string) {
 }
 
 const biased = "builtin:credit-risk?rows=3000&seed=7&bias=0.3"
+
+// loadOut loads the model an output names.
+func loadOut(t *testing.T, env Env, ptr any) *loadedModel {
+	t.Helper()
+	s, _ := ptr.(string)
+	r, err := Ref(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := loadModel(context.Background(), env, "model", r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// materialized is the local path of the artifact an output names; it
+// fails the test unless the output is a pointer into env's store.
+func materialized(t *testing.T, env Env, ptr any) string {
+	t.Helper()
+	s, _ := ptr.(string)
+	p, err := artifact.ParsePointer(s)
+	if err != nil {
+		t.Fatalf("output %v: %v", ptr, err)
+	}
+	path, err := env.Artifacts().Materialize(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// fetchOut fetches the artifact an output names from the store the pointer
+// names into a fresh directory, as a tool that never saw the worker would.
+func fetchOut(t *testing.T, ptr any) string {
+	t.Helper()
+	s, _ := ptr.(string)
+	p, err := artifact.ParsePointer(s)
+	if err != nil {
+		t.Fatalf("output %v: %v", ptr, err)
+	}
+	ctx := context.Background()
+	store, err := artifact.Open(ctx, p.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "artifact")
+	if p.Kind == artifact.KindTree {
+		err = artifact.FetchTree(ctx, store, p.Digest, dst)
+	} else {
+		err = artifact.Fetch(ctx, store, p.Digest, dst)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// readOut reads the file an output names.
+func readOut(t *testing.T, env Env, ptr any) []byte {
+	t.Helper()
+	b, err := os.ReadFile(materialized(t, env, ptr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 // Every typed step decodes `with:` before it starts: a value of the wrong
 // kind or a key it does not take fails permanently as BadInput, naming the

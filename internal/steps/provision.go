@@ -398,7 +398,9 @@ func (p *provisioner) vars(rec *nodeRecord) map[string]any {
 		// The local worker shares this host's state directory, so models
 		// it trains under file:// are where the next steps look.
 		"state_dir": p.state,
-		"log_file":  filepath.Join(p.workdir, workerLogFile),
+		// Every worker of a run, a node's too, shares one store.
+		"store":    p.env.Artifacts().StoreURL(),
+		"log_file": filepath.Join(p.workdir, workerLogFile),
 	}
 	if p.worker != "" {
 		derived["worker_binary"] = p.worker

@@ -141,7 +141,7 @@ func TestProvisionLocalNodeIsIdempotentAndDestroyed(t *testing.T) {
 	}
 	got := strings.Split(strings.TrimSpace(string(args)), "\n")
 	for _, pair := range [][2]string{{"--node-id", id}, {"--task-queue", "gauntlet-node-" + id}, {"--address", "127.0.0.1:7999"},
-		{"--namespace", "default"}, {"--state-dir", state}} {
+		{"--namespace", "default"}, {"--state-dir", state}, {"--store", env.Artifacts().StoreURL()}} {
 		if i := slices.Index(got, pair[0]); i < 0 || i+1 >= len(got) || got[i+1] != pair[1] {
 			t.Errorf("worker args %q lack %s %s", got, pair[0], pair[1])
 		}

@@ -3,10 +3,9 @@ package steps
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
@@ -25,20 +24,20 @@ func init() {
 }
 
 type pruneInputs struct {
-	Model           string   `json:"model" required:"true" doc:"float MLP model directory"`
-	Sparsity        *float64 `json:"sparsity" required:"true" doc:"share of hidden-layer weights to remove, e.g. 0.8"`
-	Schedule        string   `json:"schedule" doc:"oneshot (default) or gradual"`
-	Epochs          *int     `json:"epochs" doc:"fine-tuning epochs (default 0 for oneshot, 3 for gradual)"`
-	TrainData       string   `json:"train_data" doc:"fine-tuning data: CSV path or builtin: URI (required with epochs)"`
-	Data            string   `json:"data" doc:"check data (default: the model's held-out split)"`
-	MaxAccuracyDrop *float64 `json:"max_accuracy_drop" doc:"largest accepted accuracy loss, e.g. 0.01"`
-	Seed            int      `json:"seed" doc:"seed of fine-tuning (default 1)"`
+	Model           ArtifactRef `json:"model" required:"true" doc:"the float MLP: an artifact pointer (a model step's output) or a model directory on the worker"`
+	Sparsity        *float64    `json:"sparsity" required:"true" doc:"share of hidden-layer weights to remove, e.g. 0.8"`
+	Schedule        string      `json:"schedule" doc:"oneshot (default) or gradual"`
+	Epochs          *int        `json:"epochs" doc:"fine-tuning epochs (default 0 for oneshot, 3 for gradual)"`
+	TrainData       string      `json:"train_data" doc:"fine-tuning data: a path, file://, s3:// or https:// URL, an artifact pointer, or a builtin: URI (required with epochs)"`
+	Data            string      `json:"data" doc:"check data, given as train_data is (default: the model's held-out split)"`
+	MaxAccuracyDrop *float64    `json:"max_accuracy_drop" doc:"largest accepted accuracy loss, e.g. 0.01"`
+	Seed            int         `json:"seed" doc:"seed of fine-tuning (default 1)"`
 }
 
 // PruneOutputs are the outputs of a prune step.
 type PruneOutputs struct {
-	Model           string  `json:"model" doc:"the pruned model directory"`
-	ModelDigest     string  `json:"model_digest" doc:"content digest of the pruned model"`
+	Model           string  `json:"model" doc:"the pruned model: an artifact pointer"`
+	ModelDigest     string  `json:"model_digest" doc:"sha256 of the pruned model's SHA256SUMS, the digest serving reports"`
 	Sparsity        float64 `json:"sparsity" doc:"share of zero hidden-layer weights"`
 	NonZero         int     `json:"nonzero" doc:"hidden-layer weights left"`
 	Weights         int     `json:"weights" doc:"hidden-layer weights in all"`
@@ -65,19 +64,19 @@ func runPrune(ctx context.Context, env Env, in Input, a pruneInputs) (*PruneOutp
 		maxDrop = *a.MaxAccuracyDrop
 	}
 	trainSrc, src := a.TrainData, a.Data
-	lm, err := loadModel("model", a.Model)
+	lm, err := loadModel(ctx, env, "model", a.Model)
 	if err != nil {
 		return nil, err
 	}
 	if lm.Manifest.Quantization != modelfile.Float {
-		return nil, badInput("model", "%s is quantized (%s); prune the float model", lm.Dir, lm.Manifest.Quantization)
+		return nil, badInput("model", "%s is quantized (%s); prune the float model", lm.Name, lm.Manifest.Quantization)
 	}
 	net, err := model.FromTensors(lm.Manifest.Kind, lm.Tensors)
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.model %s: %w", lm.Dir, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.model %s: %w", lm.Name, err))
 	}
 	if net.Kind != model.MLP {
-		return nil, badInput("model", "%s is %s; pruning applies to MLPs", lm.Dir, net.Kind)
+		return nil, badInput("model", "%s is %s; pruning applies to MLPs", lm.Name, net.Kind)
 	}
 	enc := lm.Manifest.Preprocessing
 	var tx *mat.Dense
@@ -86,7 +85,7 @@ func runPrune(ctx context.Context, env Env, in Input, a pruneInputs) (*PruneOutp
 		if trainSrc == "" {
 			return nil, badInput("train_data", "required to fine-tune (epochs %d)", o.Epochs)
 		}
-		td, err := lm.loadData("train_data", trainSrc)
+		td, _, err := lm.loadData(ctx, env, "train_data", trainSrc)
 		if err != nil {
 			return nil, err
 		}
@@ -100,9 +99,9 @@ func runPrune(ctx context.Context, env Env, in Input, a pruneInputs) (*PruneOutp
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		return nil, Permanent(kindBadInput, fmt.Errorf("prune %s: %w", lm.Dir, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("prune %s: %w", lm.Name, err))
 	}
-	d, err := lm.loadData("data", src)
+	d, _, err := lm.loadData(ctx, env, "data", src)
 	if err != nil {
 		return nil, err
 	}
@@ -133,16 +132,11 @@ func runPrune(ctx context.Context, env Env, in Input, a pruneInputs) (*PruneOutp
 			accAfter, o.Sparsity, accBefore-accAfter, accBefore, d.Source, maxDrop))
 	}
 	stats := prune.Measure(pruned)
-	dir, err := filepath.Abs(filepath.Join(env.StateDir(), "models", safeName(in.RunID)+"-"+safeName(in.StepID)+"-"+inputsDigest(in)))
+	saved, ok, err := earlierModel(ctx, env, in)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("prune: %w", err)
 	}
-	var digest string
-	if saved, err := loadModel("model", dir); err == nil {
-		digest = saved.Digest
-	} else if _, serr := os.Stat(dir); serr == nil {
-		return nil, fmt.Errorf("prune: an earlier attempt's model %s: %w", dir, err)
-	} else {
+	if !ok {
 		rep, err := evaluate.Evaluate(d.Y, pp, evaluate.Options{Threshold: lm.Manifest.Threshold})
 		if err != nil {
 			return nil, Permanent(kindBadInput, fmt.Errorf("prune: evaluate pruned model on %s: %w", d.Source, err))
@@ -152,20 +146,26 @@ func runPrune(ctx context.Context, env Env, in Input, a pruneInputs) (*PruneOutp
 		mf.Metrics[evaluate.Accuracy] = accAfter
 		mf.Lineage.Params = derivedParams(lm.Manifest.Lineage.Params)
 		mf.Lineage.Params["pruning"] = map[string]any{"target_sparsity": o.Sparsity, "schedule": o.Schedule, "epochs": o.Epochs,
-			"train_data": trainSrc, "stats": stats}
-		mf.Lineage.ParentModel = lm.Digest
+			"train_data": workspace.Redact(trainSrc), "stats": stats}
+		mf.Lineage.ParentModel = lm.digest()
 		mf.Lineage.CreatedAt = time.Now().UTC()
 		holdout, rows, err := parentHoldout(lm)
 		if err != nil {
 			return nil, err
 		}
-		if digest, err = saveModelDir(dir, &mf, pruned.Tensors(), holdout, rows); err != nil {
-			return nil, fmt.Errorf("prune: save %s: %w", dir, err)
+		var done func()
+		saved, _, done, err = publishModel(ctx, env, in, func(dir string) error {
+			_, err := saveModelDir(dir, &mf, pruned.Tensors(), holdout, rows)
+			return err
+		})
+		defer done()
+		if err != nil {
+			return nil, fmt.Errorf("prune: %w", err)
 		}
 	}
 	return &PruneOutputs{
-		Model:           dir,
-		ModelDigest:     digest,
+		Model:           saved.Name,
+		ModelDigest:     saved.digest(),
 		Sparsity:        stats.Sparsity,
 		NonZero:         stats.NonZero,
 		Weights:         stats.Weights,

@@ -13,14 +13,11 @@ func TestPruneAndExplainSteps(t *testing.T) {
 	if s := out["sparsity"].(float64); s < 0.6 || out["size_sparse_bytes"].(float64) >= out["size_dense_bytes"].(float64) {
 		t.Errorf("outputs %v", out)
 	}
-	m, err := loadModel("model", out["model"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := loadOut(t, newEnv(t, state), out["model"])
 	if m.Manifest.Lineage.ParentModel != tr["model_digest"] || m.Manifest.Lineage.Params["pruning"] == nil {
 		t.Errorf("lineage %+v", m.Manifest.Lineage)
 	}
-	_, err = run(t, newEnv(t, state), "prune", "p2", map[string]any{"model": tr["model"], "sparsity": 0.5, "epochs": 2})
+	_, err := run(t, newEnv(t, state), "prune", "p2", map[string]any{"model": tr["model"], "sparsity": 0.5, "epochs": 2})
 	wantPermanent(t, err, "train_data")
 	_, err = run(t, newEnv(t, state), "prune", "p3", map[string]any{"model": tr["model"], "sparsity": 0.99, "max_accuracy_drop": -0.5})
 	wantPermanent(t, err, "max_accuracy_drop")

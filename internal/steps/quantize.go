@@ -18,7 +18,7 @@ import (
 func init() {
 	Register(Define(Type{
 		Name: "quantize",
-		Doc: "Converts a float model into an INT8 model directory, calibrating activation scales on data (default: the " +
+		Doc: "Converts a float model into an INT8 model, published to the artifact store, calibrating activation scales on data (default: the " +
 			"model's held-out split) and comparing the two models' decisions on the same rows. Fails, permanently, when " +
 			"accuracy drops by more than max_accuracy_drop.",
 		Kind: Activity,
@@ -26,17 +26,17 @@ func init() {
 }
 
 type quantizeInputs struct {
-	Model           string   `json:"model" required:"true" doc:"float model directory"`
-	Data            string   `json:"data" doc:"calibration and check data: CSV path or builtin: URI (default: the model's held-out split)"`
-	Scheme          string   `json:"scheme" doc:"int8 (the only scheme)"`
-	MaxAccuracyDrop *float64 `json:"max_accuracy_drop" doc:"largest accepted accuracy loss, e.g. 0.005 (with prune: of pruning and quantization together)"`
-	Prune           *float64 `json:"prune" doc:"magnitude-prune an MLP's hidden layers to this sparsity (e.g. 0.5) before quantizing"`
+	Model           ArtifactRef `json:"model" required:"true" doc:"the float model: an artifact pointer (a model step's output) or a model directory on the worker"`
+	Data            string      `json:"data" doc:"calibration and check data: a path, file://, s3:// or https:// URL, an artifact pointer, or a builtin: URI (default: the model's held-out split)"`
+	Scheme          string      `json:"scheme" doc:"int8 (the only scheme)"`
+	MaxAccuracyDrop *float64    `json:"max_accuracy_drop" doc:"largest accepted accuracy loss, e.g. 0.005 (with prune: of pruning and quantization together)"`
+	Prune           *float64    `json:"prune" doc:"magnitude-prune an MLP's hidden layers to this sparsity (e.g. 0.5) before quantizing"`
 }
 
 // QuantizeOutputs are the outputs of a quantize step.
 type QuantizeOutputs struct {
-	Model          string  `json:"model" doc:"the int8 model directory"`
-	ModelDigest    string  `json:"model_digest" doc:"content digest of the int8 model"`
+	Model          string  `json:"model" doc:"the int8 model: an artifact pointer"`
+	ModelDigest    string  `json:"model_digest" doc:"sha256 of the int8 model's SHA256SUMS, the digest serving reports"`
 	SizeBefore     int64   `json:"size_before" doc:"bytes of the float weights"`
 	SizeAfter      int64   `json:"size_after" doc:"bytes of the int8 weights"`
 	AccuracyBefore float64 `json:"accuracy_before" doc:"accuracy of the float model's decisions on the data"`
@@ -61,14 +61,14 @@ func runQuantize(ctx context.Context, env Env, in Input, a quantizeInputs) (*Qua
 	if hasPrune && !(sparsity >= 0 && sparsity < 1) {
 		return nil, badInput("prune", "sparsity must be in [0, 1), got %v", sparsity)
 	}
-	lm, err := loadModel("model", a.Model)
+	lm, err := loadModel(ctx, env, "model", a.Model)
 	if err != nil {
 		return nil, err
 	}
 	if lm.Manifest.Quantization != modelfile.Float {
-		return nil, badInput("model", "%s is already quantized (%s)", lm.Dir, lm.Manifest.Quantization)
+		return nil, badInput("model", "%s is already quantized (%s)", lm.Name, lm.Manifest.Quantization)
 	}
-	d, err := lm.loadData("data", a.Data)
+	d, _, err := lm.loadData(ctx, env, "data", a.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -78,14 +78,14 @@ func runQuantize(ctx context.Context, env Env, in Input, a quantizeInputs) (*Qua
 	}
 	net, err := model.FromTensors(lm.Manifest.Kind, lm.Tensors)
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.model %s: %w", lm.Dir, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.model %s: %w", lm.Name, err))
 	}
 	// The pruned network is what gets quantized, while the guard below
 	// compares with the original float model: one check covers both steps.
 	qnet := net
 	if hasPrune {
 		if net.Kind != model.MLP {
-			return nil, badInput("prune", "%s is %s; pruning applies to MLPs", lm.Dir, net.Kind)
+			return nil, badInput("prune", "%s is %s; pruning applies to MLPs", lm.Name, net.Kind)
 		}
 		if qnet, err = prune.Prune(ctx, net, nil, nil, prune.Options{Sparsity: sparsity}); err != nil {
 			return nil, Permanent(kindBadInput, fmt.Errorf("with.prune: %w", err))
@@ -96,7 +96,7 @@ func runQuantize(ctx context.Context, env Env, in Input, a quantizeInputs) (*Qua
 	// parameters that can overfit the labels.
 	q, err := quantize.Quantize(qnet, x, quantize.Options{})
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("quantize %s: %w", lm.Dir, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("quantize %s: %w", lm.Name, err))
 	}
 	pf, err := net.PredictProba(x)
 	if err != nil {
@@ -134,16 +134,11 @@ func runQuantize(ctx context.Context, env Env, in Input, a quantizeInputs) (*Qua
 			what, accAfter, accBefore-accAfter, accBefore, d.Source, maxDrop))
 	}
 
-	dir, err := filepath.Abs(filepath.Join(env.StateDir(), "models", safeName(in.RunID)+"-"+safeName(in.StepID)+"-"+inputsDigest(in)))
+	saved, ok, err := earlierModel(ctx, env, in)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("quantize: %w", err)
 	}
-	var digest string
-	if saved, err := loadModel("model", dir); err == nil {
-		digest = saved.Digest
-	} else if _, serr := os.Stat(dir); serr == nil {
-		return nil, fmt.Errorf("quantize: an earlier attempt's model %s: %w", dir, err)
-	} else {
+	if !ok {
 		rep, err := evaluate.Evaluate(d.Y, pq, evaluate.Options{Threshold: lm.Manifest.Threshold})
 		if err != nil {
 			return nil, Permanent(kindBadInput, fmt.Errorf("quantize: evaluate int8 model on %s: %w", d.Source, err))
@@ -157,27 +152,33 @@ func runQuantize(ctx context.Context, env Env, in Input, a quantizeInputs) (*Qua
 		if hasPrune {
 			mf.Lineage.Params["pruning"] = map[string]any{"target_sparsity": sparsity, "schedule": prune.OneShot, "stats": prune.Measure(qnet)}
 		}
-		mf.Lineage.ParentModel = lm.Digest
+		mf.Lineage.ParentModel = lm.digest()
 		mf.Lineage.CreatedAt = time.Now().UTC()
 		holdout, rows, err := parentHoldout(lm)
 		if err != nil {
 			return nil, err
 		}
-		if digest, err = saveModelDir(dir, &mf, q.Tensors(), holdout, rows); err != nil {
-			return nil, fmt.Errorf("quantize: save %s: %w", dir, err)
+		var done func()
+		saved, _, done, err = publishModel(ctx, env, in, func(dir string) error {
+			_, err := saveModelDir(dir, &mf, q.Tensors(), holdout, rows)
+			return err
+		})
+		defer done()
+		if err != nil {
+			return nil, fmt.Errorf("quantize: %w", err)
 		}
 	}
 	before, err := fileSize(filepath.Join(lm.Dir, modelfile.WeightsFile))
 	if err != nil {
 		return nil, err
 	}
-	after, err := fileSize(filepath.Join(dir, modelfile.WeightsFile))
+	after, err := fileSize(filepath.Join(saved.Dir, modelfile.WeightsFile))
 	if err != nil {
 		return nil, err
 	}
 	return &QuantizeOutputs{
-		Model:          dir,
-		ModelDigest:    digest,
+		Model:          saved.Name,
+		ModelDigest:    saved.digest(),
 		SizeBefore:     before,
 		SizeAfter:      after,
 		AccuracyBefore: accBefore,

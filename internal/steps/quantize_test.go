@@ -17,10 +17,7 @@ func TestQuantizeMLP(t *testing.T) {
 	if out["agreement"].(float64) < 0.95 {
 		t.Errorf("agreement %v", out["agreement"])
 	}
-	m, err := loadModel("model", out["model"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := loadOut(t, newEnv(t, state), out["model"])
 	if m.Manifest.Quantization != modelfile.Int8 || m.Manifest.Lineage.ParentModel != tr["model_digest"] {
 		t.Errorf("manifest quantization %q parent %q", m.Manifest.Quantization, m.Manifest.Lineage.ParentModel)
 	}
@@ -29,7 +26,7 @@ func TestQuantizeMLP(t *testing.T) {
 	if acc := ev["metrics"].(map[string]any)["accuracy"]; acc != out["accuracy_after"] {
 		t.Errorf("evaluate accuracy %v, quantize reported %v", acc, out["accuracy_after"])
 	}
-	_, err = run(t, newEnv(t, state), "quantize", "q2", map[string]any{"model": out["model"]})
+	_, err := run(t, newEnv(t, state), "quantize", "q2", map[string]any{"model": out["model"]})
 	wantPermanent(t, err, "already quantized")
 }
 

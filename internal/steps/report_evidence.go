@@ -2,15 +2,15 @@ package steps
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/explain"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/validate"
@@ -40,13 +40,18 @@ type explanationFile struct {
 }
 
 // explanationInput is with.explanation: an explain step's outputs, the
-// content of its explanation.json, or that file's path. The outputs carry
-// only the mean importances, so the file is read for the spread, the
-// coefficients and the records whenever the outputs name it.
+// content of its explanation.json, or that file (an artifact pointer or a
+// path). The outputs carry only the mean importances, so the file is read
+// (by load, when the step runs) for the spread, the coefficients and the
+// records whenever the outputs name it.
 type explanationInput struct {
 	// raw is the input as a mapping, as the report's summary keeps it.
 	raw     map[string]any
 	section *report.Explanation
+	// file and importance are what load reads: explanation.json and the
+	// outputs' means to fall back on.
+	file       string
+	importance map[string]stepio.Float
 	// model is the model explain explained, when the file says.
 	model string
 	// note says when the page shows less than explain computed.
@@ -80,31 +85,57 @@ func (e *explanationInput) DecodeInput(v any) error {
 	if err := stepio.DecodeValue("", e.raw, &out); err != nil {
 		return err
 	}
-	path := out.Explanation
-	if path == "" {
+	if out.Explanation == "" {
 		if out.Importance == nil {
 			return &stepio.Error{Msg: "has neither importance nor explanation: pass the outputs of an explain step, e.g. ${{ steps.explain.outputs }}"}
 		}
 		e.section, err = explanationFromOutputs(out.Importance)
 		return err
 	}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && out.Importance != nil {
-		// The explain step may have run on another worker; its outputs
-		// still carry the means, which are worth showing with a caveat.
-		e.section, err = explanationFromOutputs(out.Importance)
-		e.note = "The explanation shows mean importances only: " + path +
+	e.file, e.importance = out.Explanation, out.Importance
+	return nil
+}
+
+// load reads explanation.json when the input names it.
+func (e *explanationInput) load(ctx context.Context, env Env) error {
+	if e.file == "" {
+		return nil
+	}
+	b, source, err := readInput(ctx, env, "explanation.explanation", e.file)
+	if workspace.IsNotExist(err) && e.importance != nil {
+		// A path of another worker, from a run recorded before artifact
+		// pointers: its outputs still carry the means, which are worth
+		// showing with a caveat.
+		e.section, err = explanationFromOutputs(e.importance)
+		e.note = "The explanation shows mean importances only: " + e.file +
 			", with their spread and the records' attributions, could not be read here."
 		return err
 	}
 	if err != nil {
-		return &stepio.Error{Path: "explanation", Msg: fmt.Sprintf("read %v", err)}
+		return err
 	}
 	var f explanationFile
 	if err := json.Unmarshal(b, &f); err != nil {
-		return &stepio.Error{Path: "explanation", Msg: fmt.Sprintf("%s is not an explain step's explanation.json: %v", path, err)}
+		return badInput("explanation.explanation", "%s is not an explain step's explanation.json: %v", source, err)
 	}
-	e.section, e.model, err = explanationFromFile("explanation", path, &f)
+	e.section, e.model, err = explanationFromFile("explanation", source, &f)
+	if err != nil {
+		return rebaseInput("explanation", err)
+	}
+	return nil
+}
+
+// rebaseInput puts a decoding error of part of an input under its key, as
+// stepio does at decode time.
+func rebaseInput(key string, err error) error {
+	var se *stepio.Error
+	if errors.As(err, &se) {
+		p := key
+		if se.Path != "" {
+			p += "." + se.Path
+		}
+		return Permanent(kindBadInput, &stepio.Error{Path: p, Msg: se.Msg})
+	}
 	return err
 }
 
@@ -163,7 +194,7 @@ func explanationFromFile(key, source string, f *explanationFile) (*report.Explan
 // explanationMismatch says when explain explained another model than the
 // page's candidate, which a reviewer would otherwise take for granted.
 func explanationMismatch(explained, candidate string) string {
-	if explained == "" || filepath.Clean(explained) == filepath.Clean(candidate) {
+	if explained == "" || explained == candidate {
 		return ""
 	}
 	return "The explanation is of model " + explained + ", not of the candidate " + candidate + "."
@@ -171,7 +202,7 @@ func explanationMismatch(explained, candidate string) string {
 
 // validationEvidence reads the warnings of a validate-data step from its
 // report, where its outputs count them.
-func validationEvidence(o *ValidateDataOutputs) (*report.Validation, error) {
+func validationEvidence(ctx context.Context, env Env, o *ValidateDataOutputs) (*report.Validation, error) {
 	if o.Warnings < 0 {
 		return nil, badInput("validation.warnings", "want a count, got %d", o.Warnings)
 	}
@@ -183,17 +214,18 @@ func validationEvidence(o *ValidateDataOutputs) (*report.Validation, error) {
 		}
 		return v, nil
 	}
-	b, err := os.ReadFile(o.Report)
-	if errors.Is(err, os.ErrNotExist) {
-		// validate-data may have run on another worker: the count is all
-		// this one knows, and the page says so rather than hiding it.
+	b, _, err := readInput(ctx, env, "validation.report", o.Report)
+	if workspace.IsNotExist(err) {
+		// A path of another worker, from a run recorded before artifact
+		// pointers: the count is all this one knows, and the page says so
+		// rather than hiding it.
 		if count > 0 {
 			v.Warnings = []string{fmt.Sprintf("%d warning(s) are recorded in %s, which could not be read here.", count, o.Report)}
 		}
 		return v, nil
 	}
 	if err != nil {
-		return nil, badInput("validation.report", "read %v", err)
+		return nil, err
 	}
 	var rep validate.Report
 	if err := json.Unmarshal(b, &rep); err != nil {

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
@@ -33,31 +32,31 @@ func init() {
 		Name: "report",
 		Doc: "Renders the evidence report of a model: an HTML page with PNG plots (ROC, calibration, confusion, rates by " +
 			"sensitive group), the metric table against a baseline model or the registry's champion, and the verdicts of " +
-			"earlier evaluate and fairness-gate steps. The directory appears complete or not at all under the step " +
-			"directory and is stored as a tree in the artifact store, so workers on other nodes can fetch it by digest. " +
+			"earlier evaluate and fairness-gate steps. The directory is published to the artifact store as a tree, whose " +
+			"pointer is the output report. " +
 			"A retry of the same run, step and inputs reuses the report the earlier attempt rendered.",
 		Kind: Activity,
 	}, reportInputs{}, runReport))
 }
 
 type reportInputs struct {
-	Model    string `json:"model" required:"true" doc:"candidate model directory"`
-	Data     string `json:"data" doc:"CSV path or builtin: URI (default: the candidate's held-out split)"`
-	Baseline string `json:"baseline" doc:"model directory, or champion for the registry's champion"`
+	Model    ArtifactRef `json:"model" required:"true" doc:"the candidate: an artifact pointer (a model step's output) or a model directory on the worker"`
+	Data     string      `json:"data" doc:"the data: a path, file://, s3:// or https:// URL, an artifact pointer, or a builtin: URI (default: the candidate's held-out split)"`
+	Baseline ArtifactRef `json:"baseline" doc:"a model (artifact pointer or directory), or champion for the registry's champion"`
 	championInputs
 	Sensitive   []string             `json:"sensitive" doc:"columns to show selection rate, TPR and FPR by group for (list or comma-separated)"`
 	Evaluation  *EvaluateOutputs     `json:"evaluation" doc:"outputs of an evaluate step, e.g. ${{ steps.eval.outputs }}: its verdict is shown"`
 	Fairness    *FairnessGateOutputs `json:"fairness" doc:"outputs of a fairness-gate step: its verdict and, when it mitigated, the groups before and after"`
-	Explanation explanationInput     `json:"explanation" doc:"outputs of an explain step, e.g. ${{ steps.explain.outputs }}, or the path of its explanation.json: importance per column (with its spread and the records' attributions when explanation.json can be read) as plots"`
+	Explanation explanationInput     `json:"explanation" doc:"outputs of an explain step, e.g. ${{ steps.explain.outputs }}, or its explanation.json (an artifact pointer): importance per column (with its spread and the records' attributions when explanation.json can be read) as plots"`
 	Validation  *ValidateDataOutputs `json:"validation" doc:"outputs of a validate-data step: its warnings, read from its report, are listed"`
-	Title       string               `json:"title" doc:"the candidate's name on the page, whose heading reads \"Evidence: <title>\" (default: the model directory's name)"`
+	Title       string               `json:"title" doc:"the candidate's name on the page, whose heading reads \"Evidence: <title>\" (default: the model's digest, shortened)"`
 }
 
 // ReportOutputs are the outputs of a report step.
 type ReportOutputs struct {
-	Report          string                  `json:"report" doc:"path of the page, index.html"`
-	ReportDigest    string                  `json:"report_digest" doc:"digest of the report directory in the artifact store"`
-	Plots           []string                `json:"plots" doc:"the PNG plots beside the page"`
+	Report          string                  `json:"report" doc:"the report directory (index.html, the plots, summary.json): an artifact pointer"`
+	ReportDigest    string                  `json:"report_digest" doc:"digest of the report directory's tree in the artifact store (the pointer's)"`
+	Plots           []string                `json:"plots" doc:"the PNG plots beside the page, by file name"`
 	Metrics         map[string]stepio.Float `json:"metrics" doc:"the candidate's metrics on the data"`
 	BaselineMetrics map[string]stepio.Float `json:"baseline_metrics" doc:"the baseline's metrics on the same rows; null without a baseline"`
 	Deltas          map[string]stepio.Float `json:"deltas" doc:"candidate minus baseline, by metric"`
@@ -72,7 +71,7 @@ type reportArgs struct {
 	gateSection *report.Fairness
 }
 
-func newReportArgs(in reportInputs) (*reportArgs, error) {
+func newReportArgs(ctx context.Context, env Env, in reportInputs) (*reportArgs, error) {
 	a := &reportArgs{reportInputs: in, sensitive: slices.Compact(slices.Sorted(slices.Values(in.Sensitive)))}
 	if g := in.Fairness; g != nil {
 		if g.Mitigated && (len(g.Before) == 0 || len(g.After) == 0) {
@@ -85,9 +84,12 @@ func newReportArgs(in reportInputs) (*reportArgs, error) {
 	}
 	if in.Validation != nil {
 		var err error
-		if a.validationSection, err = validationEvidence(in.Validation); err != nil {
+		if a.validationSection, err = validationEvidence(ctx, env, in.Validation); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.Explanation.load(ctx, env); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -216,7 +218,7 @@ type reportSummary struct {
 }
 
 func runReport(ctx context.Context, env Env, in Input, args reportInputs) (*ReportOutputs, error) {
-	a, err := newReportArgs(args)
+	a, err := newReportArgs(ctx, env, args)
 	if err != nil {
 		return nil, err
 	}
@@ -231,23 +233,28 @@ func runReport(ctx context.Context, env Env, in Input, args reportInputs) (*Repo
 	if err != nil {
 		return nil, err
 	}
-	store, err := artifact.Open(ctx, env.Store())
-	if err != nil {
-		return nil, fmt.Errorf("report: open artifact store %s: %w", env.Store(), err)
-	}
-	digest, err := artifact.PutDir(ctx, store, dir)
+	ptr, err := env.Artifacts().Publish(ctx, dir)
 	if err != nil {
 		return nil, fmt.Errorf("report: store %s: %w", dir, err)
 	}
-	env.Logger().Info("report: stored", "dir", dir, "digest", digest)
+	env.Logger().Info("report: stored", "dir", dir, "report", ptr.String())
 	return &ReportOutputs{
-		Report:          filepath.Join(dir, report.IndexFile),
-		ReportDigest:    string(digest),
+		Report:          ptr.String(),
+		ReportDigest:    string(ptr.Digest),
 		Plots:           sum.Plots,
 		Metrics:         sum.Metrics,
 		BaselineMetrics: sum.BaselineMetrics,
 		Deltas:          sum.Deltas,
 	}, nil
+}
+
+// shortName is a model's name on the page when it has no title: its
+// digest, shortened as tools show commits.
+func shortName(m *loadedModel) string {
+	if m.Label != "" {
+		return m.Label
+	}
+	return "model " + m.Ptr.Digest.Hex()[:12]
 }
 
 // readSummary reads the summary of a report an earlier attempt renamed into
@@ -268,18 +275,18 @@ func readSummary(dir string) (*reportSummary, error) {
 // staging directory and renames it to dir, so dir never holds a page
 // without its summary.
 func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir string) (*reportSummary, error) {
-	cand, d, cs, src, err := scoreCandidate(a.Model, a.Data)
+	cand, d, cs, src, err := scoreCandidate(ctx, env, a.Model, a.Data)
 	if err != nil {
 		return nil, err
 	}
 	sum := &reportSummary{
-		Title: a.Title, Model: cand.Dir, ModelDigest: cand.Digest, Data: src, Rows: d.Len(), Sensitive: a.sensitive,
+		Title: a.Title, Model: cand.Name, ModelDigest: cand.digest(), Data: src, Rows: d.Len(), Sensitive: a.sensitive,
 		Metrics: cs.Metrics, Deltas: map[string]stepio.Float{}, Evaluation: a.Evaluation, Fairness: a.Fairness,
 		Explanation: a.Explanation.raw, Validation: a.Validation,
 	}
 	name := a.Title
 	if name == "" {
-		name = filepath.Base(cand.Dir)
+		name = shortName(cand)
 	}
 	candidate, err := reportModel(name, cs)
 	if err != nil {
@@ -298,38 +305,38 @@ func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir str
 	if a.Explanation.note != "" {
 		ev.Notes = append(ev.Notes, a.Explanation.note)
 	}
-	if note := explanationMismatch(a.Explanation.model, cand.Dir); note != "" {
+	if note := explanationMismatch(a.Explanation.model, cand.Name); note != "" {
 		ev.Notes = append(ev.Notes, note)
 	}
 
-	baselineDir := a.Baseline
-	if a.Baseline == registry.Champion {
-		if baselineDir, sum.BaselineNote, err = resolveChampion(ctx, env, in, a.championInputs); err != nil {
+	baseline := a.Baseline
+	if baseline.String() == registry.Champion {
+		if baseline, sum.BaselineNote, err = resolveChampion(ctx, env, in, a.championInputs); err != nil {
 			return nil, err
 		}
 		if sum.BaselineNote != "" {
 			ev.Notes = append(ev.Notes, sum.BaselineNote)
 		}
 	}
-	if baselineDir != "" {
-		bm, err := loadModel("baseline", baselineDir)
+	if !baseline.IsZero() {
+		bm, err := loadModel(ctx, env, "baseline", baseline)
 		if err != nil {
 			return nil, err
 		}
-		bd, err := bm.loadData("data", src)
+		bd, _, err := bm.loadData(ctx, env, "data", src)
 		if err != nil {
-			return nil, fmt.Errorf("baseline %s: %w", baselineDir, err)
+			return nil, fmt.Errorf("baseline %s: %w", bm.Name, err)
 		}
 		bs, err := score(bm, bd)
 		if err != nil {
 			return nil, err
 		}
-		champ, err := reportModel(filepath.Base(bm.Dir), bs)
+		champ, err := reportModel(shortName(bm), bs)
 		if err != nil {
 			return nil, err
 		}
 		ev.Champion = &champ
-		sum.Baseline, sum.BaselineDigest, sum.BaselineMetrics = bm.Dir, bm.Digest, bs.Metrics
+		sum.Baseline, sum.BaselineDigest, sum.BaselineMetrics = bm.Name, bm.digest(), bs.Metrics
 		for k, c := range cs.metrics {
 			if b, ok := bs.metrics[k]; ok {
 				sum.Deltas[k] = stepio.Float(c - b)

@@ -41,11 +41,7 @@ func trainReportModels(t *testing.T, state string) (cand, base string) {
 // html/template's escaping of + and & does not matter.
 func readReportPage(t *testing.T, out map[string]any) string {
 	t.Helper()
-	path, _ := out["report"].(string)
-	if !filepath.IsAbs(path) || filepath.Base(path) != report.IndexFile {
-		t.Fatalf("report output %q is not an absolute path to %s", path, report.IndexFile)
-	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(filepath.Join(fetchOut(t, out["report"]), report.IndexFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +66,7 @@ func checkReportPlots(t *testing.T, out map[string]any, page string) []string {
 	if !slices.Equal(referenced, plots) {
 		t.Errorf("page shows %q, plots output %q", referenced, plots)
 	}
-	dir := filepath.Dir(out["report"].(string))
+	dir := fetchOut(t, out["report"])
 	for _, name := range referenced {
 		f, err := os.Open(filepath.Join(dir, name))
 		if err != nil {
@@ -87,7 +83,7 @@ func checkReportPlots(t *testing.T, out map[string]any, page string) []string {
 
 func readReportSummary(t *testing.T, out map[string]any) map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(out["report"].(string)), ReportSummaryFile))
+	b, err := os.ReadFile(filepath.Join(fetchOut(t, out["report"]), ReportSummaryFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,17 +136,18 @@ func TestReportWithBaseline(t *testing.T) {
 		t.Errorf("summary lacks the rates by sex: %v", sum["by_feature"])
 	}
 
-	// The stored tree is the directory, byte for byte.
+	// The stored tree is the directory the step rendered, byte for byte.
 	ctx := context.Background()
-	store, err := artifact.Open(ctx, env.Store())
-	if err != nil {
-		t.Fatal(err)
+	store := env.Artifacts().Store()
+	if !strings.HasSuffix(out["report"].(string), "/trees/sha256/"+artifact.Digest(out["report_digest"].(string)).Hex()) {
+		t.Errorf("report %v and report_digest %v disagree", out["report"], out["report_digest"])
 	}
-	fetched := filepath.Join(t.TempDir(), "fetched")
-	if err := artifact.FetchTree(ctx, store, artifact.Digest(out["report_digest"].(string)), fetched); err != nil {
-		t.Fatal(err)
+	fetched := fetchOut(t, out["report"])
+	rendered, _ := filepath.Glob(filepath.Join(env.Dir(), "report-*"))
+	if len(rendered) != 1 {
+		t.Fatalf("rendered %v", rendered)
 	}
-	dir := filepath.Dir(out["report"].(string))
+	dir := rendered[0]
 	local, remote := dirContents(t, dir), dirContents(t, fetched)
 	if !reflect.DeepEqual(local, remote) {
 		t.Errorf("fetched tree holds %d files, the report %d, or their bytes differ", len(remote), len(local))
@@ -168,10 +165,11 @@ func TestReportWithBaseline(t *testing.T) {
 
 	// The registry's champion, resolved as evaluate resolves it, is the same
 	// baseline as its directory.
-	digest, err := artifact.PutDir(ctx, store, base)
+	basePtr, err := artifact.ParsePointer(base)
 	if err != nil {
 		t.Fatal(err)
 	}
+	digest := basePtr.Digest
 	reg := registry.New(store)
 	mv, err := reg.Register(ctx, registry.RegisterRequest{Model: "credit", Artifact: digest,
 		Lineage: registry.Lineage{RunID: "run-0", StepID: "train"}, CreatedAt: time.Now()})
@@ -358,7 +356,7 @@ func TestReportRejectsMismatchedMitigation(t *testing.T) {
 	group := func(n float64) map[string]any {
 		return map[string]any{"groups": map[string]any{"f": map[string]any{"count": n, "selection_rate": 0.5}}}
 	}
-	_, err := parseReport(Input{With: map[string]any{"model": "m", "fairness": map[string]any{
+	_, err := parseReportIn(t, t.TempDir(), Input{With: map[string]any{"model": "m", "fairness": map[string]any{
 		"passed": true, "mitigated": true,
 		"before": map[string]any{"sex": group(10)}, "after": map[string]any{"sex": group(12)}}}})
 	wantPermanent(t, err, "with.fairness", "same rows")
@@ -399,10 +397,7 @@ func TestReportShowsExplanationAndValidation(t *testing.T) {
 			t.Errorf("page lacks %q", s)
 		}
 	}
-	b, err := os.ReadFile(val["report"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readOut(t, newEnv(t, state), val["report"])
 	var rep struct {
 		Checks []struct{ Status, Message string }
 	}
@@ -428,11 +423,12 @@ func TestReportShowsExplanationAndValidation(t *testing.T) {
 		t.Errorf("summary does not record the explain and validate-data outputs: %v", sum)
 	}
 
-	// The path of explanation.json is enough; without explanation.json the
+	// The pointer to explanation.json is enough; without explanation.json
+	// (a path of another worker, as runs recorded before pointers have) the
 	// outputs' means still are, with a note that the rest is missing.
 	out = mustRun(t, newEnv(t, state), "report", "report", map[string]any{"model": tr["model"], "explanation": ex["explanation"]})
 	if page := readReportPage(t, out); !strings.Contains(page, `id="coefficients"`) || !strings.Contains(page, "<th>Std</th>") {
-		t.Error("page built from explanation.json's path lacks its details")
+		t.Error("page built from explanation.json's pointer lacks its details")
 	}
 	means := map[string]any{"explanation": filepath.Join(state, "gone", "explanation.json"), "importance": ex["importance"]}
 	out = mustRun(t, newEnv(t, state), "report", "report", map[string]any{"model": tr["model"], "explanation": means})
@@ -465,7 +461,7 @@ func TestReportBadExplanationAndValidation(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			c.with["model"] = filepath.Join(state, "model")
-			_, err := parseReport(Input{With: c.with})
+			_, err := parseReportIn(t, state, Input{With: c.with})
 			wantPermanent(t, err, "with."+c.key)
 			if kind, _ := Classify(err); kind != kindBadInput {
 				t.Errorf("kind %q, want %s", kind, kindBadInput)
@@ -474,12 +470,13 @@ func TestReportBadExplanationAndValidation(t *testing.T) {
 	}
 }
 
-// parseReport decodes the report's inputs as Define does and checks them as
-// runReport does first, without scoring anything.
-func parseReport(in Input) (*reportArgs, error) {
+// parseReportIn decodes the report's inputs as Define does and checks them
+// as runReport does first, without scoring anything.
+func parseReportIn(t *testing.T, state string, in Input) (*reportArgs, error) {
+	env := newEnv(t, state)
 	var a reportInputs
 	if err := stepio.Decode(in.With, &a); err != nil {
 		return nil, Permanent(kindBadInput, err)
 	}
-	return newReportArgs(a)
+	return newReportArgs(context.Background(), env, a)
 }

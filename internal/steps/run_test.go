@@ -7,17 +7,32 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 )
 
-type runEnv struct{ dir string }
+type runEnv struct {
+	dir string
+	s   *workspace.Session
+}
 
-func (runEnv) Progress(any)         {}
-func (runEnv) Resume(any) bool      { return false }
-func (e runEnv) Dir() string        { return e.dir }
-func (e runEnv) StateDir() string   { return e.dir }
-func (e runEnv) Store() string      { return "file://" + e.dir + "/artifacts" }
-func (runEnv) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func newRunEnv(t *testing.T) runEnv {
+	dir := t.TempDir()
+	ws, err := workspace.Open(context.Background(), workspace.Config{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ws.Session()
+	t.Cleanup(s.Close)
+	return runEnv{dir: dir, s: s}
+}
+
+func (runEnv) Progress(any)                    {}
+func (runEnv) Resume(any) bool                 { return false }
+func (e runEnv) Dir() string                   { return e.dir }
+func (e runEnv) StateDir() string              { return e.dir }
+func (e runEnv) Artifacts() *workspace.Session { return e.s }
+func (runEnv) Logger() *slog.Logger            { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestRunTypeRunsCommand(t *testing.T) {
 	rt, ok := Lookup("run")
@@ -25,7 +40,7 @@ func TestRunTypeRunsCommand(t *testing.T) {
 		t.Fatal("run type not registered")
 	}
 	in := Input{StepID: "s", With: map[string]any{"n": 3.0}, Command: &spec.Command{Shell: `echo "::output n=$GAUNTLET_INPUT_N"`}}
-	out, err := rt.Run(context.Background(), runEnv{t.TempDir()}, in)
+	out, err := rt.Run(context.Background(), newRunEnv(t), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +62,7 @@ func TestRunTypeKeepsContractKinds(t *testing.T) {
 		{&spec.Command{Shell: `echo '[' > "$GAUNTLET_OUTPUT_DIR/outputs.json"`}, "BadOutput", false},
 	}
 	for _, c := range cases {
-		_, err := rt.Run(context.Background(), runEnv{t.TempDir()}, Input{StepID: "s", Command: c.cmd})
+		_, err := rt.Run(context.Background(), newRunEnv(t), Input{StepID: "s", Command: c.cmd})
 		if err == nil {
 			t.Fatalf("%+v: no error", c.cmd)
 		}
@@ -59,7 +74,7 @@ func TestRunTypeKeepsContractKinds(t *testing.T) {
 	// Cancellation stays visible to the Temporal SDK through the wrapping.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := rt.Run(ctx, runEnv{t.TempDir()}, Input{StepID: "s", Command: &spec.Command{Shell: "true"}})
+	_, err := rt.Run(ctx, newRunEnv(t), Input{StepID: "s", Command: &spec.Command{Shell: "true"}})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled run: %v", err)
 	}

@@ -80,10 +80,7 @@ func runSplit(ctx context.Context, env Env, _ Input, a splitInputs) (*SplitOutpu
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", a.Data, err))
 	}
-	store, err := artifact.Open(ctx, env.Store())
-	if err != nil {
-		return nil, fmt.Errorf("split: open the artifact store: %w", err)
-	}
+	store := env.Artifacts().Store()
 	put := func(idx []int) (string, error) {
 		b, err := holdoutCSV(d.Subset(idx), negative)
 		if err != nil {

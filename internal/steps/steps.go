@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
@@ -54,10 +55,11 @@ type Env interface {
 	Dir() string
 	// StateDir is the root of local state (artifacts, registry, caches).
 	StateDir() string
-	// Store is the location URL of the artifact store models and reports
-	// go to (default file://<StateDir>/artifacts). Workers on several nodes
-	// share it, not a disk.
-	Store() string
+	// Artifacts is this execution's use of the fleet's artifact store and
+	// of the host's cache: a step publishes what it produces there and
+	// hands on the pointer, and materialises the pointers and data sources
+	// it takes. Workers on several hosts share the store, not a disk.
+	Artifacts() *workspace.Session
 	Logger() *slog.Logger
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -22,15 +21,16 @@ import (
 func init() {
 	Register(Define(Type{
 		Name: "train",
-		Doc: "Trains a binary classifier (logistic regression or MLP) on tabular data and saves it as a model directory " +
-			"under <state>/models, with the held-out split as " + HoldoutFile + " inside it. A retry of the same run and step " +
-			"reuses the saved model; an interrupted MLP resumes from its last epoch checkpoint.",
+		Doc: "Trains a binary classifier (logistic regression or MLP) on tabular data and publishes it to the artifact store " +
+			"as a model directory, with the held-out split as " + HoldoutFile + " inside it; outputs its pointer. A retry of " +
+			"the same run, step and inputs, on any worker, reuses the published model; an interrupted MLP resumes from its " +
+			"last epoch checkpoint.",
 		Kind: Activity,
 	}, trainInputs{Model: "logistic", Seed: 1, TestFraction: 0.2, ClassWeight: "none"}, runTrain))
 }
 
 type trainInputs struct {
-	Data          string    `json:"data" required:"true" doc:"CSV path or builtin: URI"`
+	Data          string    `json:"data" required:"true" doc:"the data: a path, file://, s3:// or https:// URL, an artifact pointer, or a builtin: URI"`
 	Label         string    `json:"label" required:"true" doc:"label column"`
 	PositiveLabel []string  `json:"positive_label" required:"true" doc:"label values of the positive class (list or comma-separated)"`
 	Model         string    `json:"model" doc:"logistic (default) or mlp"`
@@ -63,12 +63,12 @@ type dpInputs struct {
 
 // TrainOutputs are the outputs of a train step.
 type TrainOutputs struct {
-	Model            string                  `json:"model" doc:"the saved model directory"`
-	ModelDigest      string                  `json:"model_digest" doc:"content digest of the model directory"`
-	DataDigest       string                  `json:"data_digest" doc:"digest of the training data"`
+	Model            string                  `json:"model" doc:"the model: an artifact pointer to its directory in the store"`
+	ModelDigest      string                  `json:"model_digest" doc:"sha256 of the model's SHA256SUMS (covering manifest and weights), the digest serving reports"`
+	DataDigest       string                  `json:"data_digest" doc:"digest of the training data's content (columns and values)"`
 	Rows             int                     `json:"rows" doc:"rows of data, held-out ones included"`
 	Features         int                     `json:"features" doc:"encoded feature columns"`
-	Holdout          string                  `json:"holdout" doc:"the held-out split inside the model directory"`
+	Holdout          string                  `json:"holdout" doc:"the held-out split (holdout.csv of the model directory): an artifact pointer"`
 	Metrics          map[string]stepio.Float `json:"metrics" doc:"metrics on the held-out split"`
 	Reused           bool                    `json:"reused" doc:"an earlier attempt's saved model was returned"`
 	Privacy          any                     `json:"privacy,omitempty" doc:"the DP-SGD guarantee (ε, δ), with dp"`
@@ -178,18 +178,13 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 	if err != nil {
 		return nil, err
 	}
-	if a.data, err = localData(ctx, env, "data", a.data); err != nil {
+	// A previous attempt got as far as publishing: training again would
+	// only produce a second model for the same step.
+	if m, ok, err := earlierModel(ctx, env, in); err != nil {
 		return nil, err
-	}
-	dir := filepath.Join(env.StateDir(), "models", safeName(in.RunID)+"-"+safeName(in.StepID)+"-"+inputsDigest(in))
-	if dir, err = filepath.Abs(dir); err != nil {
-		return nil, err
-	}
-	// A previous attempt got as far as saving: training again would only
-	// produce a second model for the same step.
-	if _, err := os.Stat(dir); err == nil {
-		env.Logger().Info("train: reusing the model an earlier attempt saved", "model", dir)
-		return trainOutputs(dir, true)
+	} else if ok {
+		env.Logger().Info("train: reusing the model an earlier attempt published", "model", m.Name)
+		return trainOutputs(m, true)
 	}
 
 	opts := []dataset.Option{dataset.WithLabel(a.label, a.positive...)}
@@ -201,21 +196,21 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 	}
 	// A frame keeps the data column-wise in float32 and codes, and the
 	// split is two index lists, so large data sets fit in memory.
-	d, err := dataset.LoadFrame(a.data, opts...)
+	d, data, err := loadFrame(ctx, env, "data", a.data, opts...)
 	if err != nil {
-		return nil, dataError("data", a.data, err)
+		return nil, err
 	}
 	trainRows, testRows, err := d.Split(a.testFraction, a.cfg.Seed)
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.test_fraction: split %s: %w", a.data, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.test_fraction: split %s: %w", data.Source, err))
 	}
 	enc, err := dataset.FitEncoderFrame(d, trainRows, dataset.EncoderOptions{})
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", a.data, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", data.Source, err))
 	}
 	x, err := enc.TransformFrame(d, trainRows)
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", a.data, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", data.Source, err))
 	}
 
 	gpus := newGPUSampler(trainGPU())
@@ -264,7 +259,7 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 		o.Progress = progress
 		net, guarantee, err = dp.Train(ctx, x.Float64(), d.Subset(trainRows).Y, a.cfg, o)
 		if errors.Is(err, dp.ErrBudget) {
-			return nil, Permanent(kindPrivacyBudget, fmt.Errorf("train on %s: %w", a.data, err))
+			return nil, Permanent(kindPrivacyBudget, fmt.Errorf("train on %s: %w", data.Source, err))
 		}
 	} else {
 		net, err = model.TrainF32(ctx, x, d.LabelsOf(trainRows), a.cfg, topts...)
@@ -273,12 +268,12 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		return nil, Permanent(kindBadInput, fmt.Errorf("train on %s: %w", a.data, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("train on %s: %w", data.Source, err))
 	}
 
 	xt, err := enc.TransformFrame(d, testRows)
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: held-out rows: %w", a.data, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: held-out rows: %w", data.Source, err))
 	}
 	test := d.Subset(testRows)
 	scores, err := net.PredictProbaF32(xt)
@@ -287,7 +282,7 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 	}
 	rep, err := evaluate.Evaluate(test.Y, scores, evaluate.Options{})
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("evaluate held-out rows of %s: %w", a.data, err))
+		return nil, Permanent(kindBadInput, fmt.Errorf("evaluate held-out rows of %s: %w", data.Source, err))
 	}
 	negative := d.NegativeLabel()
 	holdout, err := holdoutCSV(test, negative)
@@ -304,8 +299,11 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 		Metrics:       finiteMetrics(rep.Metrics),
 		Lineage: modelfile.Lineage{
 			DataDigest: d.Digest,
-			DataSource: a.data,
+			DataSource: data.Source,
 			Params: map[string]any{
+				// The file's bytes as read, beside the content digest
+				// above, which ignores formatting.
+				paramData:       dataRecord{Source: data.Source, SHA256: string(data.Digest)},
 				"config":        a.cfg,
 				"test_fraction": a.testFraction,
 				"class_weight":  map[bool]string{true: "balanced", false: "none"}[a.balanced],
@@ -322,15 +320,16 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 	if guarantee != nil {
 		m.Lineage.Params[paramPrivacy] = guarantee
 	}
-	if _, err := saveModelDir(dir, m, net.Tensors(), holdout, test.Len()); err != nil {
-		// A concurrent attempt of the same step won the rename: use its model.
-		if _, serr := os.Stat(dir); serr == nil {
-			return trainOutputs(dir, true)
-		}
-		return nil, fmt.Errorf("train: save model %s: %w", dir, err)
+	saved, reused, done, err := publishModel(ctx, env, in, func(dir string) error {
+		_, err := saveModelDir(dir, m, net.Tensors(), holdout, test.Len())
+		return err
+	})
+	defer done()
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
 	}
-	out, err := trainOutputs(dir, false)
-	if err == nil && firstEpoch > 1 {
+	out, err := trainOutputs(saved, reused)
+	if err == nil && firstEpoch > 1 && !reused {
 		resumed := firstEpoch - 1
 		out.ResumedFromEpoch = &resumed
 	}
@@ -344,25 +343,31 @@ const kindPrivacyBudget = "PrivacyBudgetExceeded"
 // paramPrivacy is the manifest's record of a DP guarantee (dp.Guarantee).
 const paramPrivacy = "differential_privacy"
 
+// paramData is the manifest's record of the training data file.
+const paramData = "data"
+
+// dataRecord names the data a model was trained on and the SHA-256 of its
+// bytes (empty for generated data).
+type dataRecord struct {
+	Source string `json:"source"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
 // trainOutputs reads the outputs back from the saved model, so a fresh run
 // and a reused one report the same values.
-func trainOutputs(dir string, reused bool) (*TrainOutputs, error) {
-	m, err := loadModel("model", dir)
-	if err != nil {
-		return nil, fmt.Errorf("train: saved model: %w", err)
-	}
-	holdout, err := m.holdout()
+func trainOutputs(m *loadedModel, reused bool) (*TrainOutputs, error) {
+	_, holdout, err := m.holdout()
 	if err != nil {
 		return nil, fmt.Errorf("train: saved model: %w", err)
 	}
 	rows, _ := stepio.Int(m.Manifest.Lineage.Params["rows"])
 	return &TrainOutputs{
-		Model:       dir,
-		ModelDigest: m.Digest,
+		Model:       m.Name,
+		ModelDigest: m.digest(),
 		DataDigest:  m.Manifest.Lineage.DataDigest,
 		Rows:        rows,
 		Features:    len(m.Manifest.Features),
-		Holdout:     holdout,
+		Holdout:     holdout.String(),
 		Metrics:     stepio.Floats(m.Manifest.Metrics),
 		Reused:      reused,
 		Privacy:     m.Manifest.Lineage.Params[paramPrivacy],

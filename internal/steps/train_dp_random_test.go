@@ -22,15 +22,13 @@ func TestTrainDPNoiseIsFreshUnlessInsecureReproducible(t *testing.T) {
 		out := mustRun(t, newEnv(t, state), "train", step, map[string]any{
 			"data": biased, "label": "defaulted", "positive_label": "yes", "seed": 5, "epochs": 2,
 			"dp": map[string]any{"epsilon": 3, "insecure_reproducible": insecure}})
-		dir := out["model"].(string)
+		env := newEnv(t, state)
+		dir := materialized(t, env, out["model"])
 		w, err := os.ReadFile(filepath.Join(dir, modelfile.WeightsFile))
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := loadModel("model", dir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := loadOut(t, env, out["model"])
 		rec, ok := m.Manifest.Lineage.Params[paramPrivacy].(map[string]any)
 		if !ok {
 			t.Fatalf("manifest records no guarantee: %v", m.Manifest.Lineage.Params)

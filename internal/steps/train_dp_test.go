@@ -16,10 +16,7 @@ func TestTrainWithDP(t *testing.T) {
 	if eps := p["epsilon"].(float64); !(eps > 0 && eps <= 3) || p["accountant"] == nil || p["sampling"] != "poisson" {
 		t.Errorf("privacy %v", p)
 	}
-	m, err := loadModel("model", out["model"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := loadOut(t, newEnv(t, state), out["model"])
 	rec, ok := m.Manifest.Lineage.Params[paramPrivacy].(map[string]any)
 	if !ok {
 		t.Fatalf("manifest records no guarantee: %v", m.Manifest.Lineage.Params)

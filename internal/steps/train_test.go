@@ -1,11 +1,15 @@
 package steps
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/mltest"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 )
 
 func TestTrainOutputsAndHoldout(t *testing.T) {
@@ -19,13 +23,16 @@ func TestTrainOutputsAndHoldout(t *testing.T) {
 	if len(env.progress) == 0 || env.progress[0]["loss"] == nil {
 		t.Errorf("progress %v lacks the loss", env.progress)
 	}
-	m, err := loadModel("model", out["model"].(string))
-	if err != nil {
-		t.Fatal(err)
+	m := loadOut(t, env, out["model"])
+	if out["model_digest"] != m.Digest || m.Ptr.Kind != artifact.KindTree {
+		t.Errorf("model_digest %v, want the SHA256SUMS digest %s; pointer %s", out["model_digest"], m.Digest, m.Ptr)
+	}
+	if h := readOut(t, env, out["holdout"]); !strings.HasPrefix(string(h), "age,") && len(h) == 0 {
+		t.Errorf("holdout output does not name the split: %.40q", h)
 	}
 	// The holdout is what evaluate falls back to: reading it back with the
 	// model's schema must give the held-out rows with both classes.
-	d, err := m.loadData("data", "")
+	d, _, err := m.loadData(context.Background(), env, "data", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,9 +75,11 @@ func TestTrainRetryReusesModel(t *testing.T) {
 	if len(env.progress) != 0 {
 		t.Errorf("retry trained again: %d progress reports", len(env.progress))
 	}
-	entries, err := os.ReadDir(filepath.Join(state, "models"))
-	if err != nil || len(entries) != 1 {
-		t.Errorf("models dir holds %d entries (%v), want 1", len(entries), err)
+	// On another host sharing only the store, a retry finds it too.
+	other := newEnv(t, state)
+	third := mustRun(t, other, "train", "train", with)
+	if third["reused"] != true || third["model"] != first["model"] {
+		t.Errorf("retry on another worker: %v, first: %v", third, first)
 	}
 }
 
@@ -97,12 +106,10 @@ func TestTrainBadInputs(t *testing.T) {
 }
 
 func TestTrainReweighAndBalanced(t *testing.T) {
-	out := mustRun(t, newEnv(t, t.TempDir()), "train", "train", map[string]any{
+	env := newEnv(t, t.TempDir())
+	out := mustRun(t, env, "train", "train", map[string]any{
 		"data": biased, "label": "defaulted", "positive_label": "yes", "reweigh": "true", "class_weight": "balanced"})
-	m, err := loadModel("model", out["model"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := loadOut(t, env, out["model"])
 	if m.Manifest.Lineage.Params["reweigh"] != true || m.Manifest.Lineage.Params["class_weight"] != "balanced" {
 		t.Errorf("lineage params %v", m.Manifest.Lineage.Params)
 	}
@@ -126,24 +133,26 @@ func TestTrainEvaluateAdult(t *testing.T) {
 }
 
 // A save killed half way (the worker SIGKILLed) leaves a staging directory
-// beside the model; the next successful save of that model removes it.
+// beside the model in the step directory; the next successful save there
+// removes it, and nothing of the killed save is published.
 func TestKilledSaveLeavesNoStagingBehind(t *testing.T) {
 	state := t.TempDir()
 	env := newEnv(t, state)
-	with := map[string]any{"data": biased, "label": "defaulted", "positive_label": "yes"}
-	dir := mustRun(t, env, "train", "train", with)["model"].(string)
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
+	dir := filepath.Join(env.Dir(), "model-killed", "model")
 	left := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".stage-killed")
 	if err := os.MkdirAll(filepath.Join(left, "model"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, env, "train", "train", with)
+	out := mustRun(t, env, "train", "train", map[string]any{"data": biased, "label": "defaulted", "positive_label": "yes"})
+	lm := loadOut(t, env, out["model"])
+	mf := *lm.Manifest
+	if _, err := saveModelDir(dir, &mf, lm.Tensors, nil, 0); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(left); !os.IsNotExist(err) {
 		t.Fatalf("staging directory of the killed save is still there: %v", err)
 	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("model not saved again: %v", err)
+	if _, err := modelfile.Load(dir); err != nil {
+		t.Fatalf("model not saved: %v", err)
 	}
 }

@@ -22,21 +22,21 @@ func init() {
 		Name: "validate-data",
 		Doc: "Checks training data before training: declared schema, a previous run's statistics (missing columns, type " +
 			"changes, new categories, ranges, missing rates), duplicate rows, label leakage, near-duplicate features, training " +
-			"rows later than evaluation rows, and class imbalance, optionally applying a remedy. Writes report.json and " +
-			"stats.json; a failed check stops the run permanently (ValidationFailed).",
+			"rows later than evaluation rows, and class imbalance, optionally applying a remedy. Publishes report.json and " +
+			"stats.json (and the rebalanced data) to the artifact store; a failed check stops the run permanently (ValidationFailed).",
 		Kind: Activity,
 	}, validateInputs{Seed: 1}, runValidateData))
 }
 
 type validateInputs struct {
-	Data             string            `json:"data" required:"true" doc:"CSV path or builtin: URI"`
+	Data             string            `json:"data" required:"true" doc:"the data: a path, file://, s3:// or https:// URL, an artifact pointer, or a builtin: URI"`
 	Label            string            `json:"label" required:"true" doc:"label column"`
 	PositiveLabel    []string          `json:"positive_label" required:"true" doc:"label values of the positive class (list or comma-separated)"`
 	Sensitive        []string          `json:"sensitive" doc:"sensitive columns (list or comma-separated)"`
 	Ignore           []string          `json:"ignore" doc:"columns to leave out (list or comma-separated)"`
 	Schema           map[string]string `json:"schema" doc:"declared kinds, {column: numeric|categorical|sensitive|label|ignored}"`
-	ReferenceStats   string            `json:"reference_stats" doc:"stats output (stats.json) of an earlier run to compare with"`
-	EvalData         string            `json:"eval_data" doc:"evaluation data, for the time-order check and the remedy's effect"`
+	ReferenceStats   string            `json:"reference_stats" doc:"stats output (stats.json, an artifact pointer, path or URL) of an earlier run to compare with"`
+	EvalData         string            `json:"eval_data" doc:"evaluation data, given as data is, for the time-order check and the remedy's effect"`
 	TimestampColumn  string            `json:"timestamp_column" doc:"column ordering rows in time (numbers or RFC 3339 dates)"`
 	LeakageAUC       float64           `json:"leakage_auc" doc:"single-feature ROC AUC that fails as leakage (default 0.98)"`
 	LeakageCorr      float64           `json:"leakage_corr" doc:"|correlation| with the label that fails as leakage (default 0.95)"`
@@ -51,13 +51,13 @@ type validateInputs struct {
 // ValidateDataOutputs are the outputs of a validate-data step; report reads
 // them.
 type ValidateDataOutputs struct {
-	Report            string        `json:"report" doc:"path of report.json: every check with its status and message"`
+	Report            string        `json:"report" doc:"report.json, an artifact pointer: every check with its status and message"`
 	Passed            bool          `json:"passed" required:"true" doc:"no check failed"`
 	Warnings          int           `json:"warnings" required:"true" doc:"how many checks warned"`
-	Stats             string        `json:"stats" doc:"path of stats.json, the reference_stats of a later run"`
+	Stats             string        `json:"stats" doc:"stats.json, an artifact pointer: the reference_stats of a later run"`
 	ImbalanceRatio    stepio.Float  `json:"imbalance_ratio" doc:"majority over minority class rows (null when a class is absent)"`
 	ImbalanceSeverity string        `json:"imbalance_severity" doc:"none, mild, moderate or severe"`
-	Data              string        `json:"data,omitempty" doc:"the rebalanced data (CSV), with an oversample, undersample or smote remedy"`
+	Data              string        `json:"data,omitempty" doc:"the rebalanced data (CSV, an artifact pointer), with an oversample, undersample or smote remedy"`
 	ClassWeight       string        `json:"class_weight,omitempty" doc:"balanced, with the class_weight remedy: train's class_weight"`
 	RemedyEffect      *RemedyEffect `json:"remedy_effect,omitempty" doc:"metrics on eval_data before and after the remedy"`
 }
@@ -105,9 +105,12 @@ func runValidateData(ctx context.Context, env Env, _ Input, a validateInputs) (*
 		return nil, badInput("imbalance_remedy", "unknown remedy %q (known: class_weight, oversample, undersample, smote)", remedy)
 	}
 	if a.ReferenceStats != "" {
-		var err error
-		if o.Reference, err = validate.ReadStats(a.ReferenceStats); err != nil {
-			return nil, Permanent(kindBadInput, fmt.Errorf("with.reference_stats: %w", err))
+		ref, err := env.Artifacts().Data(ctx, a.ReferenceStats)
+		if err != nil {
+			return nil, artifactErr("reference_stats", err)
+		}
+		if o.Reference, err = validate.ReadStats(ref.Path); err != nil {
+			return nil, Permanent(kindBadInput, fmt.Errorf("with.reference_stats %s: %w", ref.Source, err))
 		}
 	}
 	src := a.Data
@@ -118,17 +121,18 @@ func runValidateData(ctx context.Context, env Env, _ Input, a validateInputs) (*
 	if len(a.Ignore) > 0 {
 		opts = append(opts, dataset.WithIgnored(a.Ignore...))
 	}
-	d, err := dataset.Load(src, opts...)
+	d, data, err := loadDataset(ctx, env, "data", src, opts...)
 	if err != nil {
-		return nil, dataError("data", src, err)
+		return nil, err
 	}
+	src = data.Source
 	if evalSrc := a.EvalData; evalSrc != "" {
 		eo := []dataset.Option{dataset.WithSchema(d.Schema)}
 		if !strings.HasPrefix(evalSrc, "builtin:") {
 			eo = append(eo, dataset.WithHeader(true))
 		}
-		if o.Eval, err = dataset.Load(evalSrc, eo...); err != nil {
-			return nil, dataError("eval_data", evalSrc, err)
+		if o.Eval, _, err = loadDataset(ctx, env, "eval_data", evalSrc, eo...); err != nil {
+			return nil, err
 		}
 	}
 
@@ -136,10 +140,7 @@ func runValidateData(ctx context.Context, env Env, _ Input, a validateInputs) (*
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("validate %s: %w", src, err))
 	}
-	reportPath, statsPath := filepath.Join(env.Dir(), "report.json"), filepath.Join(env.Dir(), "stats.json")
 	out := &ValidateDataOutputs{
-		Report:            reportPath,
-		Stats:             statsPath,
 		Passed:            rep.Passed,
 		Warnings:          rep.Warnings,
 		ImbalanceRatio:    stepio.Float(rep.Imbalance.Ratio),
@@ -152,26 +153,26 @@ func runValidateData(ctx context.Context, env Env, _ Input, a validateInputs) (*
 	}
 	full := fullReport{Report: rep, Data: src}
 	if rep.Passed && remedy != "" {
-		if err := applyRemedy(ctx, env, d, o.Eval, src, remedy, o.Seed, out, &full.Remedy); err != nil {
+		if err := applyRemedy(ctx, env, d, o.Eval, data.Path, remedy, o.Seed, out, &full.Remedy); err != nil {
 			return nil, err
 		}
 	}
-	if err := writeJSON(statsPath, stats); err != nil {
+	if out.Stats, err = publishJSON(ctx, env, "stats.json", stats); err != nil {
 		return nil, err
 	}
-	if err := writeJSON(reportPath, full); err != nil {
+	if out.Report, err = publishJSON(ctx, env, "report.json", full); err != nil {
 		return nil, err
 	}
 	if !rep.Passed {
 		return nil, Permanent(kindValidationFailed, fmt.Errorf("validate-data %s: %d checks failed: %s (report %s)",
-			src, rep.Failures, strings.Join(rep.Failed(), " "), reportPath))
+			src, rep.Failures, strings.Join(rep.Failed(), " "), out.Report))
 	}
 	return out, nil
 }
 
 // applyRemedy rebalances d, writes it as CSV for the train step and, given
 // evaluation data, measures what the remedy changes.
-func applyRemedy(ctx context.Context, env Env, d, eval *dataset.Dataset, src, remedy string, seed uint64, out *ValidateDataOutputs, effect **validate.Effect) error {
+func applyRemedy(ctx context.Context, env Env, d, eval *dataset.Dataset, path, remedy string, seed uint64, out *ValidateDataOutputs, effect **validate.Effect) error {
 	b, err := validate.Rebalance(d, remedy, seed)
 	if err != nil {
 		return Permanent(kindBadInput, fmt.Errorf("with.imbalance_remedy %s: %w", remedy, err))
@@ -179,7 +180,7 @@ func applyRemedy(ctx context.Context, env Env, d, eval *dataset.Dataset, src, re
 	if remedy == validate.ClassWeight {
 		out.ClassWeight = "balanced"
 	} else {
-		negative, err := negativeLabel(src, d.Schema)
+		negative, err := negativeLabel(path, d.Schema)
 		if err != nil {
 			return Permanent(kindBadInput, fmt.Errorf("with.data: %w", err))
 		}
@@ -187,11 +188,13 @@ func applyRemedy(ctx context.Context, env Env, d, eval *dataset.Dataset, src, re
 		if err != nil {
 			return err
 		}
-		path := filepath.Join(env.Dir(), "rebalanced.csv")
-		if err := writeFileAtomic(path, body); err != nil {
+		rebalanced := filepath.Join(env.Dir(), "rebalanced.csv")
+		if err := writeFileAtomic(rebalanced, body); err != nil {
 			return err
 		}
-		out.Data = path
+		if out.Data, err = publish(ctx, env, "store rebalanced.csv", rebalanced); err != nil {
+			return err
+		}
 	}
 	if eval != nil {
 		e, err := validate.RemedyEffect(ctx, d, b, eval, remedy)

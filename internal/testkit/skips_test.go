@@ -27,7 +27,6 @@ var allowedSkips = map[string]struct {
 	"internal/report/report_test.go":           {1, "root ignores directory permissions"},
 	"internal/steps/provision_test.go":         {1, "not Linux: the local-node module reads /proc"},
 	"internal/tf/workspace_test.go":            {1, "not Linux: the local-node module reads /proc"},
-	"e2e/fleet/fleet_test.go":                  {1, "issue 17: steps hand each other local paths until the store lands (GAUNTLET_FLEET_STORE=1 runs it)"},
 	"internal/tf/aws_plan_test.go":             {1, "no AWS provider mirror: providers come from a registry these machines cannot reach, so `make tools` cannot install one"},
 	"internal/testkit/need.go":                 {1, "Need itself, outside CI"},
 }

@@ -26,6 +26,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/gauntlet-ml/gauntlet/activities"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
@@ -43,6 +44,10 @@ type Config struct {
 	NodeID string
 	// ReviewerKeys is the reviewers' public key file for signed approvals.
 	ReviewerKeys string
+	// Workspace is the fleet's artifact store and this host's cache (see
+	// OpenWorkspace); nil means file://<StateDir>/artifacts and
+	// <StateDir>/cache.
+	Workspace *workspace.Workspace
 	// Deploy, when set, is the deployment target canary and monitor steps
 	// drive; see activities.Config.
 	Deploy *deploy.Local
@@ -82,8 +87,34 @@ func New(c client.Client, cfg Config) (worker.Worker, error) {
 	if cfg.NodeID != "" {
 		logger = logger.With("node_id", cfg.NodeID)
 	}
-	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, ReviewerKeys: cfg.ReviewerKeys, Deploy: cfg.Deploy, Logger: logger, Metrics: cfg.Metrics})
+	ws := cfg.Workspace
+	if ws == nil {
+		if ws, err = workspace.Open(context.Background(), workspace.Config{StateDir: state}); err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+	}
+	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, Workspace: ws, ReviewerKeys: cfg.ReviewerKeys, Deploy: cfg.Deploy, Logger: logger, Metrics: cfg.Metrics})
 	return w, nil
+}
+
+// StoreCheckTimeout bounds OpenWorkspace's first call to the store.
+const StoreCheckTimeout = 30 * time.Second
+
+// OpenWorkspace opens the store and cache cfg names and reaches the store
+// once, so that a worker that cannot use it (unreachable, wrong
+// credentials, no such bucket) fails at start, naming the store, rather
+// than at a run's first step.
+func OpenWorkspace(ctx context.Context, cfg workspace.Config) (*workspace.Workspace, error) {
+	ws, err := workspace.Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, StoreCheckTimeout)
+	defer cancel()
+	if err := ws.Check(cctx); err != nil {
+		return nil, err
+	}
+	return ws, nil
 }
 
 // Telemetry is the Prometheus side of a worker process: one registry with

@@ -143,6 +143,7 @@ resource "aws_launch_template" "node" {
     worker_url       = var.worker_url
     region           = var.region
     metrics_addr     = local.metrics ? ":${var.metrics_port}" : ""
+    store            = var.store
     extra_args       = var.extra_args
   }))
 

@@ -90,6 +90,12 @@ variable "artifact_prefix" {
   }
 }
 
+variable "store" {
+  description = "The artifact store every worker of the fleet shares (--store), e.g. s3://bucket/prefix; its IAM policy must cover it. Empty: the worker's default, on the node's disk."
+  type        = string
+  default     = ""
+}
+
 variable "root_volume_gb" {
   description = "Root volume size; datasets and checkpoints are cached there."
   type        = number

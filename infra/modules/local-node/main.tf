@@ -24,6 +24,7 @@ resource "terraform_data" "worker" {
     temporal_address = var.temporal_address
     namespace        = var.namespace
     state_dir        = var.state_dir
+    store            = var.store
     log_file         = var.log_file
     metrics_addr     = var.metrics_addr
     extra_args       = var.extra_args
@@ -40,6 +41,7 @@ resource "terraform_data" "worker" {
       TEMPORAL_ADDRESS = var.temporal_address
       NAMESPACE        = var.namespace
       STATE_DIR        = var.state_dir
+      STORE            = var.store
       LOG_FILE         = var.log_file
       PID_FILE         = local.pid_file
       METRICS_ADDR     = var.metrics_addr

@@ -16,6 +16,9 @@ set -- --task-queue "$TASK_QUEUE" --node-id "$NODE_ID" --address "$TEMPORAL_ADDR
 if [ -n "$METRICS_ADDR" ]; then
   set -- "$@" --metrics-addr "$METRICS_ADDR"
 fi
+if [ -n "${STORE:-}" ]; then
+  set -- "$@" --store "$STORE"
+fi
 if [ -n "$EXTRA_ARGS" ]; then
   while IFS= read -r arg; do
     set -- "$@" "$arg"

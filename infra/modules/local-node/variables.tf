@@ -37,6 +37,12 @@ variable "state_dir" {
   type        = string
 }
 
+variable "store" {
+  description = "The artifact store every worker of the fleet shares (--store); empty: the worker's default under state_dir."
+  type        = string
+  default     = ""
+}
+
 variable "log_file" {
   description = "File the worker's stdout and stderr are appended to."
   type        = string

@@ -57,6 +57,8 @@ func NewFakeS3(t testing.TB) *FakeS3 {
 		"AWS_CONFIG_FILE":             none,
 		"AWS_SHARED_CREDENTIALS_FILE": none,
 		"AWS_EC2_METADATA_DISABLED":   "true",
+		"AWS_ENDPOINT_URL":            "",
+		"AWS_ENDPOINT_URL_S3":         "",
 	} {
 		t.Setenv(k, v)
 	}

@@ -7,6 +7,8 @@
 //
 //	entries/<kind>-<hex>    a blob (file) or tree (directory), read-only
 //	staging/<kind>-<hex>/   where one entry is assembled before its rename
+//	staging/ingest-*        content arriving from outside the store (Ingest),
+//	                        named by its digest only once it has all arrived
 //	locks/<kind>-<hex>      flock(2) target of one entry
 //
 // An entry is only ever visible complete: it is fetched (and verified
@@ -20,8 +22,11 @@ package cache
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -36,6 +41,10 @@ import (
 // ErrFull reports that an artifact does not fit in the cache even after
 // evicting everything not in use.
 var ErrFull = errors.New("local artifact cache full")
+
+// ErrTooLarge reports an artifact larger than the whole cache, or content
+// given to Ingest beyond its bound: no eviction can make it fit.
+var ErrTooLarge = errors.New("larger than the local artifact cache allows")
 
 // Cache is one cache directory.
 type Cache struct {
@@ -59,8 +68,12 @@ func Open(dir string, maxBytes int64) (*Cache, error) {
 			return nil, fmt.Errorf("cache: open %s: %w", abs, err)
 		}
 	}
+	c.clearIngests()
 	return c, nil
 }
+
+// Max is the cache's bound in bytes; 0 means none.
+func (c *Cache) Max() int64 { return max(c.max, 0) }
 
 // Dir is the cache directory.
 func (c *Cache) Dir() string { return c.dir }
@@ -209,7 +222,7 @@ func (c *Cache) makeRoom(need int64, except string) error {
 		return nil
 	}
 	if need > c.max {
-		return fmt.Errorf("%w: the artifact alone is larger than the cache's %d bytes", ErrFull, c.max)
+		return fmt.Errorf("%w: the artifact alone is larger than the cache's %d bytes", ErrTooLarge, c.max)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -243,6 +256,119 @@ func (c *Cache) makeRoom(need int64, except string) error {
 		return fmt.Errorf("%w: %d of %d bytes are held by steps using them", ErrFull, used, c.max)
 	}
 	return nil
+}
+
+// Ingest stores what r yields as a blob entry named by its SHA-256, for
+// content that comes from outside the store (a data set behind a URL),
+// and returns a lease on it with the digest. At most limit bytes are
+// read (limit <= 0: the cache's bound, if any); more fails with
+// ErrTooLarge. Content already cached is kept, and the copy just read is
+// dropped.
+func (c *Cache) Ingest(ctx context.Context, r io.Reader, limit int64) (*Lease, artifact.Digest, error) {
+	if limit <= 0 {
+		limit = c.max
+	}
+	if limit > 0 && c.max > 0 {
+		limit = min(limit, c.max)
+	}
+	f, err := os.CreateTemp(c.stagingDir(), "ingest-*")
+	if err != nil {
+		return nil, "", fmt.Errorf("cache: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		f.Close()
+		os.Remove(tmp)
+	}()
+	// A lock on the staged file tells clearIngests in another process
+	// that it is still being written.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, "", fmt.Errorf("cache: lock %s: %w", tmp, err)
+	}
+	h := sha256.New()
+	src := io.Reader(ctxReader{ctx, r})
+	if limit > 0 {
+		src = io.LimitReader(src, limit+1)
+	}
+	size, err := io.Copy(io.MultiWriter(f, h), src)
+	if err != nil {
+		return nil, "", fmt.Errorf("cache: ingest: %w", err)
+	}
+	if limit > 0 && size > limit {
+		return nil, "", fmt.Errorf("cache: ingest into %s: %w (%d bytes)", c.dir, ErrTooLarge, limit)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, "", fmt.Errorf("cache: ingest: %w", err)
+	}
+	d, err := artifact.ParseDigest(hex.EncodeToString(h.Sum(nil)))
+	if err != nil {
+		return nil, "", err
+	}
+	p := artifact.Pointer{Kind: artifact.KindBlob, Digest: d}
+	name := entryName(p)
+	final := filepath.Join(c.entriesDir(), name)
+	// Content already here may be held (by this very process, whose
+	// shared lock an exclusive one would wait for forever).
+	if lease, err := c.tryShared(name, final); err != nil || lease != nil {
+		return lease, d, err
+	}
+	if err := c.place(name, final, size, tmp); err != nil {
+		return nil, "", err
+	}
+	lease, err := c.tryShared(name, final)
+	if err == nil && lease == nil {
+		// Evicted between the rename and the lease: only an eviction
+		// racing a cache far too small for its work gets here.
+		err = fmt.Errorf("cache: %s: %w: evicted as soon as it arrived", d, ErrFull)
+	}
+	return lease, d, err
+}
+
+// place renames the staged file tmp into the entry unless it is there.
+func (c *Cache) place(name, final string, size int64, tmp string) error {
+	lock, err := c.lock(name, syscall.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if _, err := os.Lstat(final); err == nil {
+		return nil
+	}
+	if err := c.makeRoom(size, name); err != nil {
+		return fmt.Errorf("cache: %s (%d bytes) into %s: %w", name, size, c.dir, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	return readOnly(final)
+}
+
+// clearIngests removes what crashed Ingest calls left: staged files whose
+// lock nobody holds.
+func (c *Cache) clearIngests() {
+	left, _ := filepath.Glob(filepath.Join(c.stagingDir(), "ingest-*"))
+	for _, p := range left {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			os.Remove(p)
+		}
+		f.Close()
+	}
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
 }
 
 func (c *Cache) lockNow(name string) (*os.File, error) {

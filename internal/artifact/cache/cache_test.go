@@ -268,3 +268,56 @@ func TestPointerFromAnotherStoreIsRefused(t *testing.T) {
 		t.Fatalf("err = %v, want ErrOtherStore saying how to fix it", err)
 	}
 }
+
+func TestIngestNamesContentByDigest(t *testing.T) {
+	dir := t.TempDir()
+	c, err := cache.Open(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l1, d1, err := c.Ingest(ctx, strings.NewReader("a,b\n1,2\n"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := artifact.DigestBytes([]byte("a,b\n1,2\n")); d1 != want {
+		t.Errorf("digest %s, want %s", d1, want)
+	}
+	// The same content again, while the first lease is held in this
+	// process, is the same entry.
+	l2, d2, err := c.Ingest(ctx, strings.NewReader("a,b\n1,2\n"), 0)
+	if err != nil || d2 != d1 || l2.Path() != l1.Path() {
+		t.Fatalf("second ingest: %v, %s, %s", err, d2, l2.Path())
+	}
+	fi, err := os.Stat(l1.Path())
+	if err != nil || fi.Mode().Perm()&0o222 != 0 {
+		t.Errorf("entry mode %v, %v: want read-only", fi.Mode(), err)
+	}
+	l1.Release()
+	l2.Release()
+
+	if _, _, err := c.Ingest(ctx, strings.NewReader("0123456789"), 4); !errors.Is(err, cache.ErrTooLarge) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("over the bound: %v, want ErrTooLarge naming %s", err, dir)
+	}
+	staged, _ := filepath.Glob(filepath.Join(dir, "staging", "ingest-*"))
+	if len(staged) != 0 {
+		t.Errorf("left in staging: %v", staged)
+	}
+}
+
+func TestCrashedIngestIsCleared(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := cache.Open(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Join(dir, "staging", "ingest-123")
+	if err := os.WriteFile(left, []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.Open(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a crashed ingest's file is still there: %v", err)
+	}
+}
