@@ -268,9 +268,12 @@ func (e *activityEnv) Logger() *slog.Logger          { return e.log }
 
 // safe keeps ids usable as single path elements.
 func safe(s string) string {
+	// A fan-out item's step id is ID[i]; '@' cannot occur in a step id, so
+	// ID@i never meets the directory of a step really called ID_i_.
+	s = strings.NewReplacer("[", "@", "]", "").Replace(s)
 	b := []byte(s)
 	for i, c := range b {
-		ok := c == '-' || c == '_' || c == '.' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+		ok := c == '-' || c == '_' || c == '.' || c == '@' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
 		if !ok {
 			b[i] = '_'
 		}
