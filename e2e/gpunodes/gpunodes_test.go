@@ -64,6 +64,8 @@ func nodeWorker(args []string) int {
 	stateDir := fl.String("state-dir", "", "")
 	fl.String("address", "", "")
 	fl.String("namespace", "", "")
+	// provision passes the worker's own store on to its nodes.
+	fl.String("store", "", "")
 	if err := fl.Parse(args); err != nil {
 		fmt.Fprintln(os.Stderr, "node worker:", err)
 		return 2

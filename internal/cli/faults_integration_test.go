@@ -24,10 +24,11 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/testkit"
 )
 
-// faultData is thirty times smoke's default data: six runs then take about
-// 3s on two idle cores, longer than the longest gap between kills, so that
-// kills land in the middle of steps rather than between runs.
-const faultData = "data=builtin:credit-risk?rows=60000&seed=1&bias=0.3"
+// faultData is 150 times smoke's default data, so that a run's steps take
+// longer than the longest gap between kills (2 s) on two cores and kills
+// land in the middle of steps rather than between runs: since training
+// became parallel and column-wise, thirty times was no longer enough.
+const faultData = "data=builtin:credit-risk?rows=300000&seed=1&bias=0.3"
 
 // faultPipelines writes pipelines/smoke.yaml with its defaults replaced
 // and returns the directory. A step whose worker dies is retried once its
