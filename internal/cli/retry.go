@@ -15,10 +15,12 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/recovery"
 	"github.com/gauntlet-ml/gauntlet/internal/recovery/oldrun"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
+	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
 )
 
 type retryFlags struct {
@@ -29,6 +31,7 @@ type retryFlags struct {
 	noCache bool
 	id      string
 	as      string
+	store   string
 }
 
 func (a *app) retryCommand() *cobra.Command {
@@ -56,6 +59,7 @@ Temporal UI: start Pipeline with {"retry_of": "RUN"}.`,
 	fl.BoolVarP(&f.wait, "wait", "w", false, "wait for the new run to finish, streaming progress")
 	fl.DurationVar(&f.timeout, "timeout", 0, "with --wait, stop waiting after this long (exit 4; the run goes on)")
 	fl.BoolVar(&f.noCache, "no-cache", false, "ignore cached step results in the steps that run again")
+	fl.StringVar(&f.store, "store", "", "the artifact store the workers share, where the reused artifacts are checked (env "+workerhost.EnvStore+"); without it each pointer's own store is tried where this host reaches it")
 	fl.StringVar(&f.id, "id", "", "id of the new run (default NAME-<UTC timestamp>)")
 	fl.StringVar(&f.as, "as", "", "who starts the run (env "+EnvUser+")")
 	return cmd
@@ -94,7 +98,7 @@ func (a *app) retry(ctx context.Context, old string, f retryFlags) error {
 	if err != nil {
 		return retryError(err)
 	}
-	if err := a.checkArtifacts(ctx, plan.Reused); err != nil {
+	if err := a.checkArtifacts(ctx, f.store, plan.Reused); err != nil {
 		return retryError(err)
 	}
 	id := f.id
@@ -152,11 +156,25 @@ func retryError(err error) error {
 	return err
 }
 
-// checkArtifacts looks for the reused outputs' artifacts in the stores
-// their pointers name, where this host can reach them: a file:// store
-// whose directory is here, an s3:// store with the AWS SDK's credentials.
-// The worker checks its own store again before the run takes them over.
-func (a *app) checkArtifacts(ctx context.Context, reused []contract.StepStatus) error {
+// checkArtifacts looks for the reused outputs' artifacts: in the store the
+// workers share when --store or GAUNTLET_STORE names it (with its endpoint
+// and region), else in the stores their pointers name, where this host can
+// reach them: a file:// store whose directory is here, an s3:// store with
+// the AWS SDK's credentials. The worker checks its own store again before
+// the run takes them over.
+func (a *app) checkArtifacts(ctx context.Context, storeFlag string, reused []contract.StepStatus) error {
+	opened := map[string]artifact.Store{}
+	if storeFlag != "" || a.getenv(workerhost.EnvStore) != "" {
+		loc, err := a.storeURL(storeFlag, "", ".gauntlet")
+		if err != nil {
+			return err
+		}
+		s, err := artifact.Open(ctx, loc)
+		if err != nil {
+			return withCode(ExitUsage, fmt.Errorf("store %s: %w", workspace.Redact(loc), err))
+		}
+		opened[s.Location()] = s
+	}
 	byStore := map[string][]recovery.Pointer{}
 	var order []string
 	for _, p := range recovery.Pointers(reused) {
@@ -166,6 +184,12 @@ func (a *app) checkArtifacts(ctx context.Context, reused []contract.StepStatus) 
 		byStore[p.Pointer.Store] = append(byStore[p.Pointer.Store], p)
 	}
 	for _, loc := range order {
+		if s, ok := opened[loc]; ok {
+			if err := recovery.CheckPointers(ctx, s, byStore[loc]); err != nil {
+				return err
+			}
+			continue
+		}
 		if u, err := url.Parse(loc); err == nil && u.Scheme == "file" {
 			if _, err := os.Stat(u.Path); err != nil {
 				fmt.Fprintf(a.stderr, "note: the artifact store %s is not on this host; the worker checks it\n", loc)
