@@ -8,15 +8,16 @@ import (
 	"strings"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/contract"
 )
 
 // Target kinds, as --deploy-target and a step's target input name them.
 const (
 	// Embedded is Local: a router and model servers inside the worker.
-	Embedded = "embedded"
+	Embedded = contract.TargetEmbedded
 	// FleetKind is Fleet: long-running router and model servers driven
 	// over their admin APIs.
-	FleetKind = "fleet"
+	FleetKind = contract.TargetFleet
 )
 
 // Kinds lists the target kinds.
