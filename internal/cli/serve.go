@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,6 +37,10 @@ type serveFlags struct {
 	requestTimeout time.Duration
 	maxBody        int64
 	poll           time.Duration
+	waitForAlias   bool
+	shipSamples    bool
+	replica        string
+	shipInterval   time.Duration
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -49,7 +54,14 @@ MODEL[@ALIAS] of the registry in --store, ALIAS defaulting to champion. The sour
 promotion or a rollback) or the directory is replaced, the new model is loaded
 and verified, then swapped in without failing a request; one that does not load
 leaves the old one serving. Ctrl-C or SIGTERM stops accepting, drains the
-requests in flight and exits 0.`,
+requests in flight and exits 0.
+
+A fleet's model servers (the fleet deployment target's) follow the champion
+and challenger aliases with --wait-for-alias, which waits for an alias that
+does not exist yet (a model's first version, no canary yet) instead of
+failing, and keeps serving the last version when a canary's end removes
+it; --ship-samples stores the sample log in --store, where the monitor of
+any worker reads it; --admin-token-file lets the fleet ask for a reload.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -69,6 +81,10 @@ requests in flight and exits 0.`,
 	fl.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "bound on reading a request and writing its answer")
 	fl.Int64Var(&f.maxBody, "max-body", 1<<20, "largest request body in bytes (413 beyond)")
 	fl.DurationVar(&f.poll, "poll", 10*time.Second, "how often to look whether the model moved; 0 only reloads through the admin API")
+	fl.BoolVar(&f.waitForAlias, "wait-for-alias", false, "with MODEL@ALIAS: wait until the alias exists instead of failing, and keep serving the last version when it is removed")
+	fl.BoolVar(&f.shipSamples, "ship-samples", false, "store the sampled predictions in --store every --ship-interval, under samples/<model>/, where a fleet's monitor reads them")
+	fl.StringVar(&f.replica, "replica", "", "this server's name in the shipped samples, unique in the fleet (default: host name and port)")
+	fl.DurationVar(&f.shipInterval, "ship-interval", serving.DefaultShipInterval, "how often sampled predictions are shipped to --store")
 	return cmd
 }
 
@@ -80,6 +96,18 @@ func (a *app) serve(ctx context.Context, cmd *cobra.Command, f serveFlags) error
 	src, what, err := a.serveSource(ctx, cmd, f)
 	if err != nil {
 		return err
+	}
+	if f.shipSamples {
+		if opts.Sample.Store, err = a.serveStore(ctx, f); err != nil {
+			return err
+		}
+	}
+	if w, ok := src.(*waitingSource); ok {
+		if err := w.wait(ctx, what, opts.Logger); err != nil {
+			return err
+		}
+	} else if f.waitForAlias {
+		return usagef("--wait-for-alias applies to MODEL@ALIAS, not to %s", what)
 	}
 	srv, err := serving.New(ctx, src, opts)
 	if err != nil {
@@ -152,6 +180,26 @@ func (a *app) serveOptions(f serveFlags) (serving.Options, error) {
 		o.PollInterval = -1
 	}
 	o.Sample = serving.SampleOptions{Dir: f.sampleDir, Rate: f.sampleRate}
+	if f.shipSamples {
+		if f.shipInterval <= 0 {
+			return o, usagef("--ship-interval %v: want a positive duration", f.shipInterval)
+		}
+		o.Sample.ShipInterval = f.shipInterval
+		o.Sample.Replica = f.replica
+		if o.Sample.Replica == "" {
+			host, err := os.Hostname()
+			if err != nil {
+				host = "serve"
+			}
+			_, port, _ := net.SplitHostPort(f.addr)
+			o.Sample.Replica = serving.ReplicaName(host + "-" + port)
+		}
+		if err := serving.ValidReplica(o.Sample.Replica); err != nil {
+			return o, usagef("--replica: %v", err)
+		}
+	} else if f.replica != "" {
+		return o, usagef("--replica names this server in shipped samples: give --ship-samples too")
+	}
 	if f.adminTokenFile != "" {
 		b, err := os.ReadFile(f.adminTokenFile)
 		if err != nil {
@@ -202,16 +250,82 @@ func (a *app) serveSource(ctx context.Context, cmd *cobra.Command, f serveFlags)
 	if ref == "" {
 		return nil, "", usagef("--model %q: empty alias after @", f.model)
 	}
-	loc, err := a.storeURL(f.store, f.registry, ".gauntlet")
+	store, err := a.serveStore(ctx, f)
 	if err != nil {
 		return nil, "", err
 	}
+	what := name + "@" + ref
+	src := serving.RegistrySource{Registry: registry.New(store), Store: store, Model: name, Ref: ref, CacheDir: f.cacheDir}
+	if f.waitForAlias {
+		return &waitingSource{RegistrySource: src, every: f.poll}, what, nil
+	}
+	return src, what, nil
+}
+
+// serveStore opens --store.
+func (a *app) serveStore(ctx context.Context, f serveFlags) (artifact.Store, error) {
+	loc, err := a.storeURL(f.store, f.registry, ".gauntlet")
+	if err != nil {
+		return nil, err
+	}
 	store, err := artifact.Open(ctx, loc)
 	if err != nil {
-		return nil, "", withCode(ExitUsage, fmt.Errorf("--store %s: %w", workspace.Redact(loc), err))
+		return nil, withCode(ExitUsage, fmt.Errorf("--store %s: %w", workspace.Redact(loc), err))
 	}
-	what := name + "@" + ref
-	return serving.RegistrySource{Registry: registry.New(store), Store: store, Model: name, Ref: ref, CacheDir: f.cacheDir}, what, nil
+	return store, nil
+}
+
+// waitingSource follows an alias that may not exist yet or any more: a
+// fleet's challenger exists only during a canary, a new model's champion
+// only after its first promotion. Until the alias first resolves, wait
+// holds the server back; once it has, an alias removed keeps the last
+// version serving rather than failing every poll.
+type waitingSource struct {
+	serving.RegistrySource
+	every time.Duration
+
+	mu   sync.Mutex
+	last *serving.Ref
+}
+
+// Resolve answers the alias's version, or the last one while it is gone.
+func (s *waitingSource) Resolve(ctx context.Context) (serving.Ref, error) {
+	ref, err := s.RegistrySource.Resolve(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if errors.Is(err, registry.ErrNotFound) && s.last != nil {
+		return *s.last, nil
+	}
+	if err == nil {
+		s.last = &ref
+	}
+	return ref, err
+}
+
+// wait polls until the alias resolves, saying once that it waits.
+func (s *waitingSource) wait(ctx context.Context, what string, log *slog.Logger) error {
+	every := s.every
+	if every <= 0 {
+		every = time.Second
+	}
+	said := false
+	for {
+		_, err := s.Resolve(ctx)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, registry.ErrNotFound) {
+			log.Warn("waiting for the model", "model", what, "err", err)
+		} else if !said {
+			log.Info("waiting for the alias to exist", "model", what)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("serve %s: stopped while waiting for it: %w", what, ctx.Err())
+		case <-time.After(every):
+		}
+	}
 }
 
 // servePointer fetches the model a pointer names from --store into

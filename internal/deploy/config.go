@@ -3,6 +3,7 @@ package deploy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +33,37 @@ type Config struct {
 	// Fleet, when set, configures the fleet target; its Store and Logger
 	// default to the worker's.
 	Fleet *FleetOptions
+}
+
+// Secrets are the values a log must mask: the fleet's admin token.
+func (c Config) Secrets() []string {
+	if c.Fleet == nil {
+		return nil
+	}
+	return []string{c.Fleet.AdminToken}
+}
+
+// Describe says what the targets are, for a start-up line.
+func (c Config) Describe() string {
+	def := c.Default
+	if def == "" {
+		def = Embedded
+	}
+	if c.Fleet == nil {
+		return def + " (the only target)"
+	}
+	models := make([]string, 0, len(c.Fleet.Routers))
+	for m := range c.Fleet.Routers {
+		models = append(models, m)
+	}
+	slices.Sort(models)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s by default; fleet of", def)
+	for _, m := range models {
+		fmt.Fprintf(&b, " %s (router %s)", m, c.Fleet.Routers[m])
+	}
+	fmt.Fprintf(&b, ", analysed through Prometheus %s", c.Fleet.Prometheus.URL)
+	return b.String()
 }
 
 // Targets builds the Set: Local from local, and the fleet when configured.
@@ -145,6 +177,9 @@ func (f *Flags) Config(getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("--fleet-admin-token-file: %w", err)
 	}
 	o.AdminToken = tok
+	if err := o.validate(); err != nil {
+		return c, err
+	}
 	c.Fleet = o
 	return c, nil
 }

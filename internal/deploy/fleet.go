@@ -104,27 +104,35 @@ func ReadAdminToken(path string) (string, error) {
 	return tok, nil
 }
 
-// NewFleet checks opts; it reaches nothing until a call.
-func NewFleet(opts FleetOptions) (*Fleet, error) {
+// validate checks what can be checked without a store or a network.
+func (opts FleetOptions) validate() error {
 	if opts.AdminToken == "" {
-		return nil, errors.New("fleet: no admin token (a fleet is driven over its authenticated admin APIs only)")
-	}
-	if opts.Store == nil {
-		return nil, errors.New("fleet: no artifact store")
+		return errors.New("fleet: no admin token (a fleet is driven over its authenticated admin APIs only)")
 	}
 	if len(opts.Routers) == 0 {
-		return nil, errors.New("fleet: no router (MODEL=URL)")
+		return errors.New("fleet: no router (MODEL=URL)")
 	}
 	for name, u := range opts.Routers {
 		if err := registry.ValidateName(name); err != nil {
-			return nil, fmt.Errorf("fleet: router for %q: %w", name, err)
+			return fmt.Errorf("fleet: router for %q: %w", name, err)
 		}
 		if err := httpURL(u); err != nil {
-			return nil, fmt.Errorf("fleet: router of %s: %w", name, err)
+			return fmt.Errorf("fleet: router of %s: %w", name, err)
 		}
 	}
 	if err := httpURL(opts.Prometheus.URL); err != nil {
-		return nil, fmt.Errorf("fleet: Prometheus: %w", err)
+		return fmt.Errorf("fleet: Prometheus: %w", err)
+	}
+	return nil
+}
+
+// NewFleet checks opts; it reaches nothing until a call.
+func NewFleet(opts FleetOptions) (*Fleet, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if opts.Store == nil {
+		return nil, errors.New("fleet: no artifact store")
 	}
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 2 * time.Minute
