@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -102,8 +104,16 @@ func (a *app) serve(ctx context.Context, cmd *cobra.Command, f serveFlags) error
 			return err
 		}
 	}
+	var ln net.Listener
 	if w, ok := src.(*waitingSource); ok {
-		if err := w.wait(ctx, what, opts.Logger); err != nil {
+		// A server waiting for its alias is alive but not ready: it
+		// listens, answers /healthz and refuses the rest with 503, so that
+		// a supervisor neither restarts it nor sends it traffic.
+		if ln, err = net.Listen("tcp", f.addr); err != nil {
+			return fmt.Errorf("serve %s: %w", what, err)
+		}
+		if err := waitListening(ctx, ln, w, what, opts.Logger); err != nil {
+			ln.Close()
 			return err
 		}
 	} else if f.waitForAlias {
@@ -111,17 +121,21 @@ func (a *app) serve(ctx context.Context, cmd *cobra.Command, f serveFlags) error
 	}
 	srv, err := serving.New(ctx, src, opts)
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		if errors.Is(err, registry.ErrNotFound) {
 			return withCode(ExitNotFound, fmt.Errorf("serve %s: %w (see `gauntlet models list`)", what, err))
 		}
 		return fmt.Errorf("serve %s: %w", what, err)
 	}
-	// Listening only once the model is loaded means a probe is refused
-	// rather than left hanging while a version is fetched.
-	ln, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		srv.Close()
-		return fmt.Errorf("serve %s: %w", what, err)
+	// Otherwise listening only once the model is loaded means a probe is
+	// refused rather than left hanging while a version is fetched.
+	if ln == nil {
+		if ln, err = net.Listen("tcp", f.addr); err != nil {
+			srv.Close()
+			return fmt.Errorf("serve %s: %w", what, err)
+		}
 	}
 	url := "http://" + ln.Addr().String()
 	m := srv.Model()
@@ -300,6 +314,59 @@ func (s *waitingSource) Resolve(ctx context.Context) (serving.Ref, error) {
 		s.last = &ref
 	}
 	return ref, err
+}
+
+// waitListening answers on ln while w waits: /healthz 200, anything else
+// 503. It hands ln back open, so that no connection is refused between the
+// wait and the model being served; a probe that arrives in the instant
+// the waiting server shuts down may see its connection closed, as at any
+// server's shutdown. No prediction does: nothing routes traffic to a
+// server before its /readyz says it serves.
+func waitListening(ctx context.Context, ln net.Listener, w *waitingSource, what string, log *slog.Logger) error {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return w.wait(ctx, what, log)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		writeWaiting(rw, http.StatusOK, map[string]string{"status": "waiting", "model": what})
+	})
+	mux.HandleFunc("/", func(rw http.ResponseWriter, _ *http.Request) {
+		writeWaiting(rw, http.StatusServiceUnavailable, map[string]string{"status": "waiting", "error": what + " does not exist yet"})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// No connection outlives its answer: none is idle, to be cut under a
+	// client's next request, when the model server takes over.
+	srv.SetKeepAlivesEnabled(false)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(pausedListener{tl})
+	}()
+	err := w.wait(ctx, what, log)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		_ = srv.Close()
+	}
+	<-served
+	if derr := tl.SetDeadline(time.Time{}); err == nil && derr != nil {
+		err = fmt.Errorf("serve %s: %w", what, derr)
+	}
+	return err
+}
+
+// pausedListener is closed by unblocking Accept, not by closing the socket,
+// which the model server serves on next.
+type pausedListener struct{ *net.TCPListener }
+
+func (p pausedListener) Close() error { return p.SetDeadline(time.Now()) }
+
+func writeWaiting(w http.ResponseWriter, code int, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 // wait polls until the alias resolves, saying once that it waits.

@@ -66,6 +66,12 @@ type servedCLI struct {
 // called, and returns once /readyz answers 200.
 func startServe(t *testing.T, args ...string) *servedCLI {
 	t.Helper()
+	return startServeUntil(t, "/readyz", args...)
+}
+
+// startServeUntil is startServe returning once path answers 200.
+func startServeUntil(t *testing.T, path string, args ...string) *servedCLI {
+	t.Helper()
 	addr, _ := freeAddr(t)
 	s := &servedCLI{addr: addr, out: &testkit.Buffer{}, errOut: &testkit.Buffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -97,7 +103,7 @@ func startServe(t *testing.T, args ...string) *servedCLI {
 			t.Fatalf("serve exited %d before it was ready:\n%s", code, s.errOut.String())
 		default:
 		}
-		resp, err := http.Get("http://" + addr + "/readyz")
+		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			return false
 		}
@@ -345,23 +351,35 @@ func TestServeWaitsForItsAliasAndShipsSamples(t *testing.T) {
 	}
 	audit := registry.Audit{At: time.Unix(0, 0).UTC(), Actor: "test"}
 
-	src := &waitingSource{RegistrySource: serving.RegistrySource{Registry: reg, Store: store, Model: "credit", Ref: registry.Challenger}, every: time.Millisecond}
-	waited := make(chan error, 1)
-	go func() { waited <- src.wait(ctx, "credit@challenger", slog.New(slog.DiscardHandler)) }()
-	select {
-	case err := <-waited:
-		t.Fatalf("wait returned before the alias existed: %v", err)
-	default:
+	// While it waits the server is alive (healthz) but not ready.
+	s := startServeUntil(t, "/healthz", "--model", "credit@challenger", "--wait-for-alias", "--store", loc, "--cache-dir", filepath.Join(root, "cache"),
+		"--poll", "10ms", "--ship-samples", "--replica", "canary-1", "--ship-interval", "10ms")
+	for _, path := range []string{"/readyz", "/v1/predict"} {
+		resp, err := http.Get("http://" + s.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s while waiting for the alias: %d, want 503", path, resp.StatusCode)
+		}
 	}
 	if err := reg.SetAlias(ctx, "credit", registry.Challenger, 2, 0, audit); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-waited; err != nil {
-		t.Fatalf("wait: %v", err)
+	waitFor(t, func() bool {
+		resp, err := http.Get("http://" + s.addr + "/readyz")
+		if err != nil {
+			// A probe in the instant of the handover may be cut.
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	src := &waitingSource{RegistrySource: serving.RegistrySource{Registry: reg, Store: store, Model: "credit", Ref: registry.Challenger}}
+	if err := src.wait(ctx, "credit@challenger", slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
 	}
-
-	s := startServe(t, "--model", "credit@challenger", "--wait-for-alias", "--store", loc, "--cache-dir", filepath.Join(root, "cache"),
-		"--poll", "10ms", "--ship-samples", "--replica", "canary-1", "--ship-interval", "10ms")
 	for range 3 {
 		if ans := predictOne(t, s.addr); ans.Model.Version != "v2" {
 			t.Fatalf("served %s, want v2", ans.Model.Version)
