@@ -324,15 +324,20 @@ func (l *Local) EndCanary(ctx context.Context, name string) (Environment, error)
 	return e.describe(), nil
 }
 
-// FollowChampion makes stable serve the champion now, starting it if the
-// model has a champion and no stable variant runs here yet.
+// FollowChampion makes a stable variant running here serve the champion
+// now rather than at its next poll. It starts nothing: an environment not
+// running in this process is started, on the champion, by the next
+// Ensure.
 func (l *Local) FollowChampion(ctx context.Context, name string) (Environment, error) {
 	e, err := l.lock(name)
 	if err != nil {
 		return Environment{}, err
 	}
 	defer e.mu.Unlock()
-	if err := e.apply(ctx, e.desired, change{reloadStable: true}); err != nil {
+	if e.stable == nil {
+		return Environment{Name: name, Target: Embedded, Variants: []VariantInfo{}, Weights: map[string]int{}}, nil
+	}
+	if _, err := e.stable.srv.Reload(ctx); err != nil {
 		return Environment{}, fmt.Errorf("deploy %s: follow the champion: %w", name, err)
 	}
 	return e.describe(), nil

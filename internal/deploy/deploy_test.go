@@ -730,3 +730,44 @@ func TestSetFault(t *testing.T) {
 	}
 	f.expect(t, env, Stable, "v1")
 }
+
+// After a rollback moves the alias, FollowChampion has stable serve the
+// champion without waiting for a poll (polling is off here); it starts
+// nothing for a model not running in this Local.
+func TestLocalFollowChampion(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.promote(t, 1)
+	f.promote(t, 2)
+	l := NewLocal(Options{StateDir: f.state, Workspace: f.ws, Serving: serving.Options{PollInterval: -1}})
+	t.Cleanup(func() {
+		if err := l.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := l.FollowChampion(ctx, modelName); err != nil {
+		t.Fatal(err)
+	}
+	if _, running := l.Describe(modelName); running {
+		t.Fatal("FollowChampion started an environment")
+	}
+	env, err := l.Ensure(ctx, modelName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := f.predict(t, env.RouterURL, ""); a.version != "v2" {
+		t.Fatalf("stable serves %s, want v2", a.version)
+	}
+	if err := f.reg.Rollback(ctx, modelName, 2, registry.Audit{At: time.Unix(2, 0), Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.predict(t, env.RouterURL, ""); a.version != "v2" {
+		t.Fatalf("without polling stable moved to %s by itself", a.version)
+	}
+	if env, err = l.FollowChampion(ctx, modelName); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.predict(t, env.RouterURL, ""); a.version != "v1" {
+		t.Fatalf("after FollowChampion stable serves %s, want v1", a.version)
+	}
+}
