@@ -82,6 +82,9 @@ func (m *Monitor) Check(ctx context.Context, in contract.MonitorCheckInput) (con
 	if err != nil {
 		return contract.MonitorCheckResult{}, err
 	}
+	// A fleet's Ensure may wait for a server to load the champion.
+	stop := heartbeatEvery(ctx, 10*time.Second)
+	defer stop()
 	env, err := target.Ensure(ctx, in.Name)
 	if err != nil {
 		return contract.MonitorCheckResult{}, deployErr(err)
@@ -98,8 +101,6 @@ func (m *Monitor) Check(ctx context.Context, in contract.MonitorCheckInput) (con
 		input.Version = "v" + strconv.Itoa(mv.Version)
 		input.Samples = watch.StoreSamples{Store: m.Workspace.Store(), Model: in.Name, Version: input.Version}
 	}
-	stop := heartbeatEvery(ctx, 10*time.Second)
-	defer stop()
 	rep, err := watch.Check(ctx, in.Config, input)
 	if err != nil {
 		// Retryable: a log being rotated or a store briefly away mends
@@ -134,6 +135,8 @@ func (m *Monitor) Rollback(ctx context.Context, in contract.MonitorRollbackInput
 	if err != nil {
 		return contract.MonitorRollbackResult{}, err
 	}
+	stop := heartbeatEvery(ctx, 10*time.Second)
+	defer stop()
 	if _, err := target.FollowChampion(ctx, in.Name); err != nil {
 		return contract.MonitorRollbackResult{}, deployErr(fmt.Errorf("monitor: serve %s's champion after the rollback: %w", in.Name, err))
 	}
