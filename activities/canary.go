@@ -28,7 +28,9 @@ import (
 // Canary adapts the canary-deploy step's activities onto the deployment
 // target, the registry and the canary analysis.
 type Canary struct {
-	Deploy *deploy.Local
+	// Deploy are the worker's deployment targets; a step names one or
+	// gets the default.
+	Deploy *deploy.Set
 	// Workspace is the store holding the registry and the candidates.
 	Workspace *workspace.Workspace
 	// Metrics, when set, follows the candidate's traffic, the analyses'
@@ -86,9 +88,13 @@ func (c *Canary) Start(ctx context.Context, in contract.CanaryStartInput) (contr
 	if err != nil {
 		return contract.CanaryStartResult{}, fmt.Errorf("canary: register %s: %w", in.Name, err)
 	}
-	env, err := c.Deploy.StartCanary(ctx, in.Name, ptr)
+	target, err := deployTarget(c.Deploy, in.Target)
 	if err != nil {
 		return contract.CanaryStartResult{}, err
+	}
+	env, err := target.StartCanary(ctx, in.Name, deploy.Candidate{Model: ptr, Version: mv.Version})
+	if err != nil {
+		return contract.CanaryStartResult{}, deployErr(err)
 	}
 	if c.Metrics != nil {
 		c.Metrics.CanaryWeight(in.Name, canaryWeight(env))
@@ -113,16 +119,24 @@ func modelPointer(ctx context.Context, session *workspace.Session, model string)
 }
 
 // Weight moves traffic and starts a fresh measurement interval, so each
-// analysis judges the candidate at the weight it was given.
+// analysis judges the candidate at the weight it was given. A fleet is
+// measured by its Prometheus over the interval, which needs no baseline.
 func (c *Canary) Weight(ctx context.Context, in contract.CanaryWeightInput) error {
-	env, err := c.Deploy.SetCanaryWeight(ctx, in.Name, in.Percent)
+	target, err := deployTarget(c.Deploy, in.Target)
 	if err != nil {
 		return err
+	}
+	env, err := target.SetCanaryWeight(ctx, in.Name, in.Percent)
+	if err != nil {
+		return deployErr(err)
 	}
 	// Recorded before the baseline: the traffic has moved even if the
 	// baseline fails and the activity is retried.
 	if c.Metrics != nil {
 		c.Metrics.CanaryWeight(in.Name, canaryWeight(env))
+	}
+	if env.Prometheus != nil {
+		return nil
 	}
 	p, err := c.providersFor(env)
 	if err != nil {
@@ -140,11 +154,20 @@ func (c *Canary) Weight(ctx context.Context, in contract.CanaryWeightInput) erro
 // in.Prometheus the router's traffic comes from that server over the
 // interval just ended instead, which needs no baseline; the scores are
 // still scraped from the model servers, whose ports a Prometheus
-// configuration cannot know ahead of a canary.
+// configuration cannot know ahead of a canary. A fleet's servers have
+// known addresses: its Prometheus answers for the router and the servers
+// both, and nothing is kept in the worker's memory.
 func (c *Canary) Measure(ctx context.Context, in contract.CanaryMeasureInput) (canary.Result, error) {
-	env, err := c.Deploy.Ensure(ctx, in.Name)
+	target, err := deployTarget(c.Deploy, in.Target)
 	if err != nil {
 		return canary.Result{}, err
+	}
+	env, err := target.Ensure(ctx, in.Name)
+	if err != nil {
+		return canary.Result{}, deployErr(err)
+	}
+	if env.Prometheus != nil {
+		return c.measureFleet(ctx, in, env)
 	}
 	p, err := c.providersFor(env)
 	if err != nil {
@@ -167,11 +190,49 @@ func (c *Canary) Measure(ctx context.Context, in contract.CanaryMeasureInput) (c
 		return canary.Result{}, err
 	}
 	m.Champion.Scores, m.Candidate.Scores = scores.Champion.Scores, scores.Candidate.Scores
+	return c.evaluate(in, m), nil
+}
+
+func (c *Canary) evaluate(in contract.CanaryMeasureInput, m canary.Measurement) canary.Result {
 	res := canary.Evaluate(in.Analysis, m)
 	if c.Metrics != nil {
 		c.Metrics.GateOutcome(gateCanary, analysisOutcome(res.Outcome))
 	}
-	return res, nil
+	return res
+}
+
+// measureFleet asks the fleet's Prometheus (or the step's, for the router)
+// about the interval just ended: the router's traffic by variant, and the
+// servers' scores by the versions stable and canary serve.
+func (c *Canary) measureFleet(ctx context.Context, in contract.CanaryMeasureInput, env deploy.Environment) (canary.Result, error) {
+	stable, hasStable := env.Variant(deploy.Stable)
+	cand, hasCanary := env.Variant(deploy.Canary)
+	if !hasStable || !hasCanary {
+		return canary.Result{}, fmt.Errorf("canary: the fleet of %s serves no stable and canary versions to compare", env.Name)
+	}
+	prom := *env.Prometheus
+	if in.Prometheus != nil {
+		prom.URL, prom.RouterMatchers = in.Prometheus.URL, in.Prometheus.Matchers
+	}
+	traffic, err := canarysource.NewPrometheusProvider(api.Config{Address: prom.URL}, canarysource.RouterSource, prom.RouterMatchers)
+	if err != nil {
+		return canary.Result{}, nonRetryable("BadInput", err)
+	}
+	scores, err := canarysource.NewPrometheusProvider(api.Config{Address: env.Prometheus.URL}, canarysource.ServingSource, env.Prometheus.ServingMatchers)
+	if err != nil {
+		return canary.Result{}, nonRetryable("BadInput", err)
+	}
+	end := time.Now()
+	m, err := traffic.Measure(ctx, canary.Window{Champion: deploy.Stable, Candidate: deploy.Canary, Duration: in.Interval, End: end})
+	if err != nil {
+		return canary.Result{}, err
+	}
+	s, err := scores.Measure(ctx, canary.Window{Champion: stable.Version, Candidate: cand.Version, Duration: in.Interval, End: end})
+	if err != nil {
+		return canary.Result{}, err
+	}
+	m.Champion.Scores, m.Candidate.Scores = s.Champion.Scores, s.Candidate.Scores
+	return c.evaluate(in, m), nil
 }
 
 // Promote moves the champion alias (compare-and-swap: of two runs
@@ -190,9 +251,13 @@ func (c *Canary) Promote(ctx context.Context, in contract.CanaryPromoteInput) er
 	if err != nil {
 		return fmt.Errorf("canary: promote %s v%d: %w", in.Name, in.Version, err)
 	}
-	_, err = c.Deploy.EndCanary(ctx, in.Name)
-	if err != nil && !errors.Is(err, deploy.ErrNoCanary) {
+	target, err := deployTarget(c.Deploy, in.Target)
+	if err != nil {
 		return err
+	}
+	_, err = target.EndCanary(ctx, in.Name)
+	if err != nil && !errors.Is(err, deploy.ErrNoCanary) {
+		return deployErr(err)
 	}
 	if c.Metrics != nil {
 		c.Metrics.CanaryWeight(in.Name, 0)
@@ -204,9 +269,13 @@ func (c *Canary) Promote(ctx context.Context, in contract.CanaryPromoteInput) er
 // Nothing to abort is success: the call is retried and may run twice.
 func (c *Canary) Abort(ctx context.Context, in contract.CanaryAbortInput) error {
 	activity.GetLogger(ctx).Info("canary aborted", "model", in.Name, "reason", in.Reason)
-	_, err := c.Deploy.EndCanary(ctx, in.Name)
-	if err != nil && !errors.Is(err, deploy.ErrNoCanary) {
+	target, err := deployTarget(c.Deploy, in.Target)
+	if err != nil {
 		return err
+	}
+	_, err = target.EndCanary(ctx, in.Name)
+	if err != nil && !errors.Is(err, deploy.ErrNoCanary) {
+		return deployErr(err)
 	}
 	if c.Metrics != nil {
 		c.Metrics.CanaryWeight(in.Name, 0)
@@ -244,6 +313,26 @@ func (c *Canary) providersFor(env deploy.Environment) (*canaryProviders, error) 
 
 func (c *Canary) registry(context.Context) (*registry.Registry, artifact.Store, error) {
 	return registry.New(c.Workspace.Store()), c.Workspace.Store(), nil
+}
+
+// deployTarget is the target a step names, or the worker's default; one
+// this worker does not have fails the step for good.
+func deployTarget(set *deploy.Set, kind string) (deploy.Target, error) {
+	t, err := set.Get(kind)
+	if err != nil {
+		return nil, nonRetryable("DeployTarget", err)
+	}
+	return t, nil
+}
+
+// deployErr marks a target set up wrongly (a fleet's router or servers
+// that are not what it drives, a refused admin token) as not worth
+// retrying; the rest (a server still loading, a store away) is retried.
+func deployErr(err error) error {
+	if deploy.IsConfigError(err) {
+		return nonRetryable("DeployTarget", err)
+	}
+	return err
 }
 
 func nonRetryable(kind string, err error) error {

@@ -46,7 +46,7 @@ func TestCanaryAnalysisThroughPrometheus(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	env, _ := testEnv(t, Config{PipelinesDir: t.TempDir(), StateDir: f.state, Workspace: f.ws, Deploy: local})
+	env, _ := testEnv(t, Config{PipelinesDir: t.TempDir(), StateDir: f.state, Workspace: f.ws, Deploy: embeddedOnly(t, local)})
 
 	// The router comes first and keeps its port through both canaries, so
 	// Prometheus can be pointed at it once.
@@ -310,4 +310,15 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// embeddedOnly is the target set of a worker with the embedded target only,
+// the one a test holds.
+func embeddedOnly(t *testing.T, l *deploy.Local) *deploy.Set {
+	t.Helper()
+	s, err := deploy.NewSet(deploy.Embedded, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -273,7 +273,7 @@ func TestCanaryRecordsWeightAndRollback(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	env, reg := testEnv(t, Config{PipelinesDir: t.TempDir(), StateDir: f.state, Workspace: f.ws, Deploy: local})
+	env, reg := testEnv(t, Config{PipelinesDir: t.TempDir(), StateDir: f.state, Workspace: f.ws, Deploy: embeddedOnly(t, local)})
 	weight := func(want float64) {
 		t.Helper()
 		if got := sample(t, reg, "gauntlet_canary_weight_percent", "model", modelName); got != want {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 // Monitor adapts the monitor workflow's activities: one pass over what the
 // champion served, and the rollback a breach calls for.
 type Monitor struct {
-	Deploy *deploy.Local
+	// Deploy are the worker's deployment targets.
+	Deploy *deploy.Set
 	// Workspace is the store holding the registry, with this host's cache
 	// that champion models are fetched into.
 	Workspace *workspace.Workspace
@@ -66,19 +68,40 @@ func (m *Monitor) Check(ctx context.Context, in contract.MonitorCheckInput) (con
 		}
 		reference = d.Path
 	}
-	env, err := m.Deploy.Ensure(ctx, in.Name)
+	// Delayed labels in the store (a pointer, s3:// or https://) are
+	// fetched here; a path is read where it is.
+	labels := in.Labels
+	if strings.Contains(labels, "://") {
+		d, err := session.Data(ctx, labels)
+		if err != nil {
+			return contract.MonitorCheckResult{}, toTemporal(fmt.Errorf("monitor: with.labels: %w", err), 0)
+		}
+		labels = d.Path
+	}
+	target, err := deployTarget(m.Deploy, in.Target)
 	if err != nil {
 		return contract.MonitorCheckResult{}, err
+	}
+	// A fleet's Ensure may wait for a server to load the champion.
+	stop := heartbeatEvery(ctx, 10*time.Second)
+	defer stop()
+	env, err := target.Ensure(ctx, in.Name)
+	if err != nil {
+		return contract.MonitorCheckResult{}, deployErr(err)
 	}
 	stable, ok := env.Variant(deploy.Stable)
 	if !ok {
 		return contract.MonitorCheckResult{}, fmt.Errorf("monitor: %s serves no stable variant", in.Name)
 	}
-	stop := heartbeatEvery(ctx, 10*time.Second)
-	defer stop()
-	rep, err := watch.Check(ctx, in.Config, watch.Input{
-		Model: &manifest, Reference: reference, SampleDirs: []string{stable.SampleDir}, Since: in.Since, Labels: in.Labels,
-	})
+	input := watch.Input{Model: &manifest, Reference: reference, SampleDirs: []string{stable.SampleDir}, Since: in.Since, Labels: labels}
+	if env.Samples == deploy.SamplesInStore {
+		// A fleet's servers ship every version they serve into the
+		// model's chunks: the champion's samples are the pass's.
+		input.SampleDirs = nil
+		input.Version = "v" + strconv.Itoa(mv.Version)
+		input.Samples = watch.StoreSamples{Store: m.Workspace.Store(), Model: in.Name, Version: input.Version}
+	}
+	rep, err := watch.Check(ctx, in.Config, input)
 	if err != nil {
 		// Retryable: a log being rotated or a store briefly away mends
 		// itself, and the monitor goes on to its next pass either way.
@@ -90,9 +113,9 @@ func (m *Monitor) Check(ctx context.Context, in contract.MonitorCheckInput) (con
 	return contract.MonitorCheckResult{Champion: mv.Version, Report: rep}, nil
 }
 
-// Rollback makes the previous champion champion again; the stable server
-// follows the alias. The expected champion makes a retried rollback a
-// no-op instead of a second swap.
+// Rollback makes the previous champion champion again, and the stable
+// server serve it at once. The expected champion makes a retried rollback
+// a no-op instead of a second swap.
 func (m *Monitor) Rollback(ctx context.Context, in contract.MonitorRollbackInput) (contract.MonitorRollbackResult, error) {
 	reg := registry.New(m.Workspace.Store())
 	err := reg.Rollback(ctx, in.Name, in.Champion, registry.Audit{At: time.Now().UTC(), Actor: in.Actor, Reason: in.Reason})
@@ -107,6 +130,15 @@ func (m *Monitor) Rollback(ctx context.Context, in contract.MonitorRollbackInput
 	}
 	if m.Metrics != nil {
 		m.Metrics.Rollback(in.Name, rollbackMonitor)
+	}
+	target, err := deployTarget(m.Deploy, in.Target)
+	if err != nil {
+		return contract.MonitorRollbackResult{}, err
+	}
+	stop := heartbeatEvery(ctx, 10*time.Second)
+	defer stop()
+	if _, err := target.FollowChampion(ctx, in.Name); err != nil {
+		return contract.MonitorRollbackResult{}, deployErr(fmt.Errorf("monitor: serve %s's champion after the rollback: %w", in.Name, err))
 	}
 	mv, err := reg.Resolve(ctx, in.Name, registry.Champion)
 	if err != nil {

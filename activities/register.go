@@ -24,10 +24,10 @@ type Config struct {
 	// ReviewerKeys is the reviewers' Ed25519 public key file that approval
 	// steps with require_signatures verify against.
 	ReviewerKeys string
-	// Deploy is the deployment target of canary and monitor steps; nil
-	// makes one for this worker. A caller that wants to see what is served
-	// (the demo's traffic) passes its own.
-	Deploy *deploy.Local
+	// Deploy are the deployment targets of canary and monitor steps; nil
+	// makes the embedded one for this worker. A caller that wants to see
+	// what is served (the demo's traffic) passes its own.
+	Deploy *deploy.Set
 	Logger *slog.Logger
 	// Metrics receives the domain metrics the activities observe; nil (as
 	// in tests) records nothing.
@@ -65,7 +65,11 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	rc := &Recoverer{Store: cfg.Workspace.Store()}
 	w.RegisterActivityWithOptions(rc.Recover, activity.RegisterOptions{Name: contract.RecoverName})
 	if cfg.Deploy == nil {
-		cfg.Deploy = deploy.NewLocal(deploy.Options{StateDir: cfg.StateDir, Workspace: cfg.Workspace, Logger: cfg.Logger})
+		set, err := deploy.Config{}.Targets(deploy.Options{StateDir: cfg.StateDir, Workspace: cfg.Workspace, Logger: cfg.Logger})
+		if err != nil {
+			panic(fmt.Sprintf("activities: %v", err))
+		}
+		cfg.Deploy = set
 	}
 	cn := &Canary{Deploy: cfg.Deploy, Workspace: cfg.Workspace, Metrics: cfg.Metrics}
 	w.RegisterActivityWithOptions(cn.Start, activity.RegisterOptions{Name: contract.CanaryStartName})

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/filesd"
 	"github.com/gauntlet-ml/gauntlet/internal/gpu"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
@@ -43,6 +44,7 @@ type flags struct {
 	pollers     int
 	promTargets string
 	store       workerhost.StoreFlags
+	deploy      deploy.Flags
 }
 
 // exitSpotInterrupted tells a supervisor that the worker ended because
@@ -89,6 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fl.StringVar(&f.spotIMDS, "spot-metadata-endpoint", spot.DefaultEndpoint, "instance metadata service --spot-watch polls")
 	fl.StringVar(&f.promTargets, "prometheus-targets-dir", "", "directory Prometheus reads file_sd target files from (deploy/prometheus's targets/): provision writes each node's metrics endpoint there as gpu-workers-<node>.json, destroy removes it (env "+filesd.EnvDir+")")
 	f.store.Register(fl)
+	f.deploy.Register(fl)
 	fl.IntVar(&f.pollers, "pollers", 0, "long polls kept open for each of workflow and activity tasks (0 = the SDK's 2); raise it for wide fan-outs on a partitioned task queue")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -180,6 +183,12 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 	if warning != "" {
 		fmt.Fprintln(stderr, "worker: "+warning)
 	}
+	// The fleet's token file is read before anything starts: a worker
+	// that cannot drive its fleet must not take canary steps.
+	deployCfg, err := f.deploy.Config(getenv)
+	if err != nil {
+		return err
+	}
 	// The store is reached before the worker joins: one that cannot be
 	// used fails the start, not a run's first step.
 	ws, err := workerhost.OpenWorkspace(ctx, storeCfg)
@@ -194,7 +203,9 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 		StateDir:     f.stateDir,
 		NodeID:       f.nodeID,
 		ReviewerKeys: f.reviewerKey,
+		DeployTarget: deployCfg,
 	}, workerhost.ProcessOptions{
+		Secrets:     deployCfg.Secrets(),
 		Codec:       payloadCodec,
 		Stderr:      stderr,
 		LogFormat:   cmp.Or(f.logFormat, getenv("GAUNTLET_LOG_FORMAT")),
@@ -229,6 +240,7 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 	if f.promTargets != "" {
 		fmt.Fprintf(stdout, "nodes it provisions are published to Prometheus in %s\n", f.promTargets)
 	}
+	fmt.Fprintf(stdout, "canary and monitor steps deploy to %s\n", deployCfg.Describe())
 	var notices <-chan spot.Notice
 	if f.spotWatch {
 		var stopSpot func()

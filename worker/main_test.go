@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -415,5 +416,47 @@ func TestMissingPrometheusTargetsDirStopsTheStart(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr.String(), "--prometheus-targets-dir") || !strings.Contains(stderr.String(), missing) {
 			t.Errorf("%v %v: exit %d, stderr %q: want 1 and a message naming the flag and the directory", c.args, c.env, code, stderr.String())
 		}
+	}
+}
+
+// A worker told to deploy to a fleet it cannot drive stops before it joins
+// the cluster, naming what is missing, and never prints the token.
+func TestFleetTargetSettingsStopTheStart(t *testing.T) {
+	nowhere := blackHole(t)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty-token")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("fleet-s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		wants []string
+	}{
+		{"no settings", []string{"--deploy-target", "fleet"}, []string{"--fleet-router", "--fleet-admin-token-file", "--fleet-prometheus"}},
+		{"empty token", []string{"--deploy-target", "fleet", "--fleet-router", "m=http://r:1", "--fleet-prometheus", "http://p:1", "--fleet-admin-token-file", empty}, []string{empty, "is empty"}},
+		{"router not a URL", []string{"--deploy-target", "fleet", "--fleet-router", "m=r:1", "--fleet-prometheus", "http://p:1", "--fleet-admin-token-file", token}, []string{`"r:1" is not an http(s) URL`}},
+		{"unknown target", []string{"--deploy-target", "k8s"}, []string{`"k8s": want embedded or fleet`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			args := append([]string{"--address", nowhere, "--state-dir", t.TempDir()}, tc.args...)
+			code := run(context.Background(), args, io.Discard, &stderr, func(string) string { return "" })
+			if code != 1 {
+				t.Fatalf("exit %d, want 1: %s", code, stderr.String())
+			}
+			for _, want := range tc.wants {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr %q lacks %q", stderr.String(), want)
+				}
+			}
+			if strings.Contains(stderr.String(), "fleet-s3cret") {
+				t.Errorf("stderr holds the token: %s", stderr.String())
+			}
+		})
 	}
 }

@@ -56,7 +56,7 @@ func runCanary(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, error
 	}
 	c := &canaryRun{r: r, sr: sr, cfg: cfg}
 	actx := c.options(ctx, 5*time.Minute)
-	in := contract.CanaryStartInput{RunID: r.status.RunID, StepID: sr.spec.ID, SpecHash: r.resolved.Hash, Name: cfg.name, Model: cfg.model}
+	in := contract.CanaryStartInput{RunID: r.status.RunID, StepID: sr.spec.ID, SpecHash: r.resolved.Hash, Name: cfg.name, Model: cfg.model, Target: cfg.target}
 	if err := workflow.ExecuteActivity(actx, contract.CanaryStartName, in).Get(ctx, &c.start); err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func runCanary(ctx workflow.Context, r *run, sr *stepRun) (map[string]any, error
 		}
 		var m canary.Result
 		if err := workflow.ExecuteActivity(c.options(ctx, cfg.interval+5*time.Minute), contract.CanaryMeasureName,
-			contract.CanaryMeasureInput{Name: cfg.name, Analysis: cfg.analysis, Interval: cfg.interval, Prometheus: cfg.prometheus}).Get(ctx, &m); err != nil {
+			contract.CanaryMeasureInput{Name: cfg.name, Analysis: cfg.analysis, Interval: cfg.interval, Prometheus: cfg.prometheus, Target: cfg.target}).Get(ctx, &m); err != nil {
 			return nil, err
 		}
 		decision := c.tracker.Record(cfg.analysis, m.Outcome)
@@ -103,7 +103,7 @@ func (c *canaryRun) options(ctx workflow.Context, timeout time.Duration) workflo
 func (c *canaryRun) setWeight(ctx workflow.Context, percent int) error {
 	c.weight = percent
 	c.show(fmt.Sprintf("%d%% to the candidate behind %s", percent, c.start.RouterURL))
-	return workflow.ExecuteActivity(c.options(ctx, time.Minute), contract.CanaryWeightName, contract.CanaryWeightInput{Name: c.cfg.name, Percent: percent}).Get(ctx, nil)
+	return workflow.ExecuteActivity(c.options(ctx, time.Minute), contract.CanaryWeightName, contract.CanaryWeightInput{Name: c.cfg.name, Percent: percent, Target: c.cfg.target}).Get(ctx, nil)
 }
 
 // show keeps the step's live state readable from `gauntlet status`.
@@ -174,7 +174,7 @@ func (c *canaryRun) wait(ctx workflow.Context, s canarySignals) error {
 
 func (c *canaryRun) promote(ctx workflow.Context, why string) (map[string]any, error) {
 	in := contract.CanaryPromoteInput{Name: c.cfg.name, Version: c.start.Version, ExpectedChampion: c.start.Champion,
-		RunID: c.r.status.RunID, Actor: "gauntlet:" + c.r.status.RunID, Reason: why}
+		RunID: c.r.status.RunID, Actor: "gauntlet:" + c.r.status.RunID, Reason: why, Target: c.cfg.target}
 	if err := workflow.ExecuteActivity(c.options(ctx, 5*time.Minute), contract.CanaryPromoteName, in).Get(ctx, nil); err != nil {
 		// The champion moved under us or the store is gone: either way the
 		// candidate must not keep any traffic.
@@ -202,7 +202,7 @@ func (c *canaryRun) abort(ctx workflow.Context, why string) error {
 	// the traffic.
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	return workflow.ExecuteActivity(c.options(dctx, 5*time.Minute), contract.CanaryAbortName, contract.CanaryAbortInput{Name: c.cfg.name, Reason: why}).Get(dctx, nil)
+	return workflow.ExecuteActivity(c.options(dctx, 5*time.Minute), contract.CanaryAbortName, contract.CanaryAbortInput{Name: c.cfg.name, Reason: why, Target: c.cfg.target}).Get(dctx, nil)
 }
 
 func (c *canaryRun) outputs(decision, why string) map[string]any {

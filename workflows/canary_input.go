@@ -23,6 +23,9 @@ type canaryConfig struct {
 	// prometheus is where the analysis reads the router's metrics; nil
 	// means the worker scrapes them itself.
 	prometheus *contract.CanaryPrometheus
+	// target is the deployment target the step names; empty means the
+	// worker's default.
+	target string
 }
 
 // newCanaryConfig reads a canary-deploy step's inputs; pipeline is the
@@ -57,7 +60,21 @@ func newCanaryConfig(sr *stepRun, pipeline string, version workflow.Version) (ca
 	if err != nil {
 		return fail(err)
 	}
-	return canaryConfig{model: in.Model, name: in.Name, weights: in.Weights, interval: time.Duration(in.Interval), analysis: a, prometheus: p}, nil
+	if err := checkTarget(in.Target); err != nil {
+		return fail(err)
+	}
+	return canaryConfig{model: in.Model, name: in.Name, weights: in.Weights, interval: time.Duration(in.Interval), analysis: a, prometheus: p, target: in.Target}, nil
+}
+
+// checkTarget reads a step's deployment target. No version gates it: the
+// definition's validation refused the input before it existed, so no
+// recorded run reached a step that has it.
+func checkTarget(target string) error {
+	switch target {
+	case "", contract.TargetEmbedded, contract.TargetFleet:
+		return nil
+	}
+	return &stepio.Error{Path: "target", Msg: fmt.Sprintf("%q: want %s or %s", target, contract.TargetEmbedded, contract.TargetFleet)}
 }
 
 // canaryAnalysis turns thresholds a person writes in Flagger's terms into

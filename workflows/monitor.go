@@ -52,7 +52,7 @@ func Monitor(ctx workflow.Context, in contract.MonitorInput) (contract.MonitorSt
 			}
 		}
 		var res contract.MonitorCheckResult
-		err := workflow.ExecuteActivity(actx, contract.MonitorCheckName, contract.MonitorCheckInput{Name: in.Name, Config: in.Config, Reference: in.Reference, Labels: in.Labels, Since: since}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(actx, contract.MonitorCheckName, contract.MonitorCheckInput{Name: in.Name, Config: in.Config, Reference: in.Reference, Labels: in.Labels, Since: since, Target: in.Target}).Get(ctx, &res)
 		if err != nil {
 			// A pass that cannot run (a server restarting, a store
 			// unreachable) is not an incident; the next pass tries again.
@@ -85,7 +85,7 @@ func takeAction(ctx, actx workflow.Context, in *contract.MonitorInput, res contr
 	case monitor.Rollback:
 		var out contract.MonitorRollbackResult
 		err := workflow.ExecuteActivity(actx, contract.MonitorRollbackName, contract.MonitorRollbackInput{
-			Name: in.Name, Champion: res.Champion, Reason: reason, Actor: "gauntlet-monitor:" + workflow.GetInfo(ctx).WorkflowExecution.ID,
+			Name: in.Name, Champion: res.Champion, Reason: reason, Actor: "gauntlet-monitor:" + workflow.GetInfo(ctx).WorkflowExecution.ID, Target: in.Target,
 		}).Get(ctx, &out)
 		if err != nil {
 			return err

@@ -97,8 +97,11 @@ func newMonitorInput(sr *stepRun, pipeline string, params map[string]any, versio
 	if err := stepio.Decode(sr.with, &a); err != nil {
 		return fail(err)
 	}
+	if err := checkTarget(a.Target); err != nil {
+		return fail(err)
+	}
 	in := contract.MonitorInput{Name: a.Name, Interval: time.Duration(a.Interval), Window: time.Duration(a.Window),
-		RetrainPipeline: pipeline, RetrainParams: params, Reference: a.Reference, Labels: a.Labels}
+		RetrainPipeline: pipeline, RetrainParams: params, Reference: a.Reference, Labels: a.Labels, Target: a.Target}
 	if a.RetrainPipeline != "" {
 		// A pipeline named here starts from its own defaults.
 		in.RetrainPipeline, in.RetrainParams = a.RetrainPipeline, nil

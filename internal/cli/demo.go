@@ -119,7 +119,11 @@ func (a *app) runDemo(ctx context.Context, pipeline string, kv []string, state s
 	}
 	local := deploy.NewLocal(deploy.Options{StateDir: state, Workspace: ws})
 	defer local.Close(context.Background())
-	w, err := workerhost.New(c, workerhost.Config{TaskQueue: a.taskQueue, PipelinesDir: a.pipelinesDir(""), StateDir: state, Workspace: ws, Deploy: local})
+	targets, err := deploy.NewSet(deploy.Embedded, local)
+	if err != nil {
+		return err
+	}
+	w, err := workerhost.New(c, workerhost.Config{TaskQueue: a.taskQueue, PipelinesDir: a.pipelinesDir(""), StateDir: state, Workspace: ws, Deploy: targets})
 	if err != nil {
 		return err
 	}

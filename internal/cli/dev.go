@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gauntlet-ml/gauntlet/internal/codec"
+	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/devstack"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 	"github.com/gauntlet-ml/gauntlet/internal/tclient"
@@ -36,6 +37,7 @@ type devFlags struct {
 	metrics   string
 	logFormat string
 	store     workerhost.StoreFlags
+	deploy    deploy.Flags
 }
 
 func (a *app) devCommand() *cobra.Command {
@@ -68,6 +70,7 @@ a kill when it is kept on a file.`,
 	fl.StringVar(&f.keys, "reviewer-keys", "", "reviewers' Ed25519 public keys for signed approvals (env GAUNTLET_REVIEWER_KEYS)")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus /metrics on this host:port (off when empty)")
 	f.store.Register(fl)
+	f.deploy.Register(fl)
 	return cmd
 }
 
@@ -117,6 +120,10 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 	if warning != "" {
 		fmt.Fprintln(a.stderr, "gauntlet: "+warning)
 	}
+	deployCfg, err := f.deploy.Config(a.getenv)
+	if err != nil {
+		return withCode(ExitUsage, err)
+	}
 	began := time.Now()
 	ws, err := workerhost.OpenWorkspace(ctx, storeCfg)
 	if err != nil {
@@ -131,7 +138,9 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 		PipelinesDir: pipelines,
 		StateDir:     f.state,
 		ReviewerKeys: cmp.Or(f.keys, a.getenv("GAUNTLET_REVIEWER_KEYS")),
+		DeployTarget: deployCfg,
 	}, workerhost.ProcessOptions{
+		Secrets:     deployCfg.Secrets(),
 		Codec:       payloadCodec,
 		Stderr:      a.stderr,
 		LogFormat:   cmp.Or(f.logFormat, a.getenv("GAUNTLET_LOG_FORMAT")),
@@ -187,6 +196,7 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 	}
 	fmt.Fprintf(a.stdout, "Worker           task queue %s, pipelines from %s\n", a.taskQueue, pipelines)
 	fmt.Fprintf(a.stdout, "Artifact store   %s (cache %s)\n", ws.Store().Location(), ws.Cache().Dir())
+	fmt.Fprintf(a.stdout, "Deploys to       %s\n", deployCfg.Describe())
 	if proc.MetricsAddr != nil {
 		fmt.Fprintf(a.stdout, "Metrics          http://%s/metrics\n", proc.MetricsAddr)
 	}

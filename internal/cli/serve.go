@@ -2,16 +2,19 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,6 +39,10 @@ type serveFlags struct {
 	requestTimeout time.Duration
 	maxBody        int64
 	poll           time.Duration
+	waitForAlias   bool
+	shipSamples    bool
+	replica        string
+	shipInterval   time.Duration
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -49,7 +56,14 @@ MODEL[@ALIAS] of the registry in --store, ALIAS defaulting to champion. The sour
 promotion or a rollback) or the directory is replaced, the new model is loaded
 and verified, then swapped in without failing a request; one that does not load
 leaves the old one serving. Ctrl-C or SIGTERM stops accepting, drains the
-requests in flight and exits 0.`,
+requests in flight and exits 0.
+
+A fleet's model servers (the fleet deployment target's) follow the champion
+and challenger aliases with --wait-for-alias, which waits for an alias that
+does not exist yet (a model's first version, no canary yet) instead of
+failing, and keeps serving the last version when a canary's end removes
+it; --ship-samples stores the sample log in --store, where the monitor of
+any worker reads it; --admin-token-file lets the fleet ask for a reload.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -69,6 +83,10 @@ requests in flight and exits 0.`,
 	fl.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "bound on reading a request and writing its answer")
 	fl.Int64Var(&f.maxBody, "max-body", 1<<20, "largest request body in bytes (413 beyond)")
 	fl.DurationVar(&f.poll, "poll", 10*time.Second, "how often to look whether the model moved; 0 only reloads through the admin API")
+	fl.BoolVar(&f.waitForAlias, "wait-for-alias", false, "with MODEL@ALIAS: wait until the alias exists instead of failing, and keep serving the last version when it is removed")
+	fl.BoolVar(&f.shipSamples, "ship-samples", false, "store the sampled predictions in --store every --ship-interval, under samples/<model>/, where a fleet's monitor reads them")
+	fl.StringVar(&f.replica, "replica", "", "this server's name in the shipped samples, unique in the fleet (default: host name and port)")
+	fl.DurationVar(&f.shipInterval, "ship-interval", serving.DefaultShipInterval, "how often sampled predictions are shipped to --store")
 	return cmd
 }
 
@@ -81,19 +99,43 @@ func (a *app) serve(ctx context.Context, cmd *cobra.Command, f serveFlags) error
 	if err != nil {
 		return err
 	}
+	if f.shipSamples {
+		if opts.Sample.Store, err = a.serveStore(ctx, f); err != nil {
+			return err
+		}
+	}
+	var ln net.Listener
+	if w, ok := src.(*waitingSource); ok {
+		// A server waiting for its alias is alive but not ready: it
+		// listens, answers /healthz and refuses the rest with 503, so that
+		// a supervisor neither restarts it nor sends it traffic.
+		if ln, err = net.Listen("tcp", f.addr); err != nil {
+			return fmt.Errorf("serve %s: %w", what, err)
+		}
+		if err := waitListening(ctx, ln, w, what, opts.Logger); err != nil {
+			ln.Close()
+			return err
+		}
+	} else if f.waitForAlias {
+		return usagef("--wait-for-alias applies to MODEL@ALIAS, not to %s", what)
+	}
 	srv, err := serving.New(ctx, src, opts)
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		if errors.Is(err, registry.ErrNotFound) {
 			return withCode(ExitNotFound, fmt.Errorf("serve %s: %w (see `gauntlet models list`)", what, err))
 		}
 		return fmt.Errorf("serve %s: %w", what, err)
 	}
-	// Listening only once the model is loaded means a probe is refused
-	// rather than left hanging while a version is fetched.
-	ln, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		srv.Close()
-		return fmt.Errorf("serve %s: %w", what, err)
+	// Otherwise listening only once the model is loaded means a probe is
+	// refused rather than left hanging while a version is fetched.
+	if ln == nil {
+		if ln, err = net.Listen("tcp", f.addr); err != nil {
+			srv.Close()
+			return fmt.Errorf("serve %s: %w", what, err)
+		}
 	}
 	url := "http://" + ln.Addr().String()
 	m := srv.Model()
@@ -152,6 +194,26 @@ func (a *app) serveOptions(f serveFlags) (serving.Options, error) {
 		o.PollInterval = -1
 	}
 	o.Sample = serving.SampleOptions{Dir: f.sampleDir, Rate: f.sampleRate}
+	if f.shipSamples {
+		if f.shipInterval <= 0 {
+			return o, usagef("--ship-interval %v: want a positive duration", f.shipInterval)
+		}
+		o.Sample.ShipInterval = f.shipInterval
+		o.Sample.Replica = f.replica
+		if o.Sample.Replica == "" {
+			host, err := os.Hostname()
+			if err != nil {
+				host = "serve"
+			}
+			_, port, _ := net.SplitHostPort(f.addr)
+			o.Sample.Replica = serving.ReplicaName(host + "-" + port)
+		}
+		if err := serving.ValidReplica(o.Sample.Replica); err != nil {
+			return o, usagef("--replica: %v", err)
+		}
+	} else if f.replica != "" {
+		return o, usagef("--replica names this server in shipped samples: give --ship-samples too")
+	}
 	if f.adminTokenFile != "" {
 		b, err := os.ReadFile(f.adminTokenFile)
 		if err != nil {
@@ -202,16 +264,135 @@ func (a *app) serveSource(ctx context.Context, cmd *cobra.Command, f serveFlags)
 	if ref == "" {
 		return nil, "", usagef("--model %q: empty alias after @", f.model)
 	}
-	loc, err := a.storeURL(f.store, f.registry, ".gauntlet")
+	store, err := a.serveStore(ctx, f)
 	if err != nil {
 		return nil, "", err
 	}
+	what := name + "@" + ref
+	src := serving.RegistrySource{Registry: registry.New(store), Store: store, Model: name, Ref: ref, CacheDir: f.cacheDir}
+	if f.waitForAlias {
+		return &waitingSource{RegistrySource: src, every: f.poll}, what, nil
+	}
+	return src, what, nil
+}
+
+// serveStore opens --store.
+func (a *app) serveStore(ctx context.Context, f serveFlags) (artifact.Store, error) {
+	loc, err := a.storeURL(f.store, f.registry, ".gauntlet")
+	if err != nil {
+		return nil, err
+	}
 	store, err := artifact.Open(ctx, loc)
 	if err != nil {
-		return nil, "", withCode(ExitUsage, fmt.Errorf("--store %s: %w", workspace.Redact(loc), err))
+		return nil, withCode(ExitUsage, fmt.Errorf("--store %s: %w", workspace.Redact(loc), err))
 	}
-	what := name + "@" + ref
-	return serving.RegistrySource{Registry: registry.New(store), Store: store, Model: name, Ref: ref, CacheDir: f.cacheDir}, what, nil
+	return store, nil
+}
+
+// waitingSource follows an alias that may not exist yet or any more: a
+// fleet's challenger exists only during a canary, a new model's champion
+// only after its first promotion. Until the alias first resolves, wait
+// holds the server back; once it has, an alias removed keeps the last
+// version serving rather than failing every poll.
+type waitingSource struct {
+	serving.RegistrySource
+	every time.Duration
+
+	mu   sync.Mutex
+	last *serving.Ref
+}
+
+// Resolve answers the alias's version, or the last one while it is gone.
+func (s *waitingSource) Resolve(ctx context.Context) (serving.Ref, error) {
+	ref, err := s.RegistrySource.Resolve(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if errors.Is(err, registry.ErrNotFound) && s.last != nil {
+		return *s.last, nil
+	}
+	if err == nil {
+		s.last = &ref
+	}
+	return ref, err
+}
+
+// waitListening answers on ln while w waits: /healthz 200, anything else
+// 503. It hands ln back open, so that no connection is refused between the
+// wait and the model being served; a probe that arrives in the instant
+// the waiting server shuts down may see its connection closed, as at any
+// server's shutdown. No prediction does: nothing routes traffic to a
+// server before its /readyz says it serves.
+func waitListening(ctx context.Context, ln net.Listener, w *waitingSource, what string, log *slog.Logger) error {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return w.wait(ctx, what, log)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		writeWaiting(rw, http.StatusOK, map[string]string{"status": "waiting", "model": what})
+	})
+	mux.HandleFunc("/", func(rw http.ResponseWriter, _ *http.Request) {
+		writeWaiting(rw, http.StatusServiceUnavailable, map[string]string{"status": "waiting", "error": what + " does not exist yet"})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// No connection outlives its answer: none is idle, to be cut under a
+	// client's next request, when the model server takes over.
+	srv.SetKeepAlivesEnabled(false)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(pausedListener{tl})
+	}()
+	err := w.wait(ctx, what, log)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		_ = srv.Close()
+	}
+	<-served
+	if derr := tl.SetDeadline(time.Time{}); err == nil && derr != nil {
+		err = fmt.Errorf("serve %s: %w", what, derr)
+	}
+	return err
+}
+
+// pausedListener is closed by unblocking Accept, not by closing the socket,
+// which the model server serves on next.
+type pausedListener struct{ *net.TCPListener }
+
+func (p pausedListener) Close() error { return p.SetDeadline(time.Now()) }
+
+func writeWaiting(w http.ResponseWriter, code int, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// wait polls until the alias resolves, saying once that it waits.
+func (s *waitingSource) wait(ctx context.Context, what string, log *slog.Logger) error {
+	every := s.every
+	if every <= 0 {
+		every = time.Second
+	}
+	said := false
+	for {
+		_, err := s.Resolve(ctx)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, registry.ErrNotFound) {
+			log.Warn("waiting for the model", "model", what, "err", err)
+		} else if !said {
+			log.Info("waiting for the alias to exist", "model", what)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("serve %s: stopped while waiting for it: %w", what, ctx.Err())
+		case <-time.After(every):
+		}
+	}
 }
 
 // servePointer fetches the model a pointer names from --store into

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/gauntlet-ml/gauntlet/internal/testkit"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -65,6 +66,12 @@ type servedCLI struct {
 // called, and returns once /readyz answers 200.
 func startServe(t *testing.T, args ...string) *servedCLI {
 	t.Helper()
+	return startServeUntil(t, "/readyz", args...)
+}
+
+// startServeUntil is startServe returning once path answers 200.
+func startServeUntil(t *testing.T, path string, args ...string) *servedCLI {
+	t.Helper()
 	addr, _ := freeAddr(t)
 	s := &servedCLI{addr: addr, out: &testkit.Buffer{}, errOut: &testkit.Buffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -96,7 +103,7 @@ func startServe(t *testing.T, args ...string) *servedCLI {
 			t.Fatalf("serve exited %d before it was ready:\n%s", code, s.errOut.String())
 		default:
 		}
-		resp, err := http.Get("http://" + addr + "/readyz")
+		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			return false
 		}
@@ -250,6 +257,9 @@ func TestServeAndTrafficUsageErrors(t *testing.T) {
 		{"sample rate", []string{"serve", "--model", empty, "--sample-rate", "2"}, ExitUsage, "--sample-rate"},
 		{"bad addr", []string{"serve", "--model", empty, "--addr", "nowhere"}, ExitUsage, "--addr"},
 		{"registry for a directory", []string{"serve", "--model", empty, "--registry", reg}, ExitUsage, "--registry"},
+		{"replica without shipping", []string{"serve", "--model", empty, "--replica", "r1"}, ExitUsage, "--replica"},
+		{"waiting for a directory", []string{"serve", "--model", empty, "--wait-for-alias"}, ExitUsage, "--wait-for-alias"},
+		{"bad replica", []string{"serve", "--model", empty, "--ship-samples", "--replica", "a/b"}, ExitUsage, "--replica"},
 		{"zero rate", send("--rate", "0"), ExitUsage, "--rate"},
 		{"rate too low for the duration", send("--rate", "1"), ExitUsage, "--rate"},
 		{"no target", []string{"traffic", "--data", "builtin:credit-risk", "--rate", "5", "--duration", "1s"}, ExitUsage, "--target"},
@@ -313,5 +323,103 @@ func TestServePointer(t *testing.T) {
 	code, _, stderr = runCLI(t, nil, "serve", "--model", outputs.Model, "--store", "file://"+filepath.Join(root, "other"))
 	if code != ExitUsage || !strings.Contains(stderr, "same --store") {
 		t.Errorf("a pointer into another store: exit %d\n%s", code, stderr)
+	}
+}
+
+// A fleet's canary server: it waits for the challenger alias, serves it,
+// keeps serving it when the canary's end removes the alias, and ships
+// what it samples to the store.
+func TestServeWaitsForItsAliasAndShipsSamples(t *testing.T) {
+	root := t.TempDir()
+	ctx := context.Background()
+	loc := "file://" + filepath.Join(root, "store")
+	store, err := artifact.Open(ctx, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(store)
+	for i := range 2 {
+		dir := trainForServe(t, filepath.Join(root, fmt.Sprint("train", i)), i+1)
+		dg, err := artifact.PutTree(ctx, store, os.DirFS(dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := registry.RegisterRequest{Model: "credit", Artifact: dg, Lineage: registry.Lineage{RunID: "r", StepID: fmt.Sprint("train", i)}, CreatedAt: time.Unix(0, 0).UTC()}
+		if _, err := reg.Register(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audit := registry.Audit{At: time.Unix(0, 0).UTC(), Actor: "test"}
+
+	// While it waits the server is alive (healthz) but not ready.
+	s := startServeUntil(t, "/healthz", "--model", "credit@challenger", "--wait-for-alias", "--store", loc, "--cache-dir", filepath.Join(root, "cache"),
+		"--poll", "10ms", "--ship-samples", "--replica", "canary-1", "--ship-interval", "10ms")
+	for _, path := range []string{"/readyz", "/v1/predict"} {
+		resp, err := http.Get("http://" + s.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s while waiting for the alias: %d, want 503", path, resp.StatusCode)
+		}
+	}
+	if err := reg.SetAlias(ctx, "credit", registry.Challenger, 2, 0, audit); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		resp, err := http.Get("http://" + s.addr + "/readyz")
+		if err != nil {
+			// A probe in the instant of the handover may be cut.
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	src := &waitingSource{RegistrySource: serving.RegistrySource{Registry: reg, Store: store, Model: "credit", Ref: registry.Challenger}}
+	if err := src.wait(ctx, "credit@challenger", slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if ans := predictOne(t, s.addr); ans.Model.Version != "v2" {
+			t.Fatalf("served %s, want v2", ans.Model.Version)
+		}
+	}
+	if err := reg.SetAlias(ctx, "credit", registry.Challenger, 0, 2, audit); err != nil {
+		t.Fatal(err)
+	}
+	if ref, err := src.Resolve(ctx); err != nil || ref.Version != "v2" {
+		t.Fatalf("resolve after the alias was removed: %+v, %v; want the last version", ref, err)
+	}
+	if ans := predictOne(t, s.addr); ans.Model.Version != "v2" {
+		t.Fatalf("served %s after the alias was removed, want v2", ans.Model.Version)
+	}
+	if code := s.stop(); code != ExitOK {
+		t.Fatalf("serve stopped with exit %d:\n%s", code, s.errOut.String())
+	}
+	if strings.Contains(s.errOut.String(), "model poll") {
+		t.Errorf("the removed alias made the poll fail:\n%s", s.errOut.String())
+	}
+	names, err := store.ListRefs(ctx, serving.SampleRefPrefix+"credit/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped := 0
+	for _, name := range names {
+		ref, err := store.GetRef(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c serving.SampleChunk
+		if err := json.Unmarshal(ref.Data, &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Replica != "canary-1" || !strings.Contains(name, "/canary-1/") {
+			t.Errorf("chunk %s of replica %q", name, c.Replica)
+		}
+		shipped += c.Samples
+	}
+	if shipped != 4 {
+		t.Fatalf("%d samples shipped to the store, want the 4 predicted", shipped)
 	}
 }

@@ -14,6 +14,10 @@ type CanaryStartInput struct {
 	SpecHash string `json:"spec_hash,omitempty"`
 	Name     string `json:"name"`
 	Model    string `json:"model"`
+	// Target is the deployment target the step names (embedded, fleet);
+	// empty means the worker's default. Left out of the payload when
+	// empty, so histories recorded before it replay unchanged.
+	Target string `json:"target,omitempty"`
 }
 
 // CanaryStartResult says what the canary compares.
@@ -27,6 +31,8 @@ type CanaryStartResult struct {
 type CanaryWeightInput struct {
 	Name    string `json:"name"`
 	Percent int    `json:"percent"`
+	// Target is the step's deployment target; empty: the worker's default.
+	Target string `json:"target,omitempty"`
 }
 
 // CanaryMeasureInput asks for one interval's analysis.
@@ -38,6 +44,8 @@ type CanaryMeasureInput struct {
 	// left out of the payload when unset, so histories recorded before it
 	// existed replay unchanged.
 	Prometheus *CanaryPrometheus `json:"prometheus,omitempty"`
+	// Target is the step's deployment target; empty: the worker's default.
+	Target string `json:"target,omitempty"`
 }
 
 // CanaryPrometheus is a Prometheus server that scrapes the canary's
@@ -59,12 +67,16 @@ type CanaryPromoteInput struct {
 	RunID            string `json:"run_id"`
 	Actor            string `json:"actor"`
 	Reason           string `json:"reason"`
+	// Target is the step's deployment target; empty: the worker's default.
+	Target string `json:"target,omitempty"`
 }
 
 // CanaryAbortInput sends all traffic back to the champion.
 type CanaryAbortInput struct {
 	Name   string `json:"name"`
 	Reason string `json:"reason"`
+	// Target is the step's deployment target; empty: the worker's default.
+	Target string `json:"target,omitempty"`
 }
 
 // CanarySignal is the payload of the canary signals.

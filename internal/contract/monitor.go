@@ -27,6 +27,10 @@ type MonitorInput struct {
 	RetrainPipeline string         `json:"retrain_pipeline,omitempty"`
 	RetrainParams   map[string]any `json:"retrain_params,omitempty"`
 	StartedBy       string         `json:"started_by,omitempty"`
+	// Target is the step's deployment target; empty: the worker's default.
+	// Left out of the payload when empty, so histories recorded before it
+	// replay unchanged.
+	Target string `json:"target,omitempty"`
 
 	State MonitorState `json:"state"`
 }
@@ -65,6 +69,8 @@ type MonitorCheckInput struct {
 	Reference string         `json:"reference,omitempty"`
 	Labels    string         `json:"labels,omitempty"`
 	Since     time.Time      `json:"since,omitzero"`
+	// Target is the step's deployment target; empty: the worker's default.
+	Target string `json:"target,omitempty"`
 }
 
 // MonitorCheckResult is one pass and the champion it looked at.
@@ -79,6 +85,8 @@ type MonitorRollbackInput struct {
 	Champion int    `json:"champion"`
 	Reason   string `json:"reason"`
 	Actor    string `json:"actor"`
+	// Target is the step's deployment target; empty: the worker's default.
+	Target string `json:"target,omitempty"`
 }
 
 // MonitorRollbackResult is the champion after the rollback.

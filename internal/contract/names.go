@@ -73,3 +73,13 @@ const (
 )
 
 const stepRunPrefix = "step."
+
+// Deployment targets a canary-deploy or monitor step may name (with.target),
+// as the worker's --deploy-target does.
+const (
+	// TargetEmbedded is a router and model servers inside the worker.
+	TargetEmbedded = "embedded"
+	// TargetFleet is long-running router and model servers the worker
+	// drives over their admin APIs.
+	TargetFleet = "fleet"
+)

@@ -1,8 +1,14 @@
-// Package deploy is the embedded default deployment target that the
-// canary-deploy and monitor steps drive. For each environment, named after
-// the registered model it serves, a Local runs real HTTP servers on
-// 127.0.0.1 with ephemeral ports: a router (internal/router) in front of
-// model servers (internal/serving).
+// Package deploy holds the deployment targets that the canary-deploy and
+// monitor steps drive (Target): Local, the embedded default, and Fleet,
+// long-running router and model servers (see fleet.go). A worker has a Set
+// of them: embedded always, a fleet when configured, and a default that a
+// step's target input overrides.
+//
+// # Local
+//
+// For each environment, named after the registered model it serves, a
+// Local runs real HTTP servers on 127.0.0.1 with ephemeral ports: a router
+// (internal/router) in front of model servers (internal/serving).
 //
 //   - The stable variant serves the registry's champion alias through a
 //     serving.RegistrySource, so moving the alias swaps its model without a
@@ -56,7 +62,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/router"
@@ -101,6 +106,8 @@ type Options struct {
 // returned from an activity.
 type Environment struct {
 	Name string `json:"name"`
+	// Target is the kind of target running it: Embedded or FleetKind.
+	Target string `json:"target,omitempty"`
 	// RouterURL is where clients send predictions (POST /v1/predict).
 	RouterURL        string `json:"router_url"`
 	RouterMetricsURL string `json:"router_metrics_url"`
@@ -110,6 +117,27 @@ type Environment struct {
 	Weights map[string]int `json:"weights"`
 	// Faults are the faults injected into variants (see SetFault).
 	Faults map[string]router.Fault `json:"faults,omitempty"`
+	// Prometheus, on a fleet, is the server scraping its router and model
+	// servers, which canary analysis asks; nil on Local, whose servers
+	// are scraped directly.
+	Prometheus *Prometheus `json:"prometheus,omitempty"`
+	// Samples says where the model servers' sample logs are: SamplesInStore
+	// (shipped to the artifact store under samples/<name>/, a fleet's),
+	// or empty: in each variant's SampleDir.
+	Samples string `json:"samples,omitempty"`
+}
+
+// SamplesInStore is Environment.Samples of servers that ship their samples
+// to the artifact store (serving.SampleOptions.Store).
+const SamplesInStore = "store"
+
+// Prometheus is a Prometheus server scraping a fleet. The matchers are
+// PromQL label matchers added to every selector, such as
+// job="gauntlet-router", that keep other deployments' series out.
+type Prometheus struct {
+	URL             string `json:"url"`
+	RouterMatchers  string `json:"router_matchers,omitempty"`
+	ServingMatchers string `json:"serving_matchers,omitempty"`
 }
 
 // Variant returns the named variant.
@@ -195,12 +223,17 @@ func (l *Local) Ensure(ctx context.Context, name string) (Environment, error) {
 	return e.describe(), nil
 }
 
-// StartCanary serves candidate, a model artifact in the store, as the
-// canary variant, at weight 0 (all traffic when there is no stable variant
-// yet). Starting the candidate already in canary changes nothing, so a
-// retried call is safe; another candidate is refused with
-// ErrCanaryInProgress.
-func (l *Local) StartCanary(ctx context.Context, name string, candidate artifact.Pointer) (Environment, error) {
+// Kind is Embedded.
+func (l *Local) Kind() string { return Embedded }
+
+// StartCanary serves the candidate's model, an artifact in the store, as
+// the canary variant, at weight 0 (all traffic when there is no stable
+// variant yet). Starting the candidate already in canary changes nothing,
+// so a retried call is safe; another candidate is refused with
+// ErrCanaryInProgress. The candidate's version is not used: the canary
+// serves the artifact itself.
+func (l *Local) StartCanary(ctx context.Context, name string, c Candidate) (Environment, error) {
+	candidate := c.Model
 	if candidate.Digest == "" {
 		return Environment{}, fmt.Errorf("deploy %s: start canary: no candidate", name)
 	}
@@ -287,6 +320,25 @@ func (l *Local) EndCanary(ctx context.Context, name string) (Environment, error)
 	want.Candidate, want.Weight = "", 0
 	if err := e.apply(ctx, want, change{reloadStable: true}); err != nil {
 		return Environment{}, fmt.Errorf("deploy %s: end canary: %w", name, err)
+	}
+	return e.describe(), nil
+}
+
+// FollowChampion makes a stable variant running here serve the champion
+// now rather than at its next poll. It starts nothing: an environment not
+// running in this process is started, on the champion, by the next
+// Ensure.
+func (l *Local) FollowChampion(ctx context.Context, name string) (Environment, error) {
+	e, err := l.lock(name)
+	if err != nil {
+		return Environment{}, err
+	}
+	defer e.mu.Unlock()
+	if e.stable == nil {
+		return Environment{Name: name, Target: Embedded, Variants: []VariantInfo{}, Weights: map[string]int{}}, nil
+	}
+	if _, err := e.stable.srv.Reload(ctx); err != nil {
+		return Environment{}, fmt.Errorf("deploy %s: follow the champion: %w", name, err)
 	}
 	return e.describe(), nil
 }

@@ -258,7 +258,7 @@ func TestCanaryLifecycle(t *testing.T) {
 		t.Fatalf("second Ensure moved things: %+v, %v; first %+v", again, err, env)
 	}
 
-	if env, err = l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
+	if env, err = l.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[2]}); err != nil {
 		t.Fatal(err)
 	}
 	wantWeights(t, env, map[string]int{Stable: 100, Canary: 0})
@@ -267,7 +267,7 @@ func TestCanaryLifecycle(t *testing.T) {
 		t.Fatalf("canary %+v", canary)
 	}
 	f.expect(t, env, Stable, "v1")
-	if again, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil || len(again.Variants) != 2 || again.Variants[1].URL != canary.URL {
+	if again, err := l.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[2]}); err != nil || len(again.Variants) != 2 || again.Variants[1].URL != canary.URL {
 		t.Fatalf("repeated StartCanary: %+v, %v", again, err)
 	}
 	if d := readDesired(t, f.state); d != (desired{Model: modelName, Candidate: f.ptrs[2].String()}) {
@@ -352,7 +352,7 @@ func TestEndCanaryAfterPromotionReloads(t *testing.T) {
 	f.promote(t, 1)
 	l := NewLocal(Options{StateDir: f.state, Workspace: f.ws, Serving: serving.Options{PollInterval: -1}})
 	defer l.Close(ctx)
-	if _, err := l.StartCanary(ctx, modelName, f.ptrs[1]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[1]}); err != nil {
 		t.Fatal(err)
 	}
 	f.promote(t, 2)
@@ -378,7 +378,7 @@ func TestFirstDeployment(t *testing.T) {
 		t.Fatalf("with nothing deployed: %+v", a)
 	}
 
-	if env, err = l.StartCanary(ctx, modelName, f.ptrs[0]); err != nil {
+	if env, err = l.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[0]}); err != nil {
 		t.Fatal(err)
 	}
 	wantWeights(t, env, map[string]int{Canary: 100})
@@ -401,7 +401,7 @@ func TestRejectedFirstCandidateLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	l := f.local(t)
-	if _, err := l.StartCanary(ctx, modelName, f.ptrs[0]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[0]}); err != nil {
 		t.Fatal(err)
 	}
 	env, err := l.EndCanary(ctx, modelName)
@@ -413,7 +413,7 @@ func TestRejectedFirstCandidateLeavesNothing(t *testing.T) {
 		t.Fatalf("after the rejected candidate: %+v", a)
 	}
 	// The next candidate gets a new router behind the same address.
-	if env, err = l.StartCanary(ctx, modelName, f.ptrs[1]); err != nil {
+	if env, err = l.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[1]}); err != nil {
 		t.Fatal(err)
 	}
 	f.expect(t, env, Canary, "dir")
@@ -424,7 +424,7 @@ func TestRestartRestoresDesiredState(t *testing.T) {
 	f := newFixture(t)
 	f.promote(t, 1)
 	l := f.local(t)
-	if _, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[2]}); err != nil {
 		t.Fatal(err)
 	}
 	before, err := l.SetCanaryWeight(ctx, modelName, 30)
@@ -455,10 +455,10 @@ func TestRestartRestoresDesiredState(t *testing.T) {
 		}
 	}
 	// The same candidate is still idempotent; another is refused.
-	if _, err := l2.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
+	if _, err := l2.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[2]}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l2.StartCanary(ctx, modelName, f.ptrs[0]); !errors.Is(err, ErrCanaryInProgress) {
+	if _, err := l2.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[0]}); !errors.Is(err, ErrCanaryInProgress) {
 		t.Fatalf("another candidate: %v", err)
 	}
 }
@@ -492,7 +492,7 @@ func TestAdminTokenStaysSecret(t *testing.T) {
 	f := newFixture(t)
 	f.promote(t, 1)
 	l := f.local(t)
-	if _, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[2]}); err != nil {
 		t.Fatal(err)
 	}
 	env, err := l.SetCanaryWeight(ctx, modelName, 40)
@@ -570,12 +570,12 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("SetCanaryWeight(%d) succeeded", p)
 		}
 	}
-	if _, err := l.StartCanary(ctx, modelName, artifact.Pointer{}); err == nil {
+	if _, err := l.StartCanary(ctx, modelName, Candidate{Model: artifact.Pointer{}}); err == nil {
 		t.Error("StartCanary without a candidate succeeded")
 	}
 	missingPtr := artifact.PointerTo(f.ws.Store(), artifact.KindTree, artifact.DigestBytes([]byte("no such model")))
 	missing := missingPtr.String()
-	if _, err := l.StartCanary(ctx, modelName, missingPtr); !errors.Is(err, artifact.ErrNotFound) || !strings.Contains(err.Error(), missing) {
+	if _, err := l.StartCanary(ctx, modelName, Candidate{Model: missingPtr}); !errors.Is(err, artifact.ErrNotFound) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("StartCanary of a candidate the store lacks: %v, want not found naming %s", err, missing)
 	}
 	env, ok := l.Describe(modelName)
@@ -587,7 +587,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("a candidate that failed to start was recorded: %s", b)
 	}
 	// After the failure a good candidate starts.
-	if _, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[2]}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -676,7 +676,7 @@ func TestConcurrentUse(t *testing.T) {
 			}
 		})
 	}
-	if _, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[2]}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []int{10, 50, 100, 0, 75} {
@@ -706,7 +706,7 @@ func TestSetFault(t *testing.T) {
 		t.Fatal("a fault was set with nothing deployed")
 	}
 	f.promote(t, 1)
-	if _, err := l.StartCanary(ctx, modelName, f.ptrs[2]); err != nil {
+	if _, err := l.StartCanary(ctx, modelName, Candidate{Model: f.ptrs[2]}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.SetFault(ctx, modelName, "ghost", 10, 0); err == nil || !strings.Contains(err.Error(), "ghost") {
@@ -729,4 +729,45 @@ func TestSetFault(t *testing.T) {
 		t.Fatalf("end canary kept its fault: %+v, %v", env.Faults, err)
 	}
 	f.expect(t, env, Stable, "v1")
+}
+
+// After a rollback moves the alias, FollowChampion has stable serve the
+// champion without waiting for a poll (polling is off here); it starts
+// nothing for a model not running in this Local.
+func TestLocalFollowChampion(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.promote(t, 1)
+	f.promote(t, 2)
+	l := NewLocal(Options{StateDir: f.state, Workspace: f.ws, Serving: serving.Options{PollInterval: -1}})
+	t.Cleanup(func() {
+		if err := l.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := l.FollowChampion(ctx, modelName); err != nil {
+		t.Fatal(err)
+	}
+	if _, running := l.Describe(modelName); running {
+		t.Fatal("FollowChampion started an environment")
+	}
+	env, err := l.Ensure(ctx, modelName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := f.predict(t, env.RouterURL, ""); a.version != "v2" {
+		t.Fatalf("stable serves %s, want v2", a.version)
+	}
+	if err := f.reg.Rollback(ctx, modelName, 2, registry.Audit{At: time.Unix(2, 0), Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.predict(t, env.RouterURL, ""); a.version != "v2" {
+		t.Fatalf("without polling stable moved to %s by itself", a.version)
+	}
+	if env, err = l.FollowChampion(ctx, modelName); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.predict(t, env.RouterURL, ""); a.version != "v1" {
+		t.Fatalf("after FollowChampion stable serves %s, want v1", a.version)
+	}
 }

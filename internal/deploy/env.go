@@ -362,7 +362,7 @@ type view struct {
 
 func (v *view) environment() Environment {
 	env := Environment{
-		Name: v.name, RouterURL: v.front.url, RouterMetricsURL: v.front.url + "/metrics",
+		Name: v.name, Target: Embedded, RouterURL: v.front.url, RouterMetricsURL: v.front.url + "/metrics",
 		Variants: []VariantInfo{}, Weights: map[string]int{},
 	}
 	for _, s := range []*modelServer{v.stable, v.canary} {

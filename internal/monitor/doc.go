@@ -64,6 +64,20 @@
 // samples, and the next pass reads what is still in its window. Any other
 // unreadable line is an error.
 //
+// # Where the samples are
+//
+// Package watch reads them through a Samples source. Dirs are the
+// servers' local sample log directories, what the embedded deployment
+// target's servers write beside the worker. StoreSamples reads what a
+// fleet's servers shipped to the artifact store every few seconds
+// (serving.SampleOptions.Store): chunks of JSON lines under
+// samples/<model>/<UTC day>/, of which a pass lists only the days from
+// Since on and reads only the chunks holding samples after it. Since a
+// fleet's servers log the champion and a candidate in canary into the
+// same model's chunks, a pass there keeps the champion's version only
+// (Input.Version); a chunk is shipped as a whole, so a pass sees a server's
+// samples up to one shipping interval late.
+//
 // # Labels
 //
 // The sample log carries no request or record id: a Sample is the time, the

@@ -9,15 +9,17 @@ import (
 
 // Metric names, for the canary and monitor analyses that read them.
 const (
-	MetricRequests      = "gauntlet_serve_requests_total"
-	MetricLatency       = "gauntlet_serve_request_duration_seconds"
-	MetricScore         = "gauntlet_serve_score"
-	MetricRecords       = "gauntlet_serve_records_total"
-	MetricInFlight      = "gauntlet_serve_in_flight_requests"
-	MetricModelInfo     = "gauntlet_serve_model_info"
-	MetricSwaps         = "gauntlet_serve_model_swaps_total"
-	MetricSampled       = "gauntlet_serve_samples_written_total"
-	MetricSampleDropped = "gauntlet_serve_samples_dropped_total"
+	MetricRequests       = "gauntlet_serve_requests_total"
+	MetricLatency        = "gauntlet_serve_request_duration_seconds"
+	MetricScore          = "gauntlet_serve_score"
+	MetricRecords        = "gauntlet_serve_records_total"
+	MetricInFlight       = "gauntlet_serve_in_flight_requests"
+	MetricModelInfo      = "gauntlet_serve_model_info"
+	MetricSwaps          = "gauntlet_serve_model_swaps_total"
+	MetricSampled        = "gauntlet_serve_samples_written_total"
+	MetricSampleDropped  = "gauntlet_serve_samples_dropped_total"
+	MetricSamplesShipped = "gauntlet_serve_samples_shipped_total"
+	MetricShipFailures   = "gauntlet_serve_sample_ship_failures_total"
 )
 
 // Metrics are the server's Prometheus collectors. Requests and latency are
@@ -33,6 +35,9 @@ type Metrics struct {
 	swaps         *prometheus.CounterVec
 	sampled       prometheus.Counter
 	sampleDropped prometheus.Counter
+	// samplesShipped and sampleShipFailures follow shipping to the store.
+	samplesShipped     prometheus.Counter
+	sampleShipFailures prometheus.Counter
 
 	// Looking up a labelled child hashes its labels; the children of the
 	// few (version, code) pairs a server sees are cached instead.
@@ -88,10 +93,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		sampleDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricSampleDropped, Help: "Sampled records dropped because the writer fell behind or failed.",
 		}),
+		samplesShipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricSamplesShipped, Help: "Sampled records stored in the artifact store.",
+		}),
+		sampleShipFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricShipFailures, Help: "Shipments of sampled records to the artifact store that failed (kept and tried again).",
+		}),
 		children: map[childKey]*children{},
 		versions: map[string]*versionMetrics{},
 	}
-	reg.MustRegister(m.requests, m.latency, m.scores, m.records, m.inFlight, m.info, m.swaps, m.sampled, m.sampleDropped)
+	reg.MustRegister(m.requests, m.latency, m.scores, m.records, m.inFlight, m.info, m.swaps, m.sampled, m.sampleDropped, m.samplesShipped, m.sampleShipFailures)
 	return m
 }
 

@@ -4,22 +4,35 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 )
 
 // SampleOptions configure the sample log: a fraction of the scored records,
 // with their features and prediction, written as JSON lines for the drift
-// monitor.
+// monitor, to a local directory, to the artifact store, or both.
 type SampleOptions struct {
-	// Dir holds the log; empty disables it.
+	// Dir holds the log; empty writes none.
 	Dir string
+	// Store, when set, receives the samples too, every ShipInterval (see
+	// SampleChunk): where a fleet's monitor reads them.
+	Store artifact.Store
+	// Replica names this server in the store's chunk refs; required with
+	// Store and unique in the fleet (see ReplicaName).
+	Replica string
+	// ShipInterval is how often samples are shipped to Store; default
+	// DefaultShipInterval.
+	ShipInterval time.Duration
 	// Rate is the fraction of records logged, in [0, 1].
 	Rate float64
-	// MaxBytes rotates the current file once it is this large.
+	// MaxBytes rotates the current file once it is this large, and bounds
+	// the samples waiting for a Store that cannot be reached.
 	MaxBytes int64
 	// Keep is how many rotated files are kept besides the current one.
 	Keep int
@@ -48,19 +61,33 @@ type sampleLog struct {
 	done    chan struct{}
 	metrics *Metrics
 	errs    func(error)
+	ship    *shipper // nil without a Store
 
 	f    *os.File
 	w    *bufio.Writer
 	size int64
 }
 
-func openSampleLog(opts SampleOptions, metrics *Metrics, errs func(error)) (*sampleLog, error) {
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("sample log: %w", err)
-	}
+func openSampleLog(opts SampleOptions, metrics *Metrics, log *slog.Logger) (*sampleLog, error) {
+	errs := func(err error) { log.Error("sample log", "err", err) }
 	l := &sampleLog{opts: opts, ch: make(chan Sample, opts.Buffer), done: make(chan struct{}), metrics: metrics, errs: errs}
-	if err := l.open(); err != nil {
-		return nil, err
+	if opts.Dir != "" {
+		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("sample log: %w", err)
+		}
+		if err := l.open(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Store != nil {
+		sh, err := newShipper(opts, metrics, log)
+		if err != nil {
+			if l.f != nil {
+				l.f.Close()
+			}
+			return nil, err
+		}
+		l.ship = sh
 	}
 	go l.run()
 	return l, nil
@@ -75,16 +102,34 @@ func (l *sampleLog) offer(s Sample) {
 	}
 }
 
-// close writes what is queued and closes the file. No offer may follow.
+// close writes what is queued, closes the file and ships what is left to
+// the store. No offer may follow.
 func (l *sampleLog) close() {
 	close(l.ch)
 	<-l.done
+	if l.ship != nil {
+		l.ship.close()
+	}
 }
 
 func (l *sampleLog) run() {
 	defer close(l.done)
 	for s := range l.ch {
-		if err := l.write(s); err != nil {
+		line, err := json.Marshal(s)
+		if err != nil {
+			l.metrics.sampleDropped.Inc()
+			l.errs(fmt.Errorf("sample log: encode: %w", err))
+			continue
+		}
+		line = append(line, '\n')
+		if l.ship != nil {
+			l.ship.add(s, line)
+		}
+		if l.opts.Dir == "" {
+			l.metrics.sampled.Inc()
+			continue
+		}
+		if err := l.write(line); err != nil {
 			l.metrics.sampleDropped.Inc()
 			l.errs(err)
 			continue
@@ -128,18 +173,13 @@ func (l *sampleLog) open() error {
 	return nil
 }
 
-func (l *sampleLog) write(s Sample) error {
+func (l *sampleLog) write(line []byte) error {
 	if l.f == nil {
 		// A failed rotation left no file; try again rather than stop logging.
 		if err := l.open(); err != nil {
 			return err
 		}
 	}
-	line, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("sample log: encode: %w", err)
-	}
-	line = append(line, '\n')
 	if l.size > 0 && l.size+int64(len(line)) > l.opts.MaxBytes {
 		if err := l.rotate(); err != nil {
 			return err

@@ -147,8 +147,8 @@ func New(ctx context.Context, src Source, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Sample.Dir != "" && opts.Sample.Rate > 0 {
-		if s.samples, err = openSampleLog(opts.Sample, s.metrics, func(err error) { opts.Logger.Error("sample log", "err", err) }); err != nil {
+	if (opts.Sample.Dir != "" || opts.Sample.Store != nil) && opts.Sample.Rate > 0 {
+		if s.samples, err = openSampleLog(opts.Sample, s.metrics, opts.Logger); err != nil {
 			m.retire()
 			return nil, err
 		}

@@ -45,7 +45,8 @@ type CanaryInputs struct {
 	Name     string          `json:"name" doc:"registered model name (default: the pipeline name)"`
 	Weights  []int           `json:"weights" doc:"rising percentages of traffic for the candidate, promoted after the last (default [10, 25, 50], as Flagger steps to its maxWeight: at 100 the champion serves nothing to compare with)"`
 	Interval stepio.Duration `json:"interval" doc:"traffic time per weight before analysis (default 1m)"`
-	Analysis CanaryAnalysis  `json:"analysis" doc:"max_error_rate (0.01), max_p99_latency (500ms), max_score_psi (0.25), min_requests (20), failure_limit (2), inconclusive_limit (3); prometheus_url: a Prometheus server scraping the router, asked (PromQL over each interval) for requests, errors and latency instead of the worker scraping the router; prometheus_matchers: label matchers added to its selectors, such as job=\"gauntlet-router\""`
+	Analysis CanaryAnalysis  `json:"analysis" doc:"max_error_rate (0.01), max_p99_latency (500ms), max_score_psi (0.25), min_requests (20), failure_limit (2), inconclusive_limit (3); prometheus_url: a Prometheus server scraping the router, asked (PromQL over each interval) for requests, errors and latency instead of the worker scraping the router (or the fleet's configured one); prometheus_matchers: label matchers added to its selectors, such as job=\"gauntlet-router\""`
+	Target   string          `json:"target" doc:"deployment target: embedded (a router and model servers inside the worker) or fleet (the long-running router and model servers the worker is configured with); default: the worker's --deploy-target"`
 }
 
 // CanaryAnalysis are the thresholds of a canary's analysis, in Flagger's
@@ -90,8 +91,9 @@ type MonitorInputs struct {
 	MaxP99Latency   stepio.Duration `json:"max_p99_latency" doc:"p99 latency above which the service breaches (default: off)"`
 	MinAccuracy     float64         `json:"min_accuracy" doc:"accuracy on delayed labels below which the model breaches (default: off)"`
 	MaxAccuracyDrop float64         `json:"max_accuracy_drop" doc:"largest drop of accuracy below the training accuracy (default: off)"`
-	Labels          string          `json:"labels" doc:"delayed labels file (CSV or JSON lines)"`
+	Labels          string          `json:"labels" doc:"delayed labels (CSV or JSON lines): a path on the worker, or a file in the store (an artifact pointer, s3:// or https:// URL) fetched at every pass"`
 	Reference       string          `json:"reference" doc:"reference data instead of the training data the model's manifest names"`
+	Target          string          `json:"target" doc:"deployment target the model serves on: embedded or fleet (whose servers ship their sample logs to the store); default: the worker's --deploy-target"`
 }
 
 // Monitor returns the defaults of a monitor step.

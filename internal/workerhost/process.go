@@ -24,6 +24,9 @@ type ProcessOptions struct {
 	LogFormat, LogLevel string
 	// MetricsAddr, when set, is where /metrics is served.
 	MetricsAddr string
+	// Secrets are values the log masks besides the environment's and the
+	// payload keys: ones read from files, such as a fleet's admin token.
+	Secrets []string
 }
 
 // SettingsError is a log format or level the process cannot use: a usage
@@ -54,7 +57,9 @@ type Process struct {
 // configuration; cfg's Logger and Metrics are set here. Close releases what
 // it started.
 func NewProcess(cfg Config, o ProcessOptions) (*Process, error) {
-	logger, err := NewLogger(o.Stderr, NewSecrets(os.Environ(), o.Codec), o.LogFormat, o.LogLevel)
+	known := NewSecrets(os.Environ(), o.Codec)
+	known.Add(o.Secrets...)
+	logger, err := NewLogger(o.Stderr, known, o.LogFormat, o.LogLevel)
 	if err != nil {
 		return nil, &SettingsError{Err: err}
 	}

@@ -48,10 +48,14 @@ type Config struct {
 	// OpenWorkspace); nil means file://<StateDir>/artifacts and
 	// <StateDir>/cache.
 	Workspace *workspace.Workspace
-	// Deploy, when set, is the deployment target canary and monitor steps
-	// drive; see activities.Config.
-	Deploy *deploy.Local
-	Logger *slog.Logger
+	// Deploy, when set, are the deployment targets canary and monitor
+	// steps drive; see activities.Config. Otherwise New builds them from
+	// DeployTarget.
+	Deploy *deploy.Set
+	// DeployTarget chooses the targets: the default kind and the fleet's
+	// settings (deploy.Flags).
+	DeployTarget deploy.Config
+	Logger       *slog.Logger
 	// Metrics receives what the activities observe; nil (as in tests)
 	// records nothing.
 	Metrics *metrics.Metrics
@@ -93,7 +97,13 @@ func New(c client.Client, cfg Config) (worker.Worker, error) {
 			return nil, fmt.Errorf("worker: %w", err)
 		}
 	}
-	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, Workspace: ws, ReviewerKeys: cfg.ReviewerKeys, Deploy: cfg.Deploy, Logger: logger, Metrics: cfg.Metrics})
+	targets := cfg.Deploy
+	if targets == nil {
+		if targets, err = cfg.DeployTarget.Targets(deploy.Options{StateDir: state, Workspace: ws, Logger: logger}); err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+	}
+	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, Workspace: ws, ReviewerKeys: cfg.ReviewerKeys, Deploy: targets, Logger: logger, Metrics: cfg.Metrics})
 	return w, nil
 }
 

@@ -27,8 +27,16 @@ type Input struct {
 	// Lineage.DataSource; see the package doc.
 	Reference string `json:"reference,omitempty"`
 	// SampleDirs are the model servers' sample log directories
-	// (serving.SampleOptions.Dir), one per replica.
+	// (serving.SampleOptions.Dir), one per replica, read when Samples is
+	// nil.
 	SampleDirs []string `json:"sample_dirs"`
+	// Samples, when set, is where the samples are read instead, such as
+	// StoreSamples.
+	Samples Samples `json:"-"`
+	// Version, when set, keeps only the samples this model version logged
+	// ("v3"): where one log holds several versions' samples, as a fleet's
+	// shipped samples do.
+	Version string `json:"version,omitempty"`
 	// Since excludes samples logged at or before it; zero takes them all.
 	Since time.Time `json:"since,omitzero"`
 	// Labels is an optional delayed-labels file (.csv, or .jsonl/.ndjson
@@ -90,8 +98,12 @@ func Check(ctx context.Context, cfg monitor.Config, in Input) (monitor.Report, e
 	if in.Model.Preprocessing == nil {
 		return monitor.Report{}, errors.New("monitor: the model manifest has no preprocessing")
 	}
-	if len(in.SampleDirs) == 0 {
-		return monitor.Report{}, errors.New("monitor: no sample log directories")
+	src := in.Samples
+	if src == nil {
+		if len(in.SampleDirs) == 0 {
+			return monitor.Report{}, errors.New("monitor: no sample log directories")
+		}
+		src = Dirs(in.SampleDirs)
 	}
 	if err := checkHealth(in.Health); err != nil {
 		return monitor.Report{}, err
@@ -109,7 +121,7 @@ func Check(ctx context.Context, cfg monitor.Config, in Input) (monitor.Report, e
 	if err != nil {
 		return monitor.Report{}, err
 	}
-	win, err := readWindow(ctx, in.SampleDirs, in.Since, cols, in.Model.Schema.Positive, in.Labels != "")
+	win, err := readWindow(ctx, src, in.Since, in.Version, cols, in.Model.Schema.Positive, in.Labels != "")
 	if err != nil {
 		return monitor.Report{}, err
 	}

@@ -483,6 +483,22 @@ func TestAccuracyFromDelayedLabels(t *testing.T) {
 		})
 	}
 
+	// Labels fetched from the store have no name: the content says which.
+	for _, name := range []string{"labels.csv", "labels.jsonl"} {
+		t.Run(name+" without its extension", func(t *testing.T) {
+			named := filepath.Join(t.TempDir(), name)
+			writeLabels(t, named, p, 800, false)
+			path := strings.TrimSuffix(named, filepath.Ext(named))
+			if err := os.Rename(named, path); err != nil {
+				t.Fatal(err)
+			}
+			rep := check(t, monitor.Config{}, Input{Model: m, SampleDirs: []string{r.logDir}, Labels: path})
+			if rep.Labelled != 800 || rep.Accuracy == nil || *rep.Accuracy != want {
+				t.Fatalf("labelled %d, accuracy %v; want 800, %v", rep.Labelled, rep.Accuracy, want)
+			}
+		})
+	}
+
 	t.Run("drop", func(t *testing.T) {
 		path := filepath.Join(labels, "inverted.csv")
 		writeLabels(t, path, p, 800, true)

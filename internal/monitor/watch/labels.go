@@ -1,6 +1,8 @@
 package watch
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -38,7 +40,24 @@ func readLabels(ctx context.Context, path string, cols []column, schema dataset.
 	}
 	defer f.Close()
 	l := labelSet{truth: map[string]bool{}, ambiguous: map[string]bool{}}
-	switch ext := strings.ToLower(filepath.Ext(path)); ext {
+	ext := strings.ToLower(filepath.Ext(path))
+	if ext == "" {
+		// Labels fetched from the store (a pointer, an object) sit in the
+		// cache under their digest, without a name: a JSON object starts
+		// JSON lines, anything else is a CSV header.
+		br := bufio.NewReader(f)
+		ext = ".csv"
+		if b, err := br.Peek(512); len(b) > 0 && (err == nil || errors.Is(err, io.EOF)) && bytes.HasPrefix(bytes.TrimLeft(b, " \t\r\n\ufeff"), []byte("{")) {
+			ext = ".jsonl"
+		}
+		return l, readLabelsAs(ctx, br, path, ext, cols, schema, l)
+	}
+	return l, readLabelsAs(ctx, f, path, ext, cols, schema, l)
+}
+
+func readLabelsAs(ctx context.Context, f io.Reader, path, ext string, cols []column, schema dataset.Schema, l labelSet) error {
+	var err error
+	switch ext {
 	case ".csv":
 		err = readLabelsCSV(f, path, cols, schema, l)
 	case ".jsonl", ".ndjson":
@@ -46,7 +65,7 @@ func readLabels(ctx context.Context, path string, cols []column, schema dataset.
 	default:
 		err = fmt.Errorf("monitor: labels %s: want a .csv or .jsonl file, not %q", path, ext)
 	}
-	return l, err
+	return err
 }
 
 func readLabelsCSV(r io.Reader, path string, cols []column, schema dataset.Schema, l labelSet) error {

@@ -36,23 +36,62 @@ type window struct {
 	predicted []bool
 }
 
-func readWindow(ctx context.Context, dirs []string, since time.Time, cols []column, positive []string, withKeys bool) (*window, error) {
+func readWindow(ctx context.Context, src Samples, since time.Time, version string, cols []column, positive []string, withKeys bool) (*window, error) {
 	w := &window{num: map[string][]float64{}, cat: map[string][]string{}}
-	for _, dir := range dirs {
+	err := src.Logs(ctx, since, func(name string, r io.Reader) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("monitor: reading sample logs: %w", err)
+		}
+		return w.read(ctx, name, r, since, version, cols, positive, withKeys)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Samples is where a pass reads what the model servers sampled.
+type Samples interface {
+	// Logs calls fn with each sample log that may hold samples logged
+	// after since, oldest first; name is what an error about it says.
+	Logs(ctx context.Context, since time.Time, fn func(name string, r io.Reader) error) error
+}
+
+// Dirs are model servers' local sample log directories
+// (serving.SampleOptions.Dir), one per replica: what the embedded
+// deployment target's servers write.
+type Dirs []string
+
+// Logs reads each directory's logs oldest first, leaving out rotated files
+// that hold nothing after since.
+func (d Dirs) Logs(ctx context.Context, since time.Time, fn func(name string, r io.Reader) error) error {
+	for _, dir := range d {
 		files, err := logFiles(dir, since)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, path := range files {
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("monitor: reading sample logs: %w", err)
-			}
-			if err := w.readFile(ctx, path, since, cols, positive, withKeys); err != nil {
-				return nil, err
+			if err := readPath(path, fn); err != nil {
+				return err
 			}
 		}
 	}
-	return w, nil
+	return nil
+}
+
+func readPath(path string, fn func(name string, r io.Reader) error) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Rotation removed or renamed it since the listing: what it held
+		// is older than the files that remain, or was renamed into one
+		// of them.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("monitor: sample log: %w", err)
+	}
+	defer f.Close()
+	return fn(path, f)
 }
 
 // logFiles lists a directory's sample logs oldest first, leaving out rotated
@@ -96,35 +135,24 @@ func logFiles(dir string, since time.Time) ([]string, error) {
 	return paths, nil
 }
 
-func (w *window) readFile(ctx context.Context, path string, since time.Time, cols []column, positive []string, withKeys bool) error {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		// Rotation removed or renamed it since the listing: what it held
-		// is older than the files that remain, or was renamed into one
-		// of them.
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("monitor: sample log: %w", err)
-	}
-	defer f.Close()
-	return eachLine(ctx, f, path, func(line int, b []byte, complete bool) error {
+func (w *window) read(ctx context.Context, name string, r io.Reader, since time.Time, version string, cols []column, positive []string, withKeys bool) error {
+	return eachLine(ctx, r, name, func(line int, b []byte, complete bool) error {
 		if !complete {
 			w.partial++
 			return nil
 		}
 		var s serving.Sample
 		if err := json.Unmarshal(b, &s); err != nil {
-			return fmt.Errorf("monitor: sample log %s line %d: %w", path, line, err)
+			return fmt.Errorf("monitor: sample log %s line %d: %w", name, line, err)
 		}
 		if s.Time.IsZero() || s.Features == nil {
-			return fmt.Errorf("monitor: sample log %s line %d: not a sample (no time or no features)", path, line)
+			return fmt.Errorf("monitor: sample log %s line %d: not a sample (no time or no features)", name, line)
 		}
-		if !s.Time.After(since) {
+		if !s.Time.After(since) || version != "" && s.Version != version {
 			return nil
 		}
 		if err := w.add(s, cols, positive, withKeys); err != nil {
-			return fmt.Errorf("monitor: sample log %s line %d: %w", path, line, err)
+			return fmt.Errorf("monitor: sample log %s line %d: %w", name, line, err)
 		}
 		return nil
 	})
