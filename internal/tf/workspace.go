@@ -329,6 +329,12 @@ func writeBackend(dir string, s3 bool) error {
 	return nil
 }
 
+// HasModule says whether dir holds a module copy a workspace made there.
+func HasModule(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, moduleMarker))
+	return err == nil
+}
+
 // Module is the module as this workspace applies it: the files
 // ensureModule copied from Config.Module, none of the workspace's own
 // (state, logs, recorded variables, CLI configuration) nor what the module

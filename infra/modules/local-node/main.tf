@@ -19,6 +19,7 @@ resource "terraform_data" "worker" {
     pid_file             = local.pid_file
     stop_timeout_seconds = var.stop_timeout_seconds
     launcher             = var.launcher
+    host                 = var.host
   }
 
   # Any change to how the worker runs restarts it: the old one is stopped by
@@ -64,6 +65,9 @@ resource "terraform_data" "worker" {
       NODE_ID      = self.input.node_id
       PID_FILE     = self.input.pid_file
       STOP_TIMEOUT = self.input.stop_timeout_seconds
+      # Without a launcher the worker is a process of the machine that
+      # started it, which alone can stop it.
+      STARTED_ON = length(self.input.launcher) == 0 ? self.input.host : ""
     }
   }
 }

@@ -83,6 +83,12 @@ variable "launcher" {
   default     = []
 }
 
+variable "host" {
+  description = "Hostname of the machine that applies the module (provision sets it). Without a launcher the node's worker is a process there, and destroy refuses to run on another machine, which could not see it, rather than report it stopped."
+  type        = string
+  default     = ""
+}
+
 variable "stop_timeout_seconds" {
   description = "How long destroy waits after SIGTERM before SIGKILL."
   type        = number
