@@ -78,7 +78,7 @@ case $host in
 esac
 echo "launcher: node $node $action on host $host"
 exec ` + shQuote(nsenter) + ` --mount=/proc/` + strconv.Itoa(os.Getpid()) + `/ns/mnt -- \
-  ` + shQuote(nsenter) + ` --net="$net" --mount="$mnt" --wd=` + shQuote(f.Dir()) + ` -- /bin/sh -s <"$script"
+  ` + shQuote(nsenter) + ` --net="$net" --mount="$mnt" -- ` + shQuote(f.env) + ` --chdir=` + shQuote(f.Dir()) + ` /bin/sh -s <"$script"
 `
 	if err := os.WriteFile(l.Path, []byte(script), 0o755); err != nil {
 		f.t.Fatalf("fleettest: %v", err)

@@ -368,8 +368,10 @@ func (p *provisioner) record(ctx context.Context) (*nodeRecord, error) {
 	// The state goes where the step says, else into the store's bucket,
 	// else (a file:// store) into the working directory.
 	if rec.Backend = backendConfig(p.args.backend, p.nodeID); rec.Backend == nil {
-		if rec.Backend, err = tf.StoreBackend(p.terraform, p.env.Artifacts().StoreURL(), p.nodeID); err != nil {
+		if rec.Backend, err = tf.StoreBackend(p.terraform, p.env.Artifacts().StoreURL(), p.nodeID); errors.Is(err, tf.ErrBadStore) {
 			return nil, Permanent(kindBadInput, fmt.Errorf("provision: %w", err))
+		} else if err != nil {
+			return nil, fmt.Errorf("provision: %w", err)
 		}
 	}
 	if p.cloud && len(rec.Offers) == 0 {

@@ -1,7 +1,9 @@
 package tf
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -10,6 +12,9 @@ import (
 	"strings"
 	"sync"
 )
+
+// ErrBadStore marks a store URL StoreBackend cannot keep state under.
+var ErrBadStore = errors.New("store cannot hold terraform state")
 
 // StoreBackend is the S3 backend configuration that keeps a node's state
 // in the fleet's artifact store when that is an S3 bucket: the store's
@@ -27,10 +32,10 @@ func StoreBackend(bin, store, name string) (map[string]string, error) {
 	}
 	u, err := url.Parse(store)
 	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("terraform state in the store: %s is not s3://bucket/prefix", redactQuery(store))
+		return nil, fmt.Errorf("terraform state in the store: %s is not s3://bucket/prefix: %w", redactQuery(store), ErrBadStore)
 	}
 	if strings.ContainsAny(name, "/\\") || name == "" || name == "." || name == ".." {
-		return nil, fmt.Errorf("terraform state in the store: state name %q must be one path segment", name)
+		return nil, fmt.Errorf("terraform state in the store: state name %q must be one path segment: %w", name, ErrBadStore)
 	}
 	q := u.Query()
 	cfg := map[string]string{
@@ -39,7 +44,7 @@ func StoreBackend(bin, store, name string) (map[string]string, error) {
 	}
 	region := firstOf(q.Get("region"), os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"))
 	if region == "" {
-		return nil, fmt.Errorf("terraform state in the store %s: no region (?region= or AWS_REGION)", redactQuery(store))
+		return nil, fmt.Errorf("terraform state in the store %s: no region (?region= or AWS_REGION): %w", redactQuery(store), ErrBadStore)
 	}
 	cfg["region"] = region
 	if endpoint := firstOf(q.Get("endpoint"), os.Getenv("AWS_ENDPOINT_URL_S3"), os.Getenv("AWS_ENDPOINT_URL")); endpoint != "" {
@@ -84,9 +89,11 @@ func AtLeast(bin string, major, minor int) (bool, error) {
 	if !ok {
 		cmd := exec.Command(bin, "version", "-json")
 		cmd.Env = append(os.Environ(), "CHECKPOINT_DISABLE=1", "TF_CLI_CONFIG_FILE="+os.DevNull)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		if err != nil {
-			return false, fmt.Errorf("%s version -json: %w", bin, err)
+			return false, fmt.Errorf("%s version -json: %w: %s", bin, err, bytes.TrimSpace(stderr.Bytes()))
 		}
 		var got struct {
 			Version string `json:"terraform_version"`
