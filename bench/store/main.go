@@ -307,6 +307,9 @@ func credit(ctx context.Context, c config, tc client.Client, queue, id, dir stri
 		return 0, err
 	}
 	info := d.GetWorkflowExecutionInfo()
+	if c.steps {
+		fmt.Fprintf(os.Stderr, "  %s: %d history events\n", id, info.GetHistoryLength())
+	}
 	return info.GetCloseTime().AsTime().Sub(info.GetStartTime().AsTime()), nil
 }
 
