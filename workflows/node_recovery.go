@@ -63,10 +63,16 @@ func (r *run) replaceNode(ctx workflow.Context, provID, stepID string, lost erro
 	})
 	// The old node may be half alive (a spot notice, a hung process):
 	// destroy it first, whatever is left of it, so it cannot bill or
-	// compete for the step's work.
-	workdir, _ := old["workdir"].(string)
+	// compete for the step's work. From version 5 it is named by its id,
+	// which any worker finds in the store; runs before named it by the
+	// workdir output, a path on the worker that provisioned it, or by its
+	// id where a newer worker's provision gave no workdir.
+	node, _ := old["node_id"].(string)
+	if workdir, _ := old["workdir"].(string); r.version < 5 && workdir != "" {
+		node = workdir
+	}
 	destroy := contract.StepInput{RunID: r.status.RunID, Pipeline: r.resolved.Spec.Name, SpecHash: r.resolved.Hash, StepID: provID, Uses: "destroy",
-		With: map[string]any{"node": workdir}, StartedBy: r.input.StartedBy}
+		With: map[string]any{"node": node}, StartedBy: r.input.StartedBy}
 	dctx, cancel := workflow.NewDisconnectedContext(opts)
 	defer cancel()
 	var destroyed contract.StepResult

@@ -52,14 +52,17 @@ const (
 //	   steps that lose one node replace it once; a run started with
 //	   retry_of recovers an earlier run instead of resolving its
 //	   definition; the templates of run: commands (command, env, workdir)
-//	   are resolved, as they always were documented to be.
+//	   are resolved, as they always were documented to be;
+//	5: a lost node is destroyed by its node_id, which any worker finds in
+//	   the store, not by its provision step's workdir output, a path on
+//	   the worker that provisioned it (provision no longer outputs it).
 //
 // The change id is historical: bump runVersionLatest for the next change
 // rather than adding a GetVersion call, since each one costs every run a
 // marker and a visibility update.
 const (
 	runVersionChange = "resolve-local"
-	runVersionLatest = 4
+	runVersionLatest = 5
 )
 
 // resolveRetry retries a worker that could not read its files, never a

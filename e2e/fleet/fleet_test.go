@@ -24,10 +24,9 @@ import (
 type binaries struct{ worker, gauntlet string }
 
 var (
-	buildOnce sync.Once
-	built     binaries
-	buildErr  error
-	buildDir  string
+	buildMu  sync.Mutex
+	builtBin = map[string]string{}
+	buildDir string
 )
 
 func TestMain(m *testing.M) {
@@ -38,40 +37,45 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// build compiles the worker and the CLI once per test binary. The CLI links
-// the Temporal server (for `gauntlet dev`): set GAUNTLET_BUILD_LOCK to a
-// lock file to take turns with other builds of such binaries.
+// build compiles the worker and the CLI once per test binary.
 func build(t *testing.T) binaries {
 	t.Helper()
-	buildOnce.Do(func() {
-		root, err := fleettest.RepoRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		if buildDir, buildErr = os.MkdirTemp("", "fleet-bin-"); buildErr != nil {
-			return
-		}
-		built = binaries{worker: filepath.Join(buildDir, "worker"), gauntlet: filepath.Join(buildDir, "gauntlet")}
-		for _, b := range []struct{ out, pkg string }{{built.worker, "./worker"}, {built.gauntlet, "./starter"}} {
-			args := []string{"go", "build", "-o", b.out, b.pkg}
-			if lock := os.Getenv("GAUNTLET_BUILD_LOCK"); lock != "" {
-				args = append([]string{"flock", lock}, args...)
-			}
-			start := time.Now()
-			cmd := exec.Command(args[0], args[1:]...)
-			cmd.Dir = root
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = &buildError{b.pkg, err, string(out)}
-				return
-			}
-			t.Logf("go build %s: %s", b.pkg, time.Since(start).Round(100*time.Millisecond))
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	return binaries{worker: buildOne(t, "./worker"), gauntlet: buildOne(t, "./starter")}
+}
+
+// buildOne compiles pkg once per test binary. The CLI links the Temporal
+// server (for `gauntlet dev`): set GAUNTLET_BUILD_LOCK to a lock file to
+// take turns with other builds of such binaries.
+func buildOne(t *testing.T, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if out, ok := builtBin[pkg]; ok {
+		return out
 	}
-	return built
+	root, err := fleettest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if buildDir == "" {
+		if buildDir, err = os.MkdirTemp("", "fleet-bin-"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(buildDir, filepath.Base(pkg))
+	args := []string{"go", "build", "-o", out, pkg}
+	if lock := os.Getenv("GAUNTLET_BUILD_LOCK"); lock != "" {
+		args = append([]string{"flock", lock}, args...)
+	}
+	start := time.Now()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatal(&buildError{pkg, err, string(b)})
+	}
+	t.Logf("go build %s: %s", pkg, time.Since(start).Round(100*time.Millisecond))
+	builtBin[pkg] = out
+	return out
 }
 
 type buildError struct {

@@ -164,7 +164,10 @@ class MLP(torch.nn.Module):
 
 
 def write_atomic(path, write):
-    tmp = path + ".tmp"
+    # A temporary name starting with '.': Gauntlet leaves such names out of
+    # the checkpoint directory and the artifacts it publishes.
+    head, tail = os.path.split(path)
+    tmp = os.path.join(head, "." + tail + ".tmp")
     write(tmp)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
@@ -328,6 +331,9 @@ def main():
         state = {"config": config, "epoch": epoch, "losses": losses, "encoder": enc,
                  "model": {k: v.cpu() for k, v in model.state_dict().items()}, "optimizer": opt.state_dict()}
         write_atomic(ckpt_path, lambda p: torch.save(state, p))
+        # Whole on disk: Gauntlet publishes the directory to the store, where
+        # an attempt on any worker (a replaced GPU node) resumes from it.
+        print(f"::checkpoint epoch={epoch}/{epochs}", flush=True)
         print(f"::progress epoch={epoch}/{epochs} loss={loss:.4f} accuracy={acc:.4f} device={device.type} seconds={seconds:.3f}", flush=True)
         if epoch == crash_after:
             fail(1, f"crashing after epoch {epoch} as asked (crash_after); a retry resumes here")

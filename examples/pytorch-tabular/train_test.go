@@ -142,8 +142,11 @@ func TestTrainerUnderTheContract(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("uninterrupted run: exit %d:\n%s", code, log)
 	}
-	if strings.Count(log, "::progress epoch=") != 4 {
-		t.Errorf("want 4 progress lines:\n%s", log)
+	if strings.Count(log, "::progress epoch=") != 4 || strings.Count(log, "::checkpoint epoch=") != 4 {
+		t.Errorf("want 4 progress lines and 4 checkpoint lines:\n%s", log)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "whole", "ckpt", "*")); len(left) != 1 || filepath.Base(left[0]) != "checkpoint.pt" {
+		t.Errorf("checkpoint directory holds %v, want checkpoint.pt alone", left)
 	}
 
 	opts := scoring.Options{ONNXRuntime: onnxtest.LibraryPath(t)}

@@ -4,7 +4,9 @@
 Inputs (GAUNTLET_INPUT_*): epochs, lr, data (a CSV path whose last column is
 a 0/1 label, or "generated"), seed, rows, crash_after. It reports progress
 with ::progress lines, checkpoints after every epoch into
-GAUNTLET_CHECKPOINT_DIR and resumes from there, and writes outputs.json into
+GAUNTLET_CHECKPOINT_DIR and says so with a ::checkpoint line (Gauntlet then
+publishes the directory to the artifact store, from which an attempt on any
+worker resumes), and writes outputs.json into
 GAUNTLET_OUTPUT_DIR and model.json as GAUNTLET_OUTPUT_DIR/artifacts/model,
 which Gauntlet publishes to the artifact store as the output "model" (a
 pointer later steps take). Standard library only.
@@ -108,8 +110,11 @@ def evaluate(data, w, b):
 
 
 def write_json(path, obj):
-    """Write atomically, so a crash never leaves half a checkpoint."""
-    tmp = path + ".tmp"
+    """Write atomically, so a crash never leaves half a checkpoint. The
+    temporary name starts with '.': Gauntlet leaves such names out when it
+    publishes the checkpoint directory or the artifacts."""
+    head, tail = os.path.split(path)
+    tmp = os.path.join(head, "." + tail + ".tmp")
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
@@ -153,6 +158,9 @@ def main():
             b -= lr * g
         loss, acc = evaluate(data, w, b)
         write_json(ckpt_path, {"config": config, "epoch": epoch, "w": w, "b": b})
+        # The checkpoint is whole: Gauntlet publishes the directory to the
+        # store, where an attempt on any worker resumes from it.
+        print(f"::checkpoint epoch={epoch}/{epochs}", flush=True)
         print(f"::progress epoch={epoch}/{epochs} loss={loss:.4f} accuracy={acc:.4f}", flush=True)
         if epoch == crash_after:
             fail(1, f"crashing after epoch {epoch} as asked (crash_after); a retry resumes here")

@@ -7,25 +7,49 @@ import (
 
 // Directive prefixes a command prints on stdout or stderr.
 const (
-	progressPrefix = "::progress"
-	outputPrefix   = "::output"
+	progressPrefix   = "::progress"
+	outputPrefix     = "::output"
+	checkpointPrefix = "::checkpoint"
 )
 
-// parseDirective recognises `::progress k=v ...` and `::output k=v ...`.
-// It returns which one (or "" for an ordinary line) and its pairs. Values
-// may be double-quoted with Go/JSON escapes to hold spaces; a token without
-// '=' carries no pair and is skipped, so a malformed line never fails a run.
+// maxCheckpointLabel bounds the text of a ::checkpoint line kept as the
+// checkpoint's label.
+const maxCheckpointLabel = 200
+
+// parseDirective recognises `::progress k=v ...`, `::output k=v ...` and
+// `::checkpoint [text]`. It returns which one (or "" for an ordinary line)
+// and its pairs. Values may be double-quoted with Go/JSON escapes to hold
+// spaces; a token without '=' carries no pair and is skipped, so a
+// malformed line never fails a run.
 func parseDirective(line string) (kind string, pairs map[string]string) {
-	line = strings.TrimRight(line, "\r")
-	rest, ok := cutDirective(line, progressPrefix)
-	if ok {
-		kind = "progress"
-	} else if rest, ok = cutDirective(line, outputPrefix); ok {
-		kind = "output"
-	} else {
+	kind, rest := directiveOf(line)
+	if kind == "" {
 		return "", nil
 	}
 	return kind, parsePairs(rest)
+}
+
+// directiveOf returns the directive a line holds and the text after it.
+func directiveOf(line string) (kind, rest string) {
+	line = strings.TrimRight(line, "\r")
+	for _, d := range []struct{ prefix, kind string }{
+		{progressPrefix, "progress"}, {outputPrefix, "output"}, {checkpointPrefix, "checkpoint"},
+	} {
+		if rest, ok := cutDirective(line, d.prefix); ok {
+			return d.kind, rest
+		}
+	}
+	return "", ""
+}
+
+// checkpointLabel is the text of a ::checkpoint line, which labels the
+// checkpoint in the store.
+func checkpointLabel(rest string) string {
+	label := strings.TrimSpace(rest)
+	if len(label) > maxCheckpointLabel {
+		label = strings.ToValidUTF8(label[:maxCheckpointLabel], "") + "…"
+	}
+	return label
 }
 
 // cutDirective matches prefix as a whole word at the start of line.

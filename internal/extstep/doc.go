@@ -15,8 +15,9 @@
 // KEY, CREDENTIAL, AUTH, PRIVATE or COOKIE; then the step's declared `env`
 // (which may hold secrets, and may not use the GAUNTLET_ prefix); then
 // GAUNTLET_RUN_ID, GAUNTLET_PIPELINE, GAUNTLET_STEP_ID, GAUNTLET_ATTEMPT,
-// GAUNTLET_OUTPUT_DIR (fresh per attempt), GAUNTLET_CHECKPOINT_DIR (kept
-// across attempts), GAUNTLET_INPUTS (a JSON file of every `with` input) and
+// GAUNTLET_OUTPUT_DIR (fresh per attempt), GAUNTLET_CHECKPOINT_DIR
+// (restored from the artifact store before each attempt, on any worker),
+// GAUNTLET_INPUTS (a JSON file of every `with` input) and
 // GAUNTLET_INPUT_<KEY> for each string, number or boolean input, the key in
 // UPPER_SNAKE (see EnvKey). An input that is an artifact pointer is
 // materialised from the store: GAUNTLET_INPUT_<KEY> is its local path and
@@ -24,7 +25,9 @@
 //
 // Directives. A line `::progress k=v ...` updates the progress reported in
 // heartbeats (at most once per second, always the latest values); a line
-// `::output k=v ...` sets string outputs. Values may be double-quoted.
+// `::output k=v ...` sets string outputs; a line `::checkpoint [label]`
+// publishes the checkpoint directory to the store (Input.Checkpoint names
+// its ref), as the command's end does too. Values may be double-quoted.
 // Every line goes to <step dir>/logs/attempt-N.log, capped in size; the last
 // 50 lines are quoted in a failure.
 //

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
+	"github.com/gauntlet-ml/gauntlet/internal/checkpoint"
 )
 
 // Command is an external command. Its fields match spec.Command, so a
@@ -34,6 +35,11 @@ type Input struct {
 	Pipeline string
 	StepID   string
 	With     map[string]any
+	// Checkpoint is the ref of the step's checkpoint in the artifact store
+	// (checkpoint.Name): GAUNTLET_CHECKPOINT_DIR is restored from it
+	// before the command starts and published to it on ::checkpoint lines
+	// and at the end. Empty keeps the directory on this host alone.
+	Checkpoint string
 }
 
 // Env is what Run needs of its host; steps.Env satisfies it.
@@ -53,6 +59,9 @@ type Env interface {
 type Heartbeat struct {
 	Attempt  int               `json:"attempt"`
 	Progress map[string]string `json:"progress,omitempty"`
+	// Checkpoint is the label of the newest checkpoint in the store, as
+	// the command's ::checkpoint line gave it.
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // Options tune Run; zero fields take the defaults.
@@ -142,6 +151,12 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 	if err != nil {
 		return nil, err
 	}
+	var ckpt *checkpoint.Dir
+	if in.Checkpoint != "" {
+		if ckpt, err = openCheckpoint(ctx, env, in.Checkpoint, p.checkpoint); err != nil {
+			return nil, err
+		}
+	}
 	if err := prepareDirs(p, logPath, with); err != nil {
 		return nil, retryable(KindHost, err)
 	}
@@ -185,7 +200,19 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 	}
 
 	log := env.Logger().With("step", in.StepID, "attempt", attempt)
-	env.Progress(Heartbeat{Attempt: attempt})
+	// A superseded checkpoint stops the command as a cancellation does.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var ckSync *checkpointSync
+	if ckpt != nil {
+		ckSync = newCheckpointSync(ckpt, log, stop)
+		if r := ckpt.Restored(); r != nil {
+			fmt.Fprintf(logFile, "[gauntlet: checkpoint %q restored from the store into %s (published by %s at %s)]\n",
+				r.Label, p.checkpoint, r.Host, r.At.Format(time.RFC3339))
+			log.Info("checkpoint restored from the store", "ref", ckpt.Name(), "checkpoint", r.Label, "published_by", r.Host)
+		}
+	}
+	env.Progress(Heartbeat{Attempt: attempt, Checkpoint: ckSync.last()})
 	if err := c.Start(); err != nil {
 		pw.Close()
 		return nil, startError(err)
@@ -195,6 +222,10 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 	log.Info("command started", "pid", pgid, "log", logPath)
 
 	st := newStream(logFile, o.LogLimit, o.TailLines)
+	if ckSync != nil {
+		st.onCheckpoint = ckSync.request
+		go ckSync.run(ctx, st.markDirty)
+	}
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
@@ -202,7 +233,7 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 	}()
 	stopReports := make(chan struct{})
 	var reports sync.WaitGroup
-	reports.Go(func() { o.report(env, attempt, st, stopReports) })
+	reports.Go(func() { o.report(env, attempt, st, ckSync, stopReports) })
 
 	waited := make(chan error, 1)
 	go func() { waited <- c.Wait() }()
@@ -235,6 +266,17 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 		_ = pr.SetReadDeadline(time.Now())
 		<-drained
 	}
+	if ckSync != nil {
+		// What the command left is what the next attempt resumes from,
+		// however this one ended.
+		end := "at exit"
+		if c.ProcessState != nil {
+			end += " (" + c.ProcessState.String() + ")"
+		}
+		if err := ckSync.finish(ctx, end); err != nil {
+			fmt.Fprintf(logFile, "[gauntlet: %v]\n", err)
+		}
+	}
 	close(stopReports)
 	reports.Wait()
 	if err := st.writeError(); err != nil {
@@ -251,6 +293,8 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 
 	var fail *Error
 	switch {
+	case cancelled && errors.Is(context.Cause(ctx), checkpoint.ErrSuperseded):
+		fail = retryable(KindCheckpointSuperseded, fmt.Errorf("command stopped: %w", context.Cause(ctx)))
 	case cancelled:
 		fail = retryable(KindCancelled, fmt.Errorf("command cancelled (%s): %w", c.ProcessState, context.Cause(ctx)))
 	case !c.ProcessState.Success():
@@ -274,7 +318,7 @@ func (o Options) Run(ctx context.Context, env Env, cmd Command, in Input) (map[s
 
 // report sends heartbeats until stop is closed, then a last one if the
 // progress changed since the previous report.
-func (o Options) report(env Env, attempt int, st *stream, stop <-chan struct{}) {
+func (o Options) report(env Env, attempt int, st *stream, ck *checkpointSync, stop <-chan struct{}) {
 	tick := time.NewTicker(o.ProgressEvery)
 	defer tick.Stop()
 	last := time.Now()
@@ -282,13 +326,13 @@ func (o Options) report(env Env, attempt int, st *stream, stop <-chan struct{}) 
 		select {
 		case <-stop:
 			if prog, dirty := st.takeProgress(); dirty {
-				env.Progress(Heartbeat{Attempt: attempt, Progress: prog})
+				env.Progress(Heartbeat{Attempt: attempt, Progress: prog, Checkpoint: ck.last()})
 			}
 			return
 		case now := <-tick.C:
 			prog, dirty := st.takeProgress()
 			if dirty || now.Sub(last) >= o.HeartbeatEvery {
-				env.Progress(Heartbeat{Attempt: attempt, Progress: prog})
+				env.Progress(Heartbeat{Attempt: attempt, Progress: prog, Checkpoint: ck.last()})
 				last = now
 			}
 		}

@@ -36,6 +36,10 @@ type stream struct {
 	outputs  map[string]string
 	dirty    bool
 	logErr   error
+
+	// onCheckpoint, when set, is called with the label of each
+	// ::checkpoint line; it must not block.
+	onCheckpoint func(label string)
 }
 
 func newStream(log io.Writer, logLimit int64, tailLines int) *stream {
@@ -117,10 +121,17 @@ func (s *stream) endLine(raw []byte, overlong bool) {
 	if overlong {
 		return
 	}
-	kind, pairs := parseDirective(text)
+	kind, rest := directiveOf(text)
 	if kind == "" {
 		return
 	}
+	if kind == "checkpoint" {
+		if s.onCheckpoint != nil {
+			s.onCheckpoint(checkpointLabel(rest))
+		}
+		return
+	}
+	pairs := parsePairs(rest)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch kind {
@@ -130,6 +141,14 @@ func (s *stream) endLine(raw []byte, overlong bool) {
 	case "output":
 		maps.Copy(s.outputs, pairs)
 	}
+}
+
+// markDirty makes the next report go out even without new progress (a
+// checkpoint was published).
+func (s *stream) markDirty() {
+	s.mu.Lock()
+	s.dirty = true
+	s.mu.Unlock()
 }
 
 // takeProgress returns a copy of the progress so far and whether it changed

@@ -41,7 +41,7 @@ type Fleet struct {
 	run  string // runDir/id
 	lan  string // network namespace of the bridge
 
-	ip, nsenter, unshare string
+	ip, nsenter, unshare, env string
 
 	mu    sync.Mutex
 	hosts []*Host
@@ -60,6 +60,7 @@ func New(t testing.TB) *Fleet {
 		ip:      Tool(t, "ip"),
 		nsenter: Tool(t, "nsenter"),
 		unshare: Tool(t, "unshare"),
+		env:     Tool(t, "env"),
 	}
 	if err := ensureRunDir(); err != nil {
 		t.Fatalf("fleettest: %v", err)

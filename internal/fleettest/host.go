@@ -73,7 +73,11 @@ func (h *Host) Command(ctx context.Context, spec Spec) (*exec.Cmd, error) {
 	if dir == "" {
 		dir = h.Dir()
 	}
-	args = append(args, "--wd="+dir, "--")
+	// env changes directory once inside the mount namespace: nsenter's
+	// --wd opens the directory before entering it, which leaves the
+	// process in the directory the host's private one hides, where
+	// getcwd(3) fails.
+	args = append(args, "--", h.f.env, "--chdir="+dir)
 	args = append(args, spec.Args...)
 	cmd := exec.CommandContext(ctx, h.f.nsenter, args...)
 	cmd.Env = append([]string{

@@ -19,21 +19,20 @@ import (
 func init() {
 	Register(Define(Type{
 		Name: "destroy",
-		Doc: "Destroys a node a provision step created, running terraform destroy in the node's working directory with the " +
-			"module copy and variables kept there, and prices its life from node.json. Idempotent: a node already destroyed, " +
-			"or never created, succeeds with destroyed: false and the reason.",
+		Doc: "Destroys a node a provision step created, on whichever worker runs it: the node's record in the artifact store " +
+			"names the module as applied, its variables and where its Terraform state is, and prices the node's life. " +
+			"Idempotent: a node already destroyed, or never created, succeeds with destroyed: false and the reason.",
 		Kind: Activity,
 	}, destroyInputs{}, runDestroy))
 }
 
 type destroyInputs struct {
-	Node string `json:"node" required:"true" doc:"which node: the provision step's id (e.g. gpu), its workdir output (${{ steps.gpu.outputs.workdir }}) or its node_id output. The step id is the robust choice in finally: it finds the node even when provision failed halfway and produced no outputs"`
+	Node string `json:"node" required:"true" doc:"which node: the provision step's id (e.g. gpu), which names every node the step had (replacements of lost ones too), or a node_id output. The step id is the robust choice in finally: it finds the node even when provision failed halfway and produced no outputs"`
 }
 
 // DestroyedNode is what destroy did to one node.
 type DestroyedNode struct {
 	NodeID    string  `json:"node_id" doc:"the node's id"`
-	Workdir   string  `json:"workdir" doc:"its Terraform working directory"`
 	Destroyed bool    `json:"destroyed" doc:"this call destroyed it"`
 	Reason    string  `json:"reason" doc:"why nothing was destroyed"`
 	CostUSD   float64 `json:"cost_usd" doc:"its price over its life"`
@@ -50,26 +49,25 @@ type DestroyOutputs struct {
 
 func runDestroy(ctx context.Context, env Env, in Input, a destroyInputs) (*DestroyOutputs, error) {
 	began := time.Now()
-	node := a.Node
 	state, err := filepath.Abs(env.StateDir())
 	if err != nil {
 		return nil, fmt.Errorf("destroy: state directory: %w", err)
 	}
-	dirs, err := findNodes(state, in.RunID, node)
+	recs, err := findNodes(ctx, env, state, in.RunID, a.Node)
 	if err != nil {
 		return nil, err
 	}
 	out := &DestroyOutputs{Nodes: []DestroyedNode{}}
-	if len(dirs) == 0 {
-		out.Reason = fmt.Sprintf("no node %q on this host: never provisioned", node)
+	if len(recs) == 0 {
+		out.Reason = fmt.Sprintf("no node %q in the store or on this host: never provisioned", a.Node)
 		out.DurationSeconds = time.Since(began).Seconds()
 		return out, nil
 	}
 	// A step id names every node the step had: the interpreter replaces a
 	// lost node with another generation, and the run pays for all of them.
 	total, seconds, destroyed := 0.0, 0.0, false
-	for _, dir := range dirs {
-		one, err := destroyOne(ctx, env, dir)
+	for _, rec := range recs {
+		one, err := destroyOne(ctx, env, state, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -84,41 +82,45 @@ func runDestroy(ctx context.Context, env Env, in Input, a destroyInputs) (*Destr
 	return out, nil
 }
 
-// destroyOne destroys the node of one working directory and prices it.
-func destroyOne(ctx context.Context, env Env, dir string) (*DestroyedNode, error) {
-	out := &DestroyedNode{Workdir: dir}
-	rec, err := readNodeRecord(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		out.Reason = "no " + nodeRecordFile + " in " + dir + ": provision stopped before Terraform ran"
-		return out, nil
+// destroyOne destroys one node and prices it.
+func destroyOne(ctx context.Context, env Env, state string, rec *nodeRecord) (*DestroyedNode, error) {
+	out := &DestroyedNode{NodeID: rec.NodeID}
+	dir := rec.legacy
+	if dir == "" {
+		dir = nodeWorkdir(state, rec.RunID, rec.StepID)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("destroy: %w", err)
-	}
-	out.NodeID = rec.NodeID
-	live, err := managedResources(dir)
-	if err != nil {
-		return nil, fmt.Errorf("destroy %s: %w", dir, err)
-	}
-	// State in S3 cannot be counted from here; destroying it is harmless
-	// when it holds nothing, and leaving a node running is not.
-	remote := rec.Backend != nil && rec.DestroyedAt == nil
 	switch {
-	case live > 0 || remote:
+	case rec.DestroyedAt != nil:
+		out.Reason = "already destroyed at " + rec.DestroyedAt.Format(time.RFC3339)
+	case rec.Backend == nil && !tf.HasModule(dir):
+		if rec.Config == "" {
+			out.Reason = "provision stopped before Terraform ran"
+			break
+		}
+		// The state is a file on the worker that applied the node.
+		return nil, Permanent(kindBadInput, fmt.Errorf("destroy: node %s: its Terraform state is local to %s on host %s (the store is not s3://, so the state stays with the worker that applied it): run destroy on that worker, or give the fleet an s3:// store",
+			rec.NodeID, rec.Workdir, rec.Host))
+	default:
+		live, err := managedResources(dir)
+		if err != nil {
+			return nil, fmt.Errorf("destroy %s: %w", dir, err)
+		}
+		// State in S3 cannot be counted from here; destroying it is
+		// harmless when it holds nothing, and leaving a node running is not.
+		if live == 0 && rec.Backend == nil {
+			out.Reason = "nothing to destroy: the Terraform state in " + dir + " holds no resources (the apply created none)"
+			break
+		}
 		if err := destroyWorkspace(ctx, env, dir, rec); err != nil {
 			return nil, err
 		}
 		now := time.Now().UTC().Truncate(time.Second)
 		rec.DestroyedAt = &now
-		if err := writeJSON(filepath.Join(dir, nodeRecordFile), rec); err != nil {
+		if err := rec.save(ctx, env.Artifacts().Store(), dir); err != nil {
 			return nil, fmt.Errorf("destroy: %w", err)
 		}
 		out.Destroyed = true
-		env.Logger().Info("node destroyed", "node_id", rec.NodeID, "workdir", dir)
-	case rec.DestroyedAt != nil:
-		out.Reason = "already destroyed at " + rec.DestroyedAt.Format(time.RFC3339)
-	default:
-		out.Reason = "nothing to destroy: the Terraform state in " + dir + " holds no resources (the apply created none)"
+		env.Logger().Info("node destroyed", "node_id", rec.NodeID, "workdir", dir, "applied_on", rec.Host)
 	}
 	if err := unpublishMetrics(rec); err != nil {
 		return nil, err
@@ -139,20 +141,31 @@ func destroyOne(ctx context.Context, env Env, dir string) (*DestroyedNode, error
 	return out, nil
 }
 
+// destroyWorkspace runs terraform destroy in dir: the copy an apply on
+// this host left there, or the module as applied from the store.
 func destroyWorkspace(ctx context.Context, env Env, dir string, rec *nodeRecord) error {
 	bin, err := tf.Find("")
 	if err != nil {
 		return Permanent(kindMissingTool, fmt.Errorf("destroy: %w", err))
 	}
-	// No Module: the copy provision left in dir is what gets destroyed. The
-	// recorded backend, since a workspace opened without one drops the
+	module, err := moduleSource(ctx, env, dir, rec, "")
+	if err != nil {
+		return fmt.Errorf("destroy: %w", err)
+	}
+	// The recorded backend, since a workspace opened without one drops the
 	// backend override and would find no state.
-	ws, err := tf.New(tf.Config{Terraform: bin, Dir: dir, Backend: rec.Backend, ProviderMirror: os.Getenv(EnvProviderMirror), Env: terraformEnv()})
+	ws, err := tf.New(tf.Config{Terraform: bin, Module: module, Dir: dir, Backend: rec.Backend, ProviderMirror: os.Getenv(EnvProviderMirror), Env: terraformEnv()})
 	if err != nil {
 		return fmt.Errorf("destroy: terraform workspace %s: %w", dir, err)
 	}
 	details := map[string]any{"node_id": rec.NodeID, "workdir": dir}
-	err = withTerraformProgress(env, ws.LogPath(), details, func() error { return ws.Destroy(ctx) })
+	err = withTerraformProgress(env, ws.LogPath(), details, func() error {
+		if rec.Vars == nil {
+			// A legacy record: the variables are in the working directory.
+			return ws.Destroy(ctx)
+		}
+		return ws.DestroyWith(ctx, rec.Vars)
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("destroy %s: %w", dir, ctx.Err())
@@ -162,46 +175,96 @@ func destroyWorkspace(ctx context.Context, env Env, dir string, rec *nodeRecord)
 	return nil
 }
 
-// findNodes returns the working directories node names, none when there
-// is none on this host. A path is taken as it is; a bare name is first the
-// id of a provision step of this run, with every generation that replaced a
-// lost node (<step>-g2, -g3, …), then a node id of any run.
-func findNodes(state, runID, node string) ([]string, error) {
+// findNodes returns the records of the nodes node names, none when there
+// is none. A bare name is first the id of a provision step of this run,
+// with every generation that replaced a lost node (<step>-g2, -g3, …),
+// then a node id. A path (the workdir output of provision steps before
+// records moved into the store) names its step's node. Records are read
+// from the store; a node provisioned before records moved there is found
+// by its node.json on this host.
+func findNodes(ctx context.Context, env Env, state, runID, node string) ([]*nodeRecord, error) {
+	store := env.Artifacts().Store()
+	one := func(id string) (*nodeRecord, error) { return loadNodeRecord(ctx, store, id) }
 	if strings.ContainsRune(node, filepath.Separator) {
 		dir, err := filepath.Abs(node)
 		if err != nil {
 			return nil, badInput("node", "%v", err)
 		}
-		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
+		if rec, err := one(nodeID(runID, filepath.Base(dir))); rec != nil || err != nil {
+			return list(rec), err
 		}
-		return []string{dir}, nil
+		rec, err := legacyRecord(dir)
+		return list(rec), err
 	}
-	if first := nodeWorkdir(state, runID, node); isDir(first) {
-		dirs := []string{first}
+	first, err := one(nodeID(runID, node))
+	if err != nil {
+		return nil, err
+	}
+	if first != nil {
+		recs := []*nodeRecord{first}
 		for g := 2; ; g++ {
-			next := nodeWorkdir(state, runID, contract.NodeGeneration(node, g))
-			if !isDir(next) {
-				return dirs, nil
+			next, err := one(nodeID(runID, contract.NodeGeneration(node, g)))
+			if err != nil || next == nil {
+				return recs, err
 			}
-			dirs = append(dirs, next)
+			recs = append(recs, next)
 		}
+	}
+	if rec, err := one(node); rec != nil || err != nil {
+		return list(rec), err
+	}
+	return legacyNodes(state, runID, node)
+}
+
+func list(rec *nodeRecord) []*nodeRecord {
+	if rec == nil {
+		return nil
+	}
+	return []*nodeRecord{rec}
+}
+
+// legacyRecord reads the node.json of a working directory whose node has
+// no record in the store.
+func legacyRecord(dir string) (*nodeRecord, error) {
+	rec, err := readNodeRecord(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("destroy: %w", err)
+	}
+	rec.legacy = dir
+	return rec, nil
+}
+
+// legacyNodes finds nodes on this host by node.json, as destroy did before
+// records moved into the store.
+func legacyNodes(state, runID, node string) ([]*nodeRecord, error) {
+	var recs []*nodeRecord
+	for g := 1; ; g++ {
+		step := node
+		if g > 1 {
+			step = contract.NodeGeneration(node, g)
+		}
+		rec, err := legacyRecord(nodeWorkdir(state, runID, step))
+		if err != nil || rec == nil {
+			if len(recs) > 0 || err != nil {
+				return recs, err
+			}
+			break
+		}
+		recs = append(recs, rec)
 	}
 	records, err := filepath.Glob(filepath.Join(state, "nodes", "*", "*", nodeRecordFile))
 	if err != nil {
 		return nil, fmt.Errorf("destroy: %w", err)
 	}
 	for _, path := range records {
-		if rec, err := readNodeRecord(filepath.Dir(path)); err == nil && rec.NodeID == node {
-			return []string{filepath.Dir(path)}, nil
+		if rec, err := legacyRecord(filepath.Dir(path)); err == nil && rec != nil && rec.NodeID == node {
+			return []*nodeRecord{rec}, nil
 		}
 	}
 	return nil, nil
-}
-
-func isDir(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.IsDir()
 }
 
 // managedResources counts the resources in the local state: destroyed is

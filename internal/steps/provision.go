@@ -5,11 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -27,12 +25,14 @@ import (
 )
 
 // A node is one Terraform module applied in a working directory of its own,
-// <state>/nodes/<run>/<step>: the module copy, the state, the Terraform log
-// and the node record (node.json) stay there, so every run has its own
-// state and destroy runs the configuration that was applied even if the
-// module's source changed since. The node's identity is a function of the
-// run and step ids alone, which is what makes a retried provision re-apply
-// the same node instead of starting a second one.
+// <state>/nodes/<run>/<step>, on the worker that runs provision; its record
+// (node_record.go) is in the fleet's store, with the module as applied and
+// its variables, and its Terraform state is in the store's bucket when the
+// store is S3, so any worker can destroy it with the configuration that was
+// applied, even if the module's source changed since. The node's identity
+// is a function of the run and step ids alone, which is what makes a
+// retried provision, on any worker, re-apply the same node instead of
+// starting a second one.
 
 // Environment variables read by provision and destroy.
 const (
@@ -48,6 +48,11 @@ const (
 	// modules that need providers (aws-spot-gpu); Terraform never downloads
 	// them.
 	EnvProviderMirror = "GAUNTLET_PROVIDER_MIRROR"
+	// EnvNodeLauncher is a program that runs a local node on a machine of
+	// its choosing (local-node's launcher variable): a fleet of
+	// worker hosts with node hosts beside them. Unset, a local node is a
+	// process on the worker's own host.
+	EnvNodeLauncher = "GAUNTLET_NODE_LAUNCHER"
 	// The node's worker dials the Temporal this process was told about,
 	// under the names the temporal CLI uses.
 	envTemporalAddress   = "TEMPORAL_ADDRESS"
@@ -78,11 +83,12 @@ func init() {
 	Register(Define(Type{
 		Name: "provision",
 		Doc: "Applies a Terraform module that starts a worker node polling a task queue unique to the run; steps with " +
-			"runs_on: <this step> are dispatched there. The Terraform working directory (module copy, state, log, node.json " +
-			"cost record) is <state>/nodes/<run>/<step>; node id and task queue derive from the run and step ids, so a retry " +
-			"re-applies the same node. Modules are looked up in $" + EnvInfraModules + " or infra/modules; Terraform is " +
+			"runs_on: <this step> are dispatched there. The node's record (module as applied, variables, cost) is in the " +
+			"artifact store under nodes/<node_id>, and with an s3:// store so is its Terraform state (<prefix>/terraform/<node_id>.tfstate), " +
+			"so a worker on any host can destroy it; the working directory is <state>/nodes/<run>/<step> on the worker that applies it. " +
+			"Node id and task queue derive from the run and step ids, so a retry re-applies the same node. Modules are looked up in $" + EnvInfraModules + " or infra/modules; Terraform is " +
 			"$" + tf.EnvTerraform + " or bin/terraform (`make tools`). A local-node worker is $" + EnvWorkerBinary + " or the " +
-			"worker beside terraform (`make build`), dialling $TEMPORAL_ADDRESS in $TEMPORAL_NAMESPACE. Modules that declare instance_types " +
+			"worker beside terraform (`make build`), dialling $TEMPORAL_ADDRESS in $TEMPORAL_NAMESPACE, started through $" + EnvNodeLauncher + " when set. Modules that declare instance_types " +
 			"(aws-spot-gpu) get the cheapest spot offer meeting the GPU inputs, falling back to the next instance type " +
 			"of the region on InsufficientInstanceCapacity; for other modules (local-node) the GPU inputs are recorded only. " +
 			"A worker with a Prometheus targets directory ($" + filesd.EnvDir + ", --prometheus-targets-dir) writes the node's " +
@@ -100,8 +106,8 @@ type provisionInputs struct {
 	Regions         []string        `json:"regions" doc:"regions to compare spot prices in (list or comma-separated); required by cloud modules"`
 	AllowOnDemand   bool            `json:"allow_on_demand" doc:"let on-demand prices stand in where spot is missing or dearer (default false)"`
 	InstanceTypes   []string        `json:"instance_types" doc:"acceptable instance types (list or comma-separated; default: every catalogue type that fits)"`
-	Backend         backendSettings `json:"backend" doc:"keep the node's Terraform state in S3 rather than its working directory: a mapping of Terraform's s3 backend settings (bucket, region, endpoint, dynamodb_table, force_path_style, ...) with key_prefix in place of key; the key is <key_prefix>/<node_id>.tfstate, so runs and steps never share state. Credentials come from the AWS_* environment, never from here: node.json records the mapping for destroy"`
-	Vars            map[string]any  `json:"vars" doc:"more module variables, a mapping; they win over derived ones (worker_binary, temporal_address, namespace, state_dir, log_file, gpu_description) but may not set node_id, task_queue or, for cloud modules, region, instance_types, availability_zone, max_price_per_hour"`
+	Backend         backendSettings `json:"backend" doc:"keep the node's Terraform state in this S3 bucket rather than the store's (an s3:// store keeps it under <prefix>/terraform/; a file:// store in the working directory): a mapping of Terraform's s3 backend settings (bucket, region, endpoint, dynamodb_table, force_path_style, ...) with key_prefix in place of key; the key is <key_prefix>/<node_id>.tfstate, so runs and steps never share state. Credentials come from the AWS_* environment, never from here: the node's record keeps the mapping for destroy"`
+	Vars            map[string]any  `json:"vars" doc:"more module variables, a mapping; they win over derived ones (worker_binary, temporal_address, namespace, state_dir, store, log_file, launcher, gpu_description) but may not set node_id, task_queue or, for cloud modules, region, instance_types, availability_zone, max_price_per_hour"`
 }
 
 // ProvisionOutputs are the outputs of a provision step. The interpreter
@@ -110,8 +116,7 @@ type ProvisionOutputs struct {
 	NodeID             string         `json:"node_id" doc:"the node's id, derived from the run and step ids"`
 	TaskQueue          string         `json:"task_queue" doc:"the task queue the node's worker polls; runs_on steps go there"`
 	GPU                string         `json:"gpu" doc:"the node's GPUs, as the module or the chosen offer describes them"`
-	Workdir            string         `json:"workdir" doc:"the node's Terraform working directory"`
-	TerraformLog       string         `json:"terraform_log" doc:"Terraform's log of the apply"`
+	TerraformLog       string         `json:"terraform_log" doc:"Terraform's log of the apply: an artifact pointer"`
 	PricePerHour       float64        `json:"price_per_hour" doc:"USD per hour of the chosen offer, 0 for a local node"`
 	StartedAt          string         `json:"started_at" doc:"when the first apply began (RFC 3339)"`
 	Module             string         `json:"module" doc:"the module directory applied"`
@@ -132,36 +137,6 @@ type nodeRequest struct {
 	Regions         []string `json:"regions,omitempty"`
 	AllowOnDemand   bool     `json:"allow_on_demand"`
 	InstanceTypes   []string `json:"instance_types,omitempty"`
-}
-
-// nodeRecord is node.json: what destroy needs to price the node, and what
-// a retried provision reuses so it applies the same offer as before rather
-// than whatever the spot market says now.
-type nodeRecord struct {
-	NodeID    string `json:"node_id"`
-	TaskQueue string `json:"task_queue"`
-	RunID     string `json:"run_id"`
-	StepID    string `json:"step_id"`
-	Module    string `json:"module"`
-	// PricePerHour is that of Offers[0], or 0 for a local node.
-	PricePerHour float64 `json:"price_per_hour"`
-	// StartedAt is taken before the first apply: billing may start as soon
-	// as Terraform creates something, even if the apply then fails.
-	StartedAt   time.Time   `json:"started_at"`
-	DestroyedAt *time.Time  `json:"destroyed_at,omitempty"`
-	Request     nodeRequest `json:"request"`
-	// Offers are the instance types still to try in the chosen region,
-	// cheapest first; the first is applied, and a capacity failure drops it.
-	Offers []offerRecord `json:"offers,omitempty"`
-	// Backend is the S3 backend configuration the state lives in, nil for
-	// local state: destroy reopens the workspace with it, since a
-	// workspace opened without it would look for the state locally.
-	Backend map[string]string `json:"backend,omitempty"`
-	// MetricsTarget is the Prometheus target file of the node, which
-	// destroy removes; MetricsAddr the port a local node's worker serves
-	// metrics on (provision_metrics.go).
-	MetricsTarget string `json:"metrics_target,omitempty"`
-	MetricsAddr   string `json:"metrics_addr,omitempty"`
 }
 
 type provisionArgs struct {
@@ -274,21 +249,33 @@ func runProvision(ctx context.Context, env Env, in Input, args provisionInputs) 
 	if err != nil {
 		return nil, err
 	}
-	ws, err := tf.New(tf.Config{Terraform: p.terraform, Module: p.module, Dir: p.workdir, Backend: rec.Backend,
+	// A retry on another host applies the configuration the first attempt
+	// applied, from the store.
+	module, err := moduleSource(ctx, env, p.workdir, rec, p.module)
+	if err != nil {
+		return nil, fmt.Errorf("provision: %w", err)
+	}
+	ws, err := tf.New(tf.Config{Terraform: p.terraform, Module: module, Dir: p.workdir, Backend: rec.Backend,
 		ProviderMirror: os.Getenv(EnvProviderMirror), Env: terraformEnv()})
 	if err != nil {
 		return nil, fmt.Errorf("provision: terraform workspace %s: %w", p.workdir, err)
 	}
-	// Written before applying: if the apply dies halfway, destroy still
-	// finds the node and prices it.
-	if err := writeJSON(filepath.Join(p.workdir, nodeRecordFile), rec); err != nil {
-		return nil, fmt.Errorf("provision: %w", err)
+	if rec.Config == "" {
+		if rec.Config, err = publishModule(ctx, env, ws); err != nil {
+			return nil, err
+		}
 	}
 	out, err := p.apply(ctx, ws, rec)
 	if err != nil {
 		return nil, err
 	}
-	outputs := p.outputs(ws, rec, out)
+	if rec.TerraformLog, err = publish(ctx, env, "provision: terraform log", ws.LogPath()); err != nil {
+		return nil, err
+	}
+	if err := rec.save(ctx, env.Artifacts().Store(), p.workdir); err != nil {
+		return nil, fmt.Errorf("provision: %w", err)
+	}
+	outputs := p.outputs(rec, out)
 	if err := p.publishMetrics(out, outputs.GPU); err != nil {
 		return nil, err
 	}
@@ -360,19 +347,33 @@ func (p *provisioner) checkVars() error {
 	return nil
 }
 
-// record returns the node record to apply: the earlier attempt's when
-// there is one, so a retry keeps its start time and offer.
+// record returns the node record to apply: the earlier attempt's (on any
+// host) when there is one, so a retry keeps its start time, offer and
+// configuration.
 func (p *provisioner) record(ctx context.Context) (*nodeRecord, error) {
-	rec, err := readNodeRecord(p.workdir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	rec, err := loadNodeRecord(ctx, p.env.Artifacts().Store(), p.nodeID)
+	if err != nil {
 		return nil, fmt.Errorf("provision: %w", err)
 	}
-	if rec == nil || rec.NodeID != p.nodeID || rec.DestroyedAt != nil {
-		rec = &nodeRecord{NodeID: p.nodeID, StartedAt: time.Now().UTC().Truncate(time.Second)}
+	if rec == nil || rec.DestroyedAt != nil {
+		fresh := &nodeRecord{NodeID: p.nodeID, StartedAt: time.Now().UTC().Truncate(time.Second)}
+		if rec != nil {
+			fresh.version = rec.version
+		}
+		rec = fresh
 	}
 	rec.TaskQueue, rec.RunID, rec.StepID, rec.Module = p.taskQueue, p.in.RunID, p.in.StepID, p.module
 	rec.Request = p.args.req
-	rec.Backend = backendConfig(p.args.backend, p.nodeID)
+	rec.Host, rec.Workdir = thisHost(), p.workdir
+	// The state goes where the step says, else into the store's bucket,
+	// else (a file:// store) into the working directory.
+	if rec.Backend = backendConfig(p.args.backend, p.nodeID); rec.Backend == nil {
+		if rec.Backend, err = tf.StoreBackend(p.terraform, p.env.Artifacts().StoreURL(), p.nodeID); errors.Is(err, tf.ErrBadStore) {
+			return nil, Permanent(kindBadInput, fmt.Errorf("provision: %w", err))
+		} else if err != nil {
+			return nil, fmt.Errorf("provision: %w", err)
+		}
+	}
 	if p.cloud && len(rec.Offers) == 0 {
 		if rec.Offers, err = selectOffers(ctx, p.args.req); err != nil {
 			return nil, err
@@ -405,6 +406,12 @@ func (p *provisioner) vars(rec *nodeRecord) map[string]any {
 	if p.worker != "" {
 		derived["worker_binary"] = p.worker
 	}
+	if l := os.Getenv(EnvNodeLauncher); l != "" {
+		derived["launcher"] = []string{l}
+	}
+	if h := thisHost(); h != "" {
+		derived["host"] = h
+	}
 	if rec.MetricsAddr != "" {
 		derived["metrics_addr"] = rec.MetricsAddr
 	}
@@ -424,6 +431,12 @@ func (p *provisioner) vars(rec *nodeRecord) map[string]any {
 func (p *provisioner) apply(ctx context.Context, ws *tf.Workspace, rec *nodeRecord) (map[string]any, error) {
 	log := p.env.Logger().With("node_id", p.nodeID, "workdir", p.workdir)
 	for {
+		// Recorded before applying: if the apply dies halfway, destroy
+		// still finds the node, from any host, and prices it.
+		rec.Vars = p.vars(rec)
+		if err := rec.save(ctx, p.env.Artifacts().Store(), p.workdir); err != nil {
+			return nil, fmt.Errorf("provision: %w", err)
+		}
 		var out map[string]any
 		details := map[string]any{"node_id": p.nodeID, "workdir": p.workdir}
 		if len(rec.Offers) > 0 {
@@ -431,7 +444,7 @@ func (p *provisioner) apply(ctx context.Context, ws *tf.Workspace, rec *nodeReco
 		}
 		err := withTerraformProgress(p.env, ws.LogPath(), details, func() error {
 			var err error
-			out, err = ws.Apply(ctx, p.vars(rec))
+			out, err = ws.Apply(ctx, rec.Vars)
 			return err
 		})
 		if err == nil {
@@ -446,16 +459,13 @@ func (p *provisioner) apply(ctx context.Context, ws *tf.Workspace, rec *nodeReco
 			log.Warn("no capacity for instance type; trying the next", "instance_type", rec.Offers[0].InstanceType, "next", rec.Offers[1].InstanceType)
 			rec.Offers = rec.Offers[1:]
 			rec.PricePerHour = rec.Offers[0].PricePerHour
-			if err := writeJSON(filepath.Join(p.workdir, nodeRecordFile), rec); err != nil {
-				return nil, fmt.Errorf("provision: %w", err)
-			}
 			continue
 		}
 		return nil, terraformError("provision: apply", p.workdir, ws.LogPath(), tail, err)
 	}
 }
 
-func (p *provisioner) outputs(ws *tf.Workspace, rec *nodeRecord, out map[string]any) *ProvisionOutputs {
+func (p *provisioner) outputs(rec *nodeRecord, out map[string]any) *ProvisionOutputs {
 	gpu, _ := out["gpu_description"].(string)
 	var offer *offerRecord
 	if len(rec.Offers) > 0 {
@@ -471,8 +481,7 @@ func (p *provisioner) outputs(ws *tf.Workspace, rec *nodeRecord, out map[string]
 		NodeID:        p.nodeID,
 		TaskQueue:     p.taskQueue,
 		GPU:           gpu,
-		Workdir:       p.workdir,
-		TerraformLog:  ws.LogPath(),
+		TerraformLog:  rec.TerraformLog,
 		PricePerHour:  rec.PricePerHour,
 		StartedAt:     rec.StartedAt.Format(time.RFC3339),
 		Module:        p.module,
@@ -625,19 +634,6 @@ func terraformEnv() map[string]string {
 		}
 	}
 	return env
-}
-
-func readNodeRecord(dir string) (*nodeRecord, error) {
-	path := filepath.Join(dir, nodeRecordFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var rec nodeRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("node record %s: %w", path, err)
-	}
-	return &rec, nil
 }
 
 // progressInterval is how often a running Terraform command is reported;

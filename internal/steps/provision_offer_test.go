@@ -113,12 +113,11 @@ func TestProvisionCloudOfferFallsBackOnCapacity(t *testing.T) {
 	if offer, _ := out["offer"].(map[string]any); offer["instance_type"] != "g4dn.xlarge" || offer["market"] != "spot" {
 		t.Errorf("offer = %v", out["offer"])
 	}
-	log, err := os.ReadFile(fmt.Sprint(out["terraform_log"]))
-	if err != nil || !strings.Contains(string(log), "InsufficientInstanceCapacity") {
-		t.Errorf("the log does not show the capacity failure (%v)", err)
+	if log := readOut(t, env, out["terraform_log"]); !strings.Contains(string(log), "InsufficientInstanceCapacity") {
+		t.Errorf("the log does not show the capacity failure:\n%s", log)
 	}
 
-	// A retry applies what node.json recorded, whatever the market says now.
+	// A retry applies what the node's record kept, whatever the market says now.
 	prices.table["us-west-2"] = []cloud.SpotPrice{{AvailabilityZone: "us-west-2a", InstanceType: "g5.xlarge", PricePerHour: 0.05}}
 	calls := prices.called
 	again := mustRun(t, env, "provision", "gpu", with)
@@ -126,7 +125,7 @@ func TestProvisionCloudOfferFallsBackOnCapacity(t *testing.T) {
 		t.Errorf("retry re-chose the offer: %v (price queries %d → %d)", again, calls, prices.called)
 	}
 
-	d := mustRun(t, env, "destroy", "teardown", map[string]any{"node": out["workdir"]})
+	d := mustRun(t, env, "destroy", "teardown", map[string]any{"node": "gpu"})
 	secs, _ := d["seconds"].(float64)
 	if d["destroyed"] != true || math.Abs(d["cost_usd"].(float64)-0.33*secs/3600) > 1e-12 {
 		t.Errorf("destroy = %v, want cost 0.33/h × %g s", d, secs)

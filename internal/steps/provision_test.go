@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http/httptest"
@@ -102,19 +103,22 @@ func TestProvisionLocalNodeIsIdempotentAndDestroyed(t *testing.T) {
 
 	with := map[string]any{"module": "local-node", "gpu_memory_gb": 16, "max_price_per_hour": "1.20", "vars": map[string]any{"stop_timeout_seconds": 5}}
 	out := mustRun(t, env, "provision", "gpu", with)
-	workdir := filepath.Join(state, "nodes", "run-1", "gpu")
 	for k, want := range map[string]any{
 		"node_id":        id,
 		"task_queue":     "gauntlet-node-" + id,
 		"gpu":            "none (local CPU node)",
-		"workdir":        workdir,
-		"terraform_log":  filepath.Join(workdir, tf.LogFile),
 		"price_per_hour": 0.0,
 		"offer":          nil,
 	} {
 		if out[k] != want {
 			t.Errorf("output %s = %v, want %v", k, out[k], want)
 		}
+	}
+	if _, ok := out["workdir"]; ok {
+		t.Errorf("outputs hold the worker's local workdir %v: a path means nothing on another host", out["workdir"])
+	}
+	if log := readOut(t, env, out["terraform_log"]); !strings.Contains(string(log), "=== terraform apply") {
+		t.Errorf("terraform_log output does not hold the apply's log:\n%s", log)
 	}
 	if req, _ := out["request"].(map[string]any); req["gpu_memory_gb"] != 16.0 || req["max_price_per_hour"] != 1.2 {
 		t.Errorf("request not recorded: %v", out["request"])
@@ -123,8 +127,9 @@ func TestProvisionLocalNodeIsIdempotentAndDestroyed(t *testing.T) {
 	if err != nil || time.Since(started) > time.Minute {
 		t.Errorf("started_at %v: %v", out["started_at"], err)
 	}
-	if _, err := os.Stat(filepath.Join(workdir, nodeRecordFile)); err != nil {
-		t.Errorf("no cost record: %v", err)
+	rec, err := loadNodeRecord(context.Background(), env.Artifacts().Store(), id)
+	if err != nil || rec == nil || rec.Config == "" || rec.Vars["task_queue"] != "gauntlet-node-"+id || rec.Backend != nil || rec.TerraformLog != out["terraform_log"] {
+		t.Errorf("node record in the store: %+v (%v); want the module as applied, its variables, local state (a file:// store) and the log", rec, err)
 	}
 	pidFile, _ := out["module_outputs"].(map[string]any)["pid_file"].(string)
 	b, err := os.ReadFile(pidFile)
@@ -159,7 +164,7 @@ func TestProvisionLocalNodeIsIdempotentAndDestroyed(t *testing.T) {
 		t.Errorf("after the retry the node's workers are %v, want only %d", pids, pid)
 	}
 
-	d := mustRun(t, env, "destroy", "teardown", map[string]any{"node": out["workdir"]})
+	d := mustRun(t, env, "destroy", "teardown", map[string]any{"node": id})
 	if d["destroyed"] != true || d["node_id"] != id || d["reason"] != "" {
 		t.Errorf("destroy = %v", d)
 	}
@@ -359,9 +364,9 @@ func TestProvisionLocalNodeStateInS3(t *testing.T) {
 	if testkit.TerraformAtLeast(t, bin, 1, 6) {
 		backend["skip_requesting_account_id"] = true
 	}
-	out := mustRun(t, env, "provision", "gpu", map[string]any{"module": "local-node", "backend": backend,
+	mustRun(t, env, "provision", "gpu", map[string]any{"module": "local-node", "backend": backend,
 		"vars": map[string]any{"stop_timeout_seconds": 5}})
-	workdir := out["workdir"].(string)
+	workdir := nodeWorkdir(state, "run-1", "gpu")
 	key := "gauntlet/" + id + ".tfstate"
 	if obj, err := s3.HeadObject("tfstate", key); err != nil || obj.Size == 0 {
 		t.Fatalf("no state at s3://tfstate/%s after apply: %v", key, err)
@@ -369,12 +374,12 @@ func TestProvisionLocalNodeStateInS3(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(workdir, "terraform.tfstate")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("local state beside an S3 backend: %v", err)
 	}
-	rec, err := readNodeRecord(workdir)
-	if err != nil {
-		t.Fatal(err)
+	rec, err := loadNodeRecord(context.Background(), env.Artifacts().Store(), id)
+	if err != nil || rec == nil {
+		t.Fatalf("node record: %v %v", rec, err)
 	}
 	if rec.Backend["key"] != key || rec.Backend["endpoint"] != srv.URL || rec.Backend["force_path_style"] != "true" {
-		t.Errorf("node.json backend = %v", rec.Backend)
+		t.Errorf("node record's backend = %v", rec.Backend)
 	}
 	pids := nodeProcesses(t, id)
 	if len(pids) != 1 {

@@ -25,6 +25,8 @@ func runCommand(ctx context.Context, env Env, in Input) (map[string]any, error) 
 		Pipeline: in.Pipeline,
 		StepID:   in.StepID,
 		With:     in.With,
+		// Kept in the store, so an attempt on any host resumes from it.
+		Checkpoint: CheckpointName(in),
 	})
 	var xe *extstep.Error
 	if errors.As(err, &xe) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gauntlet-ml/gauntlet/internal/checkpoint"
 	"github.com/gauntlet-ml/gauntlet/internal/gpu"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dp"
@@ -23,8 +24,9 @@ func init() {
 		Name: "train",
 		Doc: "Trains a binary classifier (logistic regression or MLP) on tabular data and publishes it to the artifact store " +
 			"as a model directory, with the held-out split as " + HoldoutFile + " inside it; outputs its pointer. A retry of " +
-			"the same run, step and inputs, on any worker, reuses the published model; an interrupted MLP resumes from its " +
-			"last epoch checkpoint.",
+			"the same run, step and inputs, on any worker, reuses the published model. MLP and DP-SGD training publish a " +
+			"checkpoint to the store after every epoch, and an interrupted run (a lost node replaced on another host) " +
+			"resumes from the last one.",
 		Kind: Activity,
 	}, trainInputs{Model: "logistic", Seed: 1, TestFraction: 0.2, ClassWeight: "none"}, runTrain))
 }
@@ -72,7 +74,8 @@ type TrainOutputs struct {
 	Metrics          map[string]stepio.Float `json:"metrics" doc:"metrics on the held-out split"`
 	Reused           bool                    `json:"reused" doc:"an earlier attempt's saved model was returned"`
 	Privacy          any                     `json:"privacy,omitempty" doc:"the DP-SGD guarantee (ε, δ), with dp"`
-	ResumedFromEpoch *int                    `json:"resumed_from_epoch,omitempty" doc:"the checkpoint epoch an MLP resumed from"`
+	ResumedFromEpoch *int                    `json:"resumed_from_epoch,omitempty" doc:"MLP and DP-SGD: the epochs earlier attempts had completed, on any host, when this one resumed from their checkpoint in the store; 0: trained from scratch (logistic regression keeps no checkpoints and reports none)"`
+	Checkpoint       string                  `json:"checkpoint,omitempty" doc:"MLP and DP-SGD: the ref of the step's checkpoint in the artifact store (checkpoints/RUN/STEP/KEY), moved after every epoch"`
 }
 
 type trainArgs struct {
@@ -222,23 +225,27 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 		}
 		env.Progress(d)
 	}
-	// The first epoch reported says where training started: after a
-	// checkpoint left by a lost node, not at 1.
-	firstEpoch := 0
-	topts := []model.TrainOption{
-		model.WithCheckpointDir(filepath.Join(env.Dir(), "checkpoints")),
-		model.WithProgress(func(p model.Progress) {
-			if firstEpoch == 0 {
-				firstEpoch = p.Epoch
-			}
-			progress(p)
-		}),
-	}
-	var prev struct {
-		Epoch int `json:"epoch"`
-	}
-	if env.Resume(&prev) && a.cfg.Kind == model.MLP {
-		env.Logger().Info("train: resuming from the last checkpoint", "epoch", prev.Epoch)
+	topts := []model.TrainOption{model.WithProgress(progress)}
+	// MLP and DP-SGD training keep a checkpoint per epoch in the store:
+	// the attempt that replaces a lost node resumes from it on any host.
+	var ckpt *checkpoint.Dir
+	resumedFrom := 0
+	checkpoints := model.Checkpoints{}
+	if a.cfg.Kind == model.MLP || a.dp != nil {
+		if ckpt, err = openCheckpoint(ctx, env, in, filepath.Join(env.Dir(), "checkpoints")); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		checkpoints = model.Checkpoints{
+			Dir: ckpt.Path(),
+			Saved: func(epoch int) error {
+				return publishCheckpoint(ctx, env, ckpt, fmt.Sprintf("epoch %d", epoch))
+			},
+			Resumed: func(epoch int) {
+				resumedFrom = epoch
+				env.Logger().Info("train: resuming from the checkpoint", "epoch", epoch, "ref", ckpt.Name())
+			},
+		}
+		topts = append(topts, model.WithCheckpoints(checkpoints))
 	}
 	if a.balanced {
 		topts = append(topts, model.WithBalancedClassWeights())
@@ -253,10 +260,9 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 	var net *model.Network
 	var guarantee *dp.Guarantee
 	if a.dp != nil {
-		// DP-SGD keeps no checkpoints: its Poisson batches would have to
-		// be replayed exactly for the accounting to hold, and it is fast.
 		o := *a.dp
 		o.Progress = progress
+		o.Checkpoints = checkpoints
 		net, guarantee, err = dp.Train(ctx, x.Float64(), d.Subset(trainRows).Y, a.cfg, o)
 		if errors.Is(err, dp.ErrBudget) {
 			return nil, Permanent(kindPrivacyBudget, fmt.Errorf("train on %s: %w", data.Source, err))
@@ -264,10 +270,15 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 	} else {
 		net, err = model.TrainF32(ctx, x, d.LabelsOf(trainRows), a.cfg, topts...)
 	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, err
-		}
+	var stepErr *Error
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return nil, err
+	case errors.As(err, &stepErr):
+		// A checkpoint that could not be kept says for itself.
+		return nil, fmt.Errorf("train: %w", err)
+	default:
 		return nil, Permanent(kindBadInput, fmt.Errorf("train on %s: %w", data.Source, err))
 	}
 
@@ -329,9 +340,9 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	out, err := trainOutputs(saved, reused)
-	if err == nil && firstEpoch > 1 && !reused {
-		resumed := firstEpoch - 1
-		out.ResumedFromEpoch = &resumed
+	if err == nil && ckpt != nil && !reused {
+		out.ResumedFromEpoch = &resumedFrom
+		out.Checkpoint = ckpt.Name()
 	}
 	return out, err
 }

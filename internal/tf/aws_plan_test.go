@@ -225,3 +225,60 @@ func strs(v any) []string {
 	}
 	return out
 }
+
+// The node's role may read and write the fleet's store under its prefix,
+// and list only that prefix; without an S3 store it gets no store grant.
+func TestAWSSpotGPUModuleGrantsTheStorePrefix(t *testing.T) {
+	p := newAWSPlanner(t)
+	statements := func(plan map[string]any) map[string]map[string]any {
+		t.Helper()
+		doc := planned(t, plan, "aws_iam_role_policy")["after"].(map[string]any)["policy"].(string)
+		var policy struct {
+			Statement []map[string]any
+		}
+		if err := json.Unmarshal([]byte(doc), &policy); err != nil {
+			t.Fatalf("policy %s: %v", doc, err)
+		}
+		out := map[string]map[string]any{}
+		for _, s := range policy.Statement {
+			out[s["Sid"].(string)] = s
+		}
+		return out
+	}
+	plan, errOut := p.plan(t, map[string]any{"store": "s3://fleet-store/gauntlet/prod?region=us-east-1"})
+	if plan == nil {
+		t.Fatalf("plan with a store failed:\n%s", errOut)
+	}
+	st := statements(plan)
+	objects, list := st["StoreObjects"], st["StoreList"]
+	if objects == nil || list == nil {
+		t.Fatalf("policy statements %v lack the store's", st)
+	}
+	if objects["Resource"] != "arn:aws:s3:::fleet-store/gauntlet/prod/*" || !slices.Equal(sorted(strs(objects["Action"])), []string{"s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"}) {
+		t.Errorf("store objects statement %v", objects)
+	}
+	cond, _ := list["Condition"].(map[string]any)["StringLike"].(map[string]any)
+	if list["Resource"] != "arn:aws:s3:::fleet-store" || !slices.Equal(sorted(strs(cond["s3:prefix"])), []string{"gauntlet/prod", "gauntlet/prod/*"}) {
+		t.Errorf("store list statement %v", list)
+	}
+
+	whole, errOut := p.plan(t, map[string]any{"store": "s3://fleet-store"})
+	if whole == nil {
+		t.Fatalf("plan with a bucket store failed:\n%s", errOut)
+	}
+	if st := statements(whole); st["StoreObjects"]["Resource"] != "arn:aws:s3:::fleet-store/*" || st["StoreList"]["Condition"] != nil {
+		t.Errorf("a store at the bucket's root: %v", st)
+	}
+	none, errOut := p.plan(t, nil)
+	if none == nil {
+		t.Fatalf("plan without a store failed:\n%s", errOut)
+	}
+	if st := statements(none); st["StoreObjects"] != nil || st["StoreList"] != nil {
+		t.Errorf("no store, yet the policy grants one: %v", st)
+	}
+}
+
+func sorted(s []string) []string {
+	slices.Sort(s)
+	return s
+}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -212,6 +213,33 @@ func (w *Workspace) Destroy(ctx context.Context) error {
 	if err := json.Unmarshal(b, &encoded); err != nil {
 		return fmt.Errorf("reading recorded terraform vars %s: %w", filepath.Join(w.cfg.Dir, varsFile), err)
 	}
+	return w.destroy(ctx, encoded)
+}
+
+// DestroyWith destroys what an Apply with vars created, on a host other
+// than the one that applied it: the workspace holds a copy of the module
+// as applied (Config.Module) and the state is in the backend, but no
+// variables were recorded here. The variables are recorded now, so a
+// later Destroy needs none.
+func (w *Workspace) DestroyWith(ctx context.Context, vars map[string]any) error {
+	if _, err := os.Stat(filepath.Join(w.cfg.Dir, moduleMarker)); err != nil {
+		return fmt.Errorf("terraform destroy in %s: no module was copied there (Config.Module was empty)", w.cfg.Dir)
+	}
+	encoded, err := encodeVars(vars)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(encoded, "", "  ")
+	if err != nil {
+		return fmt.Errorf("recording terraform vars: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(w.cfg.Dir, varsFile), b, 0o600); err != nil {
+		return fmt.Errorf("recording terraform vars: %w", err)
+	}
+	return w.destroy(ctx, encoded)
+}
+
+func (w *Workspace) destroy(ctx context.Context, encoded map[string]string) error {
 	if err := w.init(ctx); err != nil {
 		return err
 	}
@@ -301,6 +329,70 @@ func writeBackend(dir string, s3 bool) error {
 	return nil
 }
 
+// HasModule says whether dir holds a module copy a workspace made there.
+func HasModule(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, moduleMarker))
+	return err == nil
+}
+
+// Module is the module as this workspace applies it: the files
+// ensureModule copied from Config.Module, none of the workspace's own
+// (state, logs, recorded variables, CLI configuration) nor what the module
+// writes there. Publishing it lets a worker on another host destroy the
+// node with the configuration that was applied.
+func (w *Workspace) Module() (fs.FS, error) {
+	b, err := os.ReadFile(filepath.Join(w.cfg.Dir, moduleMarker))
+	if err != nil {
+		return nil, fmt.Errorf("terraform module in %s: %w", w.cfg.Dir, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	files := map[string]bool{}
+	for _, l := range lines[1:] {
+		files[l] = true
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("terraform module in %s: its copy lists no files (made before copies were listed)", w.cfg.Dir)
+	}
+	return moduleFiles{os.DirFS(w.cfg.Dir), files}, nil
+}
+
+// moduleFiles shows only the listed files of a directory (and the
+// directories holding them).
+type moduleFiles struct {
+	fs.FS
+	files map[string]bool
+}
+
+func (m moduleFiles) shown(name string) bool {
+	if name == "." || m.files[name] {
+		return true
+	}
+	for f := range m.files {
+		if strings.HasPrefix(f, name+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (m moduleFiles) Open(name string) (fs.File, error) {
+	if !m.shown(name) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return m.FS.Open(name)
+}
+
+func (m moduleFiles) ReadDir(name string) ([]fs.DirEntry, error) {
+	entries, err := fs.ReadDir(m.FS, name)
+	out := entries[:0]
+	for _, e := range entries {
+		if m.shown(path.Join(name, e.Name())) {
+			out = append(out, e)
+		}
+	}
+	return out, err
+}
+
 // ensureModule copies src into dir unless dir already holds a copy.
 func ensureModule(src, dir string) error {
 	marker := filepath.Join(dir, moduleMarker)
@@ -319,6 +411,7 @@ func ensureModule(src, dir string) error {
 	if !info.IsDir() {
 		return fmt.Errorf("terraform module %s is not a directory", src)
 	}
+	var copied []string
 	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -343,6 +436,7 @@ func ensureModule(src, dir string) error {
 		if !d.Type().IsRegular() {
 			return fmt.Errorf("%s is not a regular file", path)
 		}
+		copied = append(copied, filepath.ToSlash(rel))
 		return copyFile(path, target)
 	})
 	if err != nil {
@@ -352,7 +446,8 @@ func ensureModule(src, dir string) error {
 	if err != nil {
 		return fmt.Errorf("terraform module: %w", err)
 	}
-	if err := os.WriteFile(marker, []byte(abs+"\n"), 0o644); err != nil {
+	// The source, then the files copied: what Module shows.
+	if err := os.WriteFile(marker, []byte(abs+"\n"+strings.Join(copied, "\n")+"\n"), 0o644); err != nil {
 		return fmt.Errorf("terraform module: %w", err)
 	}
 	return nil

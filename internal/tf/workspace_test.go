@@ -397,28 +397,28 @@ func TestLocalNodeStateInS3(t *testing.T) {
 
 	root := t.TempDir()
 	script, _ := standIn(t, root, true)
-	settings := map[string]string{
-		"bucket":                      "tfstate",
-		"key":                         "runs/42/node-1.tfstate",
-		"region":                      "us-east-1",
-		"endpoint":                    srv.URL,
-		"force_path_style":            "true",
-		"skip_credentials_validation": "true",
-		"skip_metadata_api_check":     "true",
-		"skip_region_validation":      "true",
-	}
-	// Terraform 1.6 and OpenTofu ask AWS for the account id unless told
-	// not to; 1.5 refuses the setting.
-	if testkit.TerraformAtLeast(t, bin, 1, 6) {
-		settings["skip_requesting_account_id"] = "true"
-	}
-	ws, err := New(Config{
+	cfg := Config{
 		Terraform: bin,
 		Module:    "../../infra/modules/local-node",
 		Dir:       filepath.Join(root, "run"),
-		Backend:   settings,
-		Env:       map[string]string{"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"},
-	})
+		Backend: map[string]string{
+			"bucket":                      "tfstate",
+			"key":                         "runs/42/node-1.tfstate",
+			"region":                      "us-east-1",
+			"endpoint":                    srv.URL,
+			"force_path_style":            "true",
+			"skip_credentials_validation": "true",
+			"skip_metadata_api_check":     "true",
+			"skip_region_validation":      "true",
+		},
+		Env: map[string]string{"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"},
+	}
+	// Terraform 1.6 and later ask AWS for the account id unless told not
+	// to; 1.5 refuses the setting.
+	if testkit.TerraformAtLeast(t, bin, 1, 6) {
+		cfg.Backend["skip_requesting_account_id"] = "true"
+	}
+	ws, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

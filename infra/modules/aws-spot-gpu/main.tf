@@ -20,6 +20,11 @@ locals {
   prefix        = trimsuffix(var.artifact_prefix, "/")
   # The worker serves metrics only when someone may scrape them.
   metrics = length(var.monitoring_cidr_blocks) + length(var.monitoring_security_group_ids) > 0
+  # The fleet's store (s3://bucket/prefix?query), which the node's worker
+  # reads models and data from and writes checkpoints and models to.
+  store_path   = startswith(var.store, "s3://") ? split("?", trimprefix(var.store, "s3://"))[0] : ""
+  store_bucket = local.store_path == "" ? "" : split("/", local.store_path)[0]
+  store_prefix = local.store_path == "" ? "" : trim(substr(local.store_path, length(local.store_bucket), -1), "/")
 }
 
 resource "aws_security_group" "node" {
@@ -78,6 +83,32 @@ data "aws_iam_policy_document" "artifacts" {
       test     = "StringLike"
       variable = "s3:prefix"
       values   = ["${local.prefix}/*", local.prefix]
+    }
+  }
+  # The store: blobs are written once and never deleted, refs are replaced
+  # with conditional writes, so reading and writing are all it needs.
+  dynamic "statement" {
+    for_each = local.store_bucket == "" ? [] : [1]
+    content {
+      sid       = "StoreObjects"
+      actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+      resources = [local.store_prefix == "" ? "arn:aws:s3:::${local.store_bucket}/*" : "arn:aws:s3:::${local.store_bucket}/${local.store_prefix}/*"]
+    }
+  }
+  dynamic "statement" {
+    for_each = local.store_bucket == "" ? [] : [1]
+    content {
+      sid       = "StoreList"
+      actions   = ["s3:ListBucket"]
+      resources = ["arn:aws:s3:::${local.store_bucket}"]
+      dynamic "condition" {
+        for_each = local.store_prefix == "" ? [] : [1]
+        content {
+          test     = "StringLike"
+          variable = "s3:prefix"
+          values   = ["${local.store_prefix}/*", local.store_prefix]
+        }
+      }
     }
   }
 }

@@ -91,7 +91,7 @@ variable "artifact_prefix" {
 }
 
 variable "store" {
-  description = "The artifact store every worker of the fleet shares (--store), e.g. s3://bucket/prefix; its IAM policy must cover it. Empty: the worker's default, on the node's disk."
+  description = "The artifact store every worker of the fleet shares (--store), e.g. s3://bucket/prefix?region=R; the node's instance role may read and write under that prefix (and list it). Empty: the worker's default, on the node's disk."
   type        = string
   default     = ""
 }

@@ -2,6 +2,10 @@
 # SIGKILL follows after STOP_TIMEOUT seconds. Succeeds when the process is
 # already gone, so destroying twice, or after a crash, is fine.
 set -eu
+if [ -n "${STARTED_ON:-}" ] && [ "$(hostname)" != "$STARTED_ON" ]; then
+  echo "node $NODE_ID's worker runs on $STARTED_ON, not on $(hostname), which cannot stop it: destroy it from a worker on $STARTED_ON, or start local nodes through a launcher" >&2
+  exit 1
+fi
 [ -f "$PID_FILE" ] || { echo "no pid file $PID_FILE: nothing to stop"; exit 0; }
 pid=$(cat "$PID_FILE")
 # An exited child of a parent that does not reap stays a zombie; it holds no

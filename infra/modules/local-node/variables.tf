@@ -77,6 +77,18 @@ variable "extra_args" {
   }
 }
 
+variable "launcher" {
+  description = "Runs the node on a machine of its choosing rather than this one: a command (one list element per argument) that the module runs as LAUNCHER... NODE_ID start|stop SCRIPT, with the script's variables in its environment. It must run SCRIPT with /bin/sh and that environment on the machine it picks for NODE_ID at start, and on the same machine at stop (the script reads the pid file it wrote there), and exit with the script's status. Empty: the node is a process on the machine that applies the module. Provision sets it from $GAUNTLET_NODE_LAUNCHER."
+  type        = list(string)
+  default     = []
+}
+
+variable "host" {
+  description = "Hostname of the machine that applies the module (provision sets it). Without a launcher the node's worker is a process there, and destroy refuses to run on another machine, which could not see it, rather than report it stopped."
+  type        = string
+  default     = ""
+}
+
 variable "stop_timeout_seconds" {
   description = "How long destroy waits after SIGTERM before SIGKILL."
   type        = number

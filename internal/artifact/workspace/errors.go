@@ -54,6 +54,11 @@ func (e *Error) Retryable() bool { return e.Kind == KindUnavailable || e.Kind ==
 // ErrorKind is the kind a failed step reports.
 func (e *Error) ErrorKind() string { return e.Kind }
 
+// Classify gives a store error from outside the workspace (a checkpoint
+// read or written through the Store directly) its kind, as the workspace's
+// own errors have; it returns an *Error unchanged.
+func Classify(err error) error { return classify(err) }
+
 // classify wraps err, whose message names the location, with its kind.
 func classify(err error) error {
 	if err == nil {

@@ -24,11 +24,11 @@ func (c *cryptoSource) Uint64() uint64 {
 // BenchmarkNoise is the cost of one Gaussian draw, the unit of DP-SGD's
 // noise (one per parameter per step), from each candidate generator.
 func BenchmarkNoise(b *testing.B) {
-	secure, err := noiseSource(false, 0)
+	secure, _, err := noiseSource(false, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	seeded, _ := noiseSource(true, 1)
+	seeded, _, _ := noiseSource(true, 1)
 	for _, c := range []struct {
 		name string
 		rng  *rand.Rand

@@ -3,10 +3,15 @@ package dp
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"gonum.org/v1/gonum/mat"
@@ -33,6 +38,33 @@ type Options struct {
 	// weights. For tests and benchmarks that compare runs; the guarantee
 	// records it.
 	InsecureReproducible bool
+
+	// Checkpoints keep the training state after each epoch (the weights,
+	// Adam's moments and the steps taken; the generator's state only
+	// under InsecureReproducible, since a stored key would let whoever
+	// reads the checkpoint replay the noise) and resume from it. A resumed
+	// run draws fresh noise for the steps left and its guarantee counts
+	// every step of every epoch, those before the interruption included:
+	// the released weights are a function of all of them. A checkpoint
+	// made with other data or settings is refused, not replaced: its
+	// epochs may already have been read from where it was published.
+	Checkpoints model.Checkpoints
+}
+
+// checkpointFile is the state file in Checkpoints.Dir.
+const checkpointFile = "dp-sgd-checkpoint.json"
+
+// state is what a checkpoint holds: enough to continue the run, and what
+// the accounting counts.
+type state struct {
+	Fingerprint string      `json:"fingerprint"`
+	Epoch       int         `json:"epoch"` // completed epochs
+	Step        int         `json:"step"`  // noisy steps taken, all counted
+	Params      [][]float64 `json:"params"`
+	M           [][]float64 `json:"m"`
+	V           [][]float64 `json:"v"`
+	// RNG is the seeded generator's state (InsecureReproducible only).
+	RNG []byte `json:"rng,omitempty"`
 }
 
 // Guarantee is the (ε, δ)-DP a run satisfies, with what the accountant
@@ -59,6 +91,9 @@ type Guarantee struct {
 	// ε above is then what the accountant computes for noise nobody can
 	// predict, which this noise is not, and it does not hold.
 	InsecureReproducible bool `json:"insecure_reproducible,omitempty"`
+	// ResumedFromEpoch is the epoch a checkpoint had completed when this
+	// run resumed from it; Steps and Epsilon count those epochs too.
+	ResumedFromEpoch int `json:"resumed_from_epoch,omitempty"`
 }
 
 // Where the noise and the batches come from, as Guarantee.Randomness
@@ -173,16 +208,29 @@ func Train(ctx context.Context, x *mat.Dense, y []float64, cfg model.Config, o O
 		return nil, nil, err
 	}
 	ps := net.Params()
-	sum, m, v := zeros(ps), zeros(ps), zeros(ps)
-	rng, err := noiseSource(o.InsecureReproducible, cfg.Seed)
+	st := &state{Params: ps, M: zeros(ps), V: zeros(ps)}
+	rng, pcg, err := noiseSource(o.InsecureReproducible, cfg.Seed)
 	if err != nil {
 		return nil, nil, err
 	}
+	ck := o.Checkpoints
+	if ck.Dir != "" {
+		st.Fingerprint = fingerprint(x, y, cfg, o, g)
+		if err := resume(ck.Dir, st, pcg); err != nil {
+			return nil, nil, err
+		}
+		if st.Epoch > 0 {
+			g.ResumedFromEpoch = st.Epoch
+			if ck.Resumed != nil {
+				ck.Resumed(st.Epoch)
+			}
+		}
+	}
+	sum, m, v := zeros(ps), st.M, st.V
 	perEpoch := g.Steps / g.Epochs
 	noise := g.NoiseMultiplier * g.Clip
 	batch := make([]int, 0, 2*o.BatchSize)
-	step := 0
-	for epoch := range g.Epochs {
+	for epoch := st.Epoch; epoch < g.Epochs; epoch++ {
 		var lossSum float64
 		var seen int
 		for range perEpoch {
@@ -220,12 +268,23 @@ func Train(ctx context.Context, x *mat.Dense, y []float64, cfg model.Config, o O
 			if err != nil {
 				return nil, nil, err
 			}
-			step++
-			adamStep(ps, sum, m, v, step, o.LearningRate, float64(o.BatchSize), noise, rng)
+			st.Step++
+			adamStep(ps, sum, m, v, st.Step, o.LearningRate, float64(o.BatchSize), noise, rng)
+		}
+		st.Epoch = epoch + 1
+		if ck.Dir != "" {
+			if err := save(ck, st, pcg); err != nil {
+				return nil, nil, err
+			}
 		}
 		if o.Progress != nil && seen > 0 {
 			o.Progress(model.Progress{Epoch: epoch + 1, Epochs: g.Epochs, Loss: lossSum / float64(seen)})
 		}
+	}
+	// The accountant was asked about g.Steps steps: every one of them was
+	// taken, in this attempt or in the ones whose checkpoint it resumed.
+	if st.Step != g.Steps {
+		return nil, nil, fmt.Errorf("dp: took %d noisy steps, the guarantee counts %d", st.Step, g.Steps)
 	}
 	for _, p := range ps {
 		for _, e := range p {
@@ -243,15 +302,101 @@ func Train(ctx context.Context, x *mat.Dense, y []float64, cfg model.Config, o O
 // read from crypto/rand for this run alone and never stored. Keyed once, it
 // costs what a plain PRNG costs per draw (BenchmarkNoise), where reading
 // crypto/rand for every one of the millions of draws a run makes would not.
-func noiseSource(insecureReproducible bool, seed uint64) (*rand.Rand, error) {
+//
+// The seeded generator is returned on its own too, so that a checkpoint can
+// keep its state; ChaCha8's never leaves the process, and a resumed run is
+// keyed afresh.
+func noiseSource(insecureReproducible bool, seed uint64) (*rand.Rand, *rand.PCG, error) {
 	if insecureReproducible {
-		return rand.New(rand.NewPCG(seed, 0xd9e5)), nil
+		pcg := rand.NewPCG(seed, 0xd9e5)
+		return rand.New(pcg), pcg, nil
 	}
 	var key [32]byte
 	if _, err := crand.Read(key[:]); err != nil {
-		return nil, fmt.Errorf("dp: key the noise generator from crypto/rand: %w", err)
+		return nil, nil, fmt.Errorf("dp: key the noise generator from crypto/rand: %w", err)
 	}
-	return rand.New(rand.NewChaCha8(key)), nil
+	return rand.New(rand.NewChaCha8(key)), nil, nil
+}
+
+// fingerprint ties a checkpoint to the data, the model config and every
+// setting the accounting depends on.
+func fingerprint(x *mat.Dense, y []float64, cfg model.Config, o Options, g *Guarantee) string {
+	h := sha256.New()
+	settings, _ := json.Marshal(struct {
+		Config                    model.Config
+		Sigma, Clip, Q, Delta, LR float64
+		Steps, Epochs, Batch      int
+		Reproducible              bool
+	}{cfg, g.NoiseMultiplier, g.Clip, g.SamplingRate, g.Delta, o.LearningRate, g.Steps, g.Epochs, o.BatchSize, o.InsecureReproducible})
+	h.Write(settings)
+	var buf [8]byte
+	put := func(v float64) {
+		binary.LittleEndian.PutUint64(buf[:], math.Float64bits(v))
+		h.Write(buf[:])
+	}
+	r, c := x.Dims()
+	put(float64(r))
+	put(float64(c))
+	for i := range r {
+		for _, v := range x.RawRowView(i) {
+			put(v)
+		}
+		put(y[i])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// resume loads the checkpoint in dir into st, if there is one.
+func resume(dir string, st *state, pcg *rand.PCG) error {
+	var saved state
+	ok, err := model.LoadState(dir, checkpointFile, &saved)
+	if err != nil {
+		return fmt.Errorf("dp: %w", err)
+	}
+	if !ok {
+		return nil
+	}
+	path := filepath.Join(dir, checkpointFile)
+	if saved.Fingerprint != st.Fingerprint {
+		return fmt.Errorf("dp: checkpoint %s was written for other data or settings; it is not resumed, and not replaced, since what it holds may already have been released: remove it to train from scratch, and count its ε", path)
+	}
+	if len(saved.Params) != len(st.Params) || len(saved.M) != len(st.Params) || len(saved.V) != len(st.Params) {
+		return fmt.Errorf("dp: checkpoint %s has %d tensors, want %d", path, len(saved.Params), len(st.Params))
+	}
+	for i := range st.Params {
+		if len(saved.Params[i]) != len(st.Params[i]) || len(saved.M[i]) != len(st.Params[i]) || len(saved.V[i]) != len(st.Params[i]) {
+			return fmt.Errorf("dp: checkpoint %s: tensor %d has the wrong size", path, i)
+		}
+		copy(st.Params[i], saved.Params[i])
+		copy(st.M[i], saved.M[i])
+		copy(st.V[i], saved.V[i])
+	}
+	if pcg != nil {
+		if err := pcg.UnmarshalBinary(saved.RNG); err != nil {
+			return fmt.Errorf("dp: checkpoint %s: generator state: %w", path, err)
+		}
+	}
+	st.Epoch, st.Step = saved.Epoch, saved.Step
+	return nil
+}
+
+// save writes st to the checkpoint directory and tells ck.Saved.
+func save(ck model.Checkpoints, st *state, pcg *rand.PCG) error {
+	st.RNG = nil
+	if pcg != nil {
+		b, err := pcg.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("dp: checkpoint: generator state: %w", err)
+		}
+		st.RNG = b
+	}
+	if err := model.SaveState(ck.Dir, checkpointFile, st); err != nil {
+		return fmt.Errorf("dp: %w", err)
+	}
+	if ck.Saved != nil {
+		return ck.Saved(st.Epoch)
+	}
+	return nil
 }
 
 func adamStep(ps, sum, m, v [][]float64, step int, lr, batch, noise float64, rng *rand.Rand) {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,5 +156,131 @@ func TestNoiseIsUnpredictableUnlessInsecureReproducible(t *testing.T) {
 	js, err := json.Marshal(gc)
 	if err != nil || !strings.Contains(string(js), `"insecure_reproducible":true`) {
 		t.Errorf("the manifest's record of a reproducible run lacks the flag: %s (%v)", js, err)
+	}
+}
+
+// A run interrupted after epoch 2 and resumed from its checkpoint ends
+// with the weights of an uninterrupted run (seeded noise, to compare), and
+// its guarantee counts every step: the epochs before the interruption are
+// in the released weights, so they are in ε.
+func TestCheckpointResumeCountsEveryEpoch(t *testing.T) {
+	x, y := creditRisk(t, 2000)
+	cfg := model.Config{Kind: model.MLP, Seed: 4, Hidden: []int{8}}
+	opts := Options{Epsilon: 2, Epochs: 5, BatchSize: 100, InsecureReproducible: true}
+	whole, gWhole, err := Train(context.Background(), x, y, cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	first := opts
+	var saved []int
+	first.Checkpoints = model.Checkpoints{Dir: dir, Saved: func(epoch int) error {
+		saved = append(saved, epoch)
+		if epoch == 2 {
+			cancel() // the node is lost during epoch 3
+		}
+		return nil
+	}}
+	if _, _, err := Train(ctx, x, y, cfg, first); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v, want context.Canceled", err)
+	}
+	if !slices.Equal(saved, []int{1, 2}) {
+		t.Fatalf("checkpoints saved after epochs %v, want 1, 2", saved)
+	}
+	var ck state
+	if ok, err := model.LoadState(dir, checkpointFile, &ck); !ok || err != nil || ck.Epoch != 2 || ck.Step != 2*gWhole.Steps/5 || len(ck.RNG) == 0 {
+		t.Fatalf("checkpoint after epoch 2: epoch %d step %d rng %d bytes (%v %v)", ck.Epoch, ck.Step, len(ck.RNG), ok, err)
+	}
+
+	second := opts
+	var resumedAt int
+	var epochs []int
+	second.Checkpoints = model.Checkpoints{Dir: dir, Resumed: func(e int) { resumedAt = e }}
+	second.Progress = func(p model.Progress) { epochs = append(epochs, p.Epoch) }
+	net, g, err := Train(context.Background(), x, y, cfg, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resumedAt != 2 || !slices.Equal(epochs, []int{3, 4, 5}) {
+		t.Errorf("resumed at %d, trained epochs %v; want 2 and 3..5", resumedAt, epochs)
+	}
+	if !slices.Equal(weights(net), weights(whole)) {
+		t.Error("the resumed run's weights differ from the uninterrupted run's")
+	}
+	if g.Steps != gWhole.Steps || g.Epochs != 5 || g.Epsilon != gWhole.Epsilon || g.NoiseMultiplier != gWhole.NoiseMultiplier || g.ResumedFromEpoch != 2 {
+		t.Errorf("resumed guarantee %+v,\nuninterrupted %+v: want the same steps, ε and σ, resumed from epoch 2", g, gWhole)
+	}
+	if eps, _, _ := Epsilon(g.SamplingRate, g.NoiseMultiplier, g.Steps, g.Delta); eps != g.Epsilon || g.Steps != 5*20 {
+		t.Errorf("ε %v for %d steps, the accountant says %v for 100", g.Epsilon, g.Steps, eps)
+	}
+
+	// Resumed once more with every epoch done: nothing is trained, the
+	// same weights come back, and every step is still counted.
+	var more []int
+	third := opts
+	third.Checkpoints = model.Checkpoints{Dir: dir}
+	third.Progress = func(p model.Progress) { more = append(more, p.Epoch) }
+	again, g3, err := Train(context.Background(), x, y, cfg, third)
+	if err != nil || len(more) != 0 || !slices.Equal(weights(again), weights(whole)) || g3.Steps != gWhole.Steps || g3.ResumedFromEpoch != 5 {
+		t.Errorf("resumed after the last epoch: %v, epochs %v, guarantee %+v", err, more, g3)
+	}
+}
+
+// With fresh noise the generator's key never reaches the checkpoint (who
+// reads it could replay the noise); a resumed run is keyed afresh and
+// still counts the epochs before the interruption.
+func TestSecureCheckpointHoldsNoKey(t *testing.T) {
+	x, y := creditRisk(t, 1000)
+	cfg := model.Config{Kind: model.LogReg, Seed: 4}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	o := Options{NoiseMultiplier: 1.1, Epochs: 4, BatchSize: 100}
+	o.Checkpoints = model.Checkpoints{Dir: dir, Saved: func(epoch int) error {
+		if epoch == 1 {
+			cancel()
+		}
+		return nil
+	}}
+	if _, _, err := Train(ctx, x, y, cfg, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, checkpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), `"rng"`) {
+		t.Errorf("a secure run's checkpoint holds the generator state: %.200s", b)
+	}
+	o.Checkpoints.Saved = nil
+	_, g, err := Train(context.Background(), x, y, cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, _ := Plan(len(y), Options{NoiseMultiplier: 1.1, Epochs: 4, BatchSize: 100})
+	if g.Steps != plan.Steps || g.Epsilon != plan.Epsilon || g.ResumedFromEpoch != 1 || g.InsecureReproducible {
+		t.Errorf("resumed guarantee %+v, want the plan's %d steps and ε %v, resumed from epoch 1", g, plan.Steps, plan.Epsilon)
+	}
+}
+
+// A checkpoint of other settings is neither resumed nor overwritten.
+func TestCheckpointOfOtherSettingsIsRefused(t *testing.T) {
+	x, y := creditRisk(t, 1000)
+	cfg := model.Config{Kind: model.LogReg, Seed: 4}
+	dir := t.TempDir()
+	o := Options{NoiseMultiplier: 1.1, Epochs: 2, BatchSize: 100, Checkpoints: model.Checkpoints{Dir: dir}}
+	if _, _, err := Train(context.Background(), x, y, cfg, o); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, checkpointFile))
+	o.NoiseMultiplier = 2
+	_, _, err := Train(context.Background(), x, y, cfg, o)
+	if err == nil || !strings.Contains(err.Error(), "other data or settings") || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("resuming another run's checkpoint: %v", err)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, checkpointFile))
+	if string(before) != string(after) {
+		t.Error("the refused checkpoint was replaced")
 	}
 }

@@ -110,13 +110,13 @@ func trainMLP[T float](ctx context.Context, x rows[T], y []T, w []float64, cfg C
 	st := &mlpState{Params: params(net)}
 	st.M, st.V = zerosLike(st.Params), zerosLike(st.Params)
 	var ck *checkpointer
-	if o.checkpointDir != "" {
+	if o.checkpoints.Dir != "" {
 		st.Fingerprint = fingerprint(x, y, w, cfg)
 		if o.initial != nil {
 			// Fine-tuning from other weights is another run.
 			st.Fingerprint = fingerprintParams(st.Fingerprint, st.Params)
 		}
-		ck = &checkpointer{dir: o.checkpointDir}
+		ck = &checkpointer{o.checkpoints}
 		saved, err := ck.load()
 		if err != nil {
 			return nil, err
@@ -124,6 +124,9 @@ func trainMLP[T float](ctx context.Context, x rows[T], y []T, w []float64, cfg C
 		if saved != nil {
 			if err := restore(st, saved); err != nil {
 				return nil, fmt.Errorf("model: resume from %s: %w", ck.path(), err)
+			}
+			if ck.Resumed != nil {
+				ck.Resumed(st.Epoch)
 			}
 		}
 	}

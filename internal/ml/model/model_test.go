@@ -193,6 +193,48 @@ func TestMLPCheckpointResumeIsBitIdentical(t *testing.T) {
 	}
 }
 
+// The callbacks see each epoch's state once it is complete in the
+// directory, and the epoch a resumed run starts after; an error from Saved
+// stops training with it.
+func TestCheckpointCallbacks(t *testing.T) {
+	x, y := creditRisk(t, 600)
+	cfg := model.Config{Kind: model.MLP, Seed: 5, Epochs: 4, Hidden: []int{8}, BatchSize: 64}
+	dir := t.TempDir()
+	stop := errors.New("store gone")
+	var saved []int
+	_, err := model.Train(context.Background(), x, y, cfg, model.WithCheckpoints(model.Checkpoints{
+		Dir: dir,
+		Saved: func(epoch int) error {
+			var st struct{ Epoch int }
+			if ok, err := model.LoadState(dir, "mlp-checkpoint.json", &st); err != nil || !ok || st.Epoch != epoch {
+				t.Errorf("Saved(%d) before the state was complete: %+v %v %v", epoch, st, ok, err)
+			}
+			saved = append(saved, epoch)
+			if epoch == 2 {
+				return stop
+			}
+			return nil
+		},
+		Resumed: func(epoch int) { t.Errorf("a fresh directory resumed from epoch %d", epoch) },
+	}))
+	if !errors.Is(err, stop) || !slices.Equal(saved, []int{1, 2}) {
+		t.Fatalf("Saved stopping training: err %v, saved %v", err, saved)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("checkpoint directory holds %d entries, want the state file alone (no temporary file)", len(entries))
+	}
+	resumed := -1
+	if _, err := model.Train(context.Background(), x, y, cfg, model.WithCheckpoints(model.Checkpoints{
+		Dir: dir, Resumed: func(epoch int) { resumed = epoch },
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if resumed != 2 {
+		t.Errorf("Resumed(%d), want 2", resumed)
+	}
+}
+
 // A weight of 2 must act like a duplicated row.
 func TestSampleWeightsActLikeDuplicates(t *testing.T) {
 	x, y := creditRisk(t, 400)

@@ -95,7 +95,7 @@ type trainOptions struct {
 	classWeights  *[2]float64
 	balanced      bool
 	progress      func(Progress)
-	checkpointDir string
+	checkpoints   Checkpoints
 	initial       *Network
 	stepHook      func(epoch int, params [][]float64)
 	workers       int
@@ -127,7 +127,13 @@ func WithProgress(fn func(Progress)) TrainOption {
 // as an uninterrupted one. Logistic regression ignores it: L-BFGS finishes in
 // seconds and its history is not exposed by gonum.
 func WithCheckpointDir(dir string) TrainOption {
-	return func(o *trainOptions) { o.checkpointDir = dir }
+	return WithCheckpoints(Checkpoints{Dir: dir})
+}
+
+// WithCheckpoints is WithCheckpointDir with callbacks: after each epoch's
+// save, and when training resumes.
+func WithCheckpoints(c Checkpoints) TrainOption {
+	return func(o *trainOptions) { o.checkpoints = c }
 }
 
 // WithWorkers sets how many goroutines compute gradients (default
