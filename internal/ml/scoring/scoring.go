@@ -72,6 +72,9 @@ type Info struct {
 	// ProviderNote says why an ONNX model runs on the CPU when CUDA was
 	// allowed.
 	ProviderNote string `json:"provider_note,omitempty"`
+	// WeightsFile is the file of Dir holding the weights (the graph, for
+	// ONNX): what quantization makes smaller.
+	WeightsFile string `json:"weights_file"`
 }
 
 // NegativeLabelParam is the key of the lineage's Params naming the label
