@@ -18,13 +18,17 @@ import (
 	"strconv"
 	"strings"
 
+	"gonum.org/v1/gonum/mat"
+
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/onnxmodel"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/predict"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
@@ -75,17 +79,18 @@ func dataError(key, src string, err error) error {
 	return err
 }
 
-// loadedModel is a model directory ready to predict: an artifact of the
-// store materialised on this host, or one this step just saved.
+// loadedModel is a model of either format (package scoring) ready to
+// predict: an artifact of the store materialised on this host, or one this
+// step just saved. Close it when done: an ONNX model holds a runtime
+// session.
 type loadedModel struct {
-	*modelfile.Artifact
+	scoring.Model
 	// Ptr names the model in the store; Name, its text, is what messages,
 	// evidence and lineage call it.
 	Ptr  artifact.Pointer
 	Name string
 	// Label, when set, names the model on pages instead of its digest.
 	Label  string
-	scorer model.Scorer
 	policy *thresholdPolicy
 }
 
@@ -99,6 +104,25 @@ type holdoutRecord struct {
 	Rows   int    `json:"rows"`
 }
 
+// ModelHost is implemented by an Env that says how its host runs models:
+// the ONNX Runtime library (--onnxruntime-lib) and execution provider.
+// Steps of an Env without it use scoring's defaults.
+type ModelHost interface {
+	Scoring() scoring.Options
+}
+
+// scoringOptions are the host's model options.
+func scoringOptions(env Env) scoring.Options {
+	if h, ok := env.(ModelHost); ok {
+		return h.Scoring()
+	}
+	return scoring.Options{}
+}
+
+// kindNoRuntime is the error kind of an ONNX model on a host without ONNX
+// Runtime: not retried, since another attempt on the host fails alike.
+const kindNoRuntime = "ONNXRuntimeMissing"
+
 // loadModel materialises the model ref names and loads it.
 func loadModel(ctx context.Context, env Env, key string, ref ArtifactRef) (*loadedModel, error) {
 	dir, p, err := ref.materialize(ctx, env, key)
@@ -108,7 +132,7 @@ func loadModel(ctx context.Context, env Env, key string, ref ArtifactRef) (*load
 	if p.Kind != artifact.KindTree {
 		return nil, badInput(key, "%s is a file; a model is a directory (STORE/trees/sha256/HEX)", p)
 	}
-	m, err := openModel(key, dir, p)
+	m, err := openModel(env, key, dir, p)
 	if m != nil {
 		m.Label = ref.label
 	}
@@ -116,30 +140,35 @@ func loadModel(ctx context.Context, env Env, key string, ref ArtifactRef) (*load
 }
 
 // openModel loads the model directory dir, which p names in the store.
-func openModel(key, dir string, p artifact.Pointer) (*loadedModel, error) {
-	a, err := modelfile.Load(dir)
+func openModel(env Env, key, dir string, p artifact.Pointer) (*loadedModel, error) {
+	sm, err := scoring.Open(dir, scoringOptions(env))
 	if err != nil {
-		err = fmt.Errorf("with.%s %s: %w", key, p, err)
-		// A missing or tampered model will not heal on retry.
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, modelfile.ErrTampered) {
-			return nil, Permanent(kindBadInput, err)
-		}
-		return nil, err
+		return nil, modelError(key, p, err)
 	}
-	s, err := a.Scorer()
+	pol, err := predict.PolicyOf(&modelfile.Manifest{Lineage: sm.Info().Lineage})
 	if err != nil {
+		sm.Close()
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.%s %s: %w", key, p, err))
 	}
-	pol, err := predict.PolicyOf(a.Manifest)
-	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.%s %s: %w", key, p, err))
+	return &loadedModel{Model: sm, Ptr: p, Name: p.String(), policy: pol}, nil
+}
+
+// modelError classifies a model that cannot be opened. A verified artifact
+// of the store that does not load (missing, tampered, a graph that does
+// not fit its manifest, a format this code does not read) will not heal on
+// retry; neither will a host without ONNX Runtime, whose error says how to
+// install it.
+func modelError(key string, p artifact.Pointer, err error) error {
+	err = fmt.Errorf("with.%s %s: %w", key, p, err)
+	if errors.Is(err, scoring.ErrNoRuntime) {
+		return Permanent(kindNoRuntime, err)
 	}
-	return &loadedModel{Artifact: a, Ptr: p, Name: p.String(), scorer: s, policy: pol}, nil
+	return Permanent(kindBadInput, err)
 }
 
 // digest is the model_digest outputs carry: the sha256 of the model's
 // SHA256SUMS, which serving and the scoring interface report too.
-func (m *loadedModel) digest() string { return m.Digest }
+func (m *loadedModel) digest() string { return m.Info().Digest }
 
 func remarshal(from, to any) error {
 	b, err := json.Marshal(from)
@@ -153,9 +182,9 @@ func remarshal(from, to any) error {
 // against the digest its manifest records, with its pointer: the split is a
 // file of the model's tree, so it is a blob of the store already.
 func (m *loadedModel) holdout() (string, artifact.Pointer, error) {
-	raw, ok := m.Manifest.Lineage.Params[paramHoldout]
+	raw, ok := m.Info().Lineage.Params[paramHoldout]
 	if !ok {
-		return "", artifact.Pointer{}, badInput("data", "not given, and model %s records no held-out split", m.Name)
+		return "", artifact.Pointer{}, badInput("data", "not given, and model %s records no held-out split: give with.data", m.Name)
 	}
 	var h holdoutRecord
 	if err := remarshal(raw, &h); err != nil || h.File == "" {
@@ -165,7 +194,7 @@ func (m *loadedModel) holdout() (string, artifact.Pointer, error) {
 	if err != nil {
 		return "", artifact.Pointer{}, badInput("data", "not given, and model %s has a malformed holdout record: %v", m.Name, err)
 	}
-	path := filepath.Join(m.Dir, h.File)
+	path := filepath.Join(m.Info().Dir, h.File)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", artifact.Pointer{}, dataError("data", m.Name+"/"+h.File, err)
@@ -181,7 +210,7 @@ func (m *loadedModel) holdout() (string, artifact.Pointer, error) {
 // source it settled on, so that another model can be scored on the very
 // same rows.
 func (m *loadedModel) loadData(ctx context.Context, env Env, key, src string) (*dataset.Dataset, string, error) {
-	opts := []dataset.Option{dataset.WithSchema(m.Manifest.Schema)}
+	opts := []dataset.Option{dataset.WithSchema(m.Info().Schema)}
 	if !strings.HasPrefix(src, "builtin:") {
 		// WithSchema alone would read a header row as data.
 		opts = append(opts, dataset.WithHeader(true))
@@ -207,11 +236,34 @@ func (m *loadedModel) loadData(ctx context.Context, env Env, key, src string) (*
 
 // scores returns P(positive) for every row of d.
 func (m *loadedModel) scores(d *dataset.Dataset) ([]float64, error) {
-	x, err := m.Manifest.Preprocessing.Transform(d)
+	x, err := m.encode(d)
+	if err != nil {
+		return nil, err
+	}
+	return m.predict(x)
+}
+
+// encode encodes d as the model's preprocessing says; data that does not
+// fit is refused for good.
+func (m *loadedModel) encode(d *dataset.Dataset) (*mat.Dense, error) {
+	x, err := m.Encode(d)
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("encode %s for model %s: %w", d.Source, m.Name, err))
 	}
-	return m.scorer.PredictProba(x)
+	return x, nil
+}
+
+// predict scores encoded rows. A graph whose output is not a probability
+// will not become one on retry.
+func (m *loadedModel) predict(x *mat.Dense) ([]float64, error) {
+	p, err := m.PredictProba(x)
+	if errors.Is(err, onnxmodel.ErrNotProbability) {
+		return nil, Permanent(kindBadInput, fmt.Errorf("model %s: %w", m.Name, err))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", m.Name, err)
+	}
+	return p, nil
 }
 
 // decide turns scores into decisions as the manifest says: per-group
@@ -227,7 +279,7 @@ func (m *loadedModel) decide(d *dataset.Dataset, scores []float64) ([]int, error
 	}
 	out := make([]int, len(scores))
 	for i, s := range scores {
-		if s >= m.Manifest.Threshold {
+		if s >= m.Info().Threshold {
 			out[i] = 1
 		}
 	}
@@ -382,48 +434,59 @@ func negativeLabel(src string, s dataset.Schema) (string, error) {
 	return best, nil
 }
 
-// saveModelDir saves an artifact at dir with the holdout file inside it.
-// modelfile.Save is atomic for its own files; the holdout is added in a
-// staging directory that is then renamed, so dir still appears complete or
-// not at all.
+// saveModelDir saves a model in Gauntlet's format at dir with the holdout
+// file inside it, all in one rename.
 func saveModelDir(dir string, m *modelfile.Manifest, tensors []model.Tensor, holdout []byte, holdoutRows int) (string, error) {
-	if holdout != nil {
-		sum := sha256.Sum256(holdout)
-		if m.Lineage.Params == nil {
-			m.Lineage.Params = map[string]any{}
+	digest, err := modelfile.SaveWith(dir, m, tensors, holdoutFiles(&m.Lineage, holdout, holdoutRows))
+	if err == nil {
+		sweepStaging(dir)
+	}
+	return digest, err
+}
+
+// sweepStaging removes what saves killed half way (a worker SIGKILLed)
+// left beside dir: their temporary directories, which can never be used
+// once dir is saved.
+func sweepStaging(dir string) {
+	for _, pattern := range []string{".tmp-*", ".stage-*"} {
+		left, err := filepath.Glob(filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+pattern))
+		if err != nil {
+			continue
 		}
-		m.Lineage.Params[paramHoldout] = holdoutRecord{File: HoldoutFile, SHA256: hex.EncodeToString(sum[:]), Rows: holdoutRows}
-	}
-	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return "", err
-	}
-	stage, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".stage-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(stage)
-	tmp := filepath.Join(stage, "model")
-	digest, err := modelfile.Save(tmp, m, tensors)
-	if err != nil {
-		return "", err
-	}
-	if holdout != nil {
-		if err := atomicfile.Create(filepath.Join(tmp, HoldoutFile), holdout); err != nil {
-			return "", err
-		}
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return "", err
-	}
-	// Attempts killed mid-save (a worker SIGKILLed) left their staging
-	// directories; once the model is published they can never be used.
-	if left, err := filepath.Glob(filepath.Join(parent, "."+filepath.Base(dir)+".stage-*")); err == nil {
 		for _, l := range left {
 			_ = os.RemoveAll(l)
 		}
 	}
-	return digest, nil
+}
+
+// saveDerived saves m, a model derived from parent (its int8 copy, its
+// mitigation), at dir in m's format with the given metrics and lineage and
+// the parent's held-out split, so the derived model's downstream steps can
+// default their data the same way.
+func saveDerived(dir string, parent *loadedModel, m scoring.Model, metrics map[string]float64, lineage modelfile.Lineage) error {
+	holdout, rows, err := parentHoldout(parent)
+	if err != nil {
+		return err
+	}
+	if _, err = scoring.Derive(m, dir, scoring.Amend{Metrics: metrics, Lineage: lineage, Files: holdoutFiles(&lineage, holdout, rows)}); err != nil {
+		return err
+	}
+	sweepStaging(dir)
+	return nil
+}
+
+// holdoutFiles records holdout's digest in the lineage, which SHA256SUMS
+// covers, and returns it as the companion file to write; nil without one.
+func holdoutFiles(l *modelfile.Lineage, holdout []byte, rows int) map[string][]byte {
+	if holdout == nil {
+		return nil
+	}
+	sum := sha256.Sum256(holdout)
+	if l.Params == nil {
+		l.Params = map[string]any{}
+	}
+	l.Params[paramHoldout] = holdoutRecord{File: HoldoutFile, SHA256: hex.EncodeToString(sum[:]), Rows: rows}
+	return map[string][]byte{HoldoutFile: holdout}
 }
 
 // writeJSON writes v to path atomically (temp file and rename), so a reader
@@ -443,7 +506,7 @@ func writeJSON(path string, v any) error {
 // (mitigated, quantized), so its downstream steps can default `data` the
 // same way. A parent without one gives nil.
 func parentHoldout(m *loadedModel) ([]byte, int, error) {
-	raw, ok := m.Manifest.Lineage.Params[paramHoldout]
+	raw, ok := m.Info().Lineage.Params[paramHoldout]
 	if !ok {
 		return nil, 0, nil
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 )
 
 // testEnv is a steps.Env for tests: it records progress and can play back a
@@ -23,6 +24,8 @@ type testEnv struct {
 	mu         sync.Mutex
 	progress   []map[string]any
 	resume     []byte
+	// scoring is what Scoring reports: the host's ONNX Runtime.
+	scoring scoring.Options
 }
 
 // newEnv's store is file://<state>/artifacts, so envs of one state share it.
@@ -57,6 +60,7 @@ func (e *testEnv) Dir() string                   { return e.dir }
 func (e *testEnv) StateDir() string              { return e.state }
 func (e *testEnv) Artifacts() *workspace.Session { return e.artifacts }
 func (e *testEnv) Logger() *slog.Logger          { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func (e *testEnv) Scoring() scoring.Options      { return e.scoring }
 
 func run(t *testing.T, env Env, typ, step string, with map[string]any) (map[string]any, error) {
 	t.Helper()

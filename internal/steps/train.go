@@ -360,17 +360,18 @@ func trainOutputs(m *loadedModel, reused bool) (*TrainOutputs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: saved model: %w", err)
 	}
-	rows, _ := stepio.Int(m.Manifest.Lineage.Params["rows"])
+	info := m.Info()
+	rows, _ := stepio.Int(info.Lineage.Params["rows"])
 	return &TrainOutputs{
 		Model:       m.Name,
 		ModelDigest: m.digest(),
-		DataDigest:  m.Manifest.Lineage.DataDigest,
+		DataDigest:  info.Lineage.DataDigest,
 		Rows:        rows,
-		Features:    len(m.Manifest.Features),
+		Features:    len(info.Signature.Features),
 		Holdout:     holdout.String(),
-		Metrics:     stepio.Floats(m.Manifest.Metrics),
+		Metrics:     stepio.Floats(info.Metrics),
 		Reused:      reused,
-		Privacy:     m.Manifest.Lineage.Params[paramPrivacy],
+		Privacy:     info.Lineage.Params[paramPrivacy],
 	}, nil
 }
 

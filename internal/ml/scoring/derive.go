@@ -10,6 +10,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnx/ort"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/onnx/qdq"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnxmodel"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/prune"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/quantize"
@@ -100,9 +101,12 @@ type Int8 struct {
 	// Sparsity is the share of zero hidden-layer weights of a network in
 	// Gauntlet's format (after Prune); 0 for an ONNX graph.
 	Sparsity float64
-	// Details is what the quantizer reports: the pruning statistics of a
-	// pruned network, the weights quantized in an ONNX graph.
-	Details any
+	// Pruning records a pruning (target sparsity, schedule, statistics);
+	// nil without one.
+	Pruning map[string]any
+	// Weights says which weights of an ONNX graph became int8; nil for
+	// Gauntlet's format, whose every layer is quantized.
+	Weights *qdq.Stats
 }
 
 // QuantizeInt8 makes the int8 copy of m, a float model: Gauntlet's own
@@ -126,7 +130,7 @@ func QuantizeInt8(ctx context.Context, m Model, calib *mat.Dense, o QuantizeOpti
 		if err != nil {
 			return nil, err
 		}
-		return &Int8{Model: newONNX(q), Details: st}, nil
+		return &Int8{Model: newONNX(q), Weights: st}, nil
 	}
 	return nil, fmt.Errorf("scoring: quantize %s: %T is not a model of a known format", info.Dir, m)
 }
@@ -145,8 +149,7 @@ func quantizeGauntlet(ctx context.Context, g *GauntletModel, calib *mat.Dense, o
 		if net, err = prune.Prune(ctx, net, nil, nil, prune.Options{Sparsity: o.Prune}); err != nil {
 			return nil, fmt.Errorf("scoring: prune %s: %w", a.Dir, err)
 		}
-		st := prune.Measure(net)
-		out.Details = map[string]any{"target_sparsity": o.Prune, "schedule": prune.OneShot, "stats": st}
+		out.Pruning = map[string]any{"target_sparsity": o.Prune, "schedule": prune.OneShot, "stats": prune.Measure(net)}
 	}
 	out.Sparsity = prune.Measure(net).Sparsity
 	q, err := quantize.Quantize(net, calib, quantize.Options{})
@@ -161,4 +164,35 @@ func quantizeGauntlet(ctx context.Context, g *GauntletModel, calib *mat.Dense, o
 		return nil, fmt.Errorf("scoring: quantize %s: %w", a.Dir, err)
 	}
 	return out, nil
+}
+
+// Network is the float network of a model in Gauntlet's format, for tools
+// that change its weights (pruning). An ONNX graph is not one: the error
+// says so.
+func Network(m Model) (*model.Network, error) {
+	g, ok := m.(*GauntletModel)
+	if !ok {
+		return nil, fmt.Errorf("scoring: %s is an ONNX graph; this needs a network in Gauntlet's own format", m.Info().Dir)
+	}
+	if g.info.Quantization != modelfile.Float {
+		return nil, fmt.Errorf("scoring: %s is quantized (%s); this needs the float network", g.info.Dir, g.info.Quantization)
+	}
+	return model.FromTensors(g.Artifact.Manifest.Kind, g.Artifact.Tensors)
+}
+
+// Reweighted is m, a float model in Gauntlet's format, with net's weights
+// (a network of the same kind and shape, e.g. pruned), running but not
+// saved: Derive saves it.
+func Reweighted(m Model, net *model.Network) (Model, error) {
+	g, ok := m.(*GauntletModel)
+	if !ok {
+		return nil, fmt.Errorf("scoring: %s is an ONNX graph; new weights need a network in Gauntlet's own format", m.Info().Dir)
+	}
+	mf := *g.Artifact.Manifest
+	mf.Lineage.ParentModel = g.info.Digest
+	r, err := newGauntlet(&modelfile.Artifact{Manifest: &mf, Tensors: net.Tensors()})
+	if err != nil {
+		return nil, fmt.Errorf("scoring: new weights for %s: %w", g.info.Dir, err)
+	}
+	return r, nil
 }

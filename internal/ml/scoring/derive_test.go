@@ -190,8 +190,8 @@ func TestQuantizeInt8BothFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q.Sparsity < 0.4 || q.Details == nil {
-		t.Errorf("pruned to 0.5: sparsity %v, details %v", q.Sparsity, q.Details)
+	if q.Sparsity < 0.4 || q.Pruning == nil {
+		t.Errorf("pruned to 0.5: sparsity %v, pruning %v", q.Sparsity, q.Pruning)
 	}
 }
 
