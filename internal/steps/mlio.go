@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,11 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -332,116 +333,162 @@ func accuracy(y, pred []int) float64 {
 	return float64(ok) / float64(len(y))
 }
 
-// holdoutCSV writes d back as CSV with the columns of its schema. Numbers use
-// the shortest exact form, so reading the file back gives the same values;
-// ignored columns are written empty because the schema still declares them.
-// The label is written as the first positive value or negative.
-func holdoutCSV(d *dataset.Dataset, negative string) ([]byte, error) {
-	var buf bytes.Buffer
-	w := csv.NewWriter(&buf)
-	cols := d.Schema.Columns
+// rows are the rows of a data set as writeRows reads them: a Dataset, or rows
+// of a Frame, which are never copied into one.
+type rows interface {
+	len() int
+	// number is row r of a numeric column, NaN when missing; text is row
+	// r of a categorical or sensitive column, "" when missing.
+	number(col string, r int) float64
+	text(col string, kind dataset.Kind, r int) string
+	positive(r int) bool
+}
+
+type datasetTable struct{ d *dataset.Dataset }
+
+func (t datasetTable) len() int                         { return t.d.Len() }
+func (t datasetTable) number(col string, r int) float64 { return t.d.Numeric[col][r] }
+func (t datasetTable) positive(r int) bool              { return t.d.Y[r] == 1 }
+func (t datasetTable) text(col string, kind dataset.Kind, r int) string {
+	if kind == dataset.Sensitive {
+		return t.d.Sensitive[col][r]
+	}
+	return t.d.Categorical[col][r]
+}
+
+// frameTable is rows idx of a frame, in that order.
+type frameTable struct {
+	f   *dataset.Frame
+	idx []int
+}
+
+func (t frameTable) len() int                         { return len(t.idx) }
+func (t frameTable) number(col string, r int) float64 { return t.f.Numeric[col].Exact(t.idx[r]) }
+func (t frameTable) positive(r int) bool              { return t.f.Y[t.idx[r]] == 1 }
+func (t frameTable) text(col string, kind dataset.Kind, r int) string {
+	if kind == dataset.Sensitive {
+		return t.f.Sensitive[col].At(t.idx[r])
+	}
+	return t.f.Categorical[col].At(t.idx[r])
+}
+
+// writeRows writes the rows of t as CSV with the columns of schema s, as
+// the held-out split and the folds are stored. Numbers use the shortest
+// exact form, so reading the file back gives the same values; ignored
+// columns are written empty because the schema still declares them. The
+// label is written as the first positive value or negative.
+func writeRows(w io.Writer, s dataset.Schema, t rows, negative string) error {
+	cw := csv.NewWriter(w)
+	cols := s.Columns
 	header := make([]string, len(cols))
 	for i, c := range cols {
 		header[i] = c.Name
 	}
-	if err := w.Write(header); err != nil {
-		return nil, err
+	if err := cw.Write(header); err != nil {
+		return err
 	}
 	rec := make([]string, len(cols))
-	for r := range d.Len() {
+	var num []byte
+	for r := range t.len() {
 		for i, c := range cols {
 			switch c.Kind {
 			case dataset.Numeric:
-				v := d.Numeric[c.Name][r]
 				rec[i] = ""
-				if !math.IsNaN(v) {
-					rec[i] = strconv.FormatFloat(v, 'g', -1, 64)
+				if v := t.number(c.Name, r); !math.IsNaN(v) {
+					num = strconv.AppendFloat(num[:0], v, 'g', -1, 64)
+					rec[i] = string(num)
 				}
-			case dataset.Categorical:
-				rec[i] = d.Categorical[c.Name][r]
-			case dataset.Sensitive:
-				rec[i] = d.Sensitive[c.Name][r]
+			case dataset.Categorical, dataset.Sensitive:
+				rec[i] = t.text(c.Name, c.Kind, r)
 			case dataset.Label:
 				rec[i] = negative
-				if d.Y[r] == 1 {
-					rec[i] = d.Schema.Positive[0]
+				if t.positive(r) {
+					rec[i] = s.Positive[0]
 				}
 			default:
 				rec[i] = ""
 			}
 		}
-		if err := w.Write(rec); err != nil {
-			return nil, err
+		if err := cw.Write(rec); err != nil {
+			return err
 		}
 	}
-	w.Flush()
-	return buf.Bytes(), w.Error()
+	cw.Flush()
+	return cw.Error()
 }
 
-// negativeLabel finds the most frequent label value of src outside the
-// positive class, which a loaded Dataset no longer holds (it keeps 0/1).
-// A builtin source is sampled from its generator.
-func negativeLabel(src string, s dataset.Schema) (string, error) {
-	var rows [][]string
-	col := -1
-	if strings.HasPrefix(src, "builtin:") {
-		rows = dataset.CreditRisk(dataset.CreditRiskParams{Rows: 500, Seed: 1})
-		col = slices.IndexFunc(dataset.CreditRiskSchema.Columns, func(c dataset.Column) bool { return c.Name == s.Label })
-	} else {
-		f, err := os.Open(src)
-		if err != nil {
-			return "", err
-		}
-		defer f.Close()
-		r := csv.NewReader(f)
-		r.TrimLeadingSpace = true
-		r.FieldsPerRecord = -1
-		r.Comment = '|'
-		all, err := r.ReadAll()
-		if err != nil || len(all) == 0 {
-			return "", fmt.Errorf("read %s: %v", src, err)
-		}
-		for i, n := range all[0] {
-			if strings.TrimSpace(n) == s.Label {
-				col = i
-			}
-		}
-		rows = all[1:]
-	}
-	if col < 0 {
-		return "", fmt.Errorf("%s: no column %q", src, s.Label)
-	}
-	counts := map[string]int{}
-	for _, r := range rows {
-		if col >= len(r) {
-			continue
-		}
-		v := strings.TrimSpace(r[col])
-		if v == "" || slices.Contains(dataset.DefaultMissing, v) || slices.Contains(s.Positive, v) {
-			continue
-		}
-		counts[v]++
-	}
-	best, n := "", 0
-	for v, c := range counts {
-		if c > n || c == n && v < best {
-			best, n = v, c
-		}
-	}
-	if best == "" {
-		return "", fmt.Errorf("%s: no negative label value in column %q", src, s.Label)
-	}
-	return best, nil
+// holdoutCSV is d as writeRows writes it, in memory.
+func holdoutCSV(d *dataset.Dataset, negative string) ([]byte, error) {
+	var buf bytes.Buffer
+	err := writeRows(&buf, d.Schema, datasetTable{d}, negative)
+	return buf.Bytes(), err
 }
 
-// saveModelDir saves a model in Gauntlet's format at dir with the holdout
-// file inside it, all in one rename.
-func saveModelDir(dir string, m *modelfile.Manifest, tensors []model.Tensor, holdout []byte, holdoutRows int) (string, error) {
-	digest, err := modelfile.SaveWith(dir, m, tensors, holdoutFiles(&m.Lineage, holdout, holdoutRows))
+// frameCSV is rows idx of f as writeRows writes them, in memory.
+func frameCSV(f *dataset.Frame, idx []int) ([]byte, error) {
+	var buf bytes.Buffer
+	err := writeRows(&buf, f.Schema, frameTable{f, idx}, f.NegativeLabel())
+	return buf.Bytes(), err
+}
+
+// saveTrainedModel saves a model in Gauntlet's format at dir with rows idx
+// of f as its held-out split, streamed to disk rather than built in memory
+// (a tenth or a fifth of the data set, as text), and digested on the way.
+// The model directory is renamed into place whole, split included.
+func saveTrainedModel(dir string, m *modelfile.Manifest, tensors []model.Tensor, f *dataset.Frame, idx []int) (string, error) {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	stage, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".stage-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(stage)
+	split := filepath.Join(stage, HoldoutFile)
+	sum, err := writeHoldout(split, f, idx)
+	if err != nil {
+		return "", fmt.Errorf("write the held-out split: %w", err)
+	}
+	if m.Lineage.Params == nil {
+		m.Lineage.Params = map[string]any{}
+	}
+	m.Lineage.Params[paramHoldout] = holdoutRecord{File: HoldoutFile, SHA256: sum, Rows: len(idx)}
+	tmp := filepath.Join(stage, "model")
+	digest, err := modelfile.Save(tmp, m, tensors)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Rename(split, filepath.Join(tmp, HoldoutFile)); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", err
+	}
+	sweepStaging(dir)
+	return digest, nil
+}
+
+// writeHoldout writes rows idx of f as CSV into a new file at path, synced,
+// and returns its hex sha256.
+func writeHoldout(path string, f *dataset.Frame, idx []int) (string, error) {
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(file, h), 1<<20)
+	err = writeRows(bw, f.Schema, frameTable{f, idx}, f.NegativeLabel())
 	if err == nil {
-		sweepStaging(dir)
+		err = bw.Flush()
 	}
-	return digest, err
+	if err == nil {
+		err = file.Sync()
+	}
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	return hex.EncodeToString(h.Sum(nil)), err
 }
 
 // sweepStaging removes what saves killed half way (a worker SIGKILLed)
@@ -523,7 +570,7 @@ func parentHoldout(m *loadedModel) ([]byte, int, error) {
 }
 
 // derivedParams copies a parent's lineage params for a derived model,
-// dropping the holdout record that saveModelDir rewrites.
+// dropping the holdout record that saveDerived rewrites.
 func derivedParams(parent map[string]any) map[string]any {
 	out := make(map[string]any, len(parent)+2)
 	for k, v := range parent {

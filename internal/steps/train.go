@@ -275,19 +275,17 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: held-out rows: %w", data.Source, err))
 	}
-	test := d.Subset(testRows)
 	scores, err := net.PredictProbaF32(xt)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := evaluate.Evaluate(test.Y, scores, evaluate.Options{})
+	yTest := make([]float64, len(testRows))
+	for i, r := range testRows {
+		yTest[i] = float64(d.Y[r])
+	}
+	rep, err := evaluate.Evaluate(yTest, scores, evaluate.Options{})
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("evaluate held-out rows of %s: %w", data.Source, err))
-	}
-	negative := d.NegativeLabel()
-	holdout, err := holdoutCSV(test, negative)
-	if err != nil {
-		return nil, err
 	}
 
 	m := &modelfile.Manifest{
@@ -321,7 +319,7 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 		m.Lineage.Params[paramPrivacy] = guarantee
 	}
 	saved, reused, done, err := publishModel(ctx, env, in, func(dir string) error {
-		_, err := saveModelDir(dir, m, net.Tensors(), holdout, test.Len())
+		_, err := saveTrainedModel(dir, m, net.Tensors(), d, testRows)
 		return err
 	})
 	defer done()

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/mltest"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
@@ -147,7 +148,11 @@ func TestKilledSaveLeavesNoStagingBehind(t *testing.T) {
 	out := mustRun(t, env, "train", "train", map[string]any{"data": biased, "label": "defaulted", "positive_label": "yes"})
 	a := loadOut(t, env, out["model"]).Model.(*scoring.GauntletModel).Artifact
 	mf := *a.Manifest
-	if _, err := saveModelDir(dir, &mf, a.Tensors, nil, 0); err != nil {
+	f, err := dataset.LoadFrame(biased)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := saveTrainedModel(dir, &mf, a.Tensors, f, []int{0, 1, 2}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(left); !os.IsNotExist(err) {
