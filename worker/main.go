@@ -43,6 +43,7 @@ type flags struct {
 	pollers     int
 	promTargets string
 	store       workerhost.StoreFlags
+	models      workerhost.ModelFlags
 }
 
 // exitSpotInterrupted tells a supervisor that the worker ended because
@@ -89,6 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fl.StringVar(&f.spotIMDS, "spot-metadata-endpoint", spot.DefaultEndpoint, "instance metadata service --spot-watch polls")
 	fl.StringVar(&f.promTargets, "prometheus-targets-dir", "", "directory Prometheus reads file_sd target files from (deploy/prometheus's targets/): provision writes each node's metrics endpoint there as gpu-workers-<node>.json, destroy removes it (env "+filesd.EnvDir+")")
 	f.store.Register(fl)
+	f.models.Register(fl)
 	fl.IntVar(&f.pollers, "pollers", 0, "long polls kept open for each of workflow and activity tasks (0 = the SDK's 2); raise it for wide fan-outs on a partitioned task queue")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -180,6 +182,12 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 	if warning != "" {
 		fmt.Fprintln(stderr, "worker: "+warning)
 	}
+	// A library given is loaded before the worker joins: one that is not
+	// ONNX Runtime fails the start, not a run's first ONNX model.
+	scoringOpts, err := f.models.Options(getenv)
+	if err != nil {
+		return err
+	}
 	// The store is reached before the worker joins: one that cannot be
 	// used fails the start, not a run's first step.
 	ws, err := workerhost.OpenWorkspace(ctx, storeCfg)
@@ -194,6 +202,7 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 		StateDir:     f.stateDir,
 		NodeID:       f.nodeID,
 		ReviewerKeys: f.reviewerKey,
+		Scoring:      scoringOpts,
 	}, workerhost.ProcessOptions{
 		Codec:       payloadCodec,
 		Stderr:      stderr,

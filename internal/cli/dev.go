@@ -36,6 +36,7 @@ type devFlags struct {
 	metrics   string
 	logFormat string
 	store     workerhost.StoreFlags
+	models    workerhost.ModelFlags
 }
 
 func (a *app) devCommand() *cobra.Command {
@@ -68,6 +69,7 @@ a kill when it is kept on a file.`,
 	fl.StringVar(&f.keys, "reviewer-keys", "", "reviewers' Ed25519 public keys for signed approvals (env GAUNTLET_REVIEWER_KEYS)")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus /metrics on this host:port (off when empty)")
 	f.store.Register(fl)
+	f.models.Register(fl)
 	return cmd
 }
 
@@ -117,6 +119,10 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 	if warning != "" {
 		fmt.Fprintln(a.stderr, "gauntlet: "+warning)
 	}
+	scoringOpts, err := f.models.Options(a.getenv)
+	if err != nil {
+		return withCode(ExitUsage, err)
+	}
 	began := time.Now()
 	ws, err := workerhost.OpenWorkspace(ctx, storeCfg)
 	if err != nil {
@@ -131,6 +137,7 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 		PipelinesDir: pipelines,
 		StateDir:     f.state,
 		ReviewerKeys: cmp.Or(f.keys, a.getenv("GAUNTLET_REVIEWER_KEYS")),
+		Scoring:      scoringOpts,
 	}, workerhost.ProcessOptions{
 		Codec:       payloadCodec,
 		Stderr:      a.stderr,

@@ -21,6 +21,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
+	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
 )
 
 type serveFlags struct {
@@ -36,6 +37,7 @@ type serveFlags struct {
 	requestTimeout time.Duration
 	maxBody        int64
 	poll           time.Duration
+	models         workerhost.ModelFlags
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -69,6 +71,7 @@ requests in flight and exits 0.`,
 	fl.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "bound on reading a request and writing its answer")
 	fl.Int64Var(&f.maxBody, "max-body", 1<<20, "largest request body in bytes (413 beyond)")
 	fl.DurationVar(&f.poll, "poll", 10*time.Second, "how often to look whether the model moved; 0 only reloads through the admin API")
+	f.models.Register(fl)
 	return cmd
 }
 
@@ -152,6 +155,10 @@ func (a *app) serveOptions(f serveFlags) (serving.Options, error) {
 		o.PollInterval = -1
 	}
 	o.Sample = serving.SampleOptions{Dir: f.sampleDir, Rate: f.sampleRate}
+	var err error
+	if o.Scoring, err = f.models.Options(a.getenv); err != nil {
+		return o, withCode(ExitUsage, err)
+	}
 	if f.adminTokenFile != "" {
 		b, err := os.ReadFile(f.adminTokenFile)
 		if err != nil {
