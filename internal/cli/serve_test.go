@@ -250,6 +250,8 @@ func TestServeAndTrafficUsageErrors(t *testing.T) {
 		{"sample rate", []string{"serve", "--model", empty, "--sample-rate", "2"}, ExitUsage, "--sample-rate"},
 		{"bad addr", []string{"serve", "--model", empty, "--addr", "nowhere"}, ExitUsage, "--addr"},
 		{"registry for a directory", []string{"serve", "--model", empty, "--registry", reg}, ExitUsage, "--registry"},
+		{"no ONNX Runtime there", []string{"serve", "--model", empty, "--onnxruntime-lib", "/nope/libonnxruntime.so.1"}, ExitUsage, "--onnxruntime-lib /nope/libonnxruntime.so.1"},
+		{"step without ONNX Runtime", []string{"step", "evaluate", "--with", "model=" + empty, "--out", t.TempDir(), "--onnxruntime-lib", "/nope/libonnxruntime.so.1"}, ExitUsage, "--onnxruntime-lib /nope/libonnxruntime.so.1"},
 		{"zero rate", send("--rate", "0"), ExitUsage, "--rate"},
 		{"rate too low for the duration", send("--rate", "1"), ExitUsage, "--rate"},
 		{"no target", []string{"traffic", "--data", "builtin:credit-risk", "--rate", "5", "--duration", "1s"}, ExitUsage, "--target"},
