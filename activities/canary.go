@@ -20,7 +20,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
-	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
 )
@@ -64,13 +64,13 @@ func (c *Canary) Start(ctx context.Context, in contract.CanaryStartInput) (contr
 	if err != nil {
 		return contract.CanaryStartResult{}, toTemporal(fmt.Errorf("canary: with.model: %w", err), 0)
 	}
-	art, err := modelfile.Load(dir)
+	info, _, err := scoring.Describe(dir)
 	if err != nil {
 		return contract.CanaryStartResult{}, nonRetryable("BadInput", fmt.Errorf("canary: with.model %s: %w", ptr, err))
 	}
 	reg := registry.New(c.Workspace.Store())
 	metrics := map[string]float64{}
-	for k, v := range art.Manifest.Metrics {
+	for k, v := range info.Metrics {
 		if !math.IsNaN(v) && !math.IsInf(v, 0) {
 			metrics[k] = v
 		}
@@ -83,7 +83,7 @@ func (c *Canary) Start(ctx context.Context, in contract.CanaryStartInput) (contr
 	}
 	mv, err := reg.Register(ctx, registry.RegisterRequest{
 		Model: in.Name, Artifact: ptr.Digest, Metrics: metrics, Parent: champion, CreatedAt: time.Now().UTC(),
-		Lineage: registry.Lineage{RunID: in.RunID, StepID: in.StepID, SpecHash: in.SpecHash, DataDigest: art.Manifest.Lineage.DataDigest},
+		Lineage: registry.Lineage{RunID: in.RunID, StepID: in.StepID, SpecHash: in.SpecHash, DataDigest: info.Lineage.DataDigest},
 	})
 	if err != nil {
 		return contract.CanaryStartResult{}, fmt.Errorf("canary: register %s: %w", in.Name, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"github.com/gauntlet-ml/gauntlet/internal/monitor/watch"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 )
@@ -46,14 +47,17 @@ func (m *Monitor) Check(ctx context.Context, in contract.MonitorCheckInput) (con
 	if err != nil {
 		return contract.MonitorCheckResult{}, toTemporal(fmt.Errorf("monitor: fetch %s v%d: %w", in.Name, mv.Version, err), 0)
 	}
-	art, err := modelfile.Load(dir)
+	// Either format: the check reads the model's schema, preprocessing,
+	// metrics and lineage, never its weights.
+	info, enc, err := scoring.Describe(dir)
 	if err != nil {
 		return contract.MonitorCheckResult{}, fmt.Errorf("monitor: %s v%d: %w", in.Name, mv.Version, err)
 	}
 	// The reference data (given, or the training data the manifest names)
 	// may live anywhere a step's data may: it is fetched here, and the
 	// check still compares the training data's digest.
-	manifest := *art.Manifest
+	manifest := modelfile.Manifest{Schema: info.Schema, Features: info.Signature.Features, Preprocessing: enc,
+		Threshold: info.Threshold, Metrics: info.Metrics, Lineage: info.Lineage}
 	reference := in.Reference
 	if reference == "" && manifest.Lineage.DataSource != "" && !strings.HasPrefix(manifest.Lineage.DataSource, workspace.BuiltinScheme) {
 		d, err := session.Data(ctx, manifest.Lineage.DataSource)

@@ -12,6 +12,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 )
 
 // Config is what the activities need from the worker process.
@@ -32,6 +33,8 @@ type Config struct {
 	// Metrics receives the domain metrics the activities observe; nil (as
 	// in tests) records nothing.
 	Metrics *metrics.Metrics
+	// Scoring is how steps run models: the ONNX Runtime library.
+	Scoring scoring.Options
 }
 
 // Register registers every Gauntlet activity on w. Without a Workspace
@@ -60,7 +63,7 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	w.RegisterActivityWithOptions(rec.Run, activity.RegisterOptions{Name: contract.RecordRunName})
 	w.RegisterActivityWithOptions(rec.Approval, activity.RegisterOptions{Name: contract.RecordApprovalName})
 	w.RegisterActivityWithOptions(rec.Preemption, activity.RegisterOptions{Name: contract.RecordPreemptionName})
-	h := &Host{StateDir: cfg.StateDir, Workspace: cfg.Workspace, Logger: cfg.Logger, Metrics: cfg.Metrics}
+	h := &Host{StateDir: cfg.StateDir, Workspace: cfg.Workspace, Logger: cfg.Logger, Metrics: cfg.Metrics, Scoring: cfg.Scoring}
 	h.RegisterSteps(w)
 	rc := &Recoverer{Store: cfg.Workspace.Store()}
 	w.RegisterActivityWithOptions(rc.Recover, activity.RegisterOptions{Name: contract.RecoverName})

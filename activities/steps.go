@@ -25,6 +25,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"github.com/gauntlet-ml/gauntlet/internal/secrets"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
 )
@@ -37,6 +38,8 @@ type Host struct {
 	Logger    *slog.Logger
 	// Metrics, when set, records every step attempt; nil records nothing.
 	Metrics *metrics.Metrics
+	// Scoring is how steps run models (steps.ModelHost).
+	Scoring scoring.Options
 }
 
 // KindSecretInOutput is the error type of a step whose outputs or error
@@ -64,7 +67,7 @@ func (h *Host) stepActivity(t steps.Type, known []string) func(context.Context, 
 		dir := filepath.Join(h.StateDir, "runs", safe(in.RunID), safe(in.StepID))
 		session := h.Workspace.Session()
 		defer session.Close()
-		env := &activityEnv{ctx: ctx, dir: dir, state: h.StateDir, artifacts: session, log: h.logger().With("run_id", in.RunID, "step_id", in.StepID, "attempt", info.Attempt), known: known}
+		env := &activityEnv{ctx: ctx, dir: dir, state: h.StateDir, artifacts: session, scoring: h.Scoring, log: h.logger().With("run_id", in.RunID, "step_id", in.StepID, "attempt", info.Attempt), known: known}
 		began := time.Now()
 		stop := env.keepAlive(info.HeartbeatTimeout)
 		out, err := t.Run(ctx, env, in)
@@ -178,6 +181,7 @@ type activityEnv struct {
 	dir       string
 	state     string
 	artifacts *workspace.Session
+	scoring   scoring.Options
 	log       *slog.Logger
 	known     []string
 	// warned keeps a step that reports a secret every few seconds from
@@ -265,6 +269,9 @@ func (e *activityEnv) Dir() string {
 func (e *activityEnv) StateDir() string              { return e.state }
 func (e *activityEnv) Artifacts() *workspace.Session { return e.artifacts }
 func (e *activityEnv) Logger() *slog.Logger          { return e.log }
+func (e *activityEnv) Scoring() scoring.Options      { return e.scoring }
+
+var _ steps.ModelHost = (*activityEnv)(nil)
 
 // safe keeps ids usable as single path elements.
 func safe(s string) string {

@@ -45,6 +45,7 @@ type flags struct {
 	promTargets string
 	store       workerhost.StoreFlags
 	deploy      deploy.Flags
+	models      workerhost.ModelFlags
 }
 
 // exitSpotInterrupted tells a supervisor that the worker ended because
@@ -92,6 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fl.StringVar(&f.promTargets, "prometheus-targets-dir", "", "directory Prometheus reads file_sd target files from (deploy/prometheus's targets/): provision writes each node's metrics endpoint there as gpu-workers-<node>.json, destroy removes it (env "+filesd.EnvDir+")")
 	f.store.Register(fl)
 	f.deploy.Register(fl)
+	f.models.Register(fl)
 	fl.IntVar(&f.pollers, "pollers", 0, "long polls kept open for each of workflow and activity tasks (0 = the SDK's 2); raise it for wide fan-outs on a partitioned task queue")
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -189,6 +191,12 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 	if err != nil {
 		return err
 	}
+	// A library given is loaded before the worker joins: one that is not
+	// ONNX Runtime fails the start, not a run's first ONNX model.
+	scoringOpts, err := f.models.Options(getenv)
+	if err != nil {
+		return err
+	}
 	// The store is reached before the worker joins: one that cannot be
 	// used fails the start, not a run's first step.
 	ws, err := workerhost.OpenWorkspace(ctx, storeCfg)
@@ -204,6 +212,7 @@ func serve(ctx context.Context, f flags, stdout, stderr io.Writer, getenv func(s
 		NodeID:       f.nodeID,
 		ReviewerKeys: f.reviewerKey,
 		DeployTarget: deployCfg,
+		Scoring:      scoringOpts,
 	}, workerhost.ProcessOptions{
 		Secrets:     deployCfg.Secrets(),
 		Codec:       payloadCodec,

@@ -146,7 +146,7 @@ func run(modelDir, data, storeDir string, chunkRows int) error {
 		Store: store, Ref: fmt.Sprintf("batch/bench-%d", time.Now().UnixNano()), Model: m,
 		Input: data, InputDigest: digest, ChunkRows: chunkRows,
 		Open: func(cols []batch.Column) (batch.Reader, error) {
-			return batch.OpenCSV(data, cols, m.Info().Schema, batch.CSVOptions{})
+			return batch.OpenCSV(data, cols, m.Info().Schema, batch.ReadOptions{})
 		},
 	})
 	if err != nil {

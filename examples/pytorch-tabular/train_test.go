@@ -4,10 +4,14 @@
 package pytorchtabular_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +21,9 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/onnx/onnxtest"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/onnx/ort"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
+	"github.com/gauntlet-ml/gauntlet/internal/serving"
 )
 
 // writeCSV writes builtin credit-risk rows as a CSV with a header, the
@@ -117,8 +123,8 @@ func train(t *testing.T, py, dir, data string, extra ...string) (int, string, *o
 // TestTrainerUnderTheContract trains on the CPU with a crash after epoch
 // 2 and a resumed second attempt, then checks: the resumed model equals an
 // uninterrupted run's; Gauntlet loads it through the one scoring
-// interface; and Gauntlet's ONNX path scores every row as PyTorch does, to
-// 1e-5.
+// interface; and Gauntlet's ONNX path, in process and served by its model
+// server over HTTP, scores every row as PyTorch does, to 1e-5.
 func TestTrainerUnderTheContract(t *testing.T) {
 	py := onnxtest.Python(t)
 	onnxtest.Runtime(t)
@@ -192,6 +198,78 @@ func TestTrainerUnderTheContract(t *testing.T) {
 		t.Errorf("largest |P_torch − P_gauntlet_onnx| = %g, want ≤ 1e-5", worst)
 	}
 	t.Logf("%d rows: largest |P_torch − P_gauntlet_onnx| = %.2g; training accuracy %.3f", len(torchP), worst, resumed.Accuracy)
+
+	served := servedScores(t, resumed.Model, opts, d)
+	worst = 0
+	for r := range torchP {
+		worst = max(worst, math.Abs(torchP[r]-served[r]))
+	}
+	if worst > 1e-5 {
+		t.Errorf("largest |P_torch − P_served| = %g, want ≤ 1e-5", worst)
+	}
+	t.Logf("%d rows over HTTP: largest |P_torch − P_served| = %.2g", len(torchP), worst)
+}
+
+// servedScores serves the model in dir with Gauntlet's model server on a
+// loopback port and asks POST /v1/predict for every row of d, as a client
+// would send them: numbers as JSON numbers, missing values as null.
+func servedScores(t *testing.T, dir string, opts scoring.Options, d *dataset.Dataset) []float64 {
+	t.Helper()
+	srv, err := serving.New(context.Background(), serving.DirSource{Dir: dir, Name: "pytorch-credit"}, serving.Options{Scoring: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer func() {
+		ts.Close()
+		srv.Close()
+	}()
+	if info := srv.Model().Scoring.Info(); info.Format != scoring.ONNX || info.Provider != ort.CPU {
+		t.Fatalf("served model: format %s, provider %s", info.Format, info.Provider)
+	}
+	var out []float64
+	for start := 0; start < d.Len(); start += 100 {
+		var recs []map[string]any
+		for r := start; r < min(start+100, d.Len()); r++ {
+			rec := map[string]any{}
+			for name, col := range d.Numeric {
+				rec[name] = col[r]
+				if math.IsNaN(col[r]) {
+					rec[name] = nil
+				}
+			}
+			for name, col := range d.Categorical {
+				rec[name] = col[r]
+			}
+			for name, col := range d.Sensitive {
+				rec[name] = col[r]
+			}
+			recs = append(recs, rec)
+		}
+		b, err := json.Marshal(map[string]any{"records": recs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post(ts.URL+"/v1/predict", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Predictions []struct {
+				Score float64 `json:"score"`
+			} `json:"predictions"`
+			Error string `json:"error"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || len(got.Predictions) != len(recs) {
+			t.Fatalf("POST /v1/predict: status %d, %d predictions for %d records, %v %s", resp.StatusCode, len(got.Predictions), len(recs), err, got.Error)
+		}
+		for _, p := range got.Predictions {
+			out = append(out, p.Score)
+		}
+	}
+	return out
 }
 
 func TestTrainerRefusesBadInput(t *testing.T) {

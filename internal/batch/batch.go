@@ -53,7 +53,7 @@ type Job struct {
 	Input       string
 	InputDigest string
 	// Open opens the data from its first row; Columns says what it must
-	// read, and Key (CSVOptions.Key) is copied into the predictions.
+	// read, and Key (ReadOptions.Key) is copied into the predictions.
 	Open      func(cols []Column) (Reader, error)
 	Key       string
 	ChunkRows int

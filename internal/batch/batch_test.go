@@ -73,7 +73,7 @@ func (c *counting) PredictProba(x *mat.Dense) ([]float64, error) {
 func job(store artifact.Store, ref string, m scoring.Model, path string, chunkRows int) Job {
 	return Job{
 		Store: store, Ref: ref, Model: m, Input: path, InputDigest: "sha256-of-" + path, ChunkRows: chunkRows,
-		Open: func(cols []Column) (Reader, error) { return OpenCSV(path, cols, m.Info().Schema, CSVOptions{}) },
+		Open: func(cols []Column) (Reader, error) { return OpenCSV(path, cols, m.Info().Schema, ReadOptions{}) },
 	}
 }
 
@@ -408,7 +408,7 @@ func TestKeyColumn(t *testing.T) {
 	j := job(store, "batch/key", m, path, 20)
 	j.Key = "id"
 	j.Open = func(cols []Column) (Reader, error) {
-		return OpenCSV(path, cols, m.Info().Schema, CSVOptions{Key: "id"})
+		return OpenCSV(path, cols, m.Info().Schema, ReadOptions{Key: "id"})
 	}
 	res, err := Run(context.Background(), j)
 	if err != nil {

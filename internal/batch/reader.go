@@ -15,8 +15,8 @@ import (
 )
 
 // Reader reads a data set in chunks of rows, always in the same order, so
-// that chunk k holds the same rows on every run. The CSV reader here is one;
-// a Parquet reader can be another.
+// that chunk k holds the same rows on every run: OpenCSV's, OpenParquet's
+// and FrameReader's.
 type Reader interface {
 	// Next reads the next at most n rows, or returns io.EOF when none are
 	// left.
@@ -40,14 +40,14 @@ type Column struct {
 type Chunk struct {
 	Data *dataset.Dataset
 	// Where names each row in the source for error messages: its 1-based
-	// line in a CSV file.
+	// line in a CSV file, its 1-based row in a Parquet file or a frame.
 	Where []int
 	// Keys holds the key column's values, when one was asked for.
 	Keys []string
 }
 
-// CSVOptions configure OpenCSV.
-type CSVOptions struct {
+// ReadOptions configure OpenCSV and OpenParquet.
+type ReadOptions struct {
 	// Key is a column copied into the predictions as each row's key; empty
 	// for none.
 	Key string
@@ -93,7 +93,7 @@ func (c *csvReader) intern(j int, f string) string {
 // OpenCSV opens the CSV file at path to read cols (and the key column),
 // which its header must name; other columns are ignored. schema is what the
 // chunks' data sets carry (the model's).
-func OpenCSV(path string, cols []Column, schema dataset.Schema, o CSVOptions) (Reader, error) {
+func OpenCSV(path string, cols []Column, schema dataset.Schema, o ReadOptions) (Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("batch: %w", err)
@@ -241,3 +241,79 @@ func (c *csvReader) Next(n int) (*Chunk, error) {
 }
 
 func (c *csvReader) Close() error { return c.f.Close() }
+
+// frameReader reads a data set loaded whole as a frame (a builtin: source,
+// which has no file to stream) a chunk at a time.
+type frameReader struct {
+	f    *dataset.Frame
+	cols []Column
+	key  func(r int) string // nil without a key column
+	row  int
+}
+
+// OpenFrame reads cols (and the key column) of f, whose columns must hold
+// them with the kinds asked for.
+func OpenFrame(f *dataset.Frame, cols []Column, o ReadOptions) (Reader, error) {
+	for _, c := range cols {
+		ok := false
+		switch c.Kind {
+		case dataset.Numeric:
+			_, ok = f.Numeric[c.Name]
+		case dataset.Sensitive:
+			_, ok = f.Sensitive[c.Name]
+		default:
+			_, ok = f.Categorical[c.Name]
+		}
+		if !ok {
+			return nil, &dataset.Error{File: f.Source, Column: c.Name, Msg: fmt.Sprintf("the model reads this %s column and the data lacks it", c.Kind)}
+		}
+	}
+	fr := &frameReader{f: f, cols: cols}
+	if o.Key != "" {
+		if c, ok := f.Numeric[o.Key]; ok {
+			fr.key = func(r int) string {
+				if v := c.Exact(r); !math.IsNaN(v) {
+					return strconv.FormatFloat(v, 'g', -1, 64)
+				}
+				return ""
+			}
+		} else if c, ok := f.Categorical[o.Key]; ok {
+			fr.key = c.At
+		} else if c, ok := f.Sensitive[o.Key]; ok {
+			fr.key = c.At
+		} else {
+			return nil, &dataset.Error{File: f.Source, Column: o.Key, Msg: "key column is missing from the data"}
+		}
+	}
+	return fr, nil
+}
+
+func (r *frameReader) Skip(n int) error {
+	if r.row+n > r.f.Len() {
+		return fmt.Errorf("batch: %s has %d rows, fewer than the %d an earlier run scored: %w", r.f.Source, r.f.Len(), r.row+n, io.ErrUnexpectedEOF)
+	}
+	r.row += n
+	return nil
+}
+
+func (r *frameReader) Next(n int) (*Chunk, error) {
+	end := min(r.row+n, r.f.Len())
+	if r.row >= end {
+		return nil, io.EOF
+	}
+	idx := make([]int, end-r.row)
+	ch := &Chunk{Where: make([]int, len(idx))}
+	for i := range idx {
+		idx[i] = r.row + i
+		ch.Where[i] = r.row + i + 1
+		if r.key != nil {
+			ch.Keys = append(ch.Keys, r.key(r.row+i))
+		}
+	}
+	ch.Data = r.f.Subset(idx)
+	clear(ch.Data.Y)
+	r.row = end
+	return ch, nil
+}
+
+func (r *frameReader) Close() error { return nil }

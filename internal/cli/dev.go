@@ -38,6 +38,7 @@ type devFlags struct {
 	logFormat string
 	store     workerhost.StoreFlags
 	deploy    deploy.Flags
+	models    workerhost.ModelFlags
 }
 
 func (a *app) devCommand() *cobra.Command {
@@ -71,6 +72,7 @@ a kill when it is kept on a file.`,
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus /metrics on this host:port (off when empty)")
 	f.store.Register(fl)
 	f.deploy.Register(fl)
+	f.models.Register(fl)
 	return cmd
 }
 
@@ -124,6 +126,10 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 	if err != nil {
 		return withCode(ExitUsage, err)
 	}
+	scoringOpts, err := f.models.Options(a.getenv)
+	if err != nil {
+		return withCode(ExitUsage, err)
+	}
 	began := time.Now()
 	ws, err := workerhost.OpenWorkspace(ctx, storeCfg)
 	if err != nil {
@@ -139,6 +145,7 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 		StateDir:     f.state,
 		ReviewerKeys: cmp.Or(f.keys, a.getenv("GAUNTLET_REVIEWER_KEYS")),
 		DeployTarget: deployCfg,
+		Scoring:      scoringOpts,
 	}, workerhost.ProcessOptions{
 		Secrets:     deployCfg.Secrets(),
 		Codec:       payloadCodec,

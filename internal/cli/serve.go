@@ -24,6 +24,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/registry"
 	"github.com/gauntlet-ml/gauntlet/internal/serving"
+	"github.com/gauntlet-ml/gauntlet/internal/workerhost"
 )
 
 type serveFlags struct {
@@ -43,6 +44,7 @@ type serveFlags struct {
 	shipSamples    bool
 	replica        string
 	shipInterval   time.Duration
+	models         workerhost.ModelFlags
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -87,6 +89,7 @@ any worker reads it; --admin-token-file lets the fleet ask for a reload.`,
 	fl.BoolVar(&f.shipSamples, "ship-samples", false, "store the sampled predictions in --store every --ship-interval, under samples/<model>/, where a fleet's monitor reads them")
 	fl.StringVar(&f.replica, "replica", "", "this server's name in the shipped samples, unique in the fleet (default: host name and port)")
 	fl.DurationVar(&f.shipInterval, "ship-interval", serving.DefaultShipInterval, "how often sampled predictions are shipped to --store")
+	f.models.Register(fl)
 	return cmd
 }
 
@@ -213,6 +216,10 @@ func (a *app) serveOptions(f serveFlags) (serving.Options, error) {
 		}
 	} else if f.replica != "" {
 		return o, usagef("--replica names this server in shipped samples: give --ship-samples too")
+	}
+	var err error
+	if o.Scoring, err = f.models.Options(a.getenv); err != nil {
+		return o, withCode(ExitUsage, err)
 	}
 	if f.adminTokenFile != "" {
 		b, err := os.ReadFile(f.adminTokenFile)

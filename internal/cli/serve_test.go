@@ -260,6 +260,8 @@ func TestServeAndTrafficUsageErrors(t *testing.T) {
 		{"replica without shipping", []string{"serve", "--model", empty, "--replica", "r1"}, ExitUsage, "--replica"},
 		{"waiting for a directory", []string{"serve", "--model", empty, "--wait-for-alias"}, ExitUsage, "--wait-for-alias"},
 		{"bad replica", []string{"serve", "--model", empty, "--ship-samples", "--replica", "a/b"}, ExitUsage, "--replica"},
+		{"no ONNX Runtime there", []string{"serve", "--model", empty, "--onnxruntime-lib", "/nope/libonnxruntime.so.1"}, ExitUsage, "--onnxruntime-lib /nope/libonnxruntime.so.1"},
+		{"step without ONNX Runtime", []string{"step", "evaluate", "--with", "model=" + empty, "--out", t.TempDir(), "--onnxruntime-lib", "/nope/libonnxruntime.so.1"}, ExitUsage, "--onnxruntime-lib /nope/libonnxruntime.so.1"},
 		{"zero rate", send("--rate", "0"), ExitUsage, "--rate"},
 		{"rate too low for the duration", send("--rate", "1"), ExitUsage, "--rate"},
 		{"no target", []string{"traffic", "--data", "builtin:credit-risk", "--rate", "5", "--duration", "1s"}, ExitUsage, "--target"},

@@ -17,6 +17,7 @@ func (a *app) stepCommand() *cobra.Command {
 	var with []string
 	var out, state string
 	var store workerhost.StoreFlags
+	var models workerhost.ModelFlags
 	cmd := &cobra.Command{
 		Use:   "step TYPE --with key=value ... --out DIR",
 		Short: "Run one step type without Temporal, writing DIR/outputs.json",
@@ -52,11 +53,15 @@ TYPE takes and gives.`,
 			if warning != "" {
 				fmt.Fprintln(a.stderr, "gauntlet: "+warning)
 			}
+			scoringOpts, err := models.Options(a.getenv)
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
 			ws, err := workspace.Open(cmd.Context(), cfg)
 			if err != nil {
 				return withCode(ExitUsage, err)
 			}
-			err = stepcli.RunWith(cmd.Context(), args[0], kv, out, a.stdout, stepcli.Options{StateDir: stateDir, Workspace: ws, ProgressInterval: 250 * time.Millisecond})
+			err = stepcli.RunWith(cmd.Context(), args[0], kv, out, a.stdout, stepcli.Options{StateDir: stateDir, Workspace: ws, Scoring: scoringOpts, ProgressInterval: 250 * time.Millisecond})
 			if err != nil {
 				if _, retryable := steps.Classify(err); !retryable {
 					return withCode(ExitInvalid, err)
@@ -84,5 +89,6 @@ TYPE takes and gives.`,
 	cmd.Flags().StringVar(&out, "out", "", "directory for outputs.json and artifacts")
 	cmd.Flags().StringVar(&state, "state-dir", "", "local state (node state, the default store and cache); default DIR/.state")
 	store.Register(cmd.Flags())
+	models.Register(cmd.Flags())
 	return cmd
 }

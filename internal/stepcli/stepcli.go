@@ -18,6 +18,7 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
 )
 
@@ -37,6 +38,8 @@ type Options struct {
 	// RunID and StepID identify the execution to the step (model directory
 	// names, webhook payloads); they default to "cli" and the type name.
 	RunID, StepID string
+	// Scoring is how the step runs models: the ONNX Runtime library.
+	Scoring scoring.Options
 	// ProgressInterval is the least time between two printed progress
 	// lines; zero prints every one. Logistic regression reports each
 	// iteration, which would flood a terminal.
@@ -97,7 +100,7 @@ func RunWith(ctx context.Context, typ string, with map[string]string, outDir str
 	}
 	session := ws.Session()
 	defer session.Close()
-	env := &cliEnv{out: stdout, dir: outDir, state: state, artifacts: session, interval: o.ProgressInterval,
+	env := &cliEnv{out: stdout, dir: outDir, state: state, artifacts: session, scoring: o.Scoring, interval: o.ProgressInterval,
 		log: slog.New(slog.NewTextHandler(stdout, nil)).With("step", typ)}
 	outputs, err := t.Run(ctx, env, in)
 	env.flush()
@@ -151,6 +154,7 @@ type cliEnv struct {
 	out        io.Writer
 	dir, state string
 	artifacts  *workspace.Session
+	scoring    scoring.Options
 	log        *slog.Logger
 	interval   time.Duration
 
@@ -187,6 +191,9 @@ func (e *cliEnv) Dir() string                   { return e.dir }
 func (e *cliEnv) StateDir() string              { return e.state }
 func (e *cliEnv) Artifacts() *workspace.Session { return e.artifacts }
 func (e *cliEnv) Logger() *slog.Logger          { return e.log }
+func (e *cliEnv) Scoring() scoring.Options      { return e.scoring }
+
+var _ steps.ModelHost = (*cliEnv)(nil)
 
 // progressLine renders details as "progress epoch=3/20 loss=0.41": an
 // epoch/epochs pair is joined, other keys follow in name order.

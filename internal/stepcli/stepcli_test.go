@@ -9,6 +9,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/onnx/onnxtest"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/onnxmodel"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"github.com/gauntlet-ml/gauntlet/internal/steps"
 )
 
@@ -74,5 +80,61 @@ func TestProgressLine(t *testing.T) {
 	got := progressLine(map[string]any{"epoch": 3, "epochs": 20, "loss": 0.41234})
 	if got != "progress epoch=3/20 loss=0.4123" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// Options.Scoring reaches the step: an ONNX model runs on the library it
+// names, and a library that is not there fails the step for good, saying
+// how to install one. The missing library comes first, before this
+// process has loaded one.
+func TestScoringOptionsReachTheStep(t *testing.T) {
+	out := t.TempDir()
+	if err := RunWith(context.Background(), "train", map[string]string{
+		"data": "builtin:credit-risk?rows=1000&seed=3", "label": "defaulted", "positive_label": "yes",
+	}, out, &bytes.Buffer{}, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var trained struct{ Model string }
+	b, _ := os.ReadFile(filepath.Join(out, OutputsFile))
+	if err := json.Unmarshal(b, &trained); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(out, ".state")
+	ws, err := workspace.Open(context.Background(), workspace.Config{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := artifact.ParsePointer(trained.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := ws.Session()
+	defer session.Close()
+	dir, err := session.Materialize(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := modelfile.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	odir := filepath.Join(t.TempDir(), "onnx")
+	if _, err := onnxmodel.Export(a, odir); err != nil {
+		t.Fatal(err)
+	}
+	missing := scoring.Options{ONNXRuntime: filepath.Join(t.TempDir(), "libonnxruntime.so.1")}
+	err = RunWith(context.Background(), "evaluate", map[string]string{"model": odir}, t.TempDir(), &bytes.Buffer{}, Options{StateDir: state, Scoring: missing})
+	if kind, retryable := steps.Classify(err); retryable || kind != "ONNXRuntimeMissing" || !strings.Contains(err.Error(), "--onnxruntime-lib") {
+		t.Errorf("without the library: %s, %v", kind, err)
+	}
+	onnxtest.Runtime(t)
+	evalOut := t.TempDir()
+	err = RunWith(context.Background(), "evaluate", map[string]string{"model": odir}, evalOut, &bytes.Buffer{},
+		Options{StateDir: state, Scoring: scoring.Options{ONNXRuntime: onnxtest.LibraryPath(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(evalOut, OutputsFile)); !strings.Contains(string(b), `"provider": "CPUExecutionProvider"`) {
+		t.Errorf("outputs do not name the provider:\n%s", b)
 	}
 }

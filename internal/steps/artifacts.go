@@ -267,8 +267,9 @@ func earlierModel(ctx context.Context, env Env, in Input) (*loadedModel, bool, e
 // publishModel has save write a model directory into the step directory,
 // publishes it and records it for later attempts. It returns the model
 // loaded from where it was saved and whether a concurrent attempt's model
-// won instead (then that one is returned, materialised). done removes the
-// local copy; call it when the step no longer reads the model.
+// won instead (then that one is returned, materialised). done closes the
+// model and removes the local copy; call it when the step no longer reads
+// the model.
 func publishModel(ctx context.Context, env Env, in Input, save func(dir string) error) (m *loadedModel, reused bool, done func(), err error) {
 	done = func() {}
 	stage, err := os.MkdirTemp(env.Dir(), "model-")
@@ -291,8 +292,18 @@ func publishModel(ctx context.Context, env Env, in Input, save func(dir string) 
 	if won != p {
 		done()
 		m, err := loadModel(ctx, env, "model", ArtifactRef{text: won.String(), ptr: won})
-		return m, true, func() {}, err
+		return m, true, closer(m), err
 	}
-	m, err = openModel("model", dir, p)
-	return m, false, done, err
+	m, err = openModel(env, "model", dir, p)
+	remove := done
+	return m, false, func() { closer(m)(); remove() }, err
+}
+
+// closer closes m, when there is one.
+func closer(m *loadedModel) func() {
+	return func() {
+		if m != nil {
+			m.Close()
+		}
+	}
 }

@@ -82,9 +82,9 @@ func TestOutputsArePointers(t *testing.T) {
 	direct := mustRun(t, env, "train", "t2", map[string]any{"data": "file://" + csvPath, "label": "defaulted", "positive_label": "yes"})
 	m := loadOut(t, env, direct["model"])
 	sum := sha256.Sum256(body)
-	rec, _ := m.Manifest.Lineage.Params[paramData].(map[string]any)
-	if m.Manifest.Lineage.DataSource != csvPath || rec["source"] != csvPath || rec["sha256"] != "sha256:"+hex.EncodeToString(sum[:]) {
-		t.Errorf("lineage data source %q, record %v", m.Manifest.Lineage.DataSource, rec)
+	rec, _ := m.Info().Lineage.Params[paramData].(map[string]any)
+	if m.Info().Lineage.DataSource != csvPath || rec["source"] != csvPath || rec["sha256"] != "sha256:"+hex.EncodeToString(sum[:]) {
+		t.Errorf("lineage data source %q, record %v", m.Info().Lineage.DataSource, rec)
 	}
 }
 
@@ -157,7 +157,7 @@ func TestTrainOnDataFromURLs(t *testing.T) {
 			t.Errorf("%s: data digest %v metrics %v, the file gave %v %v", src, got["data_digest"], got["metrics"], want["data_digest"], want["metrics"])
 		}
 		m := loadOut(t, env, got["model"])
-		if ds := m.Manifest.Lineage.DataSource; strings.Contains(ds, "t0ken") || !strings.HasSuffix(ds, "credit.csv") {
+		if ds := m.Info().Lineage.DataSource; strings.Contains(ds, "t0ken") || !strings.HasSuffix(ds, "credit.csv") {
 			t.Errorf("lineage names %q", ds)
 		}
 	}

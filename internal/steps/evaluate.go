@@ -59,11 +59,14 @@ type thresholdInputs struct {
 
 // EvaluateOutputs are the outputs of an evaluate step; report reads them.
 type EvaluateOutputs struct {
-	Metrics         map[string]stepio.Float `json:"metrics" doc:"the candidate's metrics on the data"`
-	BaselineMetrics map[string]stepio.Float `json:"baseline_metrics,omitempty" doc:"the baseline's metrics on the same rows, when there is a baseline"`
-	Passed          bool                    `json:"passed" doc:"every threshold held"`
-	Verdict         evaluate.Verdict        `json:"verdict" required:"true" doc:"every check with its value, limit and message"`
-	Evaluation      string                  `json:"evaluation" doc:"evaluation.json: an artifact pointer"`
+	Metrics          map[string]stepio.Float `json:"metrics" doc:"the candidate's metrics on the data"`
+	BaselineMetrics  map[string]stepio.Float `json:"baseline_metrics,omitempty" doc:"the baseline's metrics on the same rows, when there is a baseline"`
+	Passed           bool                    `json:"passed" doc:"every threshold held"`
+	Verdict          evaluate.Verdict        `json:"verdict" required:"true" doc:"every check with its value, limit and message"`
+	Evaluation       string                  `json:"evaluation" doc:"evaluation.json: an artifact pointer"`
+	Provider         string                  `json:"provider" doc:"what scored the candidate: go for Gauntlet's own format, the ONNX Runtime execution provider (CPUExecutionProvider, CUDAExecutionProvider) for an ONNX model"`
+	BaselineFormat   string                  `json:"baseline_format,omitempty" doc:"the baseline's model format (gauntlet or onnx), when there is a baseline"`
+	BaselineProvider string                  `json:"baseline_provider,omitempty" doc:"what scored the baseline, when there is one"`
 }
 
 var knownMetrics = []string{evaluate.Accuracy, evaluate.Precision, evaluate.Recall, evaluate.F1,
@@ -133,6 +136,8 @@ func verdict(candidate, baseline map[string]float64, sets []map[string]evaluate.
 type scored struct {
 	Model       string                  `json:"model"`
 	Digest      string                  `json:"model_digest"`
+	Format      string                  `json:"format"`
+	Provider    string                  `json:"provider"`
 	Data        string                  `json:"data"`
 	Rows        int                     `json:"rows"`
 	Threshold   float64                 `json:"threshold"`
@@ -152,7 +157,7 @@ type rocPoint struct {
 
 // scoreCandidate loads with.model and scores it on src, by default its
 // held-out split. It returns the source it settled on, so that a baseline
-// is scored on the very same rows.
+// is scored on the very same rows. The caller closes the model.
 func scoreCandidate(ctx context.Context, env Env, model ArtifactRef, src string) (*loadedModel, *dataset.Dataset, *scored, string, error) {
 	cand, err := loadModel(ctx, env, "model", model)
 	if err != nil {
@@ -160,10 +165,12 @@ func scoreCandidate(ctx context.Context, env Env, model ArtifactRef, src string)
 	}
 	d, src, err := cand.loadData(ctx, env, "data", src)
 	if err != nil {
+		cand.Close()
 		return nil, nil, nil, "", err
 	}
 	cs, err := score(cand, d)
 	if err != nil {
+		cand.Close()
 		return nil, nil, nil, "", err
 	}
 	return cand, d, cs, src, nil
@@ -177,7 +184,8 @@ func score(m *loadedModel, d *dataset.Dataset) (*scored, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep, err := evaluate.Evaluate(d.Y, s, evaluate.Options{Threshold: m.Manifest.Threshold})
+	info := m.Info()
+	rep, err := evaluate.Evaluate(d.Y, s, evaluate.Options{Threshold: info.Threshold})
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("evaluate %s on %s: %w", m.Name, d.Source, err))
 	}
@@ -206,7 +214,7 @@ func score(m *loadedModel, d *dataset.Dataset) (*scored, error) {
 		rep.Metrics[evaluate.F1] = conf.F1()
 	}
 	out := &scored{
-		Model: m.Name, Digest: m.digest(), Data: d.Source, Rows: d.Len(), Threshold: m.Manifest.Threshold,
+		Model: m.Name, Digest: m.digest(), Format: info.Format, Provider: info.Provider, Data: d.Source, Rows: d.Len(), Threshold: info.Threshold,
 		Metrics:   stepio.Floats(rep.Metrics),
 		Confusion: map[string]any{"tp": conf.TP, "fp": conf.FP, "tn": conf.TN, "fn": conf.FN},
 		ROC:       rocCurve(d.Y, s, 200),
@@ -273,6 +281,7 @@ func runEvaluate(ctx context.Context, env Env, in Input, a evaluateInputs) (*Eva
 	if err != nil {
 		return nil, err
 	}
+	defer cand.Close()
 
 	var bs *scored
 	note := ""
@@ -305,9 +314,9 @@ func runEvaluate(ctx context.Context, env Env, in Input, a evaluateInputs) (*Eva
 	if err != nil {
 		return nil, err
 	}
-	out := &EvaluateOutputs{Metrics: cs.Metrics, Passed: v.Passed, Verdict: *v, Evaluation: evalPtr}
+	out := &EvaluateOutputs{Metrics: cs.Metrics, Passed: v.Passed, Verdict: *v, Evaluation: evalPtr, Provider: cs.Provider}
 	if bs != nil {
-		out.BaselineMetrics = bs.Metrics
+		out.BaselineMetrics, out.BaselineFormat, out.BaselineProvider = bs.Metrics, bs.Format, bs.Provider
 	}
 	if !v.Passed && a.FailOnRegression {
 		msgs := make([]string, len(v.Failures))
@@ -325,6 +334,7 @@ func scoreBaseline(ctx context.Context, env Env, baseline ArtifactRef, src strin
 	if err != nil {
 		return nil, err
 	}
+	defer bm.Close()
 	bd, _, err := bm.loadData(ctx, env, "data", src)
 	if err != nil {
 		return nil, fmt.Errorf("baseline %s: %w", bm.Name, err)

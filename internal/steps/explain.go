@@ -5,14 +5,13 @@ import (
 	"fmt"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/explain"
-	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
 func init() {
 	Register(Define(Type{
 		Name: "explain",
-		Doc: "Explains a float model on held-out data (default: its holdout split): permutation importance of each column " +
+		Doc: "Explains a model of either format on held-out data (default: its holdout split): permutation importance of each column " +
 			"(ROC AUC drop, mean ± std over repeats), coefficients of a logistic regression, and attributions of the first " +
 			"records (exact for logistic regression, sampled Shapley values otherwise). Publishes explanation.json to the artifact store.",
 		Kind: Activity,
@@ -20,7 +19,7 @@ func init() {
 }
 
 type explainInputs struct {
-	Model   ArtifactRef `json:"model" required:"true" doc:"the float model: an artifact pointer (a model step's output) or a model directory on the worker"`
+	Model   ArtifactRef `json:"model" required:"true" doc:"the model, in Gauntlet's format or ONNX: an artifact pointer (a model step's output) or a model directory on the worker"`
 	Data    string      `json:"data" doc:"held-out data: a path, file://, s3:// or https:// URL, an artifact pointer, or a builtin: URI (default: the model's held-out split)"`
 	Repeats int         `json:"repeats" doc:"shuffles per column (default 5)"`
 	Records int         `json:"records" doc:"rows of data to attribute (default 3)"`
@@ -35,6 +34,7 @@ type ExplainOutputs struct {
 	TopFeatures []string                `json:"top_features" doc:"the most important columns, most important first"`
 	Importance  map[string]stepio.Float `json:"importance" doc:"mean ROC AUC drop when each column is shuffled"`
 	BaseAUC     stepio.Float            `json:"base_auc" doc:"ROC AUC of the model on the data, unshuffled"`
+	Provider    string                  `json:"provider" doc:"what scored the model: go for Gauntlet's own format, the ONNX Runtime execution provider for an ONNX model"`
 }
 
 func runExplain(ctx context.Context, env Env, _ Input, a explainInputs) (*ExplainOutputs, error) {
@@ -51,29 +51,28 @@ func runExplain(ctx context.Context, env Env, _ Input, a explainInputs) (*Explai
 	if err != nil {
 		return nil, err
 	}
+	defer lm.Close()
 	d, _, err := lm.loadData(ctx, env, "data", a.Data)
 	if err != nil {
 		return nil, err
 	}
-	x, err := lm.Manifest.Preprocessing.Transform(d)
+	x, err := lm.encode(d)
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", d.Source, err))
+		return nil, err
 	}
-	base, imp, err := explain.PermutationImportance(lm.scorer, lm.Manifest.Preprocessing, d, a.Repeats, uint64(a.Seed))
+	base, imp, err := explain.ImportanceOf(lm.Model, d, a.Repeats, uint64(a.Seed))
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("explain %s on %s: %w", lm.Name, d.Source, err))
 	}
-	m := &explain.Model{Scorer: lm.scorer, Encoder: lm.Manifest.Preprocessing, Background: x, Samples: a.Samples, Seed: uint64(a.Seed)}
-	report := map[string]any{"model": lm.Name, "data": d.Source, "base_auc": base, "permutation_importance": imp}
-	if net, ok := lm.scorer.(*model.Network); ok {
-		m.Net = net
-		if net.Kind == model.LogReg {
-			cs, err := explain.Coefficients(net, lm.Manifest.Preprocessing)
-			if err != nil {
-				return nil, Permanent(kindBadInput, fmt.Errorf("explain %s: %w", lm.Name, err))
-			}
-			report["coefficients"] = cs
+	m := explain.For(lm.Model, x)
+	m.Samples, m.Seed = a.Samples, uint64(a.Seed)
+	report := map[string]any{"model": lm.Name, "data": d.Source, "base_auc": base, "permutation_importance": imp, "provider": lm.Info().Provider}
+	if net := lm.Linear(); net != nil {
+		cs, err := explain.Coefficients(net, lm.Encoder())
+		if err != nil {
+			return nil, Permanent(kindBadInput, fmt.Errorf("explain %s: %w", lm.Name, err))
 		}
+		report["coefficients"] = cs
 	}
 	var records [][]explain.Attribution
 	for r := range min(a.Records, d.Len()) {
@@ -88,7 +87,7 @@ func runExplain(ctx context.Context, env Env, _ Input, a explainInputs) (*Explai
 	if err != nil {
 		return nil, err
 	}
-	o := &ExplainOutputs{Explanation: out, Importance: map[string]stepio.Float{}, BaseAUC: stepio.Float(base)}
+	o := &ExplainOutputs{Explanation: out, Importance: map[string]stepio.Float{}, BaseAUC: stepio.Float(base), Provider: lm.Info().Provider}
 	for i, im := range imp {
 		if i < a.Top {
 			o.TopFeatures = append(o.TopFeatures, im.Feature)

@@ -28,7 +28,7 @@ func init() {
 		Name: "fairness-gate",
 		Doc: "Measures group fairness of a model's decisions (or of a predictions CSV) per sensitive feature and gates " +
 			"them on limits. With mitigate: threshold-optimizer, a failed gate fits per-group decision thresholds and " +
-			"publishes a new model that applies them, then gates again. Publishes " + FairnessFile + " to the artifact store.",
+			"publishes a new model that applies them (in the model's own format, the policy recorded in its manifest's lineage), then gates again. Publishes " + FairnessFile + " to the artifact store.",
 		Kind: Activity,
 	}, gateInputs{MinGroupSize: fairness.DefaultOptions().MinGroupSize, Mitigate: "none", Constraint: string(fairness.DemographicParity), Seed: 1}, runFairnessGate))
 }
@@ -61,6 +61,7 @@ type FairnessGateOutputs struct {
 	Report         string                     `json:"report" doc:"fairness.json: an artifact pointer"`
 	ByFeature      map[string]FeatureFairness `json:"by_feature" doc:"the final numbers by feature, e.g. by_feature.sex.groups.female.selection_rate"`
 	Violations     []string                   `json:"violations" doc:"the limits still violated"`
+	Provider       string                     `json:"provider,omitempty" doc:"what scored the model: go for Gauntlet's own format, the ONNX Runtime execution provider for an ONNX model (empty with predictions)"`
 }
 
 // FeatureFairness are the gaps between the groups of one sensitive feature
@@ -184,6 +185,7 @@ func runFairnessGate(ctx context.Context, env Env, in Input, args gateInputs) (*
 		if lm, err = loadModel(ctx, env, "model", a.model); err != nil {
 			return nil, err
 		}
+		defer lm.Close()
 		if d, dataSrc, err = lm.loadData(ctx, env, "data", a.data); err != nil {
 			return nil, err
 		}
@@ -214,7 +216,7 @@ func runFairnessGate(ctx context.Context, env Env, in Input, args gateInputs) (*
 		Violations:     violations(initial.Verdict),
 	}
 	if lm != nil {
-		out.Model = lm.Name
+		out.Model, out.Provider = lm.Name, lm.Info().Provider
 	}
 	final := initial
 	if !initial.Verdict.Passed && a.mitigate {
@@ -325,31 +327,30 @@ func mitigate(ctx context.Context, env Env, in Input, a *gateArgs, lm *loadedMod
 	if saved, ok, err := earlierModel(ctx, env, in); err != nil {
 		return nil, fmt.Errorf("mitigate: %w", err)
 	} else if ok {
+		defer saved.Close()
 		m.Model, m.Digest = saved.Name, saved.digest()
 		return m, nil
 	}
-	mf := *lm.Manifest
-	mf.Lineage.Params = derivedParams(lm.Manifest.Lineage.Params)
-	mf.Lineage.Params[paramPolicy] = thresholdPolicy{Features: a.sensitive, Policy: policy}
-	mf.Lineage.ParentModel = lm.digest()
-	mf.Lineage.CreatedAt = time.Now().UTC()
+	// The mitigated model keeps its parent's format and weights; only its
+	// lineage (the policy, tamper-evident there) and metrics change.
+	info := lm.Info()
+	lineage := info.Lineage
+	lineage.Params = derivedParams(info.Lineage.Params)
+	lineage.Params[paramPolicy] = thresholdPolicy{Features: a.sensitive, Policy: policy}
+	lineage.ParentModel = lm.digest()
+	lineage.CreatedAt = time.Now().UTC()
 	// Decision metrics of the parent no longer describe this model; the
 	// score-based ones still do, since the scores are unchanged.
-	mf.Metrics = map[string]float64{}
-	for k, v := range lm.Manifest.Metrics {
+	metrics := map[string]float64{}
+	for k, v := range info.Metrics {
 		switch k {
 		case evaluate.Accuracy, evaluate.Precision, evaluate.Recall, evaluate.F1:
 		default:
-			mf.Metrics[k] = v
+			metrics[k] = v
 		}
 	}
-	holdout, rows, err := parentHoldout(lm)
-	if err != nil {
-		return nil, err
-	}
 	saved, _, done, err := publishModel(ctx, env, in, func(dir string) error {
-		_, err := saveModelDir(dir, &mf, lm.Tensors, holdout, rows)
-		return err
+		return saveDerived(dir, lm, lm.Model, metrics, lineage)
 	})
 	defer done()
 	if err != nil {

@@ -62,8 +62,8 @@ func TestFairnessGateMitigates(t *testing.T) {
 		t.Fatal("mitigation did not write a new model")
 	}
 	m := loadOut(t, env, mitigated)
-	if m.policy == nil || m.Manifest.Lineage.ParentModel != tr["model_digest"] {
-		t.Fatalf("mitigated manifest lacks the policy or its parent: %+v", m.Manifest.Lineage)
+	if m.policy == nil || m.Info().Lineage.ParentModel != tr["model_digest"] {
+		t.Fatalf("mitigated manifest lacks the policy or its parent: %+v", m.Info().Lineage)
 	}
 	// The mitigated model's own decisions, read through its manifest, must
 	// be fair on the data the gate reported on: gate it again without

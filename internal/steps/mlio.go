@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,14 +10,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
+
+	"gonum.org/v1/gonum/mat"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/atomicfile"
@@ -24,7 +27,9 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/ml/fairness"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/onnxmodel"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/predict"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"github.com/gauntlet-ml/gauntlet/internal/stepio"
 )
 
@@ -75,17 +80,18 @@ func dataError(key, src string, err error) error {
 	return err
 }
 
-// loadedModel is a model directory ready to predict: an artifact of the
-// store materialised on this host, or one this step just saved.
+// loadedModel is a model of either format (package scoring) ready to
+// predict: an artifact of the store materialised on this host, or one this
+// step just saved. Close it when done: an ONNX model holds a runtime
+// session.
 type loadedModel struct {
-	*modelfile.Artifact
+	scoring.Model
 	// Ptr names the model in the store; Name, its text, is what messages,
 	// evidence and lineage call it.
 	Ptr  artifact.Pointer
 	Name string
 	// Label, when set, names the model on pages instead of its digest.
 	Label  string
-	scorer model.Scorer
 	policy *thresholdPolicy
 }
 
@@ -99,6 +105,25 @@ type holdoutRecord struct {
 	Rows   int    `json:"rows"`
 }
 
+// ModelHost is implemented by an Env that says how its host runs models:
+// the ONNX Runtime library (--onnxruntime-lib) and execution provider.
+// Steps of an Env without it use scoring's defaults.
+type ModelHost interface {
+	Scoring() scoring.Options
+}
+
+// scoringOptions are the host's model options.
+func scoringOptions(env Env) scoring.Options {
+	if h, ok := env.(ModelHost); ok {
+		return h.Scoring()
+	}
+	return scoring.Options{}
+}
+
+// kindNoRuntime is the error kind of an ONNX model on a host without ONNX
+// Runtime: not retried, since another attempt on the host fails alike.
+const kindNoRuntime = "ONNXRuntimeMissing"
+
 // loadModel materialises the model ref names and loads it.
 func loadModel(ctx context.Context, env Env, key string, ref ArtifactRef) (*loadedModel, error) {
 	dir, p, err := ref.materialize(ctx, env, key)
@@ -108,7 +133,7 @@ func loadModel(ctx context.Context, env Env, key string, ref ArtifactRef) (*load
 	if p.Kind != artifact.KindTree {
 		return nil, badInput(key, "%s is a file; a model is a directory (STORE/trees/sha256/HEX)", p)
 	}
-	m, err := openModel(key, dir, p)
+	m, err := openModel(env, key, dir, p)
 	if m != nil {
 		m.Label = ref.label
 	}
@@ -116,30 +141,35 @@ func loadModel(ctx context.Context, env Env, key string, ref ArtifactRef) (*load
 }
 
 // openModel loads the model directory dir, which p names in the store.
-func openModel(key, dir string, p artifact.Pointer) (*loadedModel, error) {
-	a, err := modelfile.Load(dir)
+func openModel(env Env, key, dir string, p artifact.Pointer) (*loadedModel, error) {
+	sm, err := scoring.Open(dir, scoringOptions(env))
 	if err != nil {
-		err = fmt.Errorf("with.%s %s: %w", key, p, err)
-		// A missing or tampered model will not heal on retry.
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, modelfile.ErrTampered) {
-			return nil, Permanent(kindBadInput, err)
-		}
-		return nil, err
+		return nil, modelError(key, p, err)
 	}
-	s, err := a.Scorer()
+	pol, err := predict.PolicyOf(&modelfile.Manifest{Lineage: sm.Info().Lineage})
 	if err != nil {
+		sm.Close()
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.%s %s: %w", key, p, err))
 	}
-	pol, err := predict.PolicyOf(a.Manifest)
-	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.%s %s: %w", key, p, err))
+	return &loadedModel{Model: sm, Ptr: p, Name: p.String(), policy: pol}, nil
+}
+
+// modelError classifies a model that cannot be opened. A verified artifact
+// of the store that does not load (missing, tampered, a graph that does
+// not fit its manifest, a format this code does not read) will not heal on
+// retry; neither will a host without ONNX Runtime, whose error says how to
+// install it.
+func modelError(key string, p artifact.Pointer, err error) error {
+	err = fmt.Errorf("with.%s %s: %w", key, p, err)
+	if errors.Is(err, scoring.ErrNoRuntime) {
+		return Permanent(kindNoRuntime, err)
 	}
-	return &loadedModel{Artifact: a, Ptr: p, Name: p.String(), scorer: s, policy: pol}, nil
+	return Permanent(kindBadInput, err)
 }
 
 // digest is the model_digest outputs carry: the sha256 of the model's
 // SHA256SUMS, which serving and the scoring interface report too.
-func (m *loadedModel) digest() string { return m.Digest }
+func (m *loadedModel) digest() string { return m.Info().Digest }
 
 func remarshal(from, to any) error {
 	b, err := json.Marshal(from)
@@ -153,9 +183,9 @@ func remarshal(from, to any) error {
 // against the digest its manifest records, with its pointer: the split is a
 // file of the model's tree, so it is a blob of the store already.
 func (m *loadedModel) holdout() (string, artifact.Pointer, error) {
-	raw, ok := m.Manifest.Lineage.Params[paramHoldout]
+	raw, ok := m.Info().Lineage.Params[paramHoldout]
 	if !ok {
-		return "", artifact.Pointer{}, badInput("data", "not given, and model %s records no held-out split", m.Name)
+		return "", artifact.Pointer{}, badInput("data", "not given, and model %s records no held-out split: give with.data", m.Name)
 	}
 	var h holdoutRecord
 	if err := remarshal(raw, &h); err != nil || h.File == "" {
@@ -165,7 +195,7 @@ func (m *loadedModel) holdout() (string, artifact.Pointer, error) {
 	if err != nil {
 		return "", artifact.Pointer{}, badInput("data", "not given, and model %s has a malformed holdout record: %v", m.Name, err)
 	}
-	path := filepath.Join(m.Dir, h.File)
+	path := filepath.Join(m.Info().Dir, h.File)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", artifact.Pointer{}, dataError("data", m.Name+"/"+h.File, err)
@@ -181,7 +211,7 @@ func (m *loadedModel) holdout() (string, artifact.Pointer, error) {
 // source it settled on, so that another model can be scored on the very
 // same rows.
 func (m *loadedModel) loadData(ctx context.Context, env Env, key, src string) (*dataset.Dataset, string, error) {
-	opts := []dataset.Option{dataset.WithSchema(m.Manifest.Schema)}
+	opts := []dataset.Option{dataset.WithSchema(m.Info().Schema)}
 	if !strings.HasPrefix(src, "builtin:") {
 		// WithSchema alone would read a header row as data.
 		opts = append(opts, dataset.WithHeader(true))
@@ -207,11 +237,34 @@ func (m *loadedModel) loadData(ctx context.Context, env Env, key, src string) (*
 
 // scores returns P(positive) for every row of d.
 func (m *loadedModel) scores(d *dataset.Dataset) ([]float64, error) {
-	x, err := m.Manifest.Preprocessing.Transform(d)
+	x, err := m.encode(d)
+	if err != nil {
+		return nil, err
+	}
+	return m.predict(x)
+}
+
+// encode encodes d as the model's preprocessing says; data that does not
+// fit is refused for good.
+func (m *loadedModel) encode(d *dataset.Dataset) (*mat.Dense, error) {
+	x, err := m.Encode(d)
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("encode %s for model %s: %w", d.Source, m.Name, err))
 	}
-	return m.scorer.PredictProba(x)
+	return x, nil
+}
+
+// predict scores encoded rows. A graph whose output is not a probability
+// will not become one on retry.
+func (m *loadedModel) predict(x *mat.Dense) ([]float64, error) {
+	p, err := m.PredictProba(x)
+	if errors.Is(err, onnxmodel.ErrNotProbability) {
+		return nil, Permanent(kindBadInput, fmt.Errorf("model %s: %w", m.Name, err))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", m.Name, err)
+	}
+	return p, nil
 }
 
 // decide turns scores into decisions as the manifest says: per-group
@@ -227,7 +280,7 @@ func (m *loadedModel) decide(d *dataset.Dataset, scores []float64) ([]int, error
 	}
 	out := make([]int, len(scores))
 	for i, s := range scores {
-		if s >= m.Manifest.Threshold {
+		if s >= m.Info().Threshold {
 			out[i] = 1
 		}
 	}
@@ -280,120 +333,109 @@ func accuracy(y, pred []int) float64 {
 	return float64(ok) / float64(len(y))
 }
 
-// holdoutCSV writes d back as CSV with the columns of its schema. Numbers use
-// the shortest exact form, so reading the file back gives the same values;
-// ignored columns are written empty because the schema still declares them.
-// The label is written as the first positive value or negative.
-func holdoutCSV(d *dataset.Dataset, negative string) ([]byte, error) {
-	var buf bytes.Buffer
-	w := csv.NewWriter(&buf)
-	cols := d.Schema.Columns
+// rows are the rows of a data set as writeRows reads them: a Dataset, or rows
+// of a Frame, which are never copied into one.
+type rows interface {
+	len() int
+	// number is row r of a numeric column, NaN when missing; text is row
+	// r of a categorical or sensitive column, "" when missing.
+	number(col string, r int) float64
+	text(col string, kind dataset.Kind, r int) string
+	positive(r int) bool
+}
+
+type datasetTable struct{ d *dataset.Dataset }
+
+func (t datasetTable) len() int                         { return t.d.Len() }
+func (t datasetTable) number(col string, r int) float64 { return t.d.Numeric[col][r] }
+func (t datasetTable) positive(r int) bool              { return t.d.Y[r] == 1 }
+func (t datasetTable) text(col string, kind dataset.Kind, r int) string {
+	if kind == dataset.Sensitive {
+		return t.d.Sensitive[col][r]
+	}
+	return t.d.Categorical[col][r]
+}
+
+// frameTable is rows idx of a frame, in that order.
+type frameTable struct {
+	f   *dataset.Frame
+	idx []int
+}
+
+func (t frameTable) len() int                         { return len(t.idx) }
+func (t frameTable) number(col string, r int) float64 { return t.f.Numeric[col].Exact(t.idx[r]) }
+func (t frameTable) positive(r int) bool              { return t.f.Y[t.idx[r]] == 1 }
+func (t frameTable) text(col string, kind dataset.Kind, r int) string {
+	if kind == dataset.Sensitive {
+		return t.f.Sensitive[col].At(t.idx[r])
+	}
+	return t.f.Categorical[col].At(t.idx[r])
+}
+
+// writeRows writes the rows of t as CSV with the columns of schema s, as
+// the held-out split and the folds are stored. Numbers use the shortest
+// exact form, so reading the file back gives the same values; ignored
+// columns are written empty because the schema still declares them. The
+// label is written as the first positive value or negative.
+func writeRows(w io.Writer, s dataset.Schema, t rows, negative string) error {
+	cw := csv.NewWriter(w)
+	cols := s.Columns
 	header := make([]string, len(cols))
 	for i, c := range cols {
 		header[i] = c.Name
 	}
-	if err := w.Write(header); err != nil {
-		return nil, err
+	if err := cw.Write(header); err != nil {
+		return err
 	}
 	rec := make([]string, len(cols))
-	for r := range d.Len() {
+	var num []byte
+	for r := range t.len() {
 		for i, c := range cols {
 			switch c.Kind {
 			case dataset.Numeric:
-				v := d.Numeric[c.Name][r]
 				rec[i] = ""
-				if !math.IsNaN(v) {
-					rec[i] = strconv.FormatFloat(v, 'g', -1, 64)
+				if v := t.number(c.Name, r); !math.IsNaN(v) {
+					num = strconv.AppendFloat(num[:0], v, 'g', -1, 64)
+					rec[i] = string(num)
 				}
-			case dataset.Categorical:
-				rec[i] = d.Categorical[c.Name][r]
-			case dataset.Sensitive:
-				rec[i] = d.Sensitive[c.Name][r]
+			case dataset.Categorical, dataset.Sensitive:
+				rec[i] = t.text(c.Name, c.Kind, r)
 			case dataset.Label:
 				rec[i] = negative
-				if d.Y[r] == 1 {
-					rec[i] = d.Schema.Positive[0]
+				if t.positive(r) {
+					rec[i] = s.Positive[0]
 				}
 			default:
 				rec[i] = ""
 			}
 		}
-		if err := w.Write(rec); err != nil {
-			return nil, err
+		if err := cw.Write(rec); err != nil {
+			return err
 		}
 	}
-	w.Flush()
-	return buf.Bytes(), w.Error()
+	cw.Flush()
+	return cw.Error()
 }
 
-// negativeLabel finds the most frequent label value of src outside the
-// positive class, which a loaded Dataset no longer holds (it keeps 0/1).
-// A builtin source is sampled from its generator.
-func negativeLabel(src string, s dataset.Schema) (string, error) {
-	var rows [][]string
-	col := -1
-	if strings.HasPrefix(src, "builtin:") {
-		rows = dataset.CreditRisk(dataset.CreditRiskParams{Rows: 500, Seed: 1})
-		col = slices.IndexFunc(dataset.CreditRiskSchema.Columns, func(c dataset.Column) bool { return c.Name == s.Label })
-	} else {
-		f, err := os.Open(src)
-		if err != nil {
-			return "", err
-		}
-		defer f.Close()
-		r := csv.NewReader(f)
-		r.TrimLeadingSpace = true
-		r.FieldsPerRecord = -1
-		r.Comment = '|'
-		all, err := r.ReadAll()
-		if err != nil || len(all) == 0 {
-			return "", fmt.Errorf("read %s: %v", src, err)
-		}
-		for i, n := range all[0] {
-			if strings.TrimSpace(n) == s.Label {
-				col = i
-			}
-		}
-		rows = all[1:]
-	}
-	if col < 0 {
-		return "", fmt.Errorf("%s: no column %q", src, s.Label)
-	}
-	counts := map[string]int{}
-	for _, r := range rows {
-		if col >= len(r) {
-			continue
-		}
-		v := strings.TrimSpace(r[col])
-		if v == "" || slices.Contains(dataset.DefaultMissing, v) || slices.Contains(s.Positive, v) {
-			continue
-		}
-		counts[v]++
-	}
-	best, n := "", 0
-	for v, c := range counts {
-		if c > n || c == n && v < best {
-			best, n = v, c
-		}
-	}
-	if best == "" {
-		return "", fmt.Errorf("%s: no negative label value in column %q", src, s.Label)
-	}
-	return best, nil
+// holdoutCSV is d as writeRows writes it, in memory.
+func holdoutCSV(d *dataset.Dataset, negative string) ([]byte, error) {
+	var buf bytes.Buffer
+	err := writeRows(&buf, d.Schema, datasetTable{d}, negative)
+	return buf.Bytes(), err
 }
 
-// saveModelDir saves an artifact at dir with the holdout file inside it.
-// modelfile.Save is atomic for its own files; the holdout is added in a
-// staging directory that is then renamed, so dir still appears complete or
-// not at all.
-func saveModelDir(dir string, m *modelfile.Manifest, tensors []model.Tensor, holdout []byte, holdoutRows int) (string, error) {
-	if holdout != nil {
-		sum := sha256.Sum256(holdout)
-		if m.Lineage.Params == nil {
-			m.Lineage.Params = map[string]any{}
-		}
-		m.Lineage.Params[paramHoldout] = holdoutRecord{File: HoldoutFile, SHA256: hex.EncodeToString(sum[:]), Rows: holdoutRows}
-	}
+// frameCSV is rows idx of f as writeRows writes them, in memory.
+func frameCSV(f *dataset.Frame, idx []int) ([]byte, error) {
+	var buf bytes.Buffer
+	err := writeRows(&buf, f.Schema, frameTable{f, idx}, f.NegativeLabel())
+	return buf.Bytes(), err
+}
+
+// saveTrainedModel saves a model in Gauntlet's format at dir with rows idx
+// of f as its held-out split, streamed to disk rather than built in memory
+// (a tenth or a fifth of the data set, as text), and digested on the way.
+// The model directory is renamed into place whole, split included.
+func saveTrainedModel(dir string, m *modelfile.Manifest, tensors []model.Tensor, f *dataset.Frame, idx []int) (string, error) {
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", err
@@ -403,27 +445,95 @@ func saveModelDir(dir string, m *modelfile.Manifest, tensors []model.Tensor, hol
 		return "", err
 	}
 	defer os.RemoveAll(stage)
+	split := filepath.Join(stage, HoldoutFile)
+	sum, err := writeHoldout(split, f, idx)
+	if err != nil {
+		return "", fmt.Errorf("write the held-out split: %w", err)
+	}
+	if m.Lineage.Params == nil {
+		m.Lineage.Params = map[string]any{}
+	}
+	m.Lineage.Params[paramHoldout] = holdoutRecord{File: HoldoutFile, SHA256: sum, Rows: len(idx)}
 	tmp := filepath.Join(stage, "model")
 	digest, err := modelfile.Save(tmp, m, tensors)
 	if err != nil {
 		return "", err
 	}
-	if holdout != nil {
-		if err := atomicfile.Create(filepath.Join(tmp, HoldoutFile), holdout); err != nil {
-			return "", err
-		}
+	if err := os.Rename(split, filepath.Join(tmp, HoldoutFile)); err != nil {
+		return "", err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", err
 	}
-	// Attempts killed mid-save (a worker SIGKILLed) left their staging
-	// directories; once the model is published they can never be used.
-	if left, err := filepath.Glob(filepath.Join(parent, "."+filepath.Base(dir)+".stage-*")); err == nil {
+	sweepStaging(dir)
+	return digest, nil
+}
+
+// writeHoldout writes rows idx of f as CSV into a new file at path, synced,
+// and returns its hex sha256.
+func writeHoldout(path string, f *dataset.Frame, idx []int) (string, error) {
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(file, h), 1<<20)
+	err = writeRows(bw, f.Schema, frameTable{f, idx}, f.NegativeLabel())
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = file.Sync()
+	}
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	return hex.EncodeToString(h.Sum(nil)), err
+}
+
+// sweepStaging removes what saves killed half way (a worker SIGKILLed)
+// left beside dir: their temporary directories, which can never be used
+// once dir is saved.
+func sweepStaging(dir string) {
+	for _, pattern := range []string{".tmp-*", ".stage-*"} {
+		left, err := filepath.Glob(filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+pattern))
+		if err != nil {
+			continue
+		}
 		for _, l := range left {
 			_ = os.RemoveAll(l)
 		}
 	}
-	return digest, nil
+}
+
+// saveDerived saves m, a model derived from parent (its int8 copy, its
+// mitigation), at dir in m's format with the given metrics and lineage and
+// the parent's held-out split, so the derived model's downstream steps can
+// default their data the same way.
+func saveDerived(dir string, parent *loadedModel, m scoring.Model, metrics map[string]float64, lineage modelfile.Lineage) error {
+	holdout, rows, err := parentHoldout(parent)
+	if err != nil {
+		return err
+	}
+	if _, err = scoring.Derive(m, dir, scoring.Amend{Metrics: metrics, Lineage: lineage, Files: holdoutFiles(&lineage, holdout, rows)}); err != nil {
+		return err
+	}
+	sweepStaging(dir)
+	return nil
+}
+
+// holdoutFiles records holdout's digest in the lineage, which SHA256SUMS
+// covers, and returns it as the companion file to write; nil without one.
+func holdoutFiles(l *modelfile.Lineage, holdout []byte, rows int) map[string][]byte {
+	if holdout == nil {
+		return nil
+	}
+	sum := sha256.Sum256(holdout)
+	if l.Params == nil {
+		l.Params = map[string]any{}
+	}
+	l.Params[paramHoldout] = holdoutRecord{File: HoldoutFile, SHA256: hex.EncodeToString(sum[:]), Rows: rows}
+	return map[string][]byte{HoldoutFile: holdout}
 }
 
 // writeJSON writes v to path atomically (temp file and rename), so a reader
@@ -443,7 +553,7 @@ func writeJSON(path string, v any) error {
 // (mitigated, quantized), so its downstream steps can default `data` the
 // same way. A parent without one gives nil.
 func parentHoldout(m *loadedModel) ([]byte, int, error) {
-	raw, ok := m.Manifest.Lineage.Params[paramHoldout]
+	raw, ok := m.Info().Lineage.Params[paramHoldout]
 	if !ok {
 		return nil, 0, nil
 	}
@@ -460,7 +570,7 @@ func parentHoldout(m *loadedModel) ([]byte, int, error) {
 }
 
 // derivedParams copies a parent's lineage params for a derived model,
-// dropping the holdout record that saveModelDir rewrites.
+// dropping the holdout record that saveDerived rewrites.
 func derivedParams(parent map[string]any) map[string]any {
 	out := make(map[string]any, len(parent)+2)
 	for k, v := range parent {

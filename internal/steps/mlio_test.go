@@ -2,17 +2,23 @@ package steps
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
 	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 )
 
 // testEnv is a steps.Env for tests: it records progress and can play back a
@@ -23,6 +29,8 @@ type testEnv struct {
 	mu         sync.Mutex
 	progress   []map[string]any
 	resume     []byte
+	// scoring is what Scoring reports: the host's ONNX Runtime.
+	scoring scoring.Options
 }
 
 // newEnv's store is file://<state>/artifacts, so envs of one state share it.
@@ -57,6 +65,7 @@ func (e *testEnv) Dir() string                   { return e.dir }
 func (e *testEnv) StateDir() string              { return e.state }
 func (e *testEnv) Artifacts() *workspace.Session { return e.artifacts }
 func (e *testEnv) Logger() *slog.Logger          { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func (e *testEnv) Scoring() scoring.Options      { return e.scoring }
 
 func run(t *testing.T, env Env, typ, step string, with map[string]any) (map[string]any, error) {
 	t.Helper()
@@ -192,4 +201,70 @@ func TestTypedStepsRefuseBadInputsFirst(t *testing.T) {
 	}
 	_, err := run(t, newEnv(t, t.TempDir()), "train", "train", map[string]any{"data": biased, "label": "defaulted", "positive_label": "yes", "epochs": "2.5"})
 	wantPermanent(t, err, `with.epochs: want an integer, got "2.5"`)
+}
+
+// The held-out split written from a frame's rows, streamed, is byte for
+// byte what writing those rows as a Dataset gives, and reads back as the
+// same values: float32-stored and float64-stored numbers, missing values,
+// categories and both labels.
+func TestHoldoutFromFrameIsTheDatasetsCSV(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mixed.csv")
+	body := "x,y,c,s,label\n1.5,0.1234567891234,a,f,no\n,3,,m,yes\n1e-7,-2.5e30,b,f,maybe\n16777217,4,a,m,no\n"
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		src  string
+		opts []dataset.Option
+	}{
+		{"builtin:credit-risk?rows=3000&seed=7&bias=0.3", nil},
+		{path, []dataset.Option{dataset.WithLabel("label", "yes"), dataset.WithSensitive("s")}},
+	} {
+		f, err := dataset.LoadFrame(c.src, c.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx := []int{}
+		for i := f.Len() - 1; i >= 0; i -= 2 {
+			idx = append(idx, i)
+		}
+		want, err := holdoutCSV(f.Subset(idx), f.NegativeLabel())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := frameCSV(f, idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("%s: frame rows give\n%.300s\nthe Dataset gives\n%.300s", c.src, got, want)
+		}
+		file := filepath.Join(t.TempDir(), "holdout.csv")
+		sum, err := writeHoldout(file, f, idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		onDisk, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := sha256.Sum256(onDisk); string(onDisk) != string(want) || hex.EncodeToString(h[:]) != sum {
+			t.Fatalf("%s: the streamed file differs or its digest %s is not its content's", c.src, sum)
+		}
+		back, err := dataset.Load(file, dataset.WithSchema(f.Schema), dataset.WithHeader(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub := f.Subset(idx)
+		for name, col := range sub.Numeric {
+			for r, v := range col {
+				if w := back.Numeric[name][r]; v != w && !(math.IsNaN(v) && math.IsNaN(w)) {
+					t.Fatalf("%s: %s row %d: wrote %v, read back %v", c.src, name, r, v, w)
+				}
+			}
+		}
+		if !slices.Equal(back.Y, sub.Y) {
+			t.Fatalf("%s: labels do not read back", c.src)
+		}
+	}
 }

@@ -8,8 +8,8 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/artifact/workspace"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/evaluate"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
-	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/prune"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -68,17 +68,14 @@ func runPrune(ctx context.Context, env Env, in Input, a pruneInputs) (*PruneOutp
 	if err != nil {
 		return nil, err
 	}
-	if lm.Manifest.Quantization != modelfile.Float {
-		return nil, badInput("model", "%s is quantized (%s); prune the float model", lm.Name, lm.Manifest.Quantization)
-	}
-	net, err := model.FromTensors(lm.Manifest.Kind, lm.Tensors)
+	defer lm.Close()
+	net, err := scoring.Network(lm.Model)
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.model %s: %w", lm.Name, err))
+		return nil, badInput("model", "%s: %v", lm.Name, err)
 	}
 	if net.Kind != model.MLP {
 		return nil, badInput("model", "%s is %s; pruning applies to MLPs", lm.Name, net.Kind)
 	}
-	enc := lm.Manifest.Preprocessing
 	var tx *mat.Dense
 	var ty []float64
 	if o.Epochs > 0 {
@@ -89,7 +86,7 @@ func runPrune(ctx context.Context, env Env, in Input, a pruneInputs) (*PruneOutp
 		if err != nil {
 			return nil, err
 		}
-		if tx, err = enc.Transform(td); err != nil {
+		if tx, err = lm.Encode(td); err != nil {
 			return nil, Permanent(kindBadInput, fmt.Errorf("with.train_data %s: %w", td.Source, err))
 		}
 		ty = td.Y
@@ -105,9 +102,9 @@ func runPrune(ctx context.Context, env Env, in Input, a pruneInputs) (*PruneOutp
 	if err != nil {
 		return nil, err
 	}
-	x, err := enc.Transform(d)
+	x, err := lm.encode(d)
 	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", d.Source, err))
+		return nil, err
 	}
 	pf, err := net.PredictProba(x)
 	if err != nil {
@@ -136,27 +133,29 @@ func runPrune(ctx context.Context, env Env, in Input, a pruneInputs) (*PruneOutp
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
-	if !ok {
-		rep, err := evaluate.Evaluate(d.Y, pp, evaluate.Options{Threshold: lm.Manifest.Threshold})
+	if ok {
+		defer saved.Close()
+	} else {
+		info := lm.Info()
+		rep, err := evaluate.Evaluate(d.Y, pp, evaluate.Options{Threshold: info.Threshold})
 		if err != nil {
 			return nil, Permanent(kindBadInput, fmt.Errorf("prune: evaluate pruned model on %s: %w", d.Source, err))
 		}
-		mf := *lm.Manifest
-		mf.Metrics = finiteMetrics(rep.Metrics)
-		mf.Metrics[evaluate.Accuracy] = accAfter
-		mf.Lineage.Params = derivedParams(lm.Manifest.Lineage.Params)
-		mf.Lineage.Params["pruning"] = map[string]any{"target_sparsity": o.Sparsity, "schedule": o.Schedule, "epochs": o.Epochs,
+		metrics := finiteMetrics(rep.Metrics)
+		metrics[evaluate.Accuracy] = accAfter
+		lineage := info.Lineage
+		lineage.Params = derivedParams(info.Lineage.Params)
+		lineage.Params["pruning"] = map[string]any{"target_sparsity": o.Sparsity, "schedule": o.Schedule, "epochs": o.Epochs,
 			"train_data": workspace.Redact(trainSrc), "stats": stats}
-		mf.Lineage.ParentModel = lm.digest()
-		mf.Lineage.CreatedAt = time.Now().UTC()
-		holdout, rows, err := parentHoldout(lm)
+		lineage.ParentModel = lm.digest()
+		lineage.CreatedAt = time.Now().UTC()
+		pm, err := scoring.Reweighted(lm.Model, pruned)
 		if err != nil {
-			return nil, err
+			return nil, Permanent(kindBadInput, fmt.Errorf("prune %s: %w", lm.Name, err))
 		}
 		var done func()
 		saved, _, done, err = publishModel(ctx, env, in, func(dir string) error {
-			_, err := saveModelDir(dir, &mf, pruned.Tensors(), holdout, rows)
-			return err
+			return saveDerived(dir, lm, pm, metrics, lineage)
 		})
 		defer done()
 		if err != nil {

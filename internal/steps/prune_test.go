@@ -14,8 +14,8 @@ func TestPruneAndExplainSteps(t *testing.T) {
 		t.Errorf("outputs %v", out)
 	}
 	m := loadOut(t, newEnv(t, state), out["model"])
-	if m.Manifest.Lineage.ParentModel != tr["model_digest"] || m.Manifest.Lineage.Params["pruning"] == nil {
-		t.Errorf("lineage %+v", m.Manifest.Lineage)
+	if m.Info().Lineage.ParentModel != tr["model_digest"] || m.Info().Lineage.Params["pruning"] == nil {
+		t.Errorf("lineage %+v", m.Info().Lineage)
 	}
 	_, err := run(t, newEnv(t, state), "prune", "p2", map[string]any{"model": tr["model"], "sparsity": 0.5, "epochs": 2})
 	wantPermanent(t, err, "train_data")

@@ -18,8 +18,8 @@ func TestQuantizeMLP(t *testing.T) {
 		t.Errorf("agreement %v", out["agreement"])
 	}
 	m := loadOut(t, newEnv(t, state), out["model"])
-	if m.Manifest.Quantization != modelfile.Int8 || m.Manifest.Lineage.ParentModel != tr["model_digest"] {
-		t.Errorf("manifest quantization %q parent %q", m.Manifest.Quantization, m.Manifest.Lineage.ParentModel)
+	if m.Info().Quantization != modelfile.Int8 || m.Info().Lineage.ParentModel != tr["model_digest"] {
+		t.Errorf("manifest quantization %q parent %q", m.Info().Quantization, m.Info().Lineage.ParentModel)
 	}
 	// The int8 model is usable downstream, defaulting to the same holdout.
 	ev := mustRun(t, newEnv(t, state), "evaluate", "eval", map[string]any{"model": out["model"]})

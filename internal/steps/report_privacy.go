@@ -9,13 +9,13 @@ import (
 // privacyRecord reads back the DP guarantee train recorded in m's manifest
 // (models derived from it keep the record); nil for a model without one.
 func privacyRecord(m *loadedModel) (*dp.Guarantee, error) {
-	rec, ok := m.Manifest.Lineage.Params[paramPrivacy]
+	rec, ok := m.Info().Lineage.Params[paramPrivacy]
 	if !ok {
 		return nil, nil
 	}
 	var g dp.Guarantee
 	if err := remarshal(rec, &g); err != nil {
-		return nil, fmt.Errorf("model %s: manifest's %s: %w", m.Dir, paramPrivacy, err)
+		return nil, fmt.Errorf("model %s: manifest's %s: %w", m.Name, paramPrivacy, err)
 	}
 	return &g, nil
 }

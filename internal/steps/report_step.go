@@ -60,6 +60,7 @@ type ReportOutputs struct {
 	Metrics         map[string]stepio.Float `json:"metrics" doc:"the candidate's metrics on the data"`
 	BaselineMetrics map[string]stepio.Float `json:"baseline_metrics" doc:"the baseline's metrics on the same rows; null without a baseline"`
 	Deltas          map[string]stepio.Float `json:"deltas" doc:"candidate minus baseline, by metric"`
+	Provider        string                  `json:"provider" doc:"what scored the candidate: go for Gauntlet's own format, the ONNX Runtime execution provider for an ONNX model"`
 }
 
 type reportArgs struct {
@@ -197,6 +198,8 @@ type reportSummary struct {
 	Title           string                  `json:"title"`
 	Model           string                  `json:"model"`
 	ModelDigest     string                  `json:"model_digest"`
+	Format          string                  `json:"format"`
+	Provider        string                  `json:"provider"`
 	Data            string                  `json:"data"`
 	Rows            int                     `json:"rows"`
 	Baseline        string                  `json:"baseline,omitempty"`
@@ -245,6 +248,7 @@ func runReport(ctx context.Context, env Env, in Input, args reportInputs) (*Repo
 		Metrics:         sum.Metrics,
 		BaselineMetrics: sum.BaselineMetrics,
 		Deltas:          sum.Deltas,
+		Provider:        sum.Provider,
 	}, nil
 }
 
@@ -279,8 +283,9 @@ func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir str
 	if err != nil {
 		return nil, err
 	}
+	defer cand.Close()
 	sum := &reportSummary{
-		Title: a.Title, Model: cand.Name, ModelDigest: cand.digest(), Data: src, Rows: d.Len(), Sensitive: a.sensitive,
+		Title: a.Title, Model: cand.Name, ModelDigest: cand.digest(), Format: cs.Format, Provider: cs.Provider, Data: src, Rows: d.Len(), Sensitive: a.sensitive,
 		Metrics: cs.Metrics, Deltas: map[string]stepio.Float{}, Evaluation: a.Evaluation, Fairness: a.Fairness,
 		Explanation: a.Explanation.raw, Validation: a.Validation,
 	}
@@ -323,6 +328,7 @@ func renderReport(ctx context.Context, env Env, in Input, a *reportArgs, dir str
 		if err != nil {
 			return nil, err
 		}
+		defer bm.Close()
 		bd, _, err := bm.loadData(ctx, env, "data", src)
 		if err != nil {
 			return nil, fmt.Errorf("baseline %s: %w", bm.Name, err)

@@ -68,21 +68,21 @@ func runSplit(ctx context.Context, env Env, _ Input, a splitInputs) (*SplitOutpu
 	if err != nil {
 		return nil, err
 	}
-	d, err := dataset.Load(src, opts...)
+	d, err := dataset.LoadFrame(src, opts...)
 	if err != nil {
 		return nil, dataError("data", a.Data, err)
 	}
-	folds, err := kFold(d.Y, a.Folds, uint64(a.Seed), a.Stratify)
+	y := make([]float64, d.Len())
+	for i, v := range d.Y {
+		y[i] = float64(v)
+	}
+	folds, err := kFold(y, a.Folds, uint64(a.Seed), a.Stratify)
 	if err != nil {
 		return nil, badInput("folds", "%v", err)
 	}
-	negative, err := negativeLabel(src, d.Schema)
-	if err != nil {
-		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: %w", a.Data, err))
-	}
 	store := env.Artifacts().Store()
 	put := func(idx []int) (string, error) {
-		b, err := holdoutCSV(d.Subset(idx), negative)
+		b, err := frameCSV(d, idx)
 		if err != nil {
 			return "", err
 		}

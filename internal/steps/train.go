@@ -286,19 +286,17 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("with.data %s: held-out rows: %w", data.Source, err))
 	}
-	test := d.Subset(testRows)
 	scores, err := net.PredictProbaF32(xt)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := evaluate.Evaluate(test.Y, scores, evaluate.Options{})
+	yTest := make([]float64, len(testRows))
+	for i, r := range testRows {
+		yTest[i] = float64(d.Y[r])
+	}
+	rep, err := evaluate.Evaluate(yTest, scores, evaluate.Options{})
 	if err != nil {
 		return nil, Permanent(kindBadInput, fmt.Errorf("evaluate held-out rows of %s: %w", data.Source, err))
-	}
-	negative := d.NegativeLabel()
-	holdout, err := holdoutCSV(test, negative)
-	if err != nil {
-		return nil, err
 	}
 
 	m := &modelfile.Manifest{
@@ -332,7 +330,7 @@ func runTrain(ctx context.Context, env Env, in Input, args trainInputs) (*TrainO
 		m.Lineage.Params[paramPrivacy] = guarantee
 	}
 	saved, reused, done, err := publishModel(ctx, env, in, func(dir string) error {
-		_, err := saveModelDir(dir, m, net.Tensors(), holdout, test.Len())
+		_, err := saveTrainedModel(dir, m, net.Tensors(), d, testRows)
 		return err
 	})
 	defer done()
@@ -371,17 +369,18 @@ func trainOutputs(m *loadedModel, reused bool) (*TrainOutputs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: saved model: %w", err)
 	}
-	rows, _ := stepio.Int(m.Manifest.Lineage.Params["rows"])
+	info := m.Info()
+	rows, _ := stepio.Int(info.Lineage.Params["rows"])
 	return &TrainOutputs{
 		Model:       m.Name,
 		ModelDigest: m.digest(),
-		DataDigest:  m.Manifest.Lineage.DataDigest,
+		DataDigest:  info.Lineage.DataDigest,
 		Rows:        rows,
-		Features:    len(m.Manifest.Features),
+		Features:    len(info.Signature.Features),
 		Holdout:     holdout.String(),
-		Metrics:     stepio.Floats(m.Manifest.Metrics),
+		Metrics:     stepio.Floats(info.Metrics),
 		Reused:      reused,
-		Privacy:     m.Manifest.Lineage.Params[paramPrivacy],
+		Privacy:     info.Lineage.Params[paramPrivacy],
 	}, nil
 }
 

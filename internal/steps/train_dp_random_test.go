@@ -29,9 +29,9 @@ func TestTrainDPNoiseIsFreshUnlessInsecureReproducible(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := loadOut(t, env, out["model"])
-		rec, ok := m.Manifest.Lineage.Params[paramPrivacy].(map[string]any)
+		rec, ok := m.Info().Lineage.Params[paramPrivacy].(map[string]any)
 		if !ok {
-			t.Fatalf("manifest records no guarantee: %v", m.Manifest.Lineage.Params)
+			t.Fatalf("manifest records no guarantee: %v", m.Info().Lineage.Params)
 		}
 		return w, rec
 	}

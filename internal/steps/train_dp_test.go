@@ -17,9 +17,9 @@ func TestTrainWithDP(t *testing.T) {
 		t.Errorf("privacy %v", p)
 	}
 	m := loadOut(t, newEnv(t, state), out["model"])
-	rec, ok := m.Manifest.Lineage.Params[paramPrivacy].(map[string]any)
+	rec, ok := m.Info().Lineage.Params[paramPrivacy].(map[string]any)
 	if !ok {
-		t.Fatalf("manifest records no guarantee: %v", m.Manifest.Lineage.Params)
+		t.Fatalf("manifest records no guarantee: %v", m.Info().Lineage.Params)
 	}
 	for _, k := range []string{"epsilon", "delta", "noise_multiplier", "clip", "sampling_rate", "steps", "accountant"} {
 		if rec[k] == nil {

@@ -8,8 +8,10 @@ import (
 	"testing"
 
 	"github.com/gauntlet-ml/gauntlet/internal/artifact"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/mltest"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/modelfile"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 )
 
 func TestTrainOutputsAndHoldout(t *testing.T) {
@@ -24,8 +26,8 @@ func TestTrainOutputsAndHoldout(t *testing.T) {
 		t.Errorf("progress %v lacks the loss", env.progress)
 	}
 	m := loadOut(t, env, out["model"])
-	if out["model_digest"] != m.Digest || m.Ptr.Kind != artifact.KindTree {
-		t.Errorf("model_digest %v, want the SHA256SUMS digest %s; pointer %s", out["model_digest"], m.Digest, m.Ptr)
+	if out["model_digest"] != m.digest() || m.Ptr.Kind != artifact.KindTree {
+		t.Errorf("model_digest %v, want the SHA256SUMS digest %s; pointer %s", out["model_digest"], m.digest(), m.Ptr)
 	}
 	if h := readOut(t, env, out["holdout"]); !strings.HasPrefix(string(h), "age,") && len(h) == 0 {
 		t.Errorf("holdout output does not name the split: %.40q", h)
@@ -110,8 +112,8 @@ func TestTrainReweighAndBalanced(t *testing.T) {
 	out := mustRun(t, env, "train", "train", map[string]any{
 		"data": biased, "label": "defaulted", "positive_label": "yes", "reweigh": "true", "class_weight": "balanced"})
 	m := loadOut(t, env, out["model"])
-	if m.Manifest.Lineage.Params["reweigh"] != true || m.Manifest.Lineage.Params["class_weight"] != "balanced" {
-		t.Errorf("lineage params %v", m.Manifest.Lineage.Params)
+	if m.Info().Lineage.Params["reweigh"] != true || m.Info().Lineage.Params["class_weight"] != "balanced" {
+		t.Errorf("lineage params %v", m.Info().Lineage.Params)
 	}
 }
 
@@ -139,14 +141,18 @@ func TestKilledSaveLeavesNoStagingBehind(t *testing.T) {
 	state := t.TempDir()
 	env := newEnv(t, state)
 	dir := filepath.Join(env.Dir(), "model-killed", "model")
-	left := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".stage-killed")
+	left := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-killed")
 	if err := os.MkdirAll(filepath.Join(left, "model"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	out := mustRun(t, env, "train", "train", map[string]any{"data": biased, "label": "defaulted", "positive_label": "yes"})
-	lm := loadOut(t, env, out["model"])
-	mf := *lm.Manifest
-	if _, err := saveModelDir(dir, &mf, lm.Tensors, nil, 0); err != nil {
+	a := loadOut(t, env, out["model"]).Model.(*scoring.GauntletModel).Artifact
+	mf := *a.Manifest
+	f, err := dataset.LoadFrame(biased)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := saveTrainedModel(dir, &mf, a.Tensors, f, []int{0, 1, 2}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(left); !os.IsNotExist(err) {

@@ -121,10 +121,15 @@ func runValidateData(ctx context.Context, env Env, _ Input, a validateInputs) (*
 	if len(a.Ignore) > 0 {
 		opts = append(opts, dataset.WithIgnored(a.Ignore...))
 	}
-	d, data, err := loadDataset(ctx, env, "data", src, opts...)
+	f, data, err := loadFrame(ctx, env, "data", src, opts...)
 	if err != nil {
 		return nil, err
 	}
+	// The label's negative value, which a rebalanced copy writes for its
+	// negative rows, is the frame's to say: a Dataset keeps labels as 0/1.
+	negative := f.NegativeLabel()
+	d := f.Dataset()
+	d.Source = data.Source
 	src = data.Source
 	if evalSrc := a.EvalData; evalSrc != "" {
 		eo := []dataset.Option{dataset.WithSchema(d.Schema)}
@@ -153,7 +158,7 @@ func runValidateData(ctx context.Context, env Env, _ Input, a validateInputs) (*
 	}
 	full := fullReport{Report: rep, Data: src}
 	if rep.Passed && remedy != "" {
-		if err := applyRemedy(ctx, env, d, o.Eval, data.Path, remedy, o.Seed, out, &full.Remedy); err != nil {
+		if err := applyRemedy(ctx, env, d, o.Eval, negative, remedy, o.Seed, out, &full.Remedy); err != nil {
 			return nil, err
 		}
 	}
@@ -172,7 +177,7 @@ func runValidateData(ctx context.Context, env Env, _ Input, a validateInputs) (*
 
 // applyRemedy rebalances d, writes it as CSV for the train step and, given
 // evaluation data, measures what the remedy changes.
-func applyRemedy(ctx context.Context, env Env, d, eval *dataset.Dataset, path, remedy string, seed uint64, out *ValidateDataOutputs, effect **validate.Effect) error {
+func applyRemedy(ctx context.Context, env Env, d, eval *dataset.Dataset, negative, remedy string, seed uint64, out *ValidateDataOutputs, effect **validate.Effect) error {
 	b, err := validate.Rebalance(d, remedy, seed)
 	if err != nil {
 		return Permanent(kindBadInput, fmt.Errorf("with.imbalance_remedy %s: %w", remedy, err))
@@ -180,10 +185,6 @@ func applyRemedy(ctx context.Context, env Env, d, eval *dataset.Dataset, path, r
 	if remedy == validate.ClassWeight {
 		out.ClassWeight = "balanced"
 	} else {
-		negative, err := negativeLabel(path, d.Schema)
-		if err != nil {
-			return Permanent(kindBadInput, fmt.Errorf("with.data: %w", err))
-		}
 		body, err := holdoutCSV(b, negative)
 		if err != nil {
 			return err

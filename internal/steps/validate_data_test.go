@@ -4,9 +4,11 @@ import (
 	"encoding/csv"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/mltest"
 )
 
 // plantedCSV writes builtin credit-risk rows with an extra column computed
@@ -102,4 +104,30 @@ func TestValidateDataRemedy(t *testing.T) {
 	_, err = run(t, newEnv(t, state), "validate-data", "v4", map[string]any{
 		"data": skewed, "label": "defaulted", "positive_label": "yes", "imbalance_remedy": "magic"})
 	wantPermanent(t, err, "imbalance_remedy")
+}
+
+// Parquet data gets the remedy too: the rebalanced CSV names the negative
+// class as the data does, which the frame knows and the old reader of CSV
+// text could not tell.
+func TestValidateDataRemedyOnParquet(t *testing.T) {
+	var header []string
+	for _, c := range dataset.CreditRiskSchema.Columns {
+		header = append(header, c.Name)
+	}
+	rows := dataset.CreditRisk(dataset.CreditRiskParams{Rows: 3000, Seed: 4})
+	for _, r := range rows {
+		if r[len(r)-1] == "no" {
+			r[len(r)-1] = "repaid"
+		}
+	}
+	pq := filepath.Join(t.TempDir(), "credit.parquet")
+	mltest.WriteParquet(t, pq, header, rows, 1000)
+	state := t.TempDir()
+	env := newEnv(t, state)
+	out := mustRun(t, env, "validate-data", "v", map[string]any{
+		"data": pq, "label": "defaulted", "positive_label": "yes", "imbalance_remedy": "undersample"})
+	body := string(readOut(t, env, out["data"]))
+	if !strings.Contains(body, ",repaid\n") || !strings.Contains(body, ",yes\n") || strings.Contains(body, ",no\n") {
+		t.Errorf("rebalanced CSV does not write the labels as the data does: %.300s", body)
+	}
 }

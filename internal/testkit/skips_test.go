@@ -21,6 +21,7 @@ var allowedSkips = map[string]struct {
 	"internal/cli/secrets_integration_test.go": {2, "-short"},
 	"internal/cli/preempt_integration_test.go": {1, "-short"},
 	"internal/cli/demo_test.go":                {1, "-short"},
+	"internal/cli/pytorch_integration_test.go": {1, "-short"},
 	"internal/cli/integration_test.go":         {1, "-short"},
 	"internal/cli/faults_integration_test.go":  {2, "-short"},
 	"internal/gpu/nvml_test.go":                {1, "no NVIDIA GPU: CI machines have none"},

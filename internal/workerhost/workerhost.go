@@ -30,6 +30,7 @@ import (
 	"github.com/gauntlet-ml/gauntlet/internal/contract"
 	"github.com/gauntlet-ml/gauntlet/internal/deploy"
 	"github.com/gauntlet-ml/gauntlet/internal/metrics"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"github.com/gauntlet-ml/gauntlet/internal/pipeline/spec"
 	"github.com/gauntlet-ml/gauntlet/internal/searchattr"
 	"github.com/gauntlet-ml/gauntlet/workflows"
@@ -59,6 +60,8 @@ type Config struct {
 	// Metrics receives what the activities observe; nil (as in tests)
 	// records nothing.
 	Metrics *metrics.Metrics
+	// Scoring is how the steps run models (ModelFlags.Options).
+	Scoring scoring.Options
 	// Pollers is how many long polls the worker keeps open for each of
 	// workflow and activity tasks; 0 is the SDK's default (2). A fan-out
 	// wider than the pollers on a task queue with several partitions
@@ -103,7 +106,7 @@ func New(c client.Client, cfg Config) (worker.Worker, error) {
 			return nil, fmt.Errorf("worker: %w", err)
 		}
 	}
-	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, Workspace: ws, ReviewerKeys: cfg.ReviewerKeys, Deploy: targets, Logger: logger, Metrics: cfg.Metrics})
+	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, Workspace: ws, ReviewerKeys: cfg.ReviewerKeys, Deploy: targets, Logger: logger, Metrics: cfg.Metrics, Scoring: cfg.Scoring})
 	return w, nil
 }
 

@@ -67,9 +67,9 @@ func readParquet(rs seekable, start int64, name string, o *options, build bool) 
 		names[i], types[i] = f.Name, f.Type
 		facts[i] = columnFacts{present: -1, natural: Categorical}
 		switch {
-		case isNumberType(f.Type):
+		case ParquetNumber(f.Type):
 			facts[i].natural = Numeric
-		case isTextType(f.Type):
+		case ParquetText(f.Type):
 		default:
 			if k, ok := o.kinds[f.Name]; !ok || k != Ignored {
 				return nil, &Error{File: name, Column: f.Name, Msg: fmt.Sprintf("Parquet type %s is not supported: declare the column ignored", f.Type)}
@@ -122,7 +122,7 @@ func readParquet(rs seekable, start int64, name string, o *options, build bool) 
 				arr, i := cur[c].next()
 				var v float64
 				var isNum bool
-				text, v, isNum = value(text[:0], arr, i)
+				text, v, isNum = ParquetValue(text[:0], arr, i)
 				field := string(text)
 				if !isNum {
 					field = strings.TrimSpace(field)
@@ -175,7 +175,9 @@ func readParquet(rs seekable, start int64, name string, o *options, build bool) 
 	return b.finish()
 }
 
-func isNumberType(t arrow.DataType) bool {
+// ParquetNumber reports whether a Parquet column of arrow type t holds
+// numbers Gauntlet reads.
+func ParquetNumber(t arrow.DataType) bool {
 	switch t.ID() {
 	case arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64, arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64,
 		arrow.FLOAT32, arrow.FLOAT64:
@@ -184,12 +186,14 @@ func isNumberType(t arrow.DataType) bool {
 	return false
 }
 
-func isTextType(t arrow.DataType) bool {
+// ParquetText reports whether a Parquet column of arrow type t holds text
+// (strings, booleans, dictionaries of them) Gauntlet reads.
+func ParquetText(t arrow.DataType) bool {
 	switch t.ID() {
 	case arrow.STRING, arrow.LARGE_STRING, arrow.BOOL:
 		return true
 	case arrow.DICTIONARY:
-		return isTextType(t.(*arrow.DictionaryType).ValueType)
+		return ParquetText(t.(*arrow.DictionaryType).ValueType)
 	}
 	return false
 }
@@ -209,9 +213,10 @@ func (c *cursor) next() (arrow.Array, int) {
 	return c.chunks[c.ci], c.i - 1
 }
 
-// value appends the text of element i of arr to buf (nothing when null)
-// and returns the number too when the column holds numbers.
-func value(buf []byte, arr arrow.Array, i int) ([]byte, float64, bool) {
+// ParquetValue appends the text of element i of arr to buf (nothing when
+// null) and returns the number too when the column holds numbers: the text
+// a CSV of the same data would hold.
+func ParquetValue(buf []byte, arr arrow.Array, i int) ([]byte, float64, bool) {
 	if arr.IsNull(i) {
 		return buf, 0, false
 	}
@@ -253,7 +258,7 @@ func value(buf []byte, arr arrow.Array, i int) ([]byte, float64, bool) {
 	case *array.LargeString:
 		return append(buf, a.Value(i)...), 0, false
 	case *array.Dictionary:
-		return value(buf, a.Dictionary(), a.GetValueIndex(i))
+		return ParquetValue(buf, a.Dictionary(), a.GetValueIndex(i))
 	}
 	return buf, 0, false // an ignored column of another type
 }

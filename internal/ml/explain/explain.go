@@ -280,30 +280,11 @@ type Importance struct {
 // repeats times with a seeded generator, and the ROC AUC lost is measured.
 // Shuffling the raw column moves a categorical column's indicators together.
 func ImportanceOf(m scoring.Model, d *dataset.Dataset, repeats int, seed uint64) (base float64, imp []Importance, err error) {
-	return permutationImportance(func(d *dataset.Dataset) ([]float64, error) { return scoring.ScoreDataset(m, d) }, m.Encoder(), d, repeats, seed)
-}
-
-// PermutationImportance is ImportanceOf for a scorer of Gauntlet's own
-// format and its encoder.
-//
-// Deprecated: use ImportanceOf, which takes a model of any format; this
-// stays until internal/steps opens models through package scoring.
-func PermutationImportance(s model.Scorer, enc *dataset.Encoder, d *dataset.Dataset, repeats int, seed uint64) (base float64, imp []Importance, err error) {
-	return permutationImportance(func(d *dataset.Dataset) ([]float64, error) {
-		x, err := enc.Transform(d)
-		if err != nil {
-			return nil, err
-		}
-		return s.PredictProba(x)
-	}, enc, d, repeats, seed)
-}
-
-func permutationImportance(score func(*dataset.Dataset) ([]float64, error), enc *dataset.Encoder, d *dataset.Dataset, repeats int, seed uint64) (base float64, imp []Importance, err error) {
 	if repeats <= 0 {
 		return 0, nil, fmt.Errorf("explain: repeats must be positive, got %d", repeats)
 	}
 	auc := func(d *dataset.Dataset) (float64, error) {
-		p, err := score(d)
+		p, err := scoring.ScoreDataset(m, d)
 		if err != nil {
 			return 0, err
 		}
@@ -313,7 +294,7 @@ func permutationImportance(score func(*dataset.Dataset) ([]float64, error), enc 
 		return 0, nil, fmt.Errorf("explain: baseline AUC: %w", err)
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x9e37))
-	for _, g := range groups(enc) {
+	for _, g := range groups(m.Encoder()) {
 		im := Importance{Feature: g.name}
 		for range repeats {
 			perm := rng.Perm(d.Len())

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gauntlet-ml/gauntlet/internal/ml/dataset"
 	"github.com/gauntlet-ml/gauntlet/internal/ml/model"
+	"github.com/gauntlet-ml/gauntlet/internal/ml/scoring"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -135,11 +136,15 @@ func TestImportanceAndCoefficients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, imp, err := PermutationImportance(net, f.enc, f.test, 5, 1)
+	m, err := scoring.Open(saveGauntlet(t, f, net), scoring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, again, _ := PermutationImportance(net, f.enc, f.test, 5, 1)
+	base, imp, err := ImportanceOf(m, f.test, 5, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, again, _ := ImportanceOf(m, f.test, 5, 1)
 	if !(base > 0.6) || len(imp) != len(groups(f.enc)) || imp[0].Mean <= 0 || imp[0].Mean < imp[len(imp)-1].Mean || again[0].Mean != imp[0].Mean {
 		t.Fatalf("base %v importance %+v", base, imp)
 	}

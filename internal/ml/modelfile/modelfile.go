@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -143,6 +144,13 @@ func (m *Manifest) validate() error {
 // digest. Files are written to a temporary directory beside dir, synced, and
 // renamed into place, so readers see a complete artifact or none.
 func Save(dir string, m *Manifest, tensors []model.Tensor) (string, error) {
+	return SaveWith(dir, m, tensors, nil)
+}
+
+// SaveWith is Save with files written beside the artifact's own, in the
+// same rename: companions such as the held-out split its lineage records,
+// which SHA256SUMS does not cover (the manifest records their digests).
+func SaveWith(dir string, m *Manifest, tensors []model.Tensor, extra map[string][]byte) (string, error) {
 	if m.FormatVersion == 0 {
 		m.FormatVersion = FormatVersion
 	}
@@ -181,6 +189,16 @@ func Save(dir string, m *Manifest, tensors []model.Tensor) (string, error) {
 		name string
 		data []byte
 	}{{ManifestFile, manifest}, {WeightsFile, weights}, {SumsFile, []byte(sums)}}
+	for _, name := range slices.Sorted(maps.Keys(extra)) {
+		if name == ManifestFile || name == WeightsFile || name == SumsFile || !filepath.IsLocal(name) {
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("modelfile: save %s: companion file %q would overwrite the artifact's own or leave its directory", dir, name)
+		}
+		files = append(files, struct {
+			name string
+			data []byte
+		}{name, extra[name]})
+	}
 	for _, f := range files {
 		if err := atomicfile.Create(filepath.Join(tmp, f.name), f.data); err != nil {
 			os.RemoveAll(tmp)

@@ -108,6 +108,7 @@ type Model struct {
 	Manifest *Manifest
 	Graph    *onnx.Graph
 
+	raw     []byte // the graph's bytes
 	session *ort.Session
 	inType  ort.ElemType
 	out     int // index of the probability output among the session's
@@ -146,30 +147,57 @@ type Options struct {
 // refused with an error matching onnx.ErrBadModel; a missing library gives
 // an error matching ort.ErrNoLibrary that says how to install it.
 func Load(dir string, o Options) (*Model, error) {
-	contents, digest, err := readVerified(dir)
+	m, g, raw, digest, err := read(dir)
 	if err != nil {
 		return nil, err
 	}
+	return start(dir, digest, m, g, raw, o)
+}
+
+// ReadManifest reads, verifies and checks a model directory as Load does,
+// without ONNX Runtime: for code that reads about a model (its schema,
+// preprocessing, metrics, lineage) rather than scoring it. It returns the
+// manifest and the model digest.
+func ReadManifest(dir string) (*Manifest, string, error) {
+	m, _, _, digest, err := read(dir)
+	return m, digest, err
+}
+
+func read(dir string) (*Manifest, *onnx.Graph, []byte, string, error) {
+	contents, digest, err := readVerified(dir)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
 	m, err := DecodeManifest(contents[ManifestFile])
 	if err != nil {
-		return nil, fmt.Errorf("onnxmodel: load %s: %w", dir, err)
+		return nil, nil, nil, "", fmt.Errorf("onnxmodel: load %s: %w", dir, err)
 	}
 	g, err := onnx.Parse(contents[GraphFile])
 	if err != nil {
-		return nil, fmt.Errorf("onnxmodel: load %s: %w", filepath.Join(dir, GraphFile), err)
+		return nil, nil, nil, "", fmt.Errorf("onnxmodel: load %s: %w", filepath.Join(dir, GraphFile), err)
 	}
 	if err := Check(m, g); err != nil {
-		return nil, fmt.Errorf("onnxmodel: load %s: %w", dir, err)
+		return nil, nil, nil, "", fmt.Errorf("onnxmodel: load %s: %w", dir, err)
+	}
+	return m, g, contents[GraphFile], digest, nil
+}
+
+// start opens an ONNX Runtime session for a checked graph (raw, parsed as
+// g) and probes it. dir and digest are empty for a model not saved yet.
+func start(dir, digest string, m *Manifest, g *onnx.Graph, raw []byte, o Options) (*Model, error) {
+	where := dir
+	if where == "" {
+		where = "unsaved model"
 	}
 	rt, err := ort.Load(o.Library)
 	if err != nil {
-		return nil, fmt.Errorf("onnxmodel: load %s: %w", dir, err)
+		return nil, fmt.Errorf("onnxmodel: load %s: %w", where, err)
 	}
-	s, err := rt.NewSession(contents[GraphFile], o.Session)
+	s, err := rt.NewSession(raw, o.Session)
 	if err != nil {
-		return nil, fmt.Errorf("onnxmodel: load %s: %w: %w", filepath.Join(dir, GraphFile), onnx.ErrBadModel, err)
+		return nil, fmt.Errorf("onnxmodel: load %s: %w: %w", filepath.Join(where, GraphFile), onnx.ErrBadModel, err)
 	}
-	md := &Model{Dir: dir, Digest: digest, Manifest: m, Graph: g, session: s, inType: g.Inputs()[0].Type, out: -1, columns: 1, linear: linear(m, g)}
+	md := &Model{Dir: dir, Digest: digest, Manifest: m, Graph: g, raw: raw, session: s, inType: g.Inputs()[0].Type, out: -1, columns: 1, linear: linear(m, g)}
 	for i, name := range s.Outputs() {
 		if name == m.Output.Name {
 			md.out = i
@@ -186,14 +214,18 @@ func Load(dir string, o Options) (*Model, error) {
 	md.bufs.New = func() any { return new(runBuffers) }
 	if md.out < 0 {
 		s.Close()
-		return nil, fmt.Errorf("onnxmodel: load %s: ONNX Runtime does not list output %q", dir, m.Output.Name)
+		return nil, fmt.Errorf("onnxmodel: load %s: ONNX Runtime does not list output %q", where, m.Output.Name)
 	}
 	if err := md.probe(); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("onnxmodel: load %s: %w", dir, err)
+		return nil, fmt.Errorf("onnxmodel: load %s: %w", where, err)
 	}
 	return md, nil
 }
+
+// GraphBytes is the graph as its file holds it (or will, for a model not
+// saved yet).
+func (m *Model) GraphBytes() []byte { return m.raw }
 
 func readVerified(dir string) (map[string][]byte, string, error) {
 	sums, err := os.ReadFile(filepath.Join(dir, SumsFile))
@@ -435,8 +467,12 @@ func Save(dir string, m *Manifest, graph []byte) (string, error) {
 	return save(dir, m, graph, nil)
 }
 
-// save is Save with companion files (see companions) written beside the
-// model's own.
+// SaveWith is Save with files written beside the model's own, in the same
+// rename: companions such as the held-out split its lineage records.
+func SaveWith(dir string, m *Manifest, graph []byte, files map[string][]byte) (string, error) {
+	return save(dir, m, graph, files)
+}
+
 func save(dir string, m *Manifest, graph []byte, extra map[string][]byte) (string, error) {
 	if m.FormatVersion == 0 {
 		m.FormatVersion = FormatVersion

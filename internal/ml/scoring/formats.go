@@ -28,7 +28,7 @@ func newGauntlet(a *modelfile.Artifact) (*GauntletModel, error) {
 	return &GauntletModel{Artifact: a, scorer: s, info: &Info{
 		Format: Gauntlet, Dir: a.Dir, Digest: a.Digest, Kind: string(mf.Kind), Quantization: mf.Quantization,
 		Schema: mf.Schema, Signature: signature(mf.Preprocessing, mf.Features, true, mf.Schema),
-		Threshold: mf.Threshold, Metrics: mf.Metrics, Lineage: mf.Lineage, Provider: "go",
+		Threshold: mf.Threshold, Metrics: mf.Metrics, Lineage: mf.Lineage, Provider: "go", WeightsFile: modelfile.WeightsFile,
 	}}, nil
 }
 
@@ -69,14 +69,17 @@ type ONNXModel struct {
 }
 
 func newONNX(m *onnxmodel.Model) *ONNXModel {
-	mf := m.Manifest
-	q := mf.Quantization
-	return &ONNXModel{Model: m, info: &Info{
-		Format: ONNX, Dir: m.Dir, Digest: m.Digest, Kind: ONNX, Quantization: q, Schema: mf.Schema,
+	info := onnxInfo(m.Dir, m.Digest, m.Manifest)
+	info.Provider, info.ProviderNote = m.Provider(), m.ProviderFallback()
+	return &ONNXModel{Model: m, info: info}
+}
+
+func onnxInfo(dir, digest string, mf *onnxmodel.Manifest) *Info {
+	return &Info{
+		Format: ONNX, Dir: dir, Digest: digest, Kind: ONNX, Quantization: mf.Quantization, Schema: mf.Schema,
 		Signature: signature(mf.Encoder(), mf.Features, mf.Preprocessing.Kind == onnxmodel.Encode, mf.Schema),
-		Threshold: mf.Threshold, Metrics: mf.Metrics, Lineage: mf.Lineage,
-		Provider: m.Provider(), ProviderNote: m.ProviderFallback(),
-	}}
+		Threshold: mf.Threshold, Metrics: mf.Metrics, Lineage: mf.Lineage, WeightsFile: onnxmodel.GraphFile,
+	}
 }
 
 // Info describes the model.

@@ -1,7 +1,9 @@
 // Package scoring is the one way model-consuming code reads a model,
 // whatever its format: Open a model directory (Gauntlet's own format or
 // ONNX), then encode raw records or a data set and score them into
-// positive-class probabilities. Steps never switch on the format; Open is
+// positive-class probabilities; Describe, Derive and QuantizeInt8 read a
+// model without running it, save a derived one in its parent's format and
+// make its int8 copy. Steps never switch on the format; this package is
 // the only place that does.
 package scoring
 
@@ -72,6 +74,9 @@ type Info struct {
 	// ProviderNote says why an ONNX model runs on the CPU when CUDA was
 	// allowed.
 	ProviderNote string `json:"provider_note,omitempty"`
+	// WeightsFile is the file of Dir holding the weights (the graph, for
+	// ONNX): what quantization makes smaller.
+	WeightsFile string `json:"weights_file"`
 }
 
 // NegativeLabelParam is the key of the lineage's Params naming the label

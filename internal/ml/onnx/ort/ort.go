@@ -103,19 +103,25 @@ var (
 	loaded *Runtime
 )
 
-// Load loads the library at path, or at $GAUNTLET_ONNXRUNTIME_LIB when path
-// is empty, or DefaultLibrary through the dynamic loader's search path when
-// both are. ONNX Runtime wants one environment per process, so the first
-// successful load is kept; asking for another path afterwards is an error.
+// Load loads the library at path. An empty path means the library this
+// process already loaded, else $GAUNTLET_ONNXRUNTIME_LIB, else
+// DefaultLibrary through the dynamic loader's search path: a process that
+// loads the library its --onnxruntime-lib flag names at start has every
+// later model use it, also where no option reaches. ONNX Runtime wants one
+// environment per process, so the first successful load is kept; asking
+// for another path afterwards is an error.
 func Load(path string) (*Runtime, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if path == "" && loaded != nil {
+		return loaded, nil
+	}
 	if path == "" {
 		path = os.Getenv(EnvLibrary)
 	}
 	if path == "" {
 		path = DefaultLibrary
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	if loaded != nil {
 		if loaded.path != path {
 			return nil, fmt.Errorf("ort: ONNX Runtime is already loaded from %s; this process cannot load %s too", loaded.path, path)

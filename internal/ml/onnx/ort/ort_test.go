@@ -284,3 +284,17 @@ func TestDroppedSessionsAreFreed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An empty path is the library the process loaded (a flag given at start),
+// whatever the environment says; another path is refused.
+func TestEmptyPathIsTheLoadedLibrary(t *testing.T) {
+	r := library(t)
+	t.Setenv(EnvLibrary, filepath.Join(t.TempDir(), "elsewhere.so"))
+	got, err := Load("")
+	if err != nil || got != r {
+		t.Fatalf("Load(\"\") = %v, %v; want the runtime loaded from %s", got, err, r.Path())
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "other.so")); err == nil || !strings.Contains(err.Error(), "already loaded from") {
+		t.Fatalf("another path: %v", err)
+	}
+}
