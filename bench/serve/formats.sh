@@ -6,9 +6,17 @@
 # report (every run, then min/median/max per side and the ratios) on stdout;
 # progress and the raw wrk output go to stderr.
 #
+# On a machine of two cores or more both servers share SERVER_CPUS and wrk
+# runs alone on WRK_CPUS, so that the load generator does not take its CPU
+# from the server it measures (the latency tail is then the server's, not
+# the scheduler's).
+#
 # Usage (from anywhere): bench/serve/formats.sh
 # Environment:
-#   PAIRS=7  DURATION=10  WARMUP=2  THREADS=2  CONNS=16   wrk settings (seconds)
+#   PAIRS=7  DURATION=10  WARMUP=2  CONNS=16   wrk settings (seconds)
+#   THREADS                        wrk threads (default: CPUs in WRK_CPUS)
+#   SERVER_CPUS=0  WRK_CPUS=1      taskset CPU lists; empty: no pinning
+#                                  (the default on a one-core machine)
 #   BODY=one                       request body: one (1 record) or batch32
 #   IDLE_WAIT=0                    seconds to wait first for load1 < 1.5 and no
 #                                  go test / *.test process (then run anyway)
@@ -22,7 +30,18 @@ export GOTOOLCHAIN=local PYTHONDONTWRITEBYTECODE=1
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 here=bench/serve
-PAIRS=${PAIRS:-7} DURATION=${DURATION:-10} WARMUP=${WARMUP:-2} THREADS=${THREADS:-2} CONNS=${CONNS:-16}
+if (($(nproc) >= 2)); then
+	SERVER_CPUS=${SERVER_CPUS-0} WRK_CPUS=${WRK_CPUS-1}
+else
+	SERVER_CPUS=${SERVER_CPUS-} WRK_CPUS=${WRK_CPUS-}
+fi
+cpus() { # CPU list -> count; empty: all
+	[[ -z $1 ]] && { nproc; return; }
+	taskset -c "$1" nproc
+}
+pin() { if [[ -n $1 ]]; then echo taskset -c "$1"; fi; }
+PAIRS=${PAIRS:-7} DURATION=${DURATION:-10} WARMUP=${WARMUP:-2} CONNS=${CONNS:-16}
+THREADS=${THREADS:-$(cpus "$WRK_CPUS")}
 BODY=${BODY:-one} IDLE_WAIT=${IDLE_WAIT:-0}
 datasets=${GAUNTLET_DATASETS:-../shared/datasets}
 export GAUNTLET_ONNXRUNTIME_LIB=${GAUNTLET_ONNXRUNTIME_LIB:-$root/bin/onnxruntime/libonnxruntime.so.1}
@@ -68,7 +87,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 declare -A port pid
 for side in gauntlet onnx; do
 	port[$side]=$(free_port)
-	(exec setsid "$work/formats" serve "$work/models/$side" "127.0.0.1:${port[$side]}" >"$work/$side.log" 2>&1) &
+	(exec setsid $(pin "$SERVER_CPUS") "$work/formats" serve "$work/models/$side" "127.0.0.1:${port[$side]}" >"$work/$side.log" 2>&1) &
 	pid[$side]=$!
 	pids+=("${pid[$side]}")
 	for _ in $(seq 100); do
@@ -86,9 +105,9 @@ tick=$(getconf CLK_TCK)
 # measure PAIR SIDE: warm-up, then one measured wrk run; appends a row.
 measure() {
 	local pair=$1 side=$2 url="http://127.0.0.1:${port[$2]}/v1/predict" raw="$work/wrk-$1-$2.txt" c0 c1
-	WRK_BODY="$work/$BODY.json" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$here/post.lua" "$url" >/dev/null
+	WRK_BODY="$work/$BODY.json" $(pin "$WRK_CPUS") wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$here/post.lua" "$url" >/dev/null
 	c0=$(cpu "${pid[$side]}")
-	WRK_BODY="$work/$BODY.json" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$here/post.lua" "$url" >"$raw"
+	WRK_BODY="$work/$BODY.json" $(pin "$WRK_CPUS") wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$here/post.lua" "$url" >"$raw"
 	c1=$(cpu "${pid[$side]}")
 	sed "s/^/    [$pair $side] /" "$raw" >&2
 	awk -v pair="$pair" -v side="$side" -v load="$(load1)" -v busy="$(busy && echo yes || echo no)" -v ticks=$((c1 - c0)) -v tick="$tick" '
@@ -124,11 +143,12 @@ cat <<EOF
 # Serving the Adult logistic model: ONNX (ONNX Runtime) vs Gauntlet's own format
 
 - date: $(date -u '+%Y-%m-%d %H:%M UTC')
-- command: \`bench/serve/formats.sh\` (PAIRS=$PAIRS DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNS=$CONNS BODY=$BODY)
-- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r); shared with other work; wrk runs on the same cores
+- command: \`bench/serve/formats.sh\` (PAIRS=$PAIRS DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNS=$CONNS BODY=$BODY SERVER_CPUS=$SERVER_CPUS WRK_CPUS=$WRK_CPUS)
+- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r); shared with other work
+- CPUs: servers on ${SERVER_CPUS:-all}, wrk on ${WRK_CPUS:-all}
 - load average (1/5/15 min): $load_start at start, $load_end at end; go test running at start: $busy_start
 - wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), \`wrk -t$THREADS -c$CONNS -d${DURATION}s --latency\` after ${WARMUP}s of warm-up, POST of $([[ $BODY == one ]] && echo 1 || echo 32) adult.test record(s) (all 14 fields)
-- servers: \`bench/serve/formats serve DIR ADDR\` (package serving with its defaults, as \`gauntlet serve --model DIR\`; ONNX with one ONNX Runtime thread per request), both running throughout, GOMAXPROCS $(nproc); $(basename "$(realpath "$GAUNTLET_ONNXRUNTIME_LIB")") from $(cat "$(dirname "$GAUNTLET_ONNXRUNTIME_LIB")/VERSION" 2>/dev/null | cut -d' ' -f1-2 || echo "$GAUNTLET_ONNXRUNTIME_LIB")
+- servers: \`bench/serve/formats serve DIR ADDR\` (package serving with its defaults, as \`gauntlet serve --model DIR\`; ONNX with one ONNX Runtime thread per request), both running throughout, GOMAXPROCS $(cpus "$SERVER_CPUS"); $(basename "$(realpath "$GAUNTLET_ONNXRUNTIME_LIB")") from $(cat "$(dirname "$GAUNTLET_ONNXRUNTIME_LIB")/VERSION" 2>/dev/null | cut -d' ' -f1-2 || echo "$GAUNTLET_ONNXRUNTIME_LIB")
 - model: logistic regression on 80 % of adult.data (label Y, sex and race sensitive, fnlwgt ignored), saved in Gauntlet's format and exported with onnxmodel.Export (Gemm + Sigmoid, float32); parity on $parity
 
 | pair | server | requests/s | p50 ms | p99 ms | errors | requests | server CPU µs/request | load1 after | go test after |

@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # Throughput and latency of `gauntlet serve` against a FastAPI/uvicorn server
 # of the same UCI Adult logistic model (scikit-learn), under wrk, on this
-# machine, in one run. Prints a Markdown table with the ratios on stdout;
-# progress and the raw wrk summaries go to stderr.
+# machine, in one run: both servers run throughout and the measured wrk runs
+# alternate between them, PAIRS times, the side that goes first swapping
+# each pair. Prints a Markdown report (every run, then min/median/max per
+# side and of the pair-by-pair ratios) on stdout; progress and the raw wrk
+# output go to stderr.
+#
+# On a machine of two cores or more the servers share SERVER_CPUS and wrk
+# runs alone on WRK_CPUS, so that the load generator does not take its CPU
+# from the server it measures (the latency tail is then the server's, not
+# the scheduler's); uvicorn gets one worker per server CPU, as it is deployed.
 #
 # Usage (from anywhere): bench/serve/run.sh
 # Environment:
-#   DURATION=15  THREADS=2  CONNS=64   wrk settings of each measured run (seconds)
-#   WARMUP=3                           seconds of unmeasured load before each
-#   WORKERS="1 2"                      uvicorn worker counts to measure
-#   BODIES="one batch32"               request bodies: 1 or 32 records
-#   IDLE_WAIT=0                        seconds to wait first for load1 < 1.5 and
-#                                      no go test / *.test process (then run anyway)
-#   GAUNTLET_DATASETS                  default ../shared/datasets
+#   PAIRS=7  DURATION=10  WARMUP=2  CONNS=64   wrk settings (seconds)
+#   THREADS                        wrk threads (default: CPUs in WRK_CPUS)
+#   SERVER_CPUS=0  WRK_CPUS=1      taskset CPU lists; empty: no pinning
+#                                  (the default on a one-core machine)
+#   BODY=one                       request body: one (1 record) or batch32
+#   IDLE_WAIT=0                    seconds to wait first for load1 < 1.5 and
+#                                  no go test / *.test process (then run anyway)
+#   GAUNTLET_DATASETS              default ../shared/datasets
 # Needs wrk and, for /usr/bin/python3, python3-fastapi python3-uvicorn
 # python3-sklearn python3-pandas (python3-uvloop python3-httptools are used
 # when present). Every server listens on 127.0.0.1 and is killed on exit.
@@ -22,11 +31,19 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 here=bench/serve
 PY=/usr/bin/python3
-DURATION=${DURATION:-15} THREADS=${THREADS:-2} CONNS=${CONNS:-64} WARMUP=${WARMUP:-3}
-WORKERS=${WORKERS:-1 2} BODIES=${BODIES:-one batch32} IDLE_WAIT=${IDLE_WAIT:-0}
+if (($(nproc) >= 2)); then
+	SERVER_CPUS=${SERVER_CPUS-0} WRK_CPUS=${WRK_CPUS-1}
+else
+	SERVER_CPUS=${SERVER_CPUS-} WRK_CPUS=${WRK_CPUS-}
+fi
+cpus() { # CPU list -> count; empty: all
+	[[ -z $1 ]] && { nproc; return; }
+	taskset -c "$1" nproc
+}
+PAIRS=${PAIRS:-7} DURATION=${DURATION:-10} WARMUP=${WARMUP:-2} CONNS=${CONNS:-64}
+THREADS=${THREADS:-$(cpus "$WRK_CPUS")} BODY=${BODY:-one} IDLE_WAIT=${IDLE_WAIT:-0}
+workers=$(cpus "$SERVER_CPUS")
 datasets=${GAUNTLET_DATASETS:-../shared/datasets}
-adult=$(realpath "$datasets/adult/adult.data")
-adult_test=$(realpath "$datasets/adult/adult.test")
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -34,107 +51,100 @@ die() { log "error: $*"; exit 1; }
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
 $PY -c 'import fastapi, uvicorn, sklearn, pandas' 2>/dev/null ||
 	die "$PY lacks fastapi/uvicorn/sklearn/pandas (apt-get install python3-fastapi python3-uvicorn python3-sklearn python3-pandas)"
+adult=$(realpath "$datasets/adult/adult.data") adult_test=$(realpath "$datasets/adult/adult.test") ||
+	die "UCI Adult not found under $datasets/adult"
 
 work=$(mktemp -d)
-groups=() # process groups of the servers started, each its own session
-
-stop_group() {
-	local g=$1 i
-	kill -TERM -- "-$g" 2>/dev/null || kill -TERM "$g" 2>/dev/null || return 0
-	for i in $(seq 50); do
-		kill -0 -- "-$g" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL -- "-$g" 2>/dev/null || true
-}
+pids=() # each server is the leader of its own session: one kill reaches all its processes
 cleanup() {
-	local g
-	[[ -n ${fg:-} ]] && kill -TERM "$fg" 2>/dev/null
-	for g in "${groups[@]}"; do stop_group "$g"; done
+	local p
+	for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
 	rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-# start LOG CMD...: runs CMD in a new session (so one kill reaches all its
-# processes, uvicorn's workers included), in $work, and sets $started.
-start() {
-	local out=$1
-	shift
-	(cd "$work" && exec setsid "$@" >"$out" 2>&1) &
-	started=$!
-	groups+=("$started")
-}
-# fgrun CMD...: runs CMD in the background and waits, so that a signal to this
-# script is acted on at once (bash holds traps while a foreground child runs).
-fgrun() {
-	"$@" &
-	fg=$!
-	local rc=0
-	wait "$fg" || rc=$?
-	fg=
-	return "$rc"
-}
-stop() {
-	local g=$1 keep=() x
-	stop_group "$g"
-	for x in "${groups[@]}"; do [[ $x == "$g" ]] || keep+=("$x"); done
-	groups=("${keep[@]}")
-}
-
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_url() { # URL SECONDS PID LOG
-	local i
-	for i in $(seq $(($2 * 10))); do
-		curl -sf -o /dev/null "$1" && return 0
-		kill -0 "$3" 2>/dev/null || { cat "$4" >&2; die "server exited before $1 answered"; }
-		sleep 0.1
-	done
-	cat "$4" >&2
-	die "$1 did not answer within $2 s"
-}
-
-# --- wait for a quiet machine -------------------------------------------------
 busy() { pgrep -f 'go test|\.test( |$)' >/dev/null; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
 if ((IDLE_WAIT > 0)); then
 	deadline=$((SECONDS + IDLE_WAIT))
 	until awk -v l="$(load1)" 'BEGIN{exit !(l < 1.5)}' && ! busy; do
-		if ((SECONDS >= deadline)); then
-			log "machine still busy after ${IDLE_WAIT}s (load $(load1)); running anyway"
-			break
-		fi
-		log "waiting for an idle machine: load $(load1)$(busy && echo ', go test running' || true)"
-		fgrun sleep 20
+		((SECONDS >= deadline)) && { log "machine still busy after ${IDLE_WAIT}s (load $(load1)); running anyway"; break; }
+		log "waiting for an idle machine: load $(load1)"
+		sleep 20
 	done
 fi
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 busy_start=$(busy && echo yes || echo no)
+pin() { if [[ -n $1 ]]; then echo taskset -c "$1"; fi; }
 
 # --- build, train -------------------------------------------------------------
 if [[ ! -x bin/gauntlet ]]; then
 	log "building bin/gauntlet"
-	fgrun go build -o bin/gauntlet ./starter
+	go build -o bin/gauntlet ./starter
 fi
+store="file://$work/store"
 log "training the Gauntlet model on $adult"
-fgrun bin/gauntlet step train --with "data=$adult" --with label=Y --with 'positive_label=>50K' \
+bin/gauntlet step train --store "$store" --with "data=$adult" --with label=Y --with 'positive_label=>50K' \
 	--with model=logistic --with ignore=fnlwgt --with sensitive=sex,race \
 	--out "$work/train" >"$work/train.log" 2>&1 || { cat "$work/train.log" >&2; die "train failed"; }
-model=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$work/train/outputs.json")
-holdout=$model/holdout.csv
+output() { $PY -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$work/train/outputs.json" "$1"; }
+model=$(output model)
+holdout=$(output holdout)
+holdout=${holdout#file://} # a blob of the file store is the file itself
 $PY "$here/records.py" bodies "$adult_test" "$work"
 
-# --- measure ----------------------------------------------------------------------
-# measure NAME URL BODY: warm-up, then one wrk run; appends a row to $work/rows.
+free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+declare -A port pid
+port[gauntlet]=$(free_port) port[fastapi]=$(free_port)
+(cd "$work" && exec setsid $(pin "$SERVER_CPUS") "$root/bin/gauntlet" serve --model "$model" --store "$store" \
+	--cache-dir "$work/cache" --poll 0 --addr "127.0.0.1:${port[gauntlet]}" >"$work/gauntlet.log" 2>&1) &
+pid[gauntlet]=$!
+pids+=("${pid[gauntlet]}")
+uv_opts=()
+$PY -c 'import uvloop' 2>/dev/null && uv_opts+=(--loop uvloop)
+$PY -c 'import httptools' 2>/dev/null && uv_opts+=(--http httptools)
+: >"$work/ready"
+log "uvicorn ($workers worker(s), ${uv_opts[*]:-defaults}): training scikit-learn at startup"
+(cd "$work" && PEER_DATA="$adult" PEER_HOLDOUT="$holdout" PEER_READY="$work/ready" exec setsid $(pin "$SERVER_CPUS") \
+	"$PY" -m uvicorn peer:app --app-dir "$root/$here" --host 127.0.0.1 --port "${port[fastapi]}" \
+	--workers "$workers" --no-access-log --log-level warning "${uv_opts[@]}" >"$work/fastapi.log" 2>&1) &
+pid[fastapi]=$!
+pids+=("${pid[fastapi]}")
+for _ in $(seq 3000); do
+	(($(wc -l <"$work/ready") >= workers)) && break
+	kill -0 "${pid[fastapi]}" 2>/dev/null || { cat "$work/fastapi.log" >&2; die "uvicorn exited"; }
+	sleep 0.1
+done
+(($(wc -l <"$work/ready") >= workers)) || die "uvicorn workers not ready after 300 s"
+url() { echo "http://127.0.0.1:${port[$1]}/v1/predict"; }
+for side in gauntlet fastapi; do
+	ok=
+	for _ in $(seq 600); do
+		curl -sf -o /dev/null -H 'Content-Type: application/json' --data-binary "@$work/$BODY.json" "$(url $side)" && { ok=1; break; }
+		kill -0 "${pid[$side]}" 2>/dev/null || { cat "$work/$side.log" >&2; die "$side server exited"; }
+		sleep 0.1
+	done
+	[[ -n $ok ]] || { cat "$work/$side.log" >&2; die "$side does not answer 200 to $BODY.json"; }
+done
+parity=$($PY "$here/records.py" parity "$adult_test" "$(url gauntlet)" "$(url fastapi)")
+log "parity: $parity"
+
+cpu() { # clock ticks, user + system, of a session's processes (uvicorn's workers included)
+	ps -o sid=,pid= -e | awk -v s="$1" '$1 == s { print $2 }' |
+		while read -r p; do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || true; done |
+		awk '{ t += $1 } END { print t + 0 }'
+}
+tick=$(getconf CLK_TCK)
+# measure PAIR SIDE: warm-up, then one measured wrk run; appends a row.
 measure() {
-	local name=$1 url=$2 body=$3 raw="$work/wrk-$1-$3.txt"
-	curl -sf -o /dev/null -H 'Content-Type: application/json' --data-binary "@$work/$body.json" "$url" ||
-		die "$name does not answer 200 to $body.json: $(curl -s -H 'Content-Type: application/json' --data-binary "@$work/$body.json" "$url")"
-	WRK_BODY="$work/$body.json" fgrun wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$here/post.lua" "$url" >/dev/null
-	WRK_BODY="$work/$body.json" fgrun wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$here/post.lua" "$url" >"$raw"
-	sed "s/^/    [$name $body] /" "$raw" >&2
-	awk -v name="$name" -v body="$body" -v load="$(load1)" -v busy="$(busy && echo yes || echo no)" '
+	local pair=$1 side=$2 raw="$work/wrk-$1-$2.txt" c0 c1
+	WRK_BODY="$work/$BODY.json" $(pin "$WRK_CPUS") wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$here/post.lua" "$(url "$side")" >/dev/null
+	c0=$(cpu "${pid[$side]}")
+	WRK_BODY="$work/$BODY.json" $(pin "$WRK_CPUS") wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$here/post.lua" "$(url "$side")" >"$raw"
+	c1=$(cpu "${pid[$side]}")
+	sed "s/^/    [$pair $side] /" "$raw" >&2
+	awk -v pair="$pair" -v side="$side" -v load="$(load1)" -v busy="$(busy && echo yes || echo no)" -v ticks=$((c1 - c0)) -v tick="$tick" '
 		function ms(v) {
 			if (v ~ /us$/) return v / 1000
 			if (v ~ /ms$/) return v + 0
@@ -147,56 +157,24 @@ measure() {
 		/requests in/ { total = $1 }
 		/Non-2xx or 3xx responses:/ { bad += $NF }
 		/Socket errors:/ { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) bad += $i + 0 }
-		END { printf "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", name, body, rps, p50, p99, bad + 0, total, load, busy }
+		END { printf "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%.1f\t%s\t%s\n", pair, side, rps, p50, p99, bad + 0, total,
+			total ? ticks / tick * 1e6 / total : 0, load, busy }
 	' "$raw" >>"$work/rows"
 }
 
 : >"$work/rows"
-gport=$(free_port)
-gurl="http://127.0.0.1:$gport/v1/predict"
-log "gauntlet serve on 127.0.0.1:$gport"
-start "$work/gauntlet.log" "$root/bin/gauntlet" serve --model "$model" --addr "127.0.0.1:$gport"
-gpid=$started
-wait_url "http://127.0.0.1:$gport/readyz" 60 "$gpid" "$work/gauntlet.log"
-for b in $BODIES; do
-	log "wrk gauntlet $b"
-	measure gauntlet "$gurl" "$b"
-done
-
-uv_opts=()
-$PY -c 'import uvloop' 2>/dev/null && uv_opts+=(--loop uvloop)
-$PY -c 'import httptools' 2>/dev/null && uv_opts+=(--http httptools)
-parity=""
-for w in $WORKERS; do
-	port=$(free_port)
-	ready="$work/ready-$w"
-	: >"$ready"
-	log "uvicorn (${w} worker(s), ${uv_opts[*]:-defaults}) on 127.0.0.1:$port: training scikit-learn at startup"
-	start "$work/uvicorn-$w.log" env PEER_DATA="$adult" PEER_HOLDOUT="$holdout" PEER_READY="$ready" \
-		"$PY" -m uvicorn peer:app --app-dir "$root/$here" --host 127.0.0.1 --port "$port" \
-		--workers "$w" --no-access-log --log-level warning "${uv_opts[@]}"
-	ppid_=$started
-	for i in $(seq 3000); do
-		(($(wc -l <"$ready") >= w)) && break
-		kill -0 "$ppid_" 2>/dev/null || { cat "$work/uvicorn-$w.log" >&2; die "uvicorn exited"; }
-		sleep 0.1
+for pair in $(seq "$PAIRS"); do
+	order="fastapi gauntlet"
+	((pair % 2 == 0)) && order="gauntlet fastapi"
+	for side in $order; do
+		log "pair $pair/$PAIRS: $side"
+		measure "$pair" "$side"
 	done
-	(($(wc -l <"$ready") >= w)) || die "uvicorn workers not ready after 300 s"
-	wait_url "http://127.0.0.1:$port/healthz" 60 "$ppid_" "$work/uvicorn-$w.log"
-	if [[ -z $parity ]]; then
-		parity=$(fgrun $PY "$here/records.py" parity "$adult_test" "$gurl" "http://127.0.0.1:$port/v1/predict")
-		log "parity: $parity"
-		stop "$gpid" # the peers are measured alone
-	fi
-	for b in $BODIES; do
-		log "wrk uvicorn-${w}w $b"
-		measure "uvicorn-${w}w" "http://127.0.0.1:$port/v1/predict" "$b"
-	done
-	stop "$ppid_"
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- report -------------------------------------------------------------------
+records=$([[ $BODY == one ]] && echo 1 || echo 32)
 gver=$(bin/gauntlet version 2>/dev/null | head -1 || true)
 pyver=$($PY -c 'import sys, fastapi, uvicorn, sklearn, pandas, numpy, pydantic
 print(f"Python {sys.version.split()[0]}, FastAPI {fastapi.__version__}, uvicorn {uvicorn.__version__}, pydantic {pydantic.VERSION}, scikit-learn {sklearn.__version__}, pandas {pandas.__version__}, numpy {numpy.__version__}")')
@@ -204,31 +182,45 @@ cat <<EOF
 # gauntlet serve vs FastAPI/uvicorn + scikit-learn, UCI Adult logistic regression
 
 - date: $(date -u '+%Y-%m-%d %H:%M UTC')
-- command: \`bench/serve/run.sh\` (DURATION=$DURATION THREADS=$THREADS CONNS=$CONNS WARMUP=$WARMUP WORKERS="$WORKERS" BODIES="$BODIES")
-- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r); shared with other work; wrk runs on the same cores
+- command: \`bench/serve/run.sh\` (PAIRS=$PAIRS DURATION=$DURATION WARMUP=$WARMUP THREADS=$THREADS CONNS=$CONNS BODY=$BODY SERVER_CPUS=$SERVER_CPUS WRK_CPUS=$WRK_CPUS)
+- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r); shared with other work
+- CPUs: servers on ${SERVER_CPUS:-all}, wrk on ${WRK_CPUS:-all}
 - load average (1/5/15 min): $load_start at start, $load_end at end; go test running at start: $busy_start
-- wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), \`wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -s bench/serve/post.lua\` after ${WARMUP}s of warm-up, POST of 1 or 32 adult.test records (all 14 fields)
-- gauntlet: ${gver:-bin/gauntlet} \`serve --model DIR\`, defaults (GOMAXPROCS $(nproc))
-- peer: $pyver; \`uvicorn peer:app --workers N --no-access-log ${uv_opts[*]}\`; \`async def\` endpoint, pydantic request model, pandas DataFrame, Pipeline(ColumnTransformer(StandardScaler, OneHotEncoder), LogisticRegression(lbfgs)).predict_proba
+- wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), \`wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -s bench/serve/post.lua\` after ${WARMUP}s of warm-up, POST of $records adult.test record(s) (all 14 fields)
+- gauntlet: ${gver:-bin/gauntlet} \`serve --model POINTER --store file://…\`, the model \`gauntlet step train\` published, defaults (GOMAXPROCS $workers)
+- peer: $pyver; \`uvicorn peer:app --workers $workers --no-access-log ${uv_opts[*]}\`; \`async def\` endpoint, pydantic request model, pandas DataFrame, Pipeline(ColumnTransformer(StandardScaler, OneHotEncoder), LogisticRegression(lbfgs)).predict_proba
 - models: both trained on the same 80 % of adult.data (Gauntlet's split), features = 5 numeric standardised + one-hot of 6 categorical (fnlwgt dropped, sex/race kept out as sensitive); parity on $parity
 
-| server | records/request | requests/s | records/s | p50 ms | p99 ms | errors | requests | load1 after | go test after |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| pair | server | requests/s | records/s | p50 ms | p99 ms | errors | requests | server CPU µs/request | load1 after | go test after |
+|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
 EOF
-awk -F'\t' '{ n = ($2 == "batch32") ? 32 : 1
-	printf "| %s | %d | %.0f | %.0f | %.2f | %.2f | %d | %d | %s | %s |\n", $1, n, $3, $3 * n, $4, $5, $6, $7, $8, $9 }' "$work/rows"
+awk -F'\t' -v n="$records" '{ printf "| %d | %s | %.0f | %.0f | %.2f | %.2f | %d | %d | %.1f | %s | %s |\n", $1, $2, $3, $3 * n, $4, $5, $6, $7, $8, $9, $10 }' "$work/rows"
 cat <<EOF
 
-Ratios gauntlet / peer (throughput: higher is better for gauntlet; latency: lower is better for gauntlet):
+Per server over the $PAIRS runs (min / median / max):
 
-| records/request | peer | throughput × | p50 × | p99 × |
-|---:|---|---:|---:|---:|
+| server | requests/s | p50 ms | p99 ms | server CPU µs/request |
+|---|---|---|---|---|
 EOF
-awk -F'\t' '$1 == "gauntlet" { rps[$2] = $3; p50[$2] = $4; p99[$2] = $5; next }
-	{ peers[++n] = $0 }
-	END { for (i = 1; i <= n; i++) { split(peers[i], f, "\t"); b = f[2]
-		if (!(b in rps) || f[3] == 0 || f[4] == 0 || f[5] == 0) continue
-		printf "| %d | %s | %.1f | %.3f | %.3f |\n", (b == "batch32") ? 32 : 1, f[1], rps[b] / f[3], p50[b] / f[4], p99[b] / f[5] } }' "$work/rows"
+# spread: "min / median / max" of the numbers on stdin
+spread() {
+	sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		printf (v[NR] >= 100 ? "%.0f / %.0f / %.0f" : (v[NR] >= 1 ? "%.2f / %.2f / %.2f" : "%.3f / %.3f / %.3f")), v[1], m, v[NR] }'
+}
+field() { awk -F'\t' -v f="$1" -v s="$2" '$2 == s { print $f }' "$work/rows"; }
+for side in gauntlet fastapi; do
+	echo "| $side | $(field 3 $side | spread) | $(field 4 $side | spread) | $(field 5 $side | spread) | $(field 8 $side | spread) |"
+done
+ratio() { # FIELD: gauntlet / fastapi, pair by pair
+	awk -F'\t' -v f="$1" '{ r[$1, $2] = $f } END { for (p = 1; (p, "fastapi") in r; p++) print r[p, "gauntlet"] / r[p, "fastapi"] }' "$work/rows" | spread
+}
+cat <<EOF
+
+Ratios gauntlet / FastAPI, pair by pair (min / median / max):
+- throughput: $(ratio 3)
+- p50: $(ratio 4)
+- p99: $(ratio 5)
+EOF
 if awk -F'\t' '$6 > 0 { bad = 1 } END { exit !bad }' "$work/rows"; then
 	echo
 	echo "**Some runs had errors (non-2xx responses or socket errors): their numbers are not comparable.**"
