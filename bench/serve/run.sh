@@ -30,23 +30,12 @@ export GOTOOLCHAIN=local PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the repos
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 here=bench/serve
+. "$here/lib.sh"
 PY=/usr/bin/python3
-if (($(nproc) >= 2)); then
-	SERVER_CPUS=${SERVER_CPUS-0} WRK_CPUS=${WRK_CPUS-1}
-else
-	SERVER_CPUS=${SERVER_CPUS-} WRK_CPUS=${WRK_CPUS-}
-fi
-cpus() { # CPU list -> count; empty: all
-	[[ -z $1 ]] && { nproc; return; }
-	taskset -c "$1" nproc
-}
 PAIRS=${PAIRS:-7} DURATION=${DURATION:-10} WARMUP=${WARMUP:-2} CONNS=${CONNS:-64}
 THREADS=${THREADS:-$(cpus "$WRK_CPUS")} BODY=${BODY:-one} IDLE_WAIT=${IDLE_WAIT:-0}
 workers=$(cpus "$SERVER_CPUS")
 datasets=${GAUNTLET_DATASETS:-../shared/datasets}
-
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
 $PY -c 'import fastapi, uvicorn, sklearn, pandas' 2>/dev/null ||
@@ -55,28 +44,11 @@ adult=$(realpath "$datasets/adult/adult.data") adult_test=$(realpath "$datasets/
 	die "UCI Adult not found under $datasets/adult"
 
 work=$(mktemp -d)
-pids=() # each server is the leader of its own session: one kill reaches all its processes
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
-	rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'stop_servers; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM HUP
-
-busy() { pgrep -f 'go test|\.test( |$)' >/dev/null; }
-load1() { cut -d' ' -f1 /proc/loadavg; }
-if ((IDLE_WAIT > 0)); then
-	deadline=$((SECONDS + IDLE_WAIT))
-	until awk -v l="$(load1)" 'BEGIN{exit !(l < 1.5)}' && ! busy; do
-		((SECONDS >= deadline)) && { log "machine still busy after ${IDLE_WAIT}s (load $(load1)); running anyway"; break; }
-		log "waiting for an idle machine: load $(load1)"
-		sleep 20
-	done
-fi
+wait_idle "$IDLE_WAIT"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 busy_start=$(busy && echo yes || echo no)
-pin() { if [[ -n $1 ]]; then echo taskset -c "$1"; fi; }
 
 # --- build, train -------------------------------------------------------------
 if [[ ! -x bin/gauntlet ]]; then
@@ -94,83 +66,32 @@ holdout=$(output holdout)
 holdout=${holdout#file://} # a blob of the file store is the file itself
 $PY "$here/records.py" bodies "$adult_test" "$work"
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# --- serve, measure -----------------------------------------------------------
 declare -A port pid
+url() { echo "http://127.0.0.1:${port[$1]}/v1/predict"; }
 port[gauntlet]=$(free_port) port[fastapi]=$(free_port)
-(cd "$work" && exec setsid $(pin "$SERVER_CPUS") "$root/bin/gauntlet" serve --model "$model" --store "$store" \
-	--cache-dir "$work/cache" --poll 0 --addr "127.0.0.1:${port[gauntlet]}" >"$work/gauntlet.log" 2>&1) &
-pid[gauntlet]=$!
-pids+=("${pid[gauntlet]}")
+start_server gauntlet "$root/bin/gauntlet" serve --model "$model" --store "$store" \
+	--cache-dir "$work/cache" --poll 0 --addr "127.0.0.1:${port[gauntlet]}"
 uv_opts=()
 $PY -c 'import uvloop' 2>/dev/null && uv_opts+=(--loop uvloop)
 $PY -c 'import httptools' 2>/dev/null && uv_opts+=(--http httptools)
 : >"$work/ready"
 log "uvicorn ($workers worker(s), ${uv_opts[*]:-defaults}): training scikit-learn at startup"
-(cd "$work" && PEER_DATA="$adult" PEER_HOLDOUT="$holdout" PEER_READY="$work/ready" exec setsid $(pin "$SERVER_CPUS") \
+start_server fastapi env PEER_DATA="$adult" PEER_HOLDOUT="$holdout" PEER_READY="$work/ready" \
 	"$PY" -m uvicorn peer:app --app-dir "$root/$here" --host 127.0.0.1 --port "${port[fastapi]}" \
-	--workers "$workers" --no-access-log --log-level warning "${uv_opts[@]}" >"$work/fastapi.log" 2>&1) &
-pid[fastapi]=$!
-pids+=("${pid[fastapi]}")
+	--workers "$workers" --no-access-log --log-level warning "${uv_opts[@]}"
 for _ in $(seq 3000); do
 	(($(wc -l <"$work/ready") >= workers)) && break
 	kill -0 "${pid[fastapi]}" 2>/dev/null || { cat "$work/fastapi.log" >&2; die "uvicorn exited"; }
 	sleep 0.1
 done
 (($(wc -l <"$work/ready") >= workers)) || die "uvicorn workers not ready after 300 s"
-url() { echo "http://127.0.0.1:${port[$1]}/v1/predict"; }
-for side in gauntlet fastapi; do
-	ok=
-	for _ in $(seq 600); do
-		curl -sf -o /dev/null -H 'Content-Type: application/json' --data-binary "@$work/$BODY.json" "$(url $side)" && { ok=1; break; }
-		kill -0 "${pid[$side]}" 2>/dev/null || { cat "$work/$side.log" >&2; die "$side server exited"; }
-		sleep 0.1
-	done
-	[[ -n $ok ]] || { cat "$work/$side.log" >&2; die "$side does not answer 200 to $BODY.json"; }
-done
+wait_answer gauntlet
+wait_answer fastapi
 parity=$($PY "$here/records.py" parity "$adult_test" "$(url gauntlet)" "$(url fastapi)")
 log "parity: $parity"
 
-cpu() { # clock ticks, user + system, of a session's processes (uvicorn's workers included)
-	ps -o sid=,pid= -e | awk -v s="$1" '$1 == s { print $2 }' |
-		while read -r p; do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || true; done |
-		awk '{ t += $1 } END { print t + 0 }'
-}
-tick=$(getconf CLK_TCK)
-# measure PAIR SIDE: warm-up, then one measured wrk run; appends a row.
-measure() {
-	local pair=$1 side=$2 raw="$work/wrk-$1-$2.txt" c0 c1
-	WRK_BODY="$work/$BODY.json" $(pin "$WRK_CPUS") wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$here/post.lua" "$(url "$side")" >/dev/null
-	c0=$(cpu "${pid[$side]}")
-	WRK_BODY="$work/$BODY.json" $(pin "$WRK_CPUS") wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$here/post.lua" "$(url "$side")" >"$raw"
-	c1=$(cpu "${pid[$side]}")
-	sed "s/^/    [$pair $side] /" "$raw" >&2
-	awk -v pair="$pair" -v side="$side" -v load="$(load1)" -v busy="$(busy && echo yes || echo no)" -v ticks=$((c1 - c0)) -v tick="$tick" '
-		function ms(v) {
-			if (v ~ /us$/) return v / 1000
-			if (v ~ /ms$/) return v + 0
-			if (v ~ /m$/) return v * 60000
-			if (v ~ /s$/) return v * 1000
-			return v
-		}
-		/^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
-		/^Requests\/sec:/ { rps = $2 }
-		/requests in/ { total = $1 }
-		/Non-2xx or 3xx responses:/ { bad += $NF }
-		/Socket errors:/ { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) bad += $i + 0 }
-		END { printf "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%.1f\t%s\t%s\n", pair, side, rps, p50, p99, bad + 0, total,
-			total ? ticks / tick * 1e6 / total : 0, load, busy }
-	' "$raw" >>"$work/rows"
-}
-
-: >"$work/rows"
-for pair in $(seq "$PAIRS"); do
-	order="fastapi gauntlet"
-	((pair % 2 == 0)) && order="gauntlet fastapi"
-	for side in $order; do
-		log "pair $pair/$PAIRS: $side"
-		measure "$pair" "$side"
-	done
-done
+alternate fastapi gauntlet
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- report -------------------------------------------------------------------
@@ -202,26 +123,14 @@ Per server over the $PAIRS runs (min / median / max):
 | server | requests/s | p50 ms | p99 ms | server CPU µs/request |
 |---|---|---|---|---|
 EOF
-# spread: "min / median / max" of the numbers on stdin
-spread() {
-	sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		printf (v[NR] >= 100 ? "%.0f / %.0f / %.0f" : (v[NR] >= 1 ? "%.2f / %.2f / %.2f" : "%.3f / %.3f / %.3f")), v[1], m, v[NR] }'
-}
-field() { awk -F'\t' -v f="$1" -v s="$2" '$2 == s { print $f }' "$work/rows"; }
 for side in gauntlet fastapi; do
 	echo "| $side | $(field 3 $side | spread) | $(field 4 $side | spread) | $(field 5 $side | spread) | $(field 8 $side | spread) |"
 done
-ratio() { # FIELD: gauntlet / fastapi, pair by pair
-	awk -F'\t' -v f="$1" '{ r[$1, $2] = $f } END { for (p = 1; (p, "fastapi") in r; p++) print r[p, "gauntlet"] / r[p, "fastapi"] }' "$work/rows" | spread
-}
 cat <<EOF
 
 Ratios gauntlet / FastAPI, pair by pair (min / median / max):
-- throughput: $(ratio 3)
-- p50: $(ratio 4)
-- p99: $(ratio 5)
+- throughput: $(ratio 3 gauntlet fastapi | spread)
+- p50: $(ratio 4 gauntlet fastapi | spread)
+- p99: $(ratio 5 gauntlet fastapi | spread)
 EOF
-if awk -F'\t' '$6 > 0 { bad = 1 } END { exit !bad }' "$work/rows"; then
-	echo
-	echo "**Some runs had errors (non-2xx responses or socket errors): their numbers are not comparable.**"
-fi
+errors_note
