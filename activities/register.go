@@ -38,14 +38,13 @@ type Config struct {
 }
 
 // Register registers every Gauntlet activity on w. Without a Workspace
-// the store is file://<StateDir>/artifacts and the cache <StateDir>/cache.
-func Register(w worker.ActivityRegistry, cfg Config) {
+// the store is file://<StateDir>/artifacts and the cache <StateDir>/cache;
+// a state directory that cannot hold them is the error.
+func Register(w worker.ActivityRegistry, cfg Config) error {
 	if cfg.Workspace == nil {
 		ws, err := workspace.Open(context.Background(), workspace.Config{StateDir: cfg.StateDir})
 		if err != nil {
-			// Only a state directory that cannot be created gets here, at
-			// start-up, before any task is taken.
-			panic(fmt.Sprintf("activities: %v", err))
+			return fmt.Errorf("activities: %w", err)
 		}
 		cfg.Workspace = ws
 	}
@@ -70,7 +69,7 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	if cfg.Deploy == nil {
 		set, err := deploy.Config{}.Targets(deploy.Options{StateDir: cfg.StateDir, Workspace: cfg.Workspace, Logger: cfg.Logger})
 		if err != nil {
-			panic(fmt.Sprintf("activities: %v", err))
+			return fmt.Errorf("activities: %w", err)
 		}
 		cfg.Deploy = set
 	}
@@ -83,4 +82,5 @@ func Register(w worker.ActivityRegistry, cfg Config) {
 	mon := &Monitor{Deploy: cn.Deploy, Workspace: cfg.Workspace, Metrics: cfg.Metrics}
 	w.RegisterActivityWithOptions(mon.Check, activity.RegisterOptions{Name: contract.MonitorCheckName})
 	w.RegisterActivityWithOptions(mon.Rollback, activity.RegisterOptions{Name: contract.MonitorRollbackName})
+	return nil
 }

@@ -48,7 +48,9 @@ func signedHarness(t *testing.T, reviewers ...string) (*harness, map[string]ed25
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	workflows.Register(env)
-	activities.Register(env, activities.Config{PipelinesDir: t.TempDir(), StateDir: t.TempDir(), ReviewerKeys: keys})
+	if err := activities.Register(env, activities.Config{PipelinesDir: t.TempDir(), StateDir: t.TempDir(), ReviewerKeys: keys}); err != nil {
+		t.Fatal(err)
+	}
 	h := &harness{t: t, env: env, input: contract.PipelineInput{YAML: signedPipeline, StartedBy: "erin"}}
 	return h, privs
 }

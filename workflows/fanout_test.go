@@ -523,7 +523,9 @@ func newHarnessWithState(t *testing.T, state string) *harness {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	workflows.Register(env)
-	activities.Register(env, activities.Config{PipelinesDir: t.TempDir(), StateDir: state})
+	if err := activities.Register(env, activities.Config{PipelinesDir: t.TempDir(), StateDir: state}); err != nil {
+		t.Fatal(err)
+	}
 	return &harness{t: t, env: env}
 }
 

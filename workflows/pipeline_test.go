@@ -95,7 +95,9 @@ func newHarness(t *testing.T) *harness {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	workflows.Register(env)
-	activities.Register(env, activities.Config{PipelinesDir: t.TempDir(), StateDir: t.TempDir()})
+	if err := activities.Register(env, activities.Config{PipelinesDir: t.TempDir(), StateDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
 	return &harness{t: t, env: env}
 }
 
@@ -464,7 +466,9 @@ steps:
 	runOnce := func(params map[string]any, noCache bool) contract.StepStatus {
 		env := suite.NewTestWorkflowEnvironment()
 		workflows.Register(env)
-		activities.Register(env, activities.Config{PipelinesDir: t.TempDir(), StateDir: state})
+		if err := activities.Register(env, activities.Config{PipelinesDir: t.TempDir(), StateDir: state}); err != nil {
+			t.Fatal(err)
+		}
 		env.ExecuteWorkflow(contract.PipelineName, contract.PipelineInput{YAML: pipeline, Params: params, NoCache: noCache})
 		if err := env.GetWorkflowError(); err != nil {
 			t.Fatal(err)

@@ -106,7 +106,9 @@ func New(c client.Client, cfg Config) (worker.Worker, error) {
 			return nil, fmt.Errorf("worker: %w", err)
 		}
 	}
-	activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, Workspace: ws, ReviewerKeys: cfg.ReviewerKeys, Deploy: targets, Logger: logger, Metrics: cfg.Metrics, Scoring: cfg.Scoring})
+	if err := activities.Register(w, activities.Config{PipelinesDir: cfg.PipelinesDir, StateDir: state, Workspace: ws, ReviewerKeys: cfg.ReviewerKeys, Deploy: targets, Logger: logger, Metrics: cfg.Metrics, Scoring: cfg.Scoring}); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	return w, nil
 }
 
