@@ -67,6 +67,7 @@ type Model struct {
 	posLabel []byte // JSON-quoted
 	negLabel []byte
 	pool     sync.Pool
+	comb     *combiner
 
 	// refs counts the requests using the model; retired is set once it is
 	// swapped out, and the last of refs and retire closes it.
@@ -216,6 +217,9 @@ func newModel(ref Ref, sm scoring.Model, negativeLabel string) (*Model, error) {
 	m.header = append(h, `},"predictions":[`...)
 	m.pool.New = func() any { return &batch{seen: make([]bool, len(m.fields))} }
 	m.explainer, m.explainErr = newExplainer(sm)
+	if info.Format == scoring.ONNX {
+		m.comb = newCombiner(sm, enc.Width())
+	}
 	return m, nil
 }
 
@@ -244,7 +248,14 @@ func (m *Model) retire() {
 	}
 }
 
-func (m *Model) close() { m.closed.Do(func() { m.Scoring.Close() }) }
+func (m *Model) close() {
+	m.closed.Do(func() {
+		if m.comb != nil {
+			m.comb.stop()
+		}
+		m.Scoring.Close()
+	})
+}
 
 // batch holds one request's decoded records and the buffers to score them;
 // batches are pooled per model, so a steady load allocates none.
@@ -257,6 +268,7 @@ type batch struct {
 	scores []float64
 	out    []byte
 	group  []byte
+	job    combineJob
 }
 
 func (m *Model) getBatch() *batch {
@@ -302,6 +314,15 @@ func (m *Model) score(b *batch) error {
 		nums := b.nums[r*m.numSlots : r*m.numSlots+m.nEncNum]
 		strs := b.strs[r*m.strSlots : r*m.strSlots+m.nEncCat]
 		m.enc.Encode(b.x[r*w:(r+1)*w], nums, strs)
+	}
+	if m.comb != nil {
+		if b.job.done == nil {
+			b.job.done = make(chan struct{}, 1)
+		}
+		b.job.x = b.x[:b.n*w]
+		m.comb.score(&b.job)
+		b.scores = b.job.scores
+		return b.job.err
 	}
 	s, err := m.Scoring.PredictProba(mat.NewDense(b.n, w, b.x))
 	if err != nil {
