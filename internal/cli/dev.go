@@ -193,11 +193,11 @@ func (a *app) runDev(ctx context.Context, f devFlags, namespaceGiven bool) error
 	}
 	defer w.Stop()
 
-	where := "in memory (--ephemeral)"
+	where := "history in memory only (--ephemeral)"
 	if opts.DBPath != "" {
-		where = opts.DBPath
+		where = "history in " + opts.DBPath
 	}
-	fmt.Fprintf(a.stdout, "Temporal server  %s (namespace %s, history in %s)\n", stack.FrontendAddr(), stack.Namespace(), where)
+	fmt.Fprintf(a.stdout, "Temporal server  %s (namespace %s, %s)\n", stack.FrontendAddr(), stack.Namespace(), where)
 	if u := stack.UIURL(); u != "" {
 		fmt.Fprintf(a.stdout, "Temporal UI      %s/namespaces/%s/workflows\n", u, stack.Namespace())
 	}
